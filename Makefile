@@ -1,0 +1,143 @@
+# remat: one library (build/libremat.a, build/libremat.so), one CLI (build/remat), tests, benchmarks.
+# `make` builds everything; `make test` runs the Criterion tests; `make help` lists the targets.
+
+BUILD     ?= build
+PREFIX    ?= /usr/local
+NVCC      ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+REMAT_CUDA ?= $(if $(NVCC),1,0)
+SANITIZE  ?=
+
+CC  ?= gcc
+CXX ?= g++
+OPT ?= -O2
+BLAS_CFLAGS := $(shell pkg-config --cflags openblas 2>/dev/null)
+BLAS_LIBS   := $(or $(shell pkg-config --libs openblas 2>/dev/null),-lopenblas)
+
+CPPFLAGS += -Iinclude -I. $(BLAS_CFLAGS) -D_GNU_SOURCE
+CFLAGS   += -std=c11 $(OPT) -g -fPIC -Wall -Wextra -Werror -MMD -MP $(SANITIZE)
+CXXFLAGS += -std=c++17 $(OPT) -g -fPIC -Wall -Wextra -Werror -MMD -MP $(SANITIZE)
+LDFLAGS  += $(SANITIZE)
+LDLIBS   := -lcjson -ljemalloc $(BLAS_LIBS) -lm -lpthread -ldl
+
+ifeq ($(REMAT_CUDA),1)
+CPPFLAGS += -DREMAT_HAVE_CUDA -I$(CUDA_HOME)/include
+NVFLAGS  := -O3 -std=c++17 -Iinclude -I. -DREMAT_HAVE_CUDA -Xcompiler -fPIC -Xcompiler -Wall \
+            -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
+            -gencode arch=compute_90,code=compute_90
+LDLIBS   += -L$(CUDA_HOME)/lib64 -lcudart_static -lrt -lstdc++
+CUDA_SRC := $(wildcard kernels/cuda/*.cu)
+endif
+
+LIB_SRC  := $(wildcard core/*.c alloc/*.c checkpoint/*.c kernels/cpu/*.c model/*.c plan/*.c)
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(CUDA_SRC:%.cu=$(BUILD)/obj/%.cu.o)
+CLI_SRC  := $(wildcard cli/*.c)
+CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
+TEST_SRC := $(wildcard tests/test_*.c)
+TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+TEST_HELPER_SRC := $(filter-out tests/test_%.c,$(wildcard tests/*.c))
+TEST_HELPER_OBJ := $(TEST_HELPER_SRC:%.c=$(BUILD)/obj/%.o)
+BENCH_SRC := $(wildcard bench/bench_*.c)
+BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+BENCH_SHIM := $(BUILD)/obj/bench/shim.o
+EX_SRC   := $(wildcard examples/*.c)
+EX_BIN   := $(EX_SRC:examples/%.c=$(BUILD)/examples/%)
+
+LIB_A  := $(BUILD)/libremat.a
+LIB_SO := $(BUILD)/libremat.so
+CLI    := $(BUILD)/remat
+
+.PHONY: all lib cli tests benches examples test bench run asan tsan gpu-check install clean format help soak
+.DEFAULT_GOAL := all
+
+all: lib cli tests benches examples
+lib: $(LIB_A) $(LIB_SO)
+cli: $(CLI)
+tests: $(TEST_BIN)
+benches: $(BENCH_BIN)
+examples: $(EX_BIN)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/obj/%.o: %.cc
+	@mkdir -p $(@D)
+	$(CXX) $(CPPFLAGS) $(CXXFLAGS) -c $< -o $@
+
+$(BUILD)/obj/%.cu.o: %.cu
+	@mkdir -p $(@D)
+	$(NVCC) $(NVFLAGS) -MMD -MP -c $< -o $@
+
+$(LIB_A): $(LIB_OBJ)
+	@mkdir -p $(@D)
+	rm -f $@ && ar rcs $@ $^
+
+$(LIB_SO): $(LIB_OBJ)
+	$(CC) -shared -Wl,-soname,libremat.so -o $@ $^ $(LDFLAGS) $(LDLIBS)
+
+$(CLI): $(CLI_OBJ) $(LIB_A)
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(LIB_A) $(LDLIBS)
+
+# Tests find the CLI through REMAT_BIN (set by `make test`), defaulting to build/remat.
+$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TEST_HELPER_OBJ) $(LIB_A)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $< $(TEST_HELPER_OBJ) $(LIB_A) -lcriterion $(LDLIBS)
+
+$(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(BENCH_SHIM) $(LIB_A)
+	@mkdir -p $(@D)
+	$(CXX) $(LDFLAGS) -o $@ $< $(BENCH_SHIM) $(LIB_A) -lbenchmark $(LDLIBS)
+
+$(BUILD)/examples/%: $(BUILD)/obj/examples/%.o $(LIB_A)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $< $(LIB_A) $(LDLIBS)
+
+# ---- running ----------------------------------------------------------------------------------
+
+# CRITERION_JOBS: Criterion forks one worker per core by default; tests that time or spawn the CLI
+# stay correct either way.
+test: tests cli examples
+	@scripts/run-tests.sh $(BUILD)
+
+bench: benches cli
+	@scripts/run-bench.sh $(BUILD)
+
+run: cli
+	@scripts/run-main.sh $(BUILD)
+
+soak: tests
+	REMAT_SOAK=1 $(BUILD)/tests/test_pool --filter 'soak/*'
+
+# ASan + UBSan build of everything in build-asan/, then the whole test suite under it.
+asan:
+	$(MAKE) BUILD=build-asan REMAT_CUDA=0 OPT=-O1 \
+	  SANITIZE="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" test
+
+gpu-check:
+	@scripts/gpu-check.sh $(BUILD)
+
+install: lib cli
+	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
+	install -m 644 include/remat.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 $(LIB_A) $(LIB_SO) $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(CLI) $(DESTDIR)$(PREFIX)/bin/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(shell sed -n 's/#define REMAT_VERSION "\(.*\)"/\1/p' include/remat.h)|' \
+	    -e 's|@LIBS_PRIVATE@|$(LDLIBS)|' remat.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/remat.pc
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h' '*.cc' '*.cu')
+
+clean:
+	rm -rf build build-asan build-tsan build-gpu
+
+help:
+	@echo "make [all]        library, CLI, tests, benchmarks, examples (REMAT_CUDA=0: no CUDA)"
+	@echo "make test         Criterion tests"
+	@echo "make bench        every benchmark suite, with ratios against in-run baselines"
+	@echo "make run          the main job"
+	@echo "make asan         ASan+UBSan build and test run (build-asan/)"
+	@echo "make gpu-check    GPU tests and benchmarks (needs a GPU)"
+	@echo "make install PREFIX=/usr/local"
+	@echo "make format | clean"
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,70 @@
+/* alloc/backend_sim.c: the sim backend: address space is reserved (PROT_NONE, no commit) so that
+ * an 80 GB card's trace or plan can be replayed on a laptop; nothing may touch its memory. */
+#include "alloc/device.h"
+
+#include <stdio.h>
+#include <sys/mman.h>
+
+static remat_status sim_malloc(remat_device *dev, size_t bytes, void **out)
+{
+    uint64_t cap = dev->info.total_bytes;
+    if (bytes > cap - dev->sim_reserved) {
+        char a[32], f[32], c[32];
+        return remat_fail(REMAT_ENOMEM, "sim: cannot reserve %s: %s free of %s",
+                          remat_format_bytes(bytes, a, sizeof a),
+                          remat_format_bytes(cap - dev->sim_reserved, f, sizeof f),
+                          remat_format_bytes(cap, c, sizeof c));
+    }
+    void *p = mmap(NULL, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) {
+        char a[32];
+        return remat_fail(REMAT_ENOMEM, "sim: cannot reserve %s of address space",
+                          remat_format_bytes(bytes, a, sizeof a));
+    }
+    dev->sim_reserved += bytes;
+    *out = p;
+    return REMAT_OK;
+}
+
+static remat_status sim_free(remat_device *dev, void *ptr, size_t bytes)
+{
+    if (!ptr)
+        return REMAT_OK;
+    if (munmap(ptr, bytes) != 0)
+        return remat_fail(REMAT_EDEVICE, "sim: cannot release %zu bytes at %p", bytes, ptr);
+    dev->sim_reserved -= bytes;
+    return REMAT_OK;
+}
+
+static remat_status sim_mem_info(remat_device *dev, uint64_t *free_bytes, uint64_t *total_bytes)
+{
+    *total_bytes = dev->info.total_bytes;
+    *free_bytes = dev->info.total_bytes - dev->sim_reserved;
+    return REMAT_OK;
+}
+
+static remat_status sim_copy(remat_device *dev, void *dst, const void *src, size_t bytes, int to_device)
+{
+    (void)dev, (void)dst, (void)src, (void)bytes, (void)to_device;
+    return remat_fail(REMAT_EUNSUPPORTED, "sim: device memory is reserved, not committed: it cannot be read or written");
+}
+
+const device_ops device_sim_ops = {
+    .name = "sim",
+    .malloc = sim_malloc,
+    .free = sim_free,
+    .mem_info = sim_mem_info,
+    .copy = sim_copy,
+    .host_accessible = 0,
+};
+
+remat_status device_sim_open(remat_device *dev, uint64_t capacity)
+{
+    dev->ops = &device_sim_ops;
+    dev->info.kind = REMAT_DEVICE_SIM;
+    snprintf(dev->info.spec, sizeof dev->info.spec, "sim:%llu", (unsigned long long)capacity);
+    snprintf(dev->info.name, sizeof dev->info.name, "sim (address space only)");
+    dev->info.total_bytes = capacity;
+    dev->info.free_bytes = capacity;
+    return REMAT_OK;
+}

@@ -1,0 +1,42 @@
+/* cli/cli.h: what the subcommands of `remat` share: the command table, exit codes, error output. */
+#ifndef REMAT_CLI_H
+#define REMAT_CLI_H
+
+#include "remat.h"
+
+#include <stdio.h>
+
+enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
+
+typedef struct {
+    const char *name;
+    const char *summary;
+    int (*run)(int argc, char **argv); /* argv[0] is the command name */
+    void (*usage)(FILE *f);
+} cli_command;
+
+/* Prints "remat CMD: <message>" to stderr and returns EXIT_USAGE. */
+int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Prints "remat CMD: <what>: <remat_last_error()>" and returns the exit code for status s:
+ * EXIT_USAGE for bad input (EINVAL, EPARSE, EIO), EXIT_RUNTIME otherwise. */
+int cli_fail(const char *cmd, remat_status s, const char *what);
+/* The exit code for a status: 0, 1 or 2. */
+int cli_exit_code(remat_status s);
+
+/* Parses a whole positive integer option value within [lo, hi]; prints a usage error naming the
+ * option and value on failure and returns -1. */
+int cli_parse_int(const char *cmd, const char *opt, const char *text, long lo, long hi, long *out);
+int cli_parse_double(const char *cmd, const char *opt, const char *text, double lo, double hi, double *out);
+/* Parses a size option (remat_parse_size); prints the usage error on failure and returns -1. */
+int cli_parse_size(const char *cmd, const char *opt, const char *text, uint64_t *out);
+
+/* Is the argument "-h" or "--help"? */
+int cli_is_help(const char *arg);
+
+/* Writes s as a JSON string literal (quotes and escapes) to f. */
+void cli_json_string(FILE *f, const char *s);
+
+int cmd_info(int argc, char **argv);
+void cmd_info_usage(FILE *f);
+
+#endif

@@ -1,0 +1,50 @@
+/* cli/main.c: `remat`: dispatches to one subcommand per file (cli/cmd_*.c). */
+#include "cli/cli.h"
+
+#include <string.h>
+
+static const cli_command commands[] = {
+    {"info", "version, build options and the devices found", cmd_info, cmd_info_usage},
+};
+static const size_t n_commands = sizeof commands / sizeof commands[0];
+
+static void main_usage(FILE *f)
+{
+    fprintf(f, "remat %s: train larger models on the GPU you have\n\n"
+               "usage: remat COMMAND [OPTIONS]\n\ncommands:\n", remat_version());
+    for (size_t i = 0; i < n_commands; i++)
+        fprintf(f, "  %-9s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "\n'remat COMMAND --help' describes a command. Exit codes: 0 ok, 1 runtime failure,\n"
+               "2 bad usage or bad input.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        main_usage(stderr);
+        return EXIT_USAGE;
+    }
+    if (cli_is_help(argv[1]) || strcmp(argv[1], "help") == 0) {
+        main_usage(stdout);
+        return EXIT_OK;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("remat %s\n", remat_version());
+        return EXIT_OK;
+    }
+    for (size_t i = 0; i < n_commands; i++) {
+        if (strcmp(argv[1], commands[i].name) != 0)
+            continue;
+        for (int a = 2; a < argc; a++) {
+            if (strcmp(argv[a], "--") == 0)
+                break;
+            if (cli_is_help(argv[a])) {
+                commands[i].usage(stdout);
+                return EXIT_OK;
+            }
+        }
+        return commands[i].run(argc - 1, argv + 1);
+    }
+    fprintf(stderr, "remat: unknown command '%s'\n(see 'remat --help')\n", argv[1]);
+    return EXIT_USAGE;
+}

@@ -1,0 +1,29 @@
+/* core/core.h: library-private helpers shared by every module: failure reporting and small utilities. */
+#ifndef REMAT_CORE_H
+#define REMAT_CORE_H
+
+#include "remat.h"
+
+#include <stdarg.h>
+
+#if defined(__GNUC__)
+#define REMAT_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define REMAT_PRINTF(f, a)
+#endif
+
+/* Sets this thread's last-error message (printf-style) and returns `s`, so failures read
+ * `return remat_fail(REMAT_EINVAL, "bad spec '%s'", spec);`. */
+remat_status remat_fail(remat_status s, const char *fmt, ...) REMAT_PRINTF(2, 3);
+remat_status remat_failv(remat_status s, const char *fmt, va_list ap);
+/* Prepends "context: " to the current message (for errors bubbling up through layers). */
+remat_status remat_fail_context(remat_status s, const char *fmt, ...) REMAT_PRINTF(2, 3);
+
+#define REMAT_TRY(expr)                                                                              \
+    do {                                                                                           \
+        remat_status try_s_ = (expr);                                                              \
+        if (try_s_ != REMAT_OK)                                                                    \
+            return try_s_;                                                                         \
+    } while (0)
+
+#endif

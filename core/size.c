@@ -1,0 +1,129 @@
+/* core/size.c: byte counts on the command line ("80GB", "512MiB", "40%") and their human form. */
+#include "core/core.h"
+
+#include <ctype.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    const char *suffix;
+    double scale;
+} size_unit;
+
+static const size_unit units[] = {
+    {"", 1.0},       {"B", 1.0},
+    {"KB", 1e3},     {"MB", 1e6},          {"GB", 1e9},          {"TB", 1e12},
+    {"KiB", 1024.0}, {"MiB", 1048576.0},   {"GiB", 1073741824.0}, {"TiB", 1099511627776.0},
+};
+
+/* Reads the leading unsigned decimal number of s (digits, optional '.' and digits); returns the
+ * number of characters used, 0 if there is no number. */
+static size_t size_read_number(const char *s, double *out)
+{
+    size_t i = 0, digits = 0;
+    while (isdigit((unsigned char)s[i])) i++, digits++;
+    if (s[i] == '.') {
+        i++;
+        while (isdigit((unsigned char)s[i])) i++, digits++;
+    }
+    if (digits == 0)
+        return 0;
+    char buf[64];
+    if (i >= sizeof buf)
+        return 0;
+    memcpy(buf, s, i);
+    buf[i] = '\0';
+    *out = strtod(buf, NULL);
+    return i;
+}
+
+static remat_status size_parse(const char *text, uint64_t *out, double *percent, int *is_percent,
+                               int allow_percent)
+{
+    if (!text || !out)
+        return remat_fail(REMAT_EINVAL, "size: text and out must not be NULL");
+    const char *s = text;
+    while (isspace((unsigned char)*s)) s++;
+    if (*s == '\0')
+        return remat_fail(REMAT_EINVAL, "empty size '%s': expected a number with an optional unit "
+                                        "(B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)", text);
+    if (*s == '-')
+        return remat_fail(REMAT_EINVAL, "negative size '%s'", text);
+    double value;
+    size_t used = size_read_number(s, &value);
+    if (used == 0)
+        return remat_fail(REMAT_EINVAL, "bad size '%s': expected a number with an optional unit "
+                                        "(B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)", text);
+    s += used;
+    while (*s == ' ') s++;
+    char suffix[8];
+    size_t n = strlen(s);
+    while (n > 0 && isspace((unsigned char)s[n - 1])) n--;
+    if (n >= sizeof suffix)
+        return remat_fail(REMAT_EINVAL, "bad size '%s': unknown unit '%.*s'", text, (int)n, s);
+    memcpy(suffix, s, n);
+    suffix[n] = '\0';
+    if (strcmp(suffix, "%") == 0) {
+        if (!allow_percent)
+            return remat_fail(REMAT_EINVAL, "bad size '%s': a percentage is not allowed here", text);
+        if (!(value > 0.0) || !isfinite(value))
+            return remat_fail(REMAT_EINVAL, "bad percentage '%s': must be above 0", text);
+        *percent = value;
+        *is_percent = 1;
+        return REMAT_OK;
+    }
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+        if (strcmp(suffix, units[i].suffix) != 0)
+            continue;
+        long double bytes = (long double)value * (long double)units[i].scale;
+        if (!isfinite((double)bytes) || bytes >= 18446744073709551616.0L)
+            return remat_fail(REMAT_EINVAL, "size '%s' is too large (the maximum is 2^64-1 bytes)",
+                              text);
+        *out = (uint64_t)bytes;
+        if (is_percent)
+            *is_percent = 0;
+        return REMAT_OK;
+    }
+    return remat_fail(REMAT_EINVAL,
+                      "bad size '%s': unknown unit '%s' (use B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)",
+                      text, suffix);
+}
+
+remat_status remat_parse_size(const char *text, uint64_t *out)
+{
+    return size_parse(text, out, NULL, NULL, 0);
+}
+
+remat_status remat_parse_budget(const char *text, uint64_t *out, double *percent, int *is_percent)
+{
+    if (!percent || !is_percent)
+        return remat_fail(REMAT_EINVAL, "remat_parse_budget: percent and is_percent must not be NULL");
+    *is_percent = 0;
+    return size_parse(text, out, percent, is_percent, 1);
+}
+
+char *remat_format_bytes(uint64_t bytes, char *buf, size_t n)
+{
+    static const char *names[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+    if (!buf || n == 0)
+        return buf;
+    if (bytes < 1024) {
+        snprintf(buf, n, "%llu B", (unsigned long long)bytes);
+        return buf;
+    }
+    double v = (double)bytes;
+    int u = 0;
+    while (v >= 1024.0 && u < 6) v /= 1024.0, u++;
+    /* three significant digits, but never "1024 KiB" */
+    if (v >= 999.5 && u < 6)
+        v /= 1024.0, u++;
+    if (v >= 99.95)
+        snprintf(buf, n, "%.0f %s", v, names[u]);
+    else if (v >= 9.995)
+        snprintf(buf, n, "%.1f %s", v, names[u]);
+    else
+        snprintf(buf, n, "%.2f %s", v, names[u]);
+    return buf;
+}
