@@ -15,9 +15,9 @@ BLAS_CFLAGS := $(shell pkg-config --cflags openblas 2>/dev/null)
 BLAS_LIBS   := $(or $(shell pkg-config --libs openblas 2>/dev/null),-lopenblas)
 
 CPPFLAGS += -Iinclude -I. $(BLAS_CFLAGS) -D_GNU_SOURCE
-CFLAGS   += -std=c11 $(OPT) -g -fPIC -Wall -Wextra -Werror -MMD -MP $(SANITIZE)
+CFLAGS   += -std=c11 $(OPT) -g -fPIC -fopenmp -Wall -Wextra -Werror -MMD -MP $(SANITIZE)
 CXXFLAGS += -std=c++17 $(OPT) -g -fPIC -Wall -Wextra -Werror -MMD -MP $(SANITIZE)
-LDFLAGS  += $(SANITIZE)
+LDFLAGS  += -fopenmp $(SANITIZE)
 LDLIBS   := -lcjson -ljemalloc $(BLAS_LIBS) -lm -lpthread -ldl
 
 ifeq ($(REMAT_CUDA),1)

@@ -2,6 +2,7 @@
 #include "core/core.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,11 +21,13 @@ static const size_unit units[] = {
 
 /* Reads the leading unsigned decimal number of s (digits, optional '.' and digits); returns the
  * number of characters used, 0 if there is no number. */
-static size_t size_read_number(const char *s, double *out)
+static size_t size_read_number(const char *s, long double *out, int *integral, uint64_t *whole)
 {
     size_t i = 0, digits = 0;
     while (isdigit((unsigned char)s[i])) i++, digits++;
+    *integral = 1;
     if (s[i] == '.') {
+        *integral = 0;
         i++;
         while (isdigit((unsigned char)s[i])) i++, digits++;
     }
@@ -35,8 +38,24 @@ static size_t size_read_number(const char *s, double *out)
         return 0;
     memcpy(buf, s, i);
     buf[i] = '\0';
-    *out = strtod(buf, NULL);
+    *out = strtold(buf, NULL);
+    errno = 0;
+    *whole = strtoull(buf, NULL, 10);
+    if (errno == ERANGE)
+        *integral = 0; /* too large for exact arithmetic: the range check below rejects it */
     return i;
+}
+
+/* bytes = whole * scale exactly when both are integers and the product fits. */
+static int size_exact_product(uint64_t whole, double scale, uint64_t *out)
+{
+    uint64_t k = (uint64_t)scale;
+    if ((double)k != scale)
+        return 0;
+    if (k != 0 && whole > UINT64_MAX / k)
+        return 0;
+    *out = whole * k;
+    return 1;
 }
 
 static remat_status size_parse(const char *text, uint64_t *out, double *percent, int *is_percent,
@@ -51,8 +70,10 @@ static remat_status size_parse(const char *text, uint64_t *out, double *percent,
                                         "(B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)", text);
     if (*s == '-')
         return remat_fail(REMAT_EINVAL, "negative size '%s'", text);
-    double value;
-    size_t used = size_read_number(s, &value);
+    long double value;
+    int integral;
+    uint64_t whole;
+    size_t used = size_read_number(s, &value, &integral, &whole);
     if (used == 0)
         return remat_fail(REMAT_EINVAL, "bad size '%s': expected a number with an optional unit "
                                         "(B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)", text);
@@ -68,16 +89,21 @@ static remat_status size_parse(const char *text, uint64_t *out, double *percent,
     if (strcmp(suffix, "%") == 0) {
         if (!allow_percent)
             return remat_fail(REMAT_EINVAL, "bad size '%s': a percentage is not allowed here", text);
-        if (!(value > 0.0) || !isfinite(value))
+        if (!(value > 0.0L) || !isfinite((double)value))
             return remat_fail(REMAT_EINVAL, "bad percentage '%s': must be above 0", text);
-        *percent = value;
+        *percent = (double)value;
         *is_percent = 1;
         return REMAT_OK;
     }
     for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
         if (strcmp(suffix, units[i].suffix) != 0)
             continue;
-        long double bytes = (long double)value * (long double)units[i].scale;
+        if (integral && size_exact_product(whole, units[i].scale, out)) {
+            if (is_percent)
+                *is_percent = 0;
+            return REMAT_OK;
+        }
+        long double bytes = value * (long double)units[i].scale;
         if (!isfinite((double)bytes) || bytes >= 18446744073709551616.0L)
             return remat_fail(REMAT_EINVAL, "size '%s' is too large (the maximum is 2^64-1 bytes)",
                               text);

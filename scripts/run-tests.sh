@@ -16,7 +16,7 @@ for t in "$build"/tests/test_*; do
     passed=$((passed + ${p:-0}))
     failed=$((failed + ${f:-0}))
     if [ $rc -ne 0 ] || [ -z "$synth" ]; then
-        printf '%s\n' "$out" | grep -vE '^\[----\]|^\[====\] Running' | head -60
+        printf '%s\n' "$out" | grep -vE '^\[====\] Running' | head -60
         bins_failed+=("$(basename "$t")")
         [ "${f:-0}" -eq 0 ] && failed=$((failed + 1))
     fi

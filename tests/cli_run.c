@@ -1,0 +1,55 @@
+/* tests/cli_run.c: runs the remat CLI from a test and captures its exit code and output. */
+#include "tests/cli_run.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+const char *cli_bin(void)
+{
+    const char *b = getenv("REMAT_BIN");
+    return b && *b ? b : "build/remat";
+}
+
+const char *cli_root(void)
+{
+    const char *r = getenv("REMAT_ROOT");
+    return r && *r ? r : ".";
+}
+
+static void cli_slurp(const char *path, char *buf, size_t n)
+{
+    FILE *f = fopen(path, "rb");
+    size_t got = 0;
+    if (f) {
+        got = fread(buf, 1, n - 1, f);
+        fclose(f);
+    }
+    buf[got] = '\0';
+}
+
+cli_result *cli_run(cli_result *res, const char *fmt, ...)
+{
+    char args[8192], cmd[16384];
+    char out_path[] = "/tmp/remat-cli-out-XXXXXX", err_path[] = "/tmp/remat-cli-err-XXXXXX";
+    int fo = mkstemp(out_path), fe = mkstemp(err_path);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof cmd, "'%s' %s >%s 2>%s </dev/null", cli_bin(), args, out_path, err_path);
+    int st = system(cmd);
+    res->code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    cli_slurp(out_path, res->out, sizeof res->out);
+    cli_slurp(err_path, res->err, sizeof res->err);
+    if (fo >= 0)
+        close(fo);
+    if (fe >= 0)
+        close(fe);
+    unlink(out_path);
+    unlink(err_path);
+    return res;
+}

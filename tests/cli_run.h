@@ -1,0 +1,19 @@
+/* tests/cli_run.h: runs the remat CLI from a test and captures its exit code and output. */
+#ifndef REMAT_TESTS_CLI_RUN_H
+#define REMAT_TESTS_CLI_RUN_H
+
+#include <stddef.h>
+
+typedef struct {
+    int code;        /* exit status; -1 if it did not exit normally (signal) */
+    char out[65536]; /* stdout */
+    char err[65536]; /* stderr */
+} cli_result;
+
+/* Runs "$REMAT_BIN args" through /bin/sh (args is shell-quoted by the caller). Returns res. */
+cli_result *cli_run(cli_result *res, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Path of the CLI under test ($REMAT_BIN, default build/remat) and of the repo ($REMAT_ROOT, "."). */
+const char *cli_bin(void);
+const char *cli_root(void);
+
+#endif
