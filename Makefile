@@ -40,6 +40,8 @@ TEST_HELPER_OBJ := $(TEST_HELPER_SRC:%.c=$(BUILD)/obj/%.o)
 BENCH_SRC := $(wildcard bench/bench_*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 BENCH_SHIM := $(BUILD)/obj/bench/shim.o
+GPU_SRC  := $(wildcard bench/gpu_*.c)
+GPU_BIN  := $(GPU_SRC:bench/%.c=$(BUILD)/gpu/%)
 EX_SRC   := $(wildcard examples/*.c)
 EX_BIN   := $(EX_SRC:examples/%.c=$(BUILD)/examples/%)
 
@@ -54,7 +56,7 @@ all: lib cli tests benches examples
 lib: $(LIB_A) $(LIB_SO)
 cli: $(CLI)
 tests: $(TEST_BIN)
-benches: $(BENCH_BIN)
+benches: $(BENCH_BIN) $(GPU_BIN)
 examples: $(EX_BIN)
 
 $(BUILD)/obj/%.o: %.c
@@ -88,6 +90,11 @@ $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(BENCH_SHIM) $(LIB_A)
 	@mkdir -p $(@D)
 	$(CXX) $(LDFLAGS) -o $@ $< $(BENCH_SHIM) $(LIB_A) -lbenchmark $(LDLIBS)
 
+# GPU checks (bench/gpu_*.c): plain C programs run by `make gpu-check` on a machine with a GPU.
+$(BUILD)/gpu/%: $(BUILD)/obj/bench/%.o $(LIB_A)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $< $(LIB_A) $(LDLIBS)
+
 $(BUILD)/examples/%: $(BUILD)/obj/examples/%.o $(LIB_A)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $< $(LIB_A) $(LDLIBS)
@@ -113,7 +120,7 @@ asan:
 	$(MAKE) BUILD=build-asan REMAT_CUDA=0 OPT=-O1 \
 	  SANITIZE="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" test
 
-gpu-check:
+gpu-check: cli benches
 	@scripts/gpu-check.sh $(BUILD)
 
 install: lib cli

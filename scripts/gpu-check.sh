@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# scripts/gpu-check.sh BUILD: GPU tests and benchmarks (`make gpu-check`), one short table at the end.
+# Where no usable GPU is present it says why and exits 1 without running anything.
+set -u
+build=${1:-build}
+remat="$build/remat"
+n=$("$remat" info --json | sed -n 's/.*"cuda_devices": \([0-9]*\).*/\1/p')
+if [ "${n:-0}" -eq 0 ]; then
+    note=$("$remat" info --json | sed -n 's/.*"cuda_note": "\([^"]*\)".*/\1/p')
+    echo "gpu-check: no usable GPU here (${note:-unknown reason}); nothing was checked" >&2
+    exit 1
+fi
+table=$(mktemp)
+trap 'rm -f "$table"' EXIT
+status=0
+step() { # step NAME COMMAND...: runs one check, records pass/fail and its last line
+    local name=$1; shift
+    local out rc
+    out=$("$@" 2>&1); rc=$?
+    printf '%s\n' "$out"
+    printf '%-28s %-6s %s\n' "$name" "$([ $rc -eq 0 ] && echo ok || echo FAIL)" "$(printf '%s' "$out" | tail -1 | cut -c1-90)" >> "$table"
+    [ $rc -eq 0 ] || status=1
+}
+for s in "$build"/gpu/gpu_*; do
+    [ -x "$s" ] && step "$(basename "$s")" "$s"
+done
+echo
+echo "==== gpu-check summary"
+cat "$table"
+exit $status
