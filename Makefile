@@ -49,7 +49,7 @@ LIB_A  := $(BUILD)/libremat.a
 LIB_SO := $(BUILD)/libremat.so
 CLI    := $(BUILD)/remat
 
-.PHONY: all lib cli tests benches examples test bench run asan tsan gpu-check install clean format help soak
+.PHONY: deps all lib cli tests benches examples test bench run asan tsan gpu-check install clean format help soak
 .DEFAULT_GOAL := all
 
 all: lib cli tests benches examples
@@ -103,13 +103,20 @@ $(BUILD)/examples/%: $(BUILD)/obj/examples/%.o $(LIB_A)
 
 # CRITERION_JOBS: Criterion forks one worker per core by default; tests that time or spawn the CLI
 # stay correct either way.
-test: tests cli examples
+# test and run first install what the build needs (scripts/deps.sh is quiet when nothing is missing).
+deps:
+	@bash scripts/deps.sh
+
+test: deps
+	@$(MAKE) --no-print-directory tests cli examples
 	@scripts/run-tests.sh $(BUILD)
 
-bench: benches cli
+bench: deps
+	@$(MAKE) --no-print-directory benches cli
 	@scripts/run-bench.sh $(BUILD)
 
-run: cli
+run: deps
+	@$(MAKE) --no-print-directory cli
 	@scripts/run-main.sh $(BUILD)
 
 soak: tests
