@@ -15,8 +15,9 @@ BLAS_CFLAGS := $(shell pkg-config --cflags openblas 2>/dev/null)
 BLAS_LIBS   := $(or $(shell pkg-config --libs openblas 2>/dev/null),-lopenblas)
 
 CPPFLAGS += -Iinclude -I. $(BLAS_CFLAGS) -D_GNU_SOURCE
-CFLAGS   += -std=c11 $(OPT) -g -fPIC -fopenmp -Wall -Wextra -Werror -MMD -MP $(SANITIZE)
-CXXFLAGS += -std=c++17 $(OPT) -g -fPIC -Wall -Wextra -Werror -MMD -MP $(SANITIZE)
+WERROR   ?= -Werror
+CFLAGS   += -std=c11 $(OPT) -g -fPIC -fopenmp -Wall -Wextra $(WERROR) -MMD -MP $(SANITIZE)
+CXXFLAGS += -std=c++17 $(OPT) -g -fPIC -Wall -Wextra $(WERROR) -MMD -MP $(SANITIZE)
 LDFLAGS  += -fopenmp $(SANITIZE)
 LDLIBS   := -lcjson -ljemalloc $(BLAS_LIBS) -lm -lpthread -ldl
 
@@ -29,10 +30,13 @@ LDLIBS   += -L$(CUDA_HOME)/lib64 -lcudart_static -lrt -lstdc++
 CUDA_SRC := $(wildcard kernels/cuda/*.cu)
 endif
 
-LIB_SRC  := $(wildcard core/*.c alloc/*.c checkpoint/*.c kernels/cpu/*.c model/*.c plan/*.c)
+LIB_SRC  := $(wildcard core/*.c alloc/*.c checkpoint/*.c kernels/*.c kernels/cpu/*.c model/*.c plan/*.c)
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(CUDA_SRC:%.cu=$(BUILD)/obj/%.cu.o)
 CLI_SRC  := $(wildcard cli/*.c)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
+CLI_LIB_OBJ := $(filter-out $(BUILD)/obj/cli/remat.o,$(CLI_OBJ))
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TEST_HELPER_SRC := $(filter-out tests/test_%.c,$(wildcard tests/*.c))
@@ -49,8 +53,9 @@ LIB_A  := $(BUILD)/libremat.a
 LIB_SO := $(BUILD)/libremat.so
 CLI    := $(BUILD)/remat
 
-.PHONY: deps all lib cli tests benches examples test bench run asan tsan gpu-check install clean format help soak
+.PHONY: fuzz fuzzers deps all lib cli tests benches examples test bench run asan tsan gpu-check install clean format help soak
 .DEFAULT_GOAL := all
+.SECONDARY:
 
 all: lib cli tests benches examples
 lib: $(LIB_A) $(LIB_SO)
@@ -99,6 +104,13 @@ $(BUILD)/examples/%: $(BUILD)/obj/examples/%.o $(LIB_A)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $< $(LIB_A) $(LDLIBS)
 
+# libFuzzer targets (clang): tests/fuzz/fuzz_*.c, linked with the library and the CLI (less main).
+$(BUILD)/fuzz/%: $(BUILD)/obj/tests/fuzz/%.o $(CLI_LIB_OBJ) $(LIB_A)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $< $(CLI_LIB_OBJ) $(LIB_A) $(LDLIBS)
+
+fuzzers: $(FUZZ_BIN)
+
 # ---- running ----------------------------------------------------------------------------------
 
 # CRITERION_JOBS: Criterion forks one worker per core by default; tests that time or spawn the CLI
@@ -127,6 +139,13 @@ asan:
 	$(MAKE) BUILD=build-asan REMAT_CUDA=0 OPT=-O1 \
 	  SANITIZE="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" test
 
+# Fuzz every target for FUZZ_SECONDS each (clang, ASan+UBSan, build-fuzz/); seeds in tests/corpus/.
+FUZZ_SECONDS ?= 30
+fuzz: deps
+	@$(MAKE) --no-print-directory BUILD=build-fuzz CC=clang CXX=clang++ REMAT_CUDA=0 OPT=-O1 WERROR= \
+	  SANITIZE="-fsanitize=address,undefined,fuzzer-no-link -fno-omit-frame-pointer" fuzzers
+	@scripts/run-fuzz.sh build-fuzz $(FUZZ_SECONDS)
+
 gpu-check: cli benches
 	@scripts/gpu-check.sh $(BUILD)
 
@@ -142,7 +161,7 @@ format:
 	clang-format -i $$(git ls-files '*.c' '*.h' '*.cc' '*.cu')
 
 clean:
-	rm -rf build build-asan build-tsan build-gpu
+	rm -rf build build-asan build-tsan build-gpu build-fuzz
 
 help:
 	@echo "make [all]        library, CLI, tests, benchmarks, examples (REMAT_CUDA=0: no CUDA)"

@@ -36,6 +36,9 @@ int cli_is_help(const char *arg);
 /* Writes s as a JSON string literal (quotes and escapes) to f. */
 void cli_json_string(FILE *f, const char *s);
 
+/* The whole CLI: `remat ARGS...` as a function (main() calls it; fuzzers call it in-process). */
+int cli_main(int argc, char **argv);
+
 int cmd_info(int argc, char **argv);
 void cmd_info_usage(FILE *f);
 

@@ -18,7 +18,7 @@ static void main_usage(FILE *f)
                "2 bad usage or bad input.\n");
 }
 
-int main(int argc, char **argv)
+int cli_main(int argc, char **argv)
 {
     if (argc < 2) {
         main_usage(stderr);

@@ -4,7 +4,8 @@
 set -euo pipefail
 
 packages=(build-essential pkg-config libjemalloc-dev libcriterion-dev libbenchmark-dev
-          libopenblas-dev libcjson-dev gnuplot-nox clang valgrind ${REMAT_DEPS_EXTRA:-})
+          libopenblas-dev libcjson-dev gnuplot-nox clang libclang-rt-14-dev libomp-dev valgrind
+          ${REMAT_DEPS_EXTRA:-})
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
