@@ -53,7 +53,7 @@ LIB_A  := $(BUILD)/libremat.a
 LIB_SO := $(BUILD)/libremat.so
 CLI    := $(BUILD)/remat
 
-.PHONY: fuzz fuzzers deps all lib cli tests benches examples test bench run asan tsan gpu-check install clean format help soak
+.PHONY: gpu-bundle fuzz fuzzers deps all lib cli tests benches examples test bench run asan tsan gpu-check install clean format help soak
 .DEFAULT_GOAL := all
 .SECONDARY:
 
@@ -145,6 +145,9 @@ fuzz: deps
 	@$(MAKE) --no-print-directory BUILD=build-fuzz CC=clang CXX=clang++ REMAT_CUDA=0 OPT=-O1 WERROR= \
 	  SANITIZE="-fsanitize=address,undefined,fuzzer-no-link -fno-omit-frame-pointer" fuzzers
 	@scripts/run-fuzz.sh build-fuzz $(FUZZ_SECONDS)
+
+gpu-bundle:
+	@scripts/gpu-bundle.sh
 
 gpu-check: cli benches
 	@scripts/gpu-check.sh $(BUILD)
