@@ -49,6 +49,56 @@ static remat_status sim_copy(remat_device *dev, void *dst, const void *src, size
     return remat_fail(REMAT_EUNSUPPORTED, "sim: device memory is reserved, not committed: it cannot be read or written");
 }
 
+/* ---- Virtual memory: a reservation is free; mapping counts against the capacity ---------- */
+
+static remat_status sim_vm_granularity(remat_device *dev, size_t *out)
+{
+    (void)dev;
+    *out = (size_t)2 << 20;
+    return REMAT_OK;
+}
+
+static remat_status sim_vm_reserve(remat_device *dev, size_t bytes, void **out)
+{
+    (void)dev;
+    void *p = mmap(NULL, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) {
+        char a[32];
+        return remat_fail(REMAT_ENOMEM, "sim: cannot reserve %s of address space",
+                          remat_format_bytes(bytes, a, sizeof a));
+    }
+    *out = p;
+    return REMAT_OK;
+}
+
+static remat_status sim_vm_release(remat_device *dev, void *base, size_t bytes)
+{
+    (void)dev;
+    if (munmap(base, bytes) != 0)
+        return remat_fail(REMAT_EDEVICE, "sim: cannot release %zu bytes at %p", bytes, base);
+    return REMAT_OK;
+}
+
+static remat_status sim_vm_map(remat_device *dev, void *addr, size_t bytes)
+{
+    uint64_t cap = dev->info.total_bytes;
+    if (bytes > cap - dev->sim_reserved) {
+        char a[32], f[32];
+        return remat_fail(REMAT_ENOMEM, "sim: cannot map %s at %p: %s free",
+                          remat_format_bytes(bytes, a, sizeof a), addr,
+                          remat_format_bytes(cap - dev->sim_reserved, f, sizeof f));
+    }
+    dev->sim_reserved += bytes;
+    return REMAT_OK;
+}
+
+static remat_status sim_vm_unmap(remat_device *dev, void *addr, size_t bytes)
+{
+    (void)addr;
+    dev->sim_reserved -= bytes;
+    return REMAT_OK;
+}
+
 const device_ops device_sim_ops = {
     .name = "sim",
     .malloc = sim_malloc,
@@ -56,6 +106,11 @@ const device_ops device_sim_ops = {
     .mem_info = sim_mem_info,
     .copy = sim_copy,
     .host_accessible = 0,
+    .vm_granularity = sim_vm_granularity,
+    .vm_reserve = sim_vm_reserve,
+    .vm_release = sim_vm_release,
+    .vm_map = sim_vm_map,
+    .vm_unmap = sim_vm_unmap,
 };
 
 remat_status device_sim_open(remat_device *dev, uint64_t capacity)

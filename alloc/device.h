@@ -28,6 +28,15 @@ typedef struct {
     remat_status (*sync)(remat_device *dev);
     /* May the host read and write this device's memory directly? (host: yes; sim, cuda: no) */
     int host_accessible;
+    /* Virtual memory, for expandable segments (all NULL where the device cannot): reserve address
+     * space without memory, back [addr, addr + bytes) of it with memory and undo that, release the
+     * reservation. Offsets and sizes are multiples of vm_granularity's answer. vm_map returns
+     * REMAT_ENOMEM when the device is full. */
+    remat_status (*vm_granularity)(remat_device *dev, size_t *out);
+    remat_status (*vm_reserve)(remat_device *dev, size_t bytes, void **out);
+    remat_status (*vm_release)(remat_device *dev, void *base, size_t bytes);
+    remat_status (*vm_map)(remat_device *dev, void *addr, size_t bytes);
+    remat_status (*vm_unmap)(remat_device *dev, void *addr, size_t bytes);
 } device_ops;
 
 struct remat_device {

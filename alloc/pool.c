@@ -1,0 +1,662 @@
+/* alloc/pool.c: the caching pool: segments come from the device; blocks are carved from segments
+ * best-fit, split on allocation, merged with free neighbours on free, and kept for reuse. */
+#include "alloc/pool.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define BLOCKS_PER_CHUNK 256
+
+/* ==== Small helpers ========================================================================== */
+
+void pool_lock(const remat_pool *pool) { pthread_mutex_lock(&((remat_pool *)pool)->lock); }
+void pool_unlock(const remat_pool *pool) { pthread_mutex_unlock(&((remat_pool *)pool)->lock); }
+
+void pool_stat_add(remat_stat *s, uint64_t v)
+{
+    s->current += v;
+    if (s->current > s->peak)
+        s->peak = s->current;
+}
+
+static void stat_sub(remat_stat *s, uint64_t v) { s->current -= v; }
+
+static size_t round_up(size_t v, size_t to) { return (v + to - 1) / to * to; }
+
+/* ==== Block structs (host memory, recycled) ================================================== */
+
+pool_block *pool_block_new(remat_pool *pool)
+{
+    if (!pool->spare_blocks) {
+        if (pool->n_chunks == pool->cap_chunks) {
+            size_t cap = pool->cap_chunks ? pool->cap_chunks * 2 : 16;
+            void **c = realloc(pool->chunks, cap * sizeof *c);
+            if (!c)
+                return NULL;
+            pool->chunks = c;
+            pool->cap_chunks = cap;
+        }
+        pool_block *chunk = calloc(BLOCKS_PER_CHUNK, sizeof *chunk);
+        if (!chunk)
+            return NULL;
+        pool->chunks[pool->n_chunks++] = chunk;
+        for (int i = BLOCKS_PER_CHUNK; i-- > 0;) {
+            chunk[i].bin_next = pool->spare_blocks;
+            pool->spare_blocks = &chunk[i];
+        }
+    }
+    pool_block *b = pool->spare_blocks;
+    pool->spare_blocks = b->bin_next;
+    b->bin_next = NULL;
+    return b;
+}
+
+/* Returns b's struct to the spares, keeping its stream arrays for the next user. */
+void pool_block_recycle(remat_pool *pool, pool_block *b)
+{
+    remat_stream *uses = b->uses;
+    pool_fence **fences = b->fences;
+    uint32_t cap_uses = b->cap_uses, cap_fences = b->cap_fences;
+    pool_fence_drop_all(pool, b);
+    memset(b, 0, sizeof *b);
+    b->uses = uses, b->cap_uses = cap_uses;
+    b->fences = fences, b->cap_fences = cap_fences;
+    b->bin_next = pool->spare_blocks;
+    pool->spare_blocks = b;
+}
+
+/* ==== Tags and stream numbers ================================================================ */
+
+int pool_tag_is_word(const char *tag)
+{
+    size_t n = 0;
+    for (const char *p = tag; *p; p++, n++) {
+        char c = *p;
+        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                 c == '_' || c == '-' || c == '.';
+        if (!ok)
+            return 0;
+    }
+    return n > 0 && n < sizeof(((pool_tag *)0)->name);
+}
+
+/* Index of `tag` in pool->tags, adding it when `create`; UINT32_MAX if absent or on failure. */
+static uint32_t tag_find(remat_pool *pool, const char *tag, int create)
+{
+    if (!tag)
+        return 0;
+    if (strcmp(pool->tags[pool->last_tag].name, tag) == 0)
+        return pool->last_tag;
+    for (size_t i = 0; i < pool->n_tags; i++)
+        if (strcmp(pool->tags[i].name, tag) == 0)
+            return pool->last_tag = (uint32_t)i;
+    if (!create)
+        return UINT32_MAX;
+    if (!pool_tag_is_word(tag)) {
+        remat_fail(REMAT_EINVAL, "bad allocation tag '%.80s': use a word of letters, digits, '_', "
+                                 "'-' or '.' of at most 63 characters", tag);
+        return UINT32_MAX;
+    }
+    if (pool->n_tags == pool->cap_tags) {
+        size_t cap = pool->cap_tags * 2;
+        pool_tag *t = realloc(pool->tags, cap * sizeof *t);
+        if (!t) {
+            remat_fail(REMAT_ENOMEM, "pool: out of host memory for tag '%s'", tag);
+            return UINT32_MAX;
+        }
+        pool->tags = t;
+        pool->cap_tags = cap;
+    }
+    pool_tag *t = &pool->tags[pool->n_tags];
+    memset(t, 0, sizeof *t);
+    snprintf(t->name, sizeof t->name, "%s", tag);
+    return pool->last_tag = (uint32_t)pool->n_tags++;
+}
+
+const char *pool_tag_name(const remat_pool *pool, uint32_t tag) { return pool->tags[tag].name; }
+
+uint64_t pool_stream_number(remat_pool *pool, remat_stream s)
+{
+    if (!s)
+        return 0;
+    for (size_t i = 0; i < pool->n_streams; i++)
+        if (pool->streams[i] == s)
+            return i + 1;
+    if (pool->n_streams == pool->cap_streams) {
+        size_t cap = pool->cap_streams ? pool->cap_streams * 2 : 8;
+        remat_stream *p = realloc(pool->streams, cap * sizeof *p);
+        if (!p)
+            return 0; /* trace numbering only: fall back to the default stream's number */
+        pool->streams = p;
+        pool->cap_streams = cap;
+    }
+    pool->streams[pool->n_streams++] = s;
+    return pool->n_streams;
+}
+
+/* ==== Segments ================================================================================ */
+
+void pool_segment_link(remat_pool *pool, pool_segment *seg)
+{
+    seg->id = pool->next_segment_id++;
+    seg->prev = NULL;
+    seg->next = pool->segments;
+    if (seg->next)
+        seg->next->prev = seg;
+    pool->segments = seg;
+    pool->n_segments++;
+}
+
+void pool_segment_unlink(remat_pool *pool, pool_segment *seg)
+{
+    if (seg->prev)
+        seg->prev->next = seg->next;
+    else
+        pool->segments = seg->next;
+    if (seg->next)
+        seg->next->prev = seg->prev;
+    pool->n_segments--;
+}
+
+/* Takes a segment of `size` bytes from the device; returns its one free block (not indexed). */
+static remat_status segment_new(remat_pool *pool, int kind, size_t size, pool_block **out)
+{
+    pool_segment *seg = calloc(1, sizeof *seg);
+    pool_block *b = pool_block_new(pool);
+    if (!seg || !b) {
+        free(seg);
+        if (b)
+            pool_block_recycle(pool, b);
+        return remat_fail(REMAT_ENOMEM, "pool: out of host memory for segment metadata");
+    }
+    void *p = NULL;
+    remat_status s = pool_dev_malloc(pool, size, &p);
+    if (s != REMAT_OK) {
+        free(seg);
+        pool_block_recycle(pool, b);
+        return s;
+    }
+    seg->base = (uintptr_t)p;
+    seg->size = seg->va_size = size;
+    seg->kind = kind;
+    seg->first = b;
+    pool_segment_link(pool, seg);
+    b->addr = seg->base;
+    b->size = size;
+    b->seg = seg;
+    pool_stat_add(&pool->st.reserved, size);
+    pool->st.n_device_alloc++;
+    *out = b;
+    return REMAT_OK;
+}
+
+static int segment_is_free(const pool_segment *seg)
+{
+    return !seg->first->allocated && !seg->first->next;
+}
+
+/* Returns a segment whose one block is free and not indexed to the device. On a device failure
+ * the segment stays (still counted) and the status is returned. */
+static remat_status segment_release(remat_pool *pool, pool_segment *seg)
+{
+    pool_block *b = seg->first;
+    if (b->n_fences)
+        REMAT_TRY(pool_dev_sync(pool)); /* the device may still be using it on another stream */
+    REMAT_TRY(pool_dev_free(pool, (void *)seg->base, seg->size));
+    pool_segment_unlink(pool, seg);
+    stat_sub(&pool->st.reserved, seg->size);
+    pool->st.n_device_free++;
+    pool_block_recycle(pool, b);
+    free(seg);
+    return REMAT_OK;
+}
+
+/* Releases every segment holding no allocated block; *released gets the bytes returned. */
+static remat_status pool_release_cached(remat_pool *pool, uint64_t *released)
+{
+    remat_status first_error = REMAT_OK;
+    *released = 0;
+    if (pool->expand_seg)
+        first_error = pool_expand_trim(pool, released);
+    for (pool_segment *seg = pool->segments, *next; seg; seg = next) {
+        next = seg->next;
+        if (seg->expandable || !segment_is_free(seg))
+            continue;
+        size_t size = seg->size;
+        pool_index_remove(&pool->free[seg->kind], seg->first);
+        remat_status s = segment_release(pool, seg);
+        if (s == REMAT_OK) {
+            *released += size;
+        } else {
+            pool_index_insert(&pool->free[seg->kind], seg->first);
+            if (first_error == REMAT_OK)
+                first_error = s;
+        }
+    }
+    return first_error;
+}
+
+remat_status remat_pool_empty_cache(remat_pool *pool)
+{
+    if (!pool)
+        return remat_fail(REMAT_EINVAL, "remat_pool_empty_cache: pool must not be NULL");
+    uint64_t released;
+    pool_lock(pool);
+    remat_status s = pool_release_cached(pool, &released);
+    pool_unlock(pool);
+    return s;
+}
+
+/* ==== Allocation ============================================================================== */
+
+/* The cached block best fitting `size`, honouring the cap on splitting very large blocks. */
+static pool_block *pool_find_free(remat_pool *pool, int kind, size_t size)
+{
+    pool_block *b = pool_index_best_fit(&pool->free[kind], size);
+    uint64_t cap = pool->cfg.expandable_segments ? 0 : pool->cfg.max_split_bytes;
+    if (!b || !cap || b->size < cap)
+        return b;
+    /* b is oversize: only a request that is oversize itself and wastes under 20 MiB may use it,
+     * and since b is the best fit, no larger block can do better. */
+    if (size < cap || b->size - size >= POOL_LARGE_BUFFER)
+        return NULL;
+    return b;
+}
+
+/* Segment sizes to try for a new segment, preferred first; returns how many (1 or 2). */
+static int pool_segment_sizes(const remat_pool *pool, int kind, size_t size, size_t sizes[2])
+{
+    if (pool->cfg.no_cache) {
+        sizes[0] = size;
+        return 1;
+    }
+    if (kind == POOL_SMALL) {
+        sizes[0] = POOL_SMALL_SEGMENT;
+        return 1;
+    }
+    /* Below 10 MiB: room for as many requests of this size as fit in 20 MiB (training repeats
+     * sizes), rounded to 2 MiB; from 10 MiB on: the request rounded to 2 MiB. */
+    sizes[1] = round_up(size, POOL_SEGMENT_ROUND);
+    sizes[0] = size < POOL_MIN_LARGE_ALLOC
+                   ? round_up(POOL_LARGE_BUFFER / size * size, POOL_SEGMENT_ROUND)
+                   : sizes[1];
+    return sizes[0] == sizes[1] ? 1 : 2;
+}
+
+/* Tries each segment size within the limit; REMAT_ENOMEM if none could be had. */
+static remat_status pool_try_grow(remat_pool *pool, int kind, size_t size, pool_block **out)
+{
+    if (kind == POOL_LARGE && pool->vm_size)
+        return pool_expand_grow(pool, size, out);
+    size_t sizes[2];
+    int n = pool_segment_sizes(pool, kind, size, sizes);
+    remat_status s = REMAT_ENOMEM;
+    for (int i = 0; i < n; i++) {
+        uint64_t limit = pool->cfg.limit_bytes;
+        if (limit && (sizes[i] > limit || pool->st.reserved.current > limit - sizes[i]))
+            continue;
+        s = segment_new(pool, kind, sizes[i], out);
+        if (s != REMAT_ENOMEM)
+            return s;
+    }
+    return s == REMAT_OK ? REMAT_ENOMEM : s;
+}
+
+/* Writes the out-of-memory message: what was asked and where the memory went. */
+static void pool_oom_message(remat_pool *pool, size_t bytes)
+{
+    char a[32], l[32], r[32], al[32], c[32], lb[32];
+    uint64_t free_b = 0, total_b = 0;
+    pool_block *big0 = pool_index_largest(&pool->free[POOL_SMALL]);
+    pool_block *big1 = pool_index_largest(&pool->free[POOL_LARGE]);
+    uint64_t largest = big0 ? big0->size : 0;
+    if (big1 && big1->size > largest)
+        largest = big1->size;
+    uint64_t reserved = pool->st.reserved.current, allocated = pool->st.allocated.current;
+    char where[96];
+    if (pool->cfg.limit_bytes)
+        snprintf(where, sizeof where, "pool limit %s",
+                 remat_format_bytes(pool->cfg.limit_bytes, l, sizeof l));
+    else if (pool->dev->ops->mem_info(pool->dev, &free_b, &total_b) == REMAT_OK)
+        snprintf(where, sizeof where, "%s free on the device",
+                 remat_format_bytes(free_b, l, sizeof l));
+    else
+        snprintf(where, sizeof where, "device free memory unknown");
+    remat_fail(REMAT_ENOMEM,
+               "cannot allocate %s (%zu bytes) on %s: %s; %s reserved by this pool, %s allocated, "
+               "%s cached but free, largest free block %s, fragmentation %.1f%%",
+               remat_format_bytes(bytes, a, sizeof a), bytes, pool->dev->info.spec, where,
+               remat_format_bytes(reserved, r, sizeof r), remat_format_bytes(allocated, al, sizeof al),
+               remat_format_bytes(reserved - allocated, c, sizeof c),
+               remat_format_bytes(largest, lb, sizeof lb),
+               reserved ? 100.0 * (1.0 - (double)allocated / (double)reserved) : 0.0);
+}
+
+/* A free block of at least `size` bytes, not indexed: from the cache, else from a new segment
+ * (after releasing the cache once if the device or the limit refuses). */
+static pool_block *pool_obtain(remat_pool *pool, int kind, size_t size, size_t bytes)
+{
+    pool_block *b = pool->cfg.no_cache ? NULL : pool_find_free(pool, kind, size);
+    if (b) {
+        pool_index_remove(&pool->free[kind], b);
+        pool->st.n_cache_hits++;
+        return b;
+    }
+    remat_status s = pool_try_grow(pool, kind, size, &b);
+    if (s == REMAT_ENOMEM) {
+        uint64_t released = 0;
+        pool_release_cached(pool, &released);
+        if (released) {
+            pool->st.n_retries++;
+            s = pool_try_grow(pool, kind, size, &b);
+        }
+    }
+    if (s == REMAT_OK)
+        return b;
+    pool->st.n_ooms++;
+    if (s == REMAT_ENOMEM)
+        pool_oom_message(pool, bytes);
+    return NULL;
+}
+
+/* Makes the tail of b beyond `size` a free block of its own (b was free, so its successor is
+ * allocated: nothing to merge). */
+static void pool_split(remat_pool *pool, pool_block *b, size_t size)
+{
+    pool_block *rest = pool_block_new(pool);
+    if (!rest)
+        return; /* no host memory for the struct: hand out the whole block instead */
+    rest->addr = b->addr + size;
+    rest->size = b->size - size;
+    rest->seg = b->seg;
+    rest->stream = b->stream;
+    rest->prev = b;
+    rest->next = b->next;
+    if (rest->next)
+        rest->next->prev = rest;
+    b->next = rest;
+    b->size = size;
+    pool_fence_merge(pool, rest, b, 1);
+    pool_index_insert(&pool->free[b->seg->kind], rest);
+}
+
+static int pool_should_split(const remat_pool *pool, const pool_block *b, size_t size)
+{
+    if (pool->cfg.no_cache || b->size - size < POOL_ALIGN)
+        return 0;
+    return !pool->cfg.max_split_bytes || pool->cfg.expandable_segments ||
+           b->size < pool->cfg.max_split_bytes;
+}
+
+/* Takes b out of circulation for the caller: live map, stream wait, split, stats. */
+static void *pool_hand_out(remat_pool *pool, pool_block *b, size_t size, size_t bytes,
+                           remat_stream stream, uint32_t tag)
+{
+    remat_status s = pool_map_put(&pool->live, b->addr, b);
+    if (s == REMAT_OK) {
+        s = pool_fence_on_reuse(pool, b, stream);
+        if (s != REMAT_OK)
+            pool_map_take(&pool->live, b->addr);
+    }
+    if (s != REMAT_OK) {
+        pool_index_insert(&pool->free[b->seg->kind], b);
+        return NULL;
+    }
+    if (pool_should_split(pool, b, size))
+        pool_split(pool, b, size);
+    b->allocated = 1;
+    b->requested = bytes;
+    b->stream = stream;
+    b->tag = tag;
+    pool_stat_add(&pool->st.requested, bytes);
+    pool_stat_add(&pool->st.allocated, b->size);
+    pool_stat_add(&pool->tags[tag].st, bytes);
+    pool->st.n_alloc++;
+    if (pool->trace) {
+        b->trace_id = ++pool->next_trace_id;
+        fprintf(pool->trace, "a %llu %zu %llu %s\n", (unsigned long long)b->trace_id, bytes,
+                (unsigned long long)pool_stream_number(pool, stream), pool->tags[tag].name);
+    }
+    return (void *)b->addr;
+}
+
+static void *pool_alloc_locked(remat_pool *pool, size_t bytes, remat_stream stream, const char *tag)
+{
+    uint32_t t = tag_find(pool, tag, 1);
+    if (t == UINT32_MAX)
+        return NULL;
+    if (bytes > POOL_MAX_REQUEST) {
+        pool->st.n_ooms++;
+        pool_oom_message(pool, bytes);
+        return NULL;
+    }
+    size_t size = bytes ? round_up(bytes, POOL_ALIGN) : POOL_ALIGN;
+    int kind = size <= POOL_SMALL_MAX ? POOL_SMALL : POOL_LARGE;
+    pool_block *b = pool_obtain(pool, kind, size, bytes);
+    if (!b)
+        return NULL;
+    void *p = pool_hand_out(pool, b, size, bytes, stream, t);
+    if (!p && !b->allocated && pool->cfg.no_cache) {
+        pool_index_remove(&pool->free[b->seg->kind], b);
+        segment_release(pool, b->seg);
+    }
+    return p;
+}
+
+void *remat_alloc_tagged(remat_pool *pool, size_t bytes, remat_stream stream, const char *tag)
+{
+    if (!pool) {
+        remat_fail(REMAT_EINVAL, "remat_alloc: pool must not be NULL");
+        return NULL;
+    }
+    pool_lock(pool);
+    void *p = pool_alloc_locked(pool, bytes, stream, tag);
+    pool_unlock(pool);
+    return p;
+}
+
+void *remat_alloc(remat_pool *pool, size_t bytes, remat_stream stream)
+{
+    return remat_alloc_tagged(pool, bytes, stream, NULL);
+}
+
+/* ==== Free ==================================================================================== */
+
+/* Explains a pointer that is not live: a double free, an interior pointer, or a foreign one. */
+static void pool_bad_free_message(const remat_pool *pool, uintptr_t p)
+{
+    for (const pool_segment *seg = pool->segments; seg; seg = seg->next) {
+        if (p < seg->base || p >= seg->base + seg->size)
+            continue;
+        for (const pool_block *b = seg->first; b; b = b->next) {
+            if (p < b->addr || p >= b->addr + b->size)
+                continue;
+            if (b->allocated)
+                remat_fail(REMAT_EINVAL, "remat_free: %p points inside the block at %p, not to its "
+                                         "start; ignored", (void *)p, (void *)b->addr);
+            else
+                remat_fail(REMAT_EINVAL, "remat_free: double free of %p (it is already free in "
+                                         "the pool); ignored", (void *)p);
+            return;
+        }
+    }
+    remat_fail(REMAT_EINVAL, "remat_free: %p was not allocated by this pool; ignored", (void *)p);
+}
+
+/* Merges b with its free neighbours (taking them out of the index); returns the merged block. */
+static pool_block *pool_coalesce(remat_pool *pool, pool_block *b)
+{
+    pool_index *idx = &pool->free[b->seg->kind];
+    pool_block *p = b->prev, *n = b->next;
+    if (p && !p->allocated) {
+        pool_index_remove(idx, p);
+        p->size += b->size;
+        p->next = n;
+        if (n)
+            n->prev = p;
+        pool_fence_merge(pool, p, b, 0);
+        pool_block_recycle(pool, b);
+        b = p;
+    }
+    if (n && !n->allocated) {
+        pool_index_remove(idx, n);
+        b->size += n->size;
+        b->next = n->next;
+        if (b->next)
+            b->next->prev = b;
+        pool_fence_merge(pool, b, n, 0);
+        pool_block_recycle(pool, n);
+    }
+    return b;
+}
+
+static void pool_free_locked(remat_pool *pool, void *ptr)
+{
+    pool_block *b = pool_map_take(&pool->live, (uintptr_t)ptr);
+    if (!b) {
+        pool_bad_free_message(pool, (uintptr_t)ptr);
+        return;
+    }
+    stat_sub(&pool->st.requested, b->requested);
+    stat_sub(&pool->st.allocated, b->size);
+    stat_sub(&pool->tags[b->tag].st, b->requested);
+    pool->st.n_free++;
+    if (pool->trace && b->trace_id)
+        fprintf(pool->trace, "f %llu\n", (unsigned long long)b->trace_id);
+    b->allocated = 0;
+    b->requested = 0;
+    b->trace_id = 0;
+    b->tag = 0;
+    /* No cache: straight back to the device (cudaFree waits for the device by itself). */
+    if (pool->cfg.no_cache && segment_release(pool, b->seg) == REMAT_OK)
+        return;
+    pool_fence_on_free(pool, b);
+    b = pool_coalesce(pool, b);
+    pool_index_insert(&pool->free[b->seg->kind], b);
+}
+
+void remat_free(remat_pool *pool, void *ptr)
+{
+    if (!ptr)
+        return;
+    if (!pool) {
+        remat_fail(REMAT_EINVAL, "remat_free: pool must not be NULL (freeing %p)", ptr);
+        return;
+    }
+    pool_lock(pool);
+    pool_free_locked(pool, ptr);
+    pool_unlock(pool);
+}
+
+remat_status remat_pool_record_stream(remat_pool *pool, void *ptr, remat_stream stream)
+{
+    if (!pool || !ptr)
+        return remat_fail(REMAT_EINVAL, "remat_pool_record_stream: pool and ptr must not be NULL");
+    remat_status s = REMAT_OK;
+    pool_lock(pool);
+    pool_block *b = pool_map_get(&pool->live, (uintptr_t)ptr);
+    if (!b) {
+        s = remat_fail(REMAT_EINVAL, "remat_pool_record_stream: %p is not an allocated block of "
+                                     "this pool", ptr);
+    } else if (stream != b->stream && pool_dev_has_events(pool)) {
+        int seen = 0;
+        for (uint32_t i = 0; i < b->n_uses; i++)
+            seen |= b->uses[i] == stream;
+        if (!seen && b->n_uses == b->cap_uses) {
+            uint32_t cap = b->cap_uses ? b->cap_uses * 2 : 4;
+            remat_stream *u = realloc(b->uses, cap * sizeof *u);
+            if (!u)
+                s = remat_fail(REMAT_ENOMEM, "remat_pool_record_stream: out of host memory");
+            else
+                b->uses = u, b->cap_uses = cap;
+        }
+        if (!seen && s == REMAT_OK)
+            b->uses[b->n_uses++] = stream;
+    }
+    pool_unlock(pool);
+    return s;
+}
+
+remat_status remat_pool_block_size(const remat_pool *pool, const void *ptr, size_t *out)
+{
+    if (!pool || !out)
+        return remat_fail(REMAT_EINVAL, "remat_pool_block_size: pool and out must not be NULL");
+    pool_lock(pool);
+    pool_block *b = pool_map_get(&pool->live, (uintptr_t)ptr);
+    if (b)
+        *out = b->size;
+    pool_unlock(pool);
+    return b ? REMAT_OK : remat_fail(REMAT_EINVAL, "remat_pool_block_size: %p is not live", ptr);
+}
+
+/* ==== Create and destroy ====================================================================== */
+
+remat_status remat_pool_create(remat_device *dev, const remat_pool_config *cfg, remat_pool **out)
+{
+    if (!dev || !out)
+        return remat_fail(REMAT_EINVAL, "remat_pool_create: dev and out must not be NULL");
+    *out = NULL;
+    if (!dev->ops || !dev->ops->malloc)
+        return remat_fail(REMAT_EDEVICE, "remat_pool_create: device %s cannot allocate", dev->info.spec);
+    if (cfg && cfg->expandable_segments && cfg->no_cache)
+        return remat_fail(REMAT_EINVAL, "remat_pool_create: expandable_segments and no_cache exclude "
+                                        "each other");
+    remat_pool *pool = calloc(1, sizeof *pool);
+    if (!pool)
+        return remat_fail(REMAT_ENOMEM, "remat_pool_create: out of host memory");
+    pool->dev = dev;
+    if (cfg)
+        pool->cfg = *cfg;
+    pool->cap_tags = 8;
+    pool->tags = calloc(pool->cap_tags, sizeof *pool->tags);
+    if (!pool->tags || pool_map_init(&pool->live) != REMAT_OK ||
+        pthread_mutex_init(&pool->lock, NULL) != 0) {
+        free(pool->tags);
+        pool_map_destroy(&pool->live);
+        free(pool);
+        return remat_fail(REMAT_ENOMEM, "remat_pool_create: out of host memory");
+    }
+    snprintf(pool->tags[0].name, sizeof pool->tags[0].name, "untagged");
+    pool->n_tags = 1;
+    if (pool->cfg.expandable_segments) {
+        remat_status s = pool_expand_init(pool);
+        if (s != REMAT_OK) {
+            remat_pool_destroy(pool);
+            return s;
+        }
+    }
+    *out = pool;
+    return REMAT_OK;
+}
+
+void remat_pool_destroy(remat_pool *pool)
+{
+    if (!pool)
+        return;
+    int synced = 0;
+    while (pool->segments) {
+        pool_segment *seg = pool->segments;
+        if (!synced && pool_dev_has_events(pool))
+            pool_dev_sync(pool), synced = 1;
+        if (seg->expandable)
+            pool->dev->ops->vm_unmap(pool->dev, (void *)seg->base, seg->size);
+        else
+            pool->dev->ops->free(pool->dev, (void *)seg->base, seg->size);
+        for (pool_block *b = seg->first; b; b = b->next)
+            pool_fence_drop_all(pool, b), free(b->uses), free(b->fences);
+        pool->segments = seg->next;
+        free(seg);
+    }
+    for (pool_block *b = pool->spare_blocks; b; b = b->bin_next)
+        free(b->uses), free(b->fences);
+    for (size_t i = 0; i < pool->n_chunks; i++)
+        free(pool->chunks[i]);
+    pool_expand_destroy(pool);
+    pool_fence_destroy_spares(pool);
+    free(pool->chunks);
+    free(pool->tags);
+    free(pool->streams);
+    pool_map_destroy(&pool->live);
+    pthread_mutex_destroy(&pool->lock);
+    free(pool);
+}

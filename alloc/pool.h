@@ -1,0 +1,186 @@
+/* alloc/pool.h: the caching pool's private structures, shared by alloc/pool*.c and alloc/trace.c.
+ *
+ * All metadata lives in host memory, out of band: the pool never writes into device memory (sim
+ * memory cannot even be touched). A segment is one device allocation (or one growable virtual
+ * range); it is tiled by blocks in address order; a block is either handed out (and then found by
+ * pointer in the live map) or free (and then in one bin of the free index of its segment kind). */
+#ifndef REMAT_ALLOC_POOL_H
+#define REMAT_ALLOC_POOL_H
+
+#include "alloc/device.h"
+
+#include <pthread.h>
+
+/* ---- Policy constants (docs/allocator.md gives the reasons) --------------------------------- */
+#define POOL_ALIGN 512u                       /* rounding and alignment of every block */
+#define POOL_SMALL_MAX ((size_t)1 << 20)      /* requests up to 1 MiB are small */
+#define POOL_SMALL_SEGMENT ((size_t)2 << 20)  /* small requests are packed in 2 MiB segments */
+#define POOL_LARGE_BUFFER ((size_t)20 << 20)  /* segment for large requests below 10 MiB */
+#define POOL_MIN_LARGE_ALLOC ((size_t)10 << 20)
+#define POOL_SEGMENT_ROUND ((size_t)2 << 20)  /* larger segments are a multiple of 2 MiB */
+#define POOL_MAX_REQUEST ((size_t)1 << 62)    /* anything above is refused before rounding */
+
+enum { POOL_SMALL, POOL_LARGE, POOL_KINDS };
+
+/* ---- Free index: segregated bins with a bitmap (best fit in O(bins/64)) ---------------------- */
+/* Bins 0..4095 hold exactly one size each (512 B .. 2 MiB); above, 16 bins per power of two. */
+#define POOL_EXACT_BINS 4096u
+#define POOL_BINS (POOL_EXACT_BINS + 43u * 16u)
+#define POOL_BIN_WORDS ((POOL_BINS + 63u) / 64u)
+
+typedef struct pool_block pool_block;
+typedef struct pool_segment pool_segment;
+
+typedef struct {
+    pool_block *head[POOL_BINS];
+    uint64_t bits[POOL_BIN_WORDS];                /* bin b is non-empty */
+    uint64_t words[(POOL_BIN_WORDS + 63u) / 64u]; /* bits[w] is non-zero */
+    size_t count;
+} pool_index;
+
+/* ---- Stream fences: an event recorded on a stream when a block was freed --------------------- */
+typedef struct pool_fence {
+    device_event *ev;
+    remat_stream stream;
+    int refs;               /* blocks sharing this fence (split halves, merged neighbours) */
+    struct pool_fence *next; /* pool's list of spare fences */
+} pool_fence;
+
+struct pool_block {
+    uintptr_t addr;
+    size_t size;             /* multiple of POOL_ALIGN */
+    size_t requested;        /* bytes asked for (allocated blocks) */
+    pool_segment *seg;
+    pool_block *prev, *next; /* address neighbours inside the segment */
+    pool_block *bin_prev, *bin_next; /* free blocks: their bin's list; spare blocks: next spare */
+    int allocated;
+    uint32_t tag;            /* index into pool->tags */
+    remat_stream stream;     /* allocated: its stream; free: the stream that freed it */
+    remat_stream *uses;      /* other streams recorded by remat_pool_record_stream */
+    uint32_t n_uses, cap_uses;
+    pool_fence **fences;     /* free blocks: events a reuse on another stream must wait for */
+    uint32_t n_fences, cap_fences;
+    uint64_t trace_id;
+};
+
+struct pool_segment {
+    uintptr_t base;
+    size_t size;             /* bytes mapped / held from the device */
+    size_t va_size;          /* expandable: bytes of address space reserved (>= size) */
+    int kind;                /* POOL_SMALL or POOL_LARGE */
+    int expandable;
+    uint64_t id;             /* creation order: ties in best fit go to older segments, so a
+                                replay makes the same choices whatever addresses it gets */
+    pool_block *first;
+    pool_segment *prev, *next;
+};
+
+/* ---- Hash map: nonzero key -> pointer (the live map: address -> allocated block) -------------- */
+typedef struct {
+    uint64_t *keys; /* 0 = empty */
+    void **vals;
+    size_t cap, n;   /* cap is a power of two */
+} pool_map;
+
+typedef struct {
+    char name[64];
+    remat_stat st; /* requested bytes currently live and their peak */
+} pool_tag;
+
+struct remat_pool {
+    pthread_mutex_t lock;
+    remat_device *dev;
+    remat_pool_config cfg;
+    pool_index free[POOL_KINDS];
+    pool_map live;
+    pool_segment *segments;
+    size_t n_segments;
+    uint64_t next_segment_id;
+    remat_pool_stats st;
+    pool_tag *tags;
+    size_t n_tags, cap_tags;
+    uint32_t last_tag; /* cache for the fast path */
+    pool_block *spare_blocks;
+    void **chunks; /* slabs that spare blocks come from */
+    size_t n_chunks, cap_chunks;
+    pool_fence *spare_fences;
+    FILE *trace;
+    uint64_t next_trace_id;
+    remat_stream *streams; /* trace numbering: streams[i] is stream number i + 1 */
+    size_t n_streams, cap_streams;
+    uint64_t fault_calls[REMAT_FAULT_SITES];
+    uint64_t fault_at[REMAT_FAULT_SITES]; /* absolute call number that fails; 0 = none */
+    /* Expandable segments: one reserved address range; its mapped prefix is expand_seg. */
+    uintptr_t vm_base;
+    size_t vm_size, vm_gran;
+    pool_segment *expand_seg;
+};
+
+/* ---- pool_index.c ----------------------------------------------------------------------------- */
+void pool_index_insert(pool_index *idx, pool_block *b);
+void pool_index_remove(pool_index *idx, pool_block *b);
+/* The smallest free block of at least `size` bytes, or NULL. */
+pool_block *pool_index_best_fit(const pool_index *idx, size_t size);
+/* The largest free block, or NULL. */
+pool_block *pool_index_largest(const pool_index *idx);
+
+/* ---- pool_map.c ------------------------------------------------------------------------------- */
+remat_status pool_map_init(pool_map *m);
+void pool_map_destroy(pool_map *m);
+remat_status pool_map_put(pool_map *m, uint64_t key, void *val);
+void *pool_map_get(const pool_map *m, uint64_t key);
+void *pool_map_take(pool_map *m, uint64_t key);
+
+/* ---- pool_device.c: every device call of the pool, counted for fault injection --------------- */
+remat_status pool_dev_malloc(remat_pool *pool, size_t bytes, void **out);
+remat_status pool_dev_free(remat_pool *pool, void *ptr, size_t bytes);
+int pool_dev_has_events(const remat_pool *pool);
+remat_status pool_dev_event_create(remat_pool *pool, device_event **out);
+remat_status pool_dev_event_record(remat_pool *pool, device_event *ev, remat_stream stream);
+remat_status pool_dev_stream_wait(remat_pool *pool, remat_stream stream, device_event *ev);
+remat_status pool_dev_event_query(remat_pool *pool, device_event *ev, int *done);
+remat_status pool_dev_sync(remat_pool *pool);
+int pool_dev_has_vm(const remat_pool *pool);
+remat_status pool_dev_vm_map(remat_pool *pool, uintptr_t addr, size_t bytes);
+remat_status pool_dev_vm_unmap(remat_pool *pool, uintptr_t addr, size_t bytes);
+
+/* ---- pool_stream.c ---------------------------------------------------------------------------- */
+/* On free: records one event per stream that used b (no-op without device events). */
+void pool_fence_on_free(remat_pool *pool, pool_block *b);
+/* On reuse by `stream`: makes it wait for the fences of other streams; drops b's fences. */
+remat_status pool_fence_on_reuse(remat_pool *pool, pool_block *b, remat_stream stream);
+/* Appends the fences of `from` to `to` (merge) or shares them (split: `share` = 1). */
+void pool_fence_merge(remat_pool *pool, pool_block *to, pool_block *from, int share);
+void pool_fence_drop_all(remat_pool *pool, pool_block *b);
+void pool_fence_destroy_spares(remat_pool *pool);
+
+/* ---- pool.c ----------------------------------------------------------------------------------- */
+void pool_lock(const remat_pool *pool);
+void pool_unlock(const remat_pool *pool);
+const char *pool_tag_name(const remat_pool *pool, uint32_t tag);
+/* Is tag a valid tag word (letters, digits, '_', '-', '.', 1..63 characters)? */
+int pool_tag_is_word(const char *tag);
+/* Trace number of a stream (0 = default), registering it on first sight. */
+uint64_t pool_stream_number(remat_pool *pool, remat_stream s);
+
+/* ---- pool_expand.c: the expandable segment (large requests, cfg.expandable_segments) ---------- */
+remat_status pool_expand_init(remat_pool *pool);
+/* Unmaps what is still mapped and releases the address range. */
+void pool_expand_destroy(remat_pool *pool);
+/* Maps more memory at the end so that the segment's free tail holds `size` bytes; returns that
+ * tail block, taken out of the index. */
+remat_status pool_expand_grow(remat_pool *pool, size_t size, pool_block **out);
+/* Unmaps the free tail (whole granules); *released gets the bytes. */
+remat_status pool_expand_trim(remat_pool *pool, uint64_t *released);
+
+/* ---- pool.c, for the other pool files ----------------------------------------------------- */
+pool_block *pool_block_new(remat_pool *pool);
+void pool_block_recycle(remat_pool *pool, pool_block *b);
+void pool_stat_add(remat_stat *s, uint64_t v);
+void pool_segment_link(remat_pool *pool, pool_segment *seg);
+void pool_segment_unlink(remat_pool *pool, pool_segment *seg);
+
+/* ---- pool_check.c ----------------------------------------------------------------------------- */
+remat_status pool_check_locked(const remat_pool *pool);
+
+#endif

@@ -1,0 +1,319 @@
+/* alloc/trace.c: allocation traces: recording a pool's calls, reading a trace file, and replaying
+ * it through a fresh pool (shared by `remat replay`, the tests and the benchmarks). */
+#include "alloc/pool.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* ==== Recording ================================================================================ */
+
+remat_status remat_pool_trace_begin(remat_pool *pool, FILE *f)
+{
+    if (!pool || !f)
+        return remat_fail(REMAT_EINVAL, "remat_pool_trace_begin: pool and f must not be NULL");
+    remat_status s = REMAT_OK;
+    pool_lock(pool);
+    if (pool->trace) {
+        s = remat_fail(REMAT_EINVAL, "remat_pool_trace_begin: this pool is already recording");
+    } else {
+        /* Blocks of an earlier recording must not write frees of ids this trace never saw. */
+        for (size_t i = 0; i < pool->live.cap; i++)
+            if (pool->live.keys[i])
+                ((pool_block *)pool->live.vals[i])->trace_id = 0;
+        fprintf(f, "# remat-trace 1\n");
+        pool->trace = f;
+    }
+    pool_unlock(pool);
+    return s;
+}
+
+remat_status remat_pool_trace_end(remat_pool *pool)
+{
+    if (!pool)
+        return remat_fail(REMAT_EINVAL, "remat_pool_trace_end: pool must not be NULL");
+    pool_lock(pool);
+    FILE *f = pool->trace;
+    pool->trace = NULL;
+    int bad = f && (fflush(f) != 0 || ferror(f));
+    pool_unlock(pool);
+    if (!f)
+        return remat_fail(REMAT_EINVAL, "remat_pool_trace_end: this pool is not recording");
+    return bad ? remat_fail(REMAT_EIO, "remat_pool_trace_end: writing the trace failed") : REMAT_OK;
+}
+
+/* ==== Parsing ================================================================================== */
+
+typedef struct {
+    uint64_t bytes;
+    uint64_t line;
+    size_t slot;     /* index of the allocation this event makes or frees */
+    uint32_t stream; /* trace stream number */
+    uint32_t tag;    /* index into tags; 0 = untagged */
+    char op;         /* 'a' or 'f' */
+} trace_event;
+
+struct remat_trace {
+    trace_event *ev;
+    size_t n, cap;
+    size_t n_allocs;
+    char (*tags)[64];
+    size_t n_tags, cap_tags;
+};
+
+typedef struct {
+    remat_trace *t;
+    pool_map live; /* id + 1 -> slot + 1 of the live allocation */
+    const char *name;
+    uint64_t line;
+} trace_parser;
+
+static remat_status parse_error(const trace_parser *p, const char *fmt, const char *arg)
+{
+    char why[200];
+    snprintf(why, sizeof why, fmt, arg);
+    return remat_fail(REMAT_EPARSE, "%s:%llu: %s", p->name, (unsigned long long)p->line, why);
+}
+
+/* A whole unsigned decimal number (digits only, no overflow). */
+static int parse_u64(const char *s, uint64_t *out)
+{
+    if (!*s)
+        return 0;
+    uint64_t v = 0;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9')
+            return 0;
+        unsigned d = (unsigned)(*s - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return 0;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return 1;
+}
+
+static remat_status trace_intern_tag(trace_parser *p, const char *tag, uint32_t *out)
+{
+    remat_trace *t = p->t;
+    if (!pool_tag_is_word(tag))
+        return parse_error(p, "bad tag '%.60s' (a word of letters, digits, '_', '-', '.')", tag);
+    if (strcmp(tag, "untagged") == 0) {
+        *out = 0;
+        return REMAT_OK;
+    }
+    for (size_t i = 1; i < t->n_tags; i++)
+        if (strcmp(t->tags[i], tag) == 0) {
+            *out = (uint32_t)i;
+            return REMAT_OK;
+        }
+    if (t->n_tags == t->cap_tags) {
+        size_t cap = t->cap_tags * 2;
+        char(*tags)[64] = realloc(t->tags, cap * sizeof *tags);
+        if (!tags)
+            return remat_fail(REMAT_ENOMEM, "trace: out of host memory");
+        t->tags = tags;
+        t->cap_tags = cap;
+    }
+    snprintf(t->tags[t->n_tags], 64, "%s", tag);
+    *out = (uint32_t)t->n_tags++;
+    return REMAT_OK;
+}
+
+static remat_status trace_push(remat_trace *t, const trace_event *e)
+{
+    if (t->n == t->cap) {
+        size_t cap = t->cap ? t->cap * 2 : 1024;
+        trace_event *ev = realloc(t->ev, cap * sizeof *ev);
+        if (!ev)
+            return remat_fail(REMAT_ENOMEM, "trace: out of host memory");
+        t->ev = ev;
+        t->cap = cap;
+    }
+    t->ev[t->n++] = *e;
+    return REMAT_OK;
+}
+
+static remat_status parse_alloc(trace_parser *p, char **tok, int n_tok)
+{
+    uint64_t id, stream = 0;
+    trace_event e = {.op = 'a', .line = p->line};
+    if (n_tok < 3 || n_tok > 5)
+        return parse_error(p, "%s", "expected 'a <id> <bytes> [<stream> [<tag>]]'");
+    if (!parse_u64(tok[1], &id) || id == UINT64_MAX)
+        return parse_error(p, "bad allocation id '%.40s'", tok[1]);
+    if (!parse_u64(tok[2], &e.bytes))
+        return parse_error(p, "bad byte count '%.40s'", tok[2]);
+    if (n_tok >= 4 && (!parse_u64(tok[3], &stream) || stream > UINT32_MAX))
+        return parse_error(p, "bad stream number '%.40s'", tok[3]);
+    e.stream = (uint32_t)stream;
+    if (n_tok == 5)
+        REMAT_TRY(trace_intern_tag(p, tok[4], &e.tag));
+    if (pool_map_get(&p->live, id + 1))
+        return parse_error(p, "allocation id %s is already live", tok[1]);
+    e.slot = p->t->n_allocs++;
+    REMAT_TRY(pool_map_put(&p->live, id + 1, (void *)(uintptr_t)(e.slot + 1)));
+    return trace_push(p->t, &e);
+}
+
+static remat_status parse_free(trace_parser *p, char **tok, int n_tok)
+{
+    uint64_t id;
+    if (n_tok != 2)
+        return parse_error(p, "%s", "expected 'f <id>'");
+    if (!parse_u64(tok[1], &id) || id == UINT64_MAX)
+        return parse_error(p, "bad allocation id '%.40s'", tok[1]);
+    void *slot = pool_map_take(&p->live, id + 1);
+    if (!slot)
+        return parse_error(p, "free of id %s, which is not live", tok[1]);
+    trace_event e = {.op = 'f', .line = p->line, .slot = (size_t)(uintptr_t)slot - 1};
+    return trace_push(p->t, &e);
+}
+
+/* Parses one line (comments already cut); blank lines are fine. */
+static remat_status parse_line(trace_parser *p, char *line)
+{
+    char *tok[6];
+    int n_tok = 0;
+    for (char *save = NULL, *w = strtok_r(line, " \t\r\n", &save); w;
+         w = strtok_r(NULL, " \t\r\n", &save)) {
+        if (n_tok == 6)
+            return parse_error(p, "%s", "too many fields");
+        tok[n_tok++] = w;
+    }
+    if (n_tok == 0)
+        return REMAT_OK;
+    if (strcmp(tok[0], "a") == 0)
+        return parse_alloc(p, tok, n_tok);
+    if (strcmp(tok[0], "f") == 0)
+        return parse_free(p, tok, n_tok);
+    return parse_error(p, "unknown event '%.40s' (expected 'a' or 'f')", tok[0]);
+}
+
+void remat_trace_free(remat_trace *trace)
+{
+    if (!trace)
+        return;
+    free(trace->ev);
+    free(trace->tags);
+    free(trace);
+}
+
+remat_status remat_trace_parse(FILE *f, const char *name, remat_trace **out)
+{
+    if (!f || !out)
+        return remat_fail(REMAT_EINVAL, "remat_trace_parse: f and out must not be NULL");
+    *out = NULL;
+    trace_parser p = {.name = name ? name : "trace"};
+    p.t = calloc(1, sizeof *p.t);
+    if (p.t) {
+        p.t->cap_tags = 8;
+        p.t->tags = calloc(p.t->cap_tags, sizeof *p.t->tags);
+    }
+    if (!p.t || !p.t->tags || pool_map_init(&p.live) != REMAT_OK) {
+        remat_trace_free(p.t);
+        return remat_fail(REMAT_ENOMEM, "trace: out of host memory");
+    }
+    snprintf(p.t->tags[0], 64, "untagged");
+    p.t->n_tags = 1;
+    char *line = NULL;
+    size_t cap = 0;
+    remat_status s = REMAT_OK;
+    while (s == REMAT_OK && getline(&line, &cap, f) != -1) {
+        p.line++;
+        char *hash = strchr(line, '#');
+        if (hash)
+            *hash = '\0';
+        s = parse_line(&p, line);
+    }
+    if (s == REMAT_OK && ferror(f))
+        s = remat_fail(REMAT_EIO, "%s: read error", p.name);
+    free(line);
+    pool_map_destroy(&p.live);
+    if (s != REMAT_OK) {
+        remat_trace_free(p.t);
+        return s;
+    }
+    *out = p.t;
+    return REMAT_OK;
+}
+
+remat_status remat_trace_load(const char *path, remat_trace **out)
+{
+    if (!path || !out)
+        return remat_fail(REMAT_EINVAL, "remat_trace_load: path and out must not be NULL");
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return remat_fail(REMAT_EIO, "cannot open trace '%s': %s", path, strerror(errno));
+    remat_status s = remat_trace_parse(f, path, out);
+    fclose(f);
+    return s;
+}
+
+size_t remat_trace_events(const remat_trace *trace) { return trace ? trace->n : 0; }
+
+/* ==== Replay =================================================================================== */
+
+static double now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+/* Runs the events; *done counts those that ran. */
+static remat_status replay_events(const remat_trace *t, remat_pool *pool, int real_streams,
+                                  void **ptrs, size_t *done)
+{
+    for (size_t i = 0; i < t->n; i++) {
+        const trace_event *e = &t->ev[i];
+        if (e->op == 'f') {
+            remat_free(pool, ptrs[e->slot]);
+            ptrs[e->slot] = NULL;
+        } else {
+            remat_stream stream = real_streams ? (remat_stream)(uintptr_t)e->stream : NULL;
+            ptrs[e->slot] = remat_alloc_tagged(pool, (size_t)e->bytes, stream,
+                                               e->tag ? t->tags[e->tag] : NULL);
+            if (!ptrs[e->slot])
+                return remat_fail_context(REMAT_ENOMEM, "trace line %llu", (unsigned long long)e->line);
+        }
+        *done = i + 1;
+    }
+    return REMAT_OK;
+}
+
+remat_status remat_trace_replay(const remat_trace *trace, remat_device *dev,
+                                const remat_pool_config *cfg, remat_replay_result *out)
+{
+    if (!trace || !dev || !out)
+        return remat_fail(REMAT_EINVAL, "remat_trace_replay: trace, dev and out must not be NULL");
+    memset(out, 0, sizeof *out);
+    remat_pool *pool = NULL;
+    REMAT_TRY(remat_pool_create(dev, cfg, &pool));
+    void **ptrs = calloc(trace->n_allocs ? trace->n_allocs : 1, sizeof *ptrs);
+    if (!ptrs) {
+        remat_pool_destroy(pool);
+        return remat_fail(REMAT_ENOMEM, "trace replay: out of host memory");
+    }
+    /* Trace streams are numbers; on CUDA they are no real streams, so all map to the default. */
+    int real_streams = dev->info.kind != REMAT_DEVICE_CUDA;
+    size_t done = 0;
+    double t0 = now_ns();
+    remat_status s = replay_events(trace, pool, real_streams, ptrs, &done);
+    double t1 = now_ns();
+    remat_pool_stats st;
+    remat_pool_stats_get(pool, &st);
+    out->events = done;
+    out->peak_requested = st.requested.peak;
+    out->peak_allocated = st.allocated.peak;
+    out->peak_reserved = st.reserved.peak;
+    out->device_allocs = st.n_device_alloc;
+    out->device_frees = st.n_device_free;
+    out->ns_per_op = done ? (t1 - t0) / (double)done : 0.0;
+    for (size_t i = 0; i < trace->n_allocs; i++)
+        remat_free(pool, ptrs[i]);
+    free(ptrs);
+    remat_pool_destroy(pool);
+    return s;
+}

@@ -1,0 +1,236 @@
+/* bench/bench_frag.c: fragmentation on a synthetic transformer training trace. A GPT-2-style model
+ * (per-tensor parameters, gradients and AdamW states that persist; per-layer activations allocated
+ * in the forward and freed in the backward; per-op temporaries) trains for several steps at several
+ * batch sizes; the trace is replayed on a simulated card through the pool and through no cache.
+ * Target: peak reserved / peak requested <= 1.05 for the pool. `bench_frag --trace-out FILE`
+ * writes the mixed-batch trace for `remat replay`. */
+#include "bench/bench.h"
+#include "remat.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ==== The generator ============================================================================ */
+
+typedef struct {
+    int layers, channels, heads, seq, vocab, steps;
+    int batches[4];
+    int n_batches;
+} gen_model;
+
+typedef struct {
+    FILE *f;
+    uint64_t next_id;
+} gen_out;
+
+static uint64_t gen_alloc(gen_out *g, uint64_t bytes, const char *tag)
+{
+    uint64_t id = g->next_id++;
+    fprintf(g->f, "a %llu %llu 0 %s\n", (unsigned long long)id, (unsigned long long)bytes, tag);
+    return id;
+}
+
+static void gen_free(gen_out *g, uint64_t id) { fprintf(g->f, "f %llu\n", (unsigned long long)id); }
+
+/* A per-op temporary (a workspace): allocated and freed around the op. */
+static void gen_tmp(gen_out *g, uint64_t bytes) { gen_free(g, gen_alloc(g, bytes, "tmp")); }
+
+#define GEN_PARAMS_PER_LAYER 12
+#define GEN_ACTS_PER_LAYER 11
+
+/* Sizes (floats) of one layer's parameter tensors, in llm.c's order. */
+static void gen_layer_params(const gen_model *m, uint64_t out[GEN_PARAMS_PER_LAYER])
+{
+    uint64_t C = (uint64_t)m->channels;
+    uint64_t sizes[GEN_PARAMS_PER_LAYER] = {C, C, 3 * C * C, 3 * C, C * C, C, C, C, 4 * C * C, 4 * C, 4 * C * C, C};
+    memcpy(out, sizes, sizeof sizes);
+}
+
+/* Sizes (floats) of one layer's saved activations for batch B. */
+static void gen_layer_acts(const gen_model *m, int B, uint64_t out[GEN_ACTS_PER_LAYER])
+{
+    uint64_t BT = (uint64_t)B * (uint64_t)m->seq, C = (uint64_t)m->channels;
+    uint64_t att = (uint64_t)B * (uint64_t)m->heads * (uint64_t)m->seq * (uint64_t)m->seq;
+    uint64_t sizes[GEN_ACTS_PER_LAYER] = {BT * C,     BT * 3 * C, att,        BT * C, BT * C, BT * C,
+                                          BT * C,     BT * 4 * C, BT * 4 * C, BT * C, BT * C};
+    memcpy(out, sizes, sizeof sizes);
+}
+
+/* One training step at batch B: forward (activations kept), loss, backward (activations freed in
+ * reverse, gradient buffers flowing down), then the optimizer. */
+static void gen_step(gen_out *g, const gen_model *m, int B, uint64_t *grads_live, int first)
+{
+    int L = m->layers;
+    uint64_t BT = (uint64_t)B * (uint64_t)m->seq, C = (uint64_t)m->channels, V = (uint64_t)m->vocab;
+    uint64_t *acts = malloc(sizeof *acts * (size_t)L * GEN_ACTS_PER_LAYER);
+    uint64_t sizes[GEN_ACTS_PER_LAYER];
+    gen_layer_acts(m, B, sizes);
+    uint64_t tokens = gen_alloc(g, BT * 4, "act"), emb = gen_alloc(g, BT * C * 4, "act");
+    for (int l = 0; l < L; l++)
+        for (int k = 0; k < GEN_ACTS_PER_LAYER; k++) {
+            if (k == 2 || k == 7)
+                gen_tmp(g, BT * C * 4); /* GEMM / softmax workspace */
+            acts[l * GEN_ACTS_PER_LAYER + k] = gen_alloc(g, sizes[k] * 4, "act");
+        }
+    uint64_t lnf = gen_alloc(g, BT * C * 4, "act"), logits = gen_alloc(g, BT * V * 4, "act");
+    uint64_t dlogits = gen_alloc(g, BT * V * 4, "act");
+    gen_free(g, logits);
+    uint64_t dres = gen_alloc(g, BT * C * 4, "act");
+    gen_free(g, dlogits);
+    gen_free(g, lnf);
+    for (int l = L - 1; l >= 0; l--) {
+        uint64_t dfc = gen_alloc(g, BT * 4 * C * 4, "act");
+        uint64_t datt = gen_alloc(g, (uint64_t)B * (uint64_t)m->heads * (uint64_t)m->seq * (uint64_t)m->seq * 4, "act");
+        gen_tmp(g, BT * 3 * C * 4);
+        uint64_t dnext = gen_alloc(g, BT * C * 4, "act");
+        gen_free(g, datt);
+        gen_free(g, dfc);
+        gen_free(g, dres);
+        dres = dnext;
+        for (int k = GEN_ACTS_PER_LAYER - 1; k >= 0; k--)
+            gen_free(g, acts[l * GEN_ACTS_PER_LAYER + k]);
+    }
+    gen_free(g, dres);
+    gen_free(g, emb);
+    gen_free(g, tokens);
+    if (first) /* gradients live from the first backward on, as PyTorch's .grad */
+        for (int l = 0; l < L; l++) {
+            uint64_t p[GEN_PARAMS_PER_LAYER];
+            gen_layer_params(m, p);
+            for (int k = 0; k < GEN_PARAMS_PER_LAYER; k++)
+                grads_live[l * GEN_PARAMS_PER_LAYER + k] = gen_alloc(g, p[k] * 4, "grads");
+        }
+    gen_tmp(g, 4 << 20); /* optimizer scratch */
+    free(acts);
+}
+
+/* Writes a whole trace: parameters, then steps at each batch size in turn. */
+static void gen_trace(FILE *f, const gen_model *m)
+{
+    gen_out g = {f, 1};
+    int L = m->layers;
+    uint64_t C = (uint64_t)m->channels;
+    fprintf(f, "# remat-trace 1\n# synthetic GPT-2-style training: L=%d C=%d T=%d V=%d\n", L,
+            m->channels, m->seq, m->vocab);
+    gen_alloc(&g, (uint64_t)m->vocab * C * 4, "params"); /* wte */
+    gen_alloc(&g, (uint64_t)m->seq * C * 4, "params");   /* wpe */
+    uint64_t *grads = calloc((size_t)L * GEN_PARAMS_PER_LAYER, sizeof *grads);
+    for (int l = 0; l < L; l++) {
+        uint64_t p[GEN_PARAMS_PER_LAYER];
+        gen_layer_params(m, p);
+        for (int k = 0; k < GEN_PARAMS_PER_LAYER; k++)
+            gen_alloc(&g, p[k] * 4, "params");
+    }
+    for (int b = 0; b < m->n_batches; b++)
+        for (int s = 0; s < m->steps; s++) {
+            gen_step(&g, m, m->batches[b], grads, b == 0 && s == 0);
+            if (b == 0 && s == 0) /* AdamW's m and v appear at the first optimizer step */
+                for (int l = 0; l < L; l++) {
+                    uint64_t p[GEN_PARAMS_PER_LAYER];
+                    gen_layer_params(m, p);
+                    for (int k = 0; k < 2 * GEN_PARAMS_PER_LAYER; k++)
+                        gen_alloc(&g, p[k % GEN_PARAMS_PER_LAYER] * 4, "optim");
+                }
+        }
+    free(grads);
+}
+
+static remat_trace *gen_parsed(const gen_model *m)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    gen_trace(f, m);
+    fclose(f);
+    FILE *in = fmemopen(buf, len, "r");
+    remat_trace *t = NULL;
+    if (remat_trace_parse(in, "synthetic", &t) != REMAT_OK)
+        fprintf(stderr, "bench_frag: %s\n", remat_last_error());
+    fclose(in);
+    free(buf);
+    return t;
+}
+
+/* ==== The benchmark ============================================================================ */
+
+enum { FRAG_POOL, FRAG_EXPANDABLE, FRAG_NO_CACHE, FRAG_MODES };
+static const char *frag_mode_names[FRAG_MODES] = {"pool", "pool-expandable", "nocache"};
+
+typedef struct {
+    char name[96];
+    const gen_model *model;
+    remat_trace *trace;
+    int mode;
+    double ratio;
+} frag_case;
+
+static remat_device *frag_dev;
+
+static void bench_replay(remat_bench_state *st, void *arg)
+{
+    frag_case *c = arg;
+    remat_pool_config cfg = {.expandable_segments = c->mode == FRAG_EXPANDABLE,
+                             .no_cache = c->mode == FRAG_NO_CACHE};
+    remat_replay_result r = {0};
+    while (remat_bench_running(st))
+        if (remat_trace_replay(c->trace, frag_dev, &cfg, &r) != REMAT_OK)
+            fprintf(stderr, "bench_frag: %s\n", remat_last_error());
+    c->ratio = r.peak_requested ? (double)r.peak_reserved / (double)r.peak_requested : 0;
+    remat_bench_counter(st, "reserved_over_requested", c->ratio);
+    remat_bench_counter(st, "peak_reserved_MiB", (double)r.peak_reserved / 1048576.0);
+    remat_bench_counter(st, "device_allocs", (double)r.device_allocs);
+    remat_bench_counter(st, "ns_per_op", r.ns_per_op);
+}
+
+int main(int argc, char **argv)
+{
+    /* gpt2-124m-like shapes (12 layers, 768 channels, vocabulary 50304) at seq 1024, and a
+     * smaller model (6 layers, 512 channels) at seq 256; fixed and changing batch sizes. */
+    static const struct {
+        const char *name;
+        gen_model model;
+    } models[] = {
+        {"gpt2-124m-b4", {12, 768, 12, 1024, 50304, 3, {4}, 1}},
+        {"gpt2-124m-b8", {12, 768, 12, 1024, 50304, 3, {8}, 1}},
+        {"gpt2-124m-b2-8-4", {12, 768, 12, 1024, 50304, 3, {2, 8, 4}, 3}},
+        {"small-b1-16-3", {6, 512, 8, 256, 8192, 3, {1, 16, 3}, 3}},
+    };
+    enum { N_MODELS = sizeof models / sizeof models[0] };
+    if (argc == 3 && strcmp(argv[1], "--trace-out") == 0) {
+        FILE *f = fopen(argv[2], "w");
+        if (!f)
+            return perror(argv[2]), 1;
+        gen_trace(f, &models[2].model);
+        return fclose(f) == 0 ? 0 : 1;
+    }
+    if (remat_device_open("sim:1TiB", &frag_dev) != REMAT_OK) {
+        fprintf(stderr, "bench_frag: %s\n", remat_last_error());
+        return 1;
+    }
+    static frag_case cases[N_MODELS * FRAG_MODES];
+    remat_trace *traces[N_MODELS];
+    for (int m = 0; m < N_MODELS; m++) {
+        traces[m] = gen_parsed(&models[m].model);
+        if (!traces[m])
+            return 1;
+        for (int k = 0; k < FRAG_MODES; k++) {
+            frag_case *c = &cases[m * FRAG_MODES + k];
+            snprintf(c->name, sizeof c->name, "frag/%s/%s", frag_mode_names[k], models[m].name);
+            c->model = &models[m].model;
+            c->trace = traces[m];
+            c->mode = k;
+            remat_bench_register(c->name, bench_replay, c);
+        }
+        remat_bench_compare(cases[m * FRAG_MODES].name, cases[m * FRAG_MODES + FRAG_NO_CACHE].name, 0);
+    }
+    int rc = remat_bench_main(argc, argv);
+    printf("summary fragmentation: peak reserved / peak requested (target <= 1.05 for the pool)\n");
+    for (int i = 0; i < N_MODELS * FRAG_MODES; i++)
+        printf("summary %-40s %6.3f%s\n", cases[i].name, cases[i].ratio,
+               cases[i].mode == FRAG_NO_CACHE ? "" : cases[i].ratio <= 1.05 ? "  met" : "  MISSED");
+    for (int m = 0; m < N_MODELS; m++)
+        remat_trace_free(traces[m]);
+    remat_device_close(frag_dev);
+    return rc;
+}
