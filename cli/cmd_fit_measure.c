@@ -1,0 +1,260 @@
+/* cli/cmd_fit_measure.c: `remat fit --measure`: trains our GPT at each policy's planned largest
+ * batch in a pool limited to what the plan leaves the allocator, and compares the pool's measured
+ * peak with the planned bytes; then checks that one more sequence does not fit. */
+#include "cli/cli.h"
+#include "core/core.h"
+#include "model/gpt.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define MEASURE_STEPS 2
+
+typedef struct {
+    long batch;
+    uint64_t predicted, measured; /* pool bytes: states + activations */
+    remat_status status;          /* of the run at `batch` */
+    remat_status one_more;        /* of the run at batch + 1 (REMAT_ENOMEM = did not fit) */
+    char why[320];                /* the failure message of the run at `batch` */
+} measure_row;
+
+/* ==== Schedules of the fixed policies ====================================================== */
+
+static int measure_option(const remat_stage *s, remat_act_policy p)
+{
+    const char *want = p == REMAT_ACT_LLMC ? "recompute-gelu" : "recompute-attn";
+    if (p != REMAT_ACT_LLMC && p != REMAT_ACT_MEGATRON)
+        return -1;
+    for (int k = 0; k < s->n_options; k++)
+        if (strcmp(s->options[k].name, want) == 0)
+            return k;
+    return -1;
+}
+
+/* The op list of a fixed policy: F_all (with the policy's option) then B; full recompute: F_ck
+ * keeping every input, then F_all i, B i from the last stage. */
+static remat_status measure_fixed(const remat_chain *c, remat_act_policy p, remat_schedule **out)
+{
+    int n = c->n_stages, k = 0;
+    remat_schedule *s = calloc(1, sizeof *s);
+    remat_op *ops = calloc(3 * (size_t)n, sizeof *ops);
+    if (!s || !ops) {
+        free(s), free(ops);
+        return remat_fail(REMAT_ENOMEM, "out of host memory for a schedule");
+    }
+    if (p == REMAT_ACT_FULL) {
+        for (int i = 0; i < n - 1; i++)
+            ops[k++] = (remat_op){REMAT_OP_F_CK, i, -1};
+        for (int i = n - 1; i >= 0; i--) {
+            ops[k++] = (remat_op){REMAT_OP_F_ALL, i, -1};
+            ops[k++] = (remat_op){REMAT_OP_B, i, -1};
+        }
+    } else {
+        for (int i = 0; i < n; i++)
+            ops[k++] = (remat_op){REMAT_OP_F_ALL, i, measure_option(&c->stages[i], p)};
+        for (int i = n - 1; i >= 0; i--)
+            ops[k++] = (remat_op){REMAT_OP_B, i, -1};
+    }
+    s->ops = ops;
+    s->n_ops = (size_t)k;
+    s->feasible = 1;
+    *out = s;
+    return REMAT_OK;
+}
+
+static remat_status measure_schedule(const remat_chain *c, remat_act_policy p, uint64_t budget,
+                                     remat_schedule **out)
+{
+    if (p != REMAT_ACT_OPTIMAL)
+        return measure_fixed(c, p, out);
+    remat_policy opt = {.kind = REMAT_POLICY_OPTIMAL};
+    return remat_plan(c, &opt, budget, out);
+}
+
+/* ==== One run ============================================================================== */
+
+typedef struct {
+    remat_device *dev;
+    remat_pool *pool;
+    gpt_model *model;
+    remat_chain *chain;
+    remat_schedule *sched;
+    float *params;
+    int *inputs, *targets;
+} measure_run;
+
+static void measure_close(measure_run *m)
+{
+    remat_schedule_free(m->sched);
+    remat_chain_free(m->chain);
+    gpt_model_destroy(m->model);
+    remat_pool_destroy(m->pool);
+    remat_device_close(m->dev);
+    free(m->params), free(m->inputs), free(m->targets);
+}
+
+/* Deterministic tokens in [0, vocab). */
+static void measure_tokens(int *inputs, int *targets, size_t n, int vocab)
+{
+    for (size_t i = 0; i < n; i++) {
+        inputs[i] = (int)((i * 7 + 3) % (size_t)vocab);
+        targets[i] = (int)((i * 7 + 10) % (size_t)vocab);
+    }
+}
+
+static remat_status measure_open(measure_run *m, const char *device, uint64_t limit, int expandable,
+                                 const gpt_config *cfg, int B, int T)
+{
+    remat_pool_config pc;
+    memset(&pc, 0, sizeof pc);
+    pc.limit_bytes = limit;
+    pc.expandable_segments = expandable;
+    REMAT_TRY(remat_device_open(device, &m->dev));
+    REMAT_TRY(remat_pool_create(m->dev, &pc, &m->pool));
+    REMAT_TRY(gpt_model_create(m->dev, m->pool, cfg, B, T, &m->model));
+    size_t n = (size_t)B * (size_t)T, total = gpt_model_layout(m->model)->total;
+    m->params = malloc(total * sizeof(float));
+    m->inputs = malloc(n * sizeof(int));
+    m->targets = malloc(n * sizeof(int));
+    if (!m->params || !m->inputs || !m->targets)
+        return remat_fail(REMAT_ENOMEM, "out of host memory for batch %d", B);
+    gpt_init_params(cfg, 1, m->params);
+    measure_tokens(m->inputs, m->targets, n, cfg->vocab);
+    REMAT_TRY(gpt_model_set_params(m->model, m->params));
+    return gpt_model_chain(m->model, &m->chain);
+}
+
+/* Trains MEASURE_STEPS steps of policy p at batch B in a pool limited to `limit`; the pool's
+ * peak allocated bytes in *peak. */
+static remat_status measure_one(const char *device, uint64_t limit, int expandable,
+                                const gpt_config *cfg, int B, int T, remat_act_policy p,
+                                uint64_t budget, uint64_t *peak)
+{
+    measure_run m;
+    memset(&m, 0, sizeof m);
+    gpt_adamw hp = gpt_adamw_defaults();
+    remat_status s = measure_open(&m, device, limit, expandable, cfg, B, T);
+    if (s == REMAT_OK)
+        s = measure_schedule(m.chain, p, budget, &m.sched);
+    for (int step = 1; s == REMAT_OK && step <= MEASURE_STEPS; step++) {
+        float loss = 0;
+        s = gpt_model_forward_backward(m.model, m.sched, m.chain, m.inputs, m.targets, &loss);
+        if (s == REMAT_OK)
+            s = gpt_model_update(m.model, &hp, step);
+    }
+    remat_pool_stats st;
+    if (s == REMAT_OK && (s = remat_pool_stats_get(m.pool, &st)) == REMAT_OK)
+        *peak = st.allocated.peak;
+    measure_close(&m);
+    return s;
+}
+
+/* ==== The comparison ======================================================================= */
+
+/* Planned pool bytes (states + activations) at `batch` under p, and the activation budget. */
+static remat_status measure_predict(const remat_fit_request *req, remat_act_policy p, long batch,
+                                    uint64_t *pool_bytes, uint64_t *budget)
+{
+    remat_fit_request r = *req;
+    remat_fit_result res;
+    r.policy = p;
+    r.batch = (int)batch;
+    REMAT_TRY(remat_fit(&r, &res));
+    const remat_fit_bytes *b = &res.per_gpu;
+    *pool_bytes = b->weights + b->gradients + b->optimizer + b->activations;
+    /* the trainer's targets sit outside the chain: the schedule's budget excludes them */
+    uint64_t targets = ((uint64_t)batch * (uint64_t)r.seq * 4 + 511) / 512 * 512;
+    *budget = b->activations - targets;
+    return REMAT_OK;
+}
+
+static remat_status measure_policy(const remat_fit_request *req, const remat_fit_result *res,
+                                   const char *device, int expandable, const gpt_config *cfg,
+                                   remat_act_policy p, measure_row *row)
+{
+    uint64_t budget = 0, ignored = 0, next_budget = 0;
+    row->batch = res->max_batch[p];
+    if (row->batch <= 0)
+        return REMAT_OK;
+    REMAT_TRY(measure_predict(req, p, row->batch, &row->predicted, &budget));
+    row->status = measure_one(device, res->pool_bytes, expandable, cfg, (int)row->batch, req->seq,
+                              p, budget, &row->measured);
+    if (row->status != REMAT_OK)
+        snprintf(row->why, sizeof row->why, "%s", remat_last_error());
+    if (measure_predict(req, p, row->batch + 1, &ignored, &next_budget) != REMAT_OK)
+        next_budget = budget;
+    row->one_more = measure_one(device, res->pool_bytes, expandable, cfg, (int)row->batch + 1,
+                                req->seq, p, next_budget, &ignored);
+    remat_clear_error();
+    return REMAT_OK;
+}
+
+static void measure_print(const measure_row *rows, int json)
+{
+    char pb[32], mb[32];
+    if (json)
+        printf("{\"measure\": [");
+    else
+        printf("measured (pool peak of %d training steps, states + activations):\n"
+               "  %-20s %8s %12s %12s %8s  %s\n",
+               MEASURE_STEPS, "policy", "batch", "predicted", "measured", "error", "batch + 1");
+    for (int p = 0, first = 1; p < REMAT_ACT_COUNT; p++) {
+        const measure_row *r = &rows[p];
+        if (r->batch <= 0)
+            continue;
+        double err = r->status == REMAT_OK && r->predicted
+                         ? ((double)r->measured - (double)r->predicted) / (double)r->predicted
+                         : 0;
+        const char *next = r->one_more == REMAT_OK       ? "fits too"
+                           : r->one_more == REMAT_ENOMEM ? "out of memory"
+                                                         : remat_strerror(r->one_more);
+        if (json) {
+            printf("%s{\"policy\": \"%s\", \"batch\": %ld, \"predicted_bytes\": %llu, "
+                   "\"measured_bytes\": %llu, \"error\": %.6f, \"ok\": %s, \"one_more_fits\": %s}",
+                   first ? "" : ", ", remat_act_policy_name((remat_act_policy)p), r->batch,
+                   (unsigned long long)r->predicted, (unsigned long long)r->measured, err,
+                   r->status == REMAT_OK ? "true" : "false",
+                   r->one_more == REMAT_OK ? "true" : "false");
+        } else if (r->status != REMAT_OK) {
+            printf("  %-20s %8ld %12s   run failed: %s\n",
+                   remat_act_policy_name((remat_act_policy)p), r->batch,
+                   remat_format_bytes(r->predicted, pb, sizeof pb), r->why);
+        } else {
+            printf("  %-20s %8ld %12s %12s %+7.2f%%  %s\n",
+                   remat_act_policy_name((remat_act_policy)p), r->batch,
+                   remat_format_bytes(r->predicted, pb, sizeof pb),
+                   remat_format_bytes(r->measured, mb, sizeof mb), 100 * err, next);
+        }
+        first = 0;
+    }
+    if (json)
+        printf("]}\n");
+}
+
+int fit_measure(const remat_fit_request *req, const remat_fit_result *res, const char *device,
+                int expandable, int json)
+{
+    const remat_model_desc *m = &req->model;
+    gpt_config cfg;
+    if (req->inference || m->arch != REMAT_ARCH_GPT2 || gpt_preset(m->name, &cfg) != REMAT_OK)
+        return cli_usage_error("fit",
+                               "--measure trains our GPT: give --model tiny, small, "
+                               "gpt2-124m or gpt2-350m (not '%s'), without --inference",
+                               m->name);
+    if (req->dtype != REMAT_DTYPE_FP32 || req->optimizer != REMAT_OPTIM_ADAMW || req->zero ||
+        req->gpus != 1)
+        return cli_usage_error("fit", "--measure trains in fp32 with AdamW on one GPU: drop "
+                                      "--dtype, --optimizer, --zero and --gpus");
+    if (gpt_config_check(&cfg) != REMAT_OK)
+        return cli_fail("fit", REMAT_EINVAL, "--measure");
+    measure_row rows[REMAT_ACT_COUNT];
+    memset(rows, 0, sizeof rows);
+    for (int p = 0; p < REMAT_ACT_COUNT; p++) {
+        remat_status s =
+            measure_policy(req, res, device, expandable, &cfg, (remat_act_policy)p, &rows[p]);
+        if (s != REMAT_OK)
+            return cli_fail("fit", s, "--measure");
+    }
+    measure_print(rows, json);
+    return EXIT_OK;
+}

@@ -1,0 +1,435 @@
+/* plan/chain.c: the analytic chain of one training step of a model (embedding, blocks, head and
+ * loss as stages, DESIGN.md cost model) and the closed-form peaks of the fixed policies. */
+#include "plan/plan.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Stage sizes are clamped here: far above any card (remat_fit refuses cards above 2^47 bytes), so
+ * a clamped stage never fits, and sums over 10,000 stages cannot overflow. */
+#define CHAIN_CLAMP ((long double)(1ull << 48))
+
+/* What one transformer block keeps and costs, per token of the batch. Bytes, FLOPs. */
+typedef struct {
+    long double saved;      /* everything the backward needs, the output included */
+    long double act_drop;   /* bytes recompute-act does not keep (MLP activation outputs) */
+    long double attn_drop;  /* bytes recompute-attn does not keep (attention scores) */
+    long double largest;    /* the largest single intermediate tensor */
+    long double fwd;        /* FLOPs of the forward */
+    long double act_flops;  /* FLOPs to recompute the MLP activation */
+    long double attn_flops; /* FLOPs to recompute the attention core */
+} chain_block;
+
+static uint64_t chain_bytes(long double per_token, long double tokens)
+{
+    long double v = ceill(per_token * tokens);
+    return v >= CHAIN_CLAMP ? (uint64_t)CHAIN_CLAMP : (uint64_t)v;
+}
+
+static long double maxl(long double a, long double b)
+{
+    return a > b ? a : b;
+}
+
+/* Llama / Qwen2 block without dropout: norm outputs, q, k, v (after RoPE), attention output,
+ * the mid residual, SwiGLU gate, up, silu(gate) and the product, the output; fp32 RMS
+ * statistics; the softmax output (heads x T per token). */
+static chain_block llama_block(const remat_model_desc *m, long double T, long double e)
+{
+    long double h = m->hidden, hd = m->head_dim ? m->head_dim : m->hidden / m->heads;
+    long double q = m->heads * hd, kv = m->kv_heads * hd, F = m->ffn;
+    chain_block b;
+    b.saved = (4 * h + 2 * q + 2 * kv + 4 * F) * e + 2 * 4 + m->heads * T * e;
+    b.act_drop = 2 * F * e;
+    b.attn_drop = m->heads * T * e;
+    b.largest = maxl(F, m->heads * T) * e;
+    b.fwd = 2 * (2 * h * q + 2 * h * kv + 3 * h * F) + 4 * T * q;
+    b.act_flops = 6 * F;
+    b.attn_flops = 4 * T * q + 5 * m->heads * T;
+    return b;
+}
+
+/* DeepSeek MLA block, dense MLP (moe = 0) or MoE: MLA intermediates (q_a and its norm, q, the
+ * compressed kv and its norm, k, v, attention output), the residual and norms, then either a
+ * SwiGLU of width ffn or the router logits, the tokens dispatched to the active experts, every
+ * used expert's SwiGLU intermediates and the expert outputs. */
+static chain_block deepseek_block(const remat_model_desc *m, int moe, long double T, long double e)
+{
+    long double h = m->hidden, nh = m->heads, ql = m->q_lora_rank, kl = m->kv_lora_rank;
+    long double rope = m->qk_rope_dim, qk = m->qk_nope_dim + m->qk_rope_dim, v = m->v_head_dim;
+    long double used = m->active_experts + m->shared_experts;
+    long double attn = h + 2 * ql + nh * qk + (kl + rope) + kl + nh * qk + 2 * nh * v + 2 * h;
+    long double mlp_inner = moe ? used * m->moe_ffn : m->ffn;
+    long double mlp = 4 * mlp_inner + (moe ? 2 * m->active_experts * h : 0);
+    long double router = moe ? 4.0L * m->routed_experts : 0;
+    chain_block b;
+    b.saved = (attn + mlp + h) * e + 4 * 4 + router + nh * T * e;
+    b.act_drop = 2 * mlp_inner * e;
+    b.attn_drop = nh * T * e;
+    b.largest = maxl(maxl(m->moe_ffn * used, m->ffn * (moe ? 0 : 1)), maxl(nh * qk, nh * T)) * e;
+    long double mla =
+        h * ql + ql * nh * qk + h * (kl + rope) + kl * nh * (qk - rope + v) + nh * v * h;
+    b.fwd =
+        2 * (mla + 3 * h * mlp_inner + (moe ? h * m->routed_experts : 0)) + 2 * T * nh * (qk + v);
+    b.act_flops = 6 * mlp_inner;
+    b.attn_flops = 2 * T * nh * (qk + v) + 5 * nh * T;
+    return b;
+}
+
+static chain_block model_block(const remat_model_desc *m, int layer, long double T, long double e)
+{
+    return m->arch == REMAT_ARCH_DEEPSEEK ? deepseek_block(m, layer >= m->dense_layers, T, e)
+                                          : llama_block(m, T, e);
+}
+
+static void chain_set_option(remat_stage_option *o, const char *name, uint64_t saved, double bwd)
+{
+    snprintf(o->name, sizeof o->name, "%s", name);
+    o->saved_bytes = saved;
+    o->bwd = bwd;
+}
+
+/* Fills stage s as block `layer` for `tokens` tokens; options must hold 3 entries. */
+static void chain_fill_block(remat_stage *s, const chain_block *b, long double tokens, int layer,
+                             long double h_bytes, remat_stage_option *options)
+{
+    snprintf(s->name, sizeof s->name, "block%d", layer);
+    s->fwd = (double)(b->fwd * tokens);
+    s->bwd = 2 * s->fwd;
+    s->out_bytes = chain_bytes(h_bytes, tokens);
+    s->saved_bytes = chain_bytes(b->saved, tokens);
+    s->fwd_tmp_bytes = chain_bytes(b->largest, tokens);
+    s->bwd_tmp_bytes = chain_bytes(2 * b->largest, tokens);
+    double act = (double)(b->act_flops * tokens), attn = (double)(b->attn_flops * tokens);
+    chain_set_option(&options[0], "recompute-act", chain_bytes(b->saved - b->act_drop, tokens),
+                     s->bwd + act);
+    chain_set_option(&options[1], "recompute-attn", chain_bytes(b->saved - b->attn_drop, tokens),
+                     s->bwd + attn);
+    chain_set_option(&options[2], "recompute-both",
+                     chain_bytes(b->saved - b->act_drop - b->attn_drop, tokens),
+                     s->bwd + act + attn);
+    s->n_options = 3;
+    s->options = options;
+}
+
+/* Final norm, head and loss: the norm output and statistics, fp32 logits, the per-token losses.
+ * Output: the losses (4 bytes a token). */
+static void chain_fill_head(remat_stage *s, const remat_model_desc *m, long double tokens,
+                            long double e)
+{
+    long double h = m->hidden, V = m->padded_vocab > m->vocab ? m->padded_vocab : m->vocab;
+    snprintf(s->name, sizeof s->name, "head");
+    s->fwd = (double)(2 * h * V * tokens);
+    s->bwd = 2 * s->fwd;
+    s->out_bytes = chain_bytes(4, tokens);
+    s->saved_bytes = chain_bytes(h * e + 4 + V * 4 + 4, tokens);
+    s->fwd_tmp_bytes = 0;
+    s->bwd_tmp_bytes = chain_bytes(V * 4 + h * e, tokens);
+}
+
+/* Llama-family and DeepSeek chains from the per-token formulas above. */
+static remat_status chain_build_generic(const remat_model_desc *m, uint64_t batch, uint64_t seq,
+                                        unsigned act_bytes, remat_chain **out)
+{
+    int L = m->layers, n = L + 2;
+    remat_chain *c = NULL;
+    REMAT_TRY(remat_chain_new(n, &c));
+    remat_stage *stages = c->stages;
+    for (int l = 0; l < L; l++) {
+        stages[1 + l].options = calloc(3, sizeof(remat_stage_option));
+        if (!stages[1 + l].options) {
+            remat_chain_free(c);
+            return remat_fail(REMAT_ENOMEM, "plan_chain_build: out of host memory (%d stages)", n);
+        }
+    }
+    long double tokens = (long double)batch * (long double)seq, e = act_bytes, h = m->hidden;
+    snprintf(c->name, sizeof c->name, "%s-b%llu-t%llu", m->name, (unsigned long long)batch,
+             (unsigned long long)seq);
+    c->input_bytes = chain_bytes(8, tokens); /* int32 inputs and targets */
+    snprintf(stages[0].name, sizeof stages[0].name, "embed");
+    stages[0].fwd = (double)(h * tokens);
+    stages[0].bwd = 2 * stages[0].fwd;
+    stages[0].out_bytes = stages[0].saved_bytes = chain_bytes(h * e, tokens);
+    for (int l = 0; l < L; l++) {
+        chain_block b = model_block(m, l, (long double)seq, e);
+        chain_fill_block(&stages[1 + l], &b, tokens, l, h * e, stages[1 + l].options);
+    }
+    chain_fill_head(&stages[n - 1], m, tokens, e);
+    *out = c;
+    return REMAT_OK;
+}
+
+/* ==== Our GPT: the training loop's exact layout ============================================== */
+/* model/stages.c lays out every buffer of a stage as regions aligned to 256 bytes, the total
+ * rounded up to 512 (the pool's rounding). Mirrored here so the planner predicts what the pool
+ * will hold. Sizes are long double until clamped. */
+
+typedef long double chain_ld;
+
+static chain_ld round512(chain_ld b)
+{
+    return ceill(b / 512) * 512;
+}
+
+/* Appends a region of `bytes` at *off (256-aligned); returns nothing, as only totals matter. */
+static void region(chain_ld *off, chain_ld bytes)
+{
+    *off = ceill(*off / 256) * 256 + bytes;
+}
+
+typedef struct {
+    chain_ld N, NC, att, big, scratch, act; /* tokens, [N,C], [B,NH,T,T], max(att, 4NC), ... */
+    chain_ld f;                             /* bytes of a float statistic */
+    chain_ld Vp;
+} gpt_dims;
+
+/* ā of a block that keeps the GELU output, the LayerNorm outputs and the attention as asked. */
+static uint64_t gpt_saved(const gpt_dims *d, int gelu, int ln, int attn)
+{
+    chain_ld off = d->act;
+    region(&off, 3 * d->NC);
+    region(&off, d->NC);
+    region(&off, 4 * d->NC);
+    region(&off, 4 * d->N * d->f);
+    if (ln)
+        region(&off, d->NC), region(&off, d->NC);
+    if (attn)
+        region(&off, d->NC), region(&off, d->att);
+    if (gelu)
+        region(&off, 4 * d->NC);
+    return chain_bytes(round512(off), 1);
+}
+
+/* Forward (t1 NC, t2 4NC, t3 big, t4 NC) or backward (g1 big, g2 4NC, g3 NC, g4 NC) workspace,
+ * then statistics [2N] and the attention kernel's scratch: the same regions in another order. */
+static uint64_t gpt_block_tmp(const gpt_dims *d, int backward)
+{
+    chain_ld off = 0;
+    if (backward) {
+        region(&off, d->big), region(&off, 4 * d->NC), region(&off, d->NC), region(&off, d->NC);
+    } else {
+        region(&off, d->NC), region(&off, 4 * d->NC), region(&off, d->big), region(&off, d->NC);
+    }
+    region(&off, 2 * d->N * d->f);
+    region(&off, d->scratch);
+    return chain_bytes(round512(off), 1);
+}
+
+static const struct {
+    const char *name;
+    int gelu, ln, attn;
+} gpt_options[] = {{"recompute-gelu", 0, 1, 1},
+                   {"recompute-gelu-ln", 0, 0, 1},
+                   {"recompute-attn", 1, 1, 0},
+                   {"recompute-attn-gelu-ln", 0, 0, 0}};
+
+static void gpt_fill_block(remat_stage *s, const gpt_dims *d, const remat_model_desc *m, int l,
+                           chain_ld T)
+{
+    chain_ld C = m->hidden, NH = m->heads;
+    snprintf(s->name, sizeof s->name, "block%d", l);
+    s->fwd = (double)(d->N * (24 * C * C + 4 * T * C + 60 * C));
+    s->bwd = 2 * s->fwd;
+    s->out_bytes = chain_bytes(d->act, 1);
+    s->saved_bytes = gpt_saved(d, 1, 1, 1);
+    s->fwd_tmp_bytes = gpt_block_tmp(d, 0);
+    s->bwd_tmp_bytes = gpt_block_tmp(d, 1);
+    double gelu = (double)(d->N * 32 * C), ln = (double)(d->N * 16 * C);
+    double attn = (double)(d->N * (4 * T * C + 5 * NH * T));
+    for (int k = 0; k < 4; k++) {
+        snprintf(s->options[k].name, sizeof s->options[k].name, "%s", gpt_options[k].name);
+        s->options[k].saved_bytes =
+            gpt_saved(d, gpt_options[k].gelu, gpt_options[k].ln, gpt_options[k].attn);
+        s->options[k].bwd = s->bwd + (gpt_options[k].gelu ? 0 : gelu) +
+                            (gpt_options[k].ln ? 0 : ln) + (gpt_options[k].attn ? 0 : attn);
+    }
+    s->n_options = 4;
+}
+
+/* The head: forward-with-grad computes the head's gradient at once, so ā holds the losses, the
+ * gradient of the final LayerNorm's output and its statistics; the logits are workspace. */
+static void gpt_fill_head(remat_stage *s, const gpt_dims *d, chain_ld C)
+{
+    chain_ld loss = round512(d->N * 4), tmp = 0, saved = loss;
+    region(&tmp, d->NC), region(&tmp, d->N * d->Vp * 4), region(&tmp, 2 * d->N * d->f);
+    region(&saved, d->NC), region(&saved, 2 * d->N * d->f);
+    snprintf(s->name, sizeof s->name, "head");
+    s->fwd = (double)(3 * 2 * d->N * C * d->Vp);
+    s->bwd = (double)(10 * d->N * C);
+    s->out_bytes = chain_bytes(loss, 1);
+    s->saved_bytes = chain_bytes(round512(saved), 1);
+    s->fwd_tmp_bytes = chain_bytes(round512(tmp), 1);
+    s->bwd_tmp_bytes = 0;
+}
+
+remat_status plan_chain_build_gpt(const remat_model_desc *m, uint64_t batch, uint64_t seq,
+                                  unsigned act_bytes, uint64_t scratch, remat_chain **out)
+{
+    int L = m->layers;
+    remat_chain *c = NULL;
+    REMAT_TRY(remat_chain_new(L + 2, &c));
+    for (int l = 0; l < L; l++) {
+        c->stages[1 + l].options = calloc(4, sizeof(remat_stage_option));
+        if (!c->stages[1 + l].options) {
+            remat_chain_free(c);
+            return remat_fail(REMAT_ENOMEM, "plan_chain_build: out of host memory (%d stages)",
+                              L + 2);
+        }
+    }
+    chain_ld B = batch, T = seq, e = act_bytes, C = m->hidden;
+    gpt_dims d = {.N = B * T, .f = 4, .Vp = m->padded_vocab};
+    d.NC = d.N * C * e;
+    d.att = B * m->heads * T * T * e;
+    d.big = d.att > 4 * d.NC ? d.att : 4 * d.NC;
+    d.scratch = scratch;
+    d.act = round512(d.NC);
+    snprintf(c->name, sizeof c->name, "%s-b%llu-t%llu", m->name, (unsigned long long)batch,
+             (unsigned long long)seq);
+    c->input_bytes = chain_bytes(round512(d.N * 4), 1);
+    snprintf(c->stages[0].name, sizeof c->stages[0].name, "embed");
+    c->stages[0].fwd = (double)(2 * d.N * C);
+    c->stages[0].bwd = 2 * c->stages[0].fwd;
+    c->stages[0].out_bytes = c->stages[0].saved_bytes = chain_bytes(d.act, 1);
+    for (int l = 0; l < L; l++)
+        gpt_fill_block(&c->stages[1 + l], &d, m, l, T);
+    gpt_fill_head(&c->stages[L + 1], &d, C);
+    *out = c;
+    return REMAT_OK;
+}
+
+uint64_t plan_chain_extra_bytes(const remat_model_desc *m, uint64_t batch, uint64_t seq)
+{
+    if (m->arch != REMAT_ARCH_GPT2)
+        return 0; /* the generic chains count targets in a_0 */
+    return chain_bytes(round512((chain_ld)batch * (chain_ld)seq * 4), 1);
+}
+
+remat_status plan_chain_build(const remat_model_desc *m, uint64_t batch, uint64_t seq,
+                              unsigned act_bytes, remat_chain **out)
+{
+    if (!m || !out || batch == 0 || seq == 0 || act_bytes == 0 || m->params_only)
+        return remat_fail(REMAT_EINVAL, "plan_chain_build: needs a shaped model, batch and seq");
+    if (m->arch != REMAT_ARCH_GPT2)
+        return chain_build_generic(m, batch, seq, act_bytes, out);
+    /* The CUDA attention kernel's backward scratch: one batch row of NH x T x T floats. */
+    long double scratch = (long double)m->heads * (long double)seq * (long double)seq * 4;
+    return plan_chain_build_gpt(m, batch, seq, act_bytes, chain_bytes(scratch, 1), out);
+}
+
+void plan_chain_free(remat_chain *c)
+{
+    remat_chain_free(c);
+}
+
+/* ==== Closed-form peaks ==================================================================== */
+
+/* The option of stage s a fixed policy runs (-1 = default): llm.c's recompute=1 is the option
+ * recomputing the MLP activation, Megatron's selective recompute the one recomputing attention. */
+static int policy_option(const remat_stage *s, remat_act_policy p)
+{
+    const char *want = p == REMAT_ACT_LLMC ? "recompute-gelu" : "recompute-attn";
+    const char *alias = p == REMAT_ACT_LLMC ? "recompute-act" : "recompute-attn";
+    if (p != REMAT_ACT_LLMC && p != REMAT_ACT_MEGATRON)
+        return -1;
+    for (int k = 0; k < s->n_options; k++)
+        if (strcmp(s->options[k].name, want) == 0 || strcmp(s->options[k].name, alias) == 0)
+            return k;
+    return -1;
+}
+
+static uint64_t stage_saved(const remat_stage *s, remat_act_policy p)
+{
+    int k = policy_option(s, p);
+    return k >= 0 ? s->options[k].saved_bytes : s->saved_bytes;
+}
+
+static double stage_bwd(const remat_stage *s, remat_act_policy p)
+{
+    int k = policy_option(s, p);
+    return k >= 0 ? s->options[k].bwd : s->bwd;
+}
+
+static uint64_t in_bytes(const remat_chain *c, int i)
+{
+    return i == 0 ? c->input_bytes : c->stages[i - 1].out_bytes;
+}
+
+static uint64_t max_u64(uint64_t a, uint64_t b)
+{
+    return a > b ? a : b;
+}
+
+/* F_all 0..n-1 then B n-1..0. Forward: a_0 + d_L + the stored ā so far + the op's tmp. Backward
+ * B i: a_0 + ā_1..ā_{i+1} + d_{i+1} + d_i + tmp. */
+static uint64_t peak_store_all(const remat_chain *c, remat_act_policy p)
+{
+    int n = c->n_stages;
+    uint64_t d_last = c->stages[n - 1].out_bytes, stored = 0, peak = c->input_bytes + d_last;
+    uint64_t *prefix = malloc(((size_t)n + 1) * sizeof *prefix);
+    if (!prefix)
+        return UINT64_MAX;
+    prefix[0] = 0;
+    for (int i = 0; i < n; i++) {
+        const remat_stage *s = &c->stages[i];
+        stored += stage_saved(s, p);
+        prefix[i + 1] = stored;
+        peak = max_u64(peak, c->input_bytes + d_last + stored + s->fwd_tmp_bytes);
+    }
+    for (int i = n - 1; i >= 0; i--) {
+        const remat_stage *s = &c->stages[i];
+        peak = max_u64(peak, c->input_bytes + prefix[i + 1] + s->out_bytes + in_bytes(c, i) +
+                                 s->bwd_tmp_bytes);
+    }
+    free(prefix);
+    return peak;
+}
+
+/* F_ck 0..n-2 keeping every stage input, then for i = n-1..0: F_all i, B i. */
+static uint64_t peak_full(const remat_chain *c)
+{
+    int n = c->n_stages;
+    uint64_t d_last = c->stages[n - 1].out_bytes, kept = c->input_bytes;
+    uint64_t peak = kept + d_last;
+    uint64_t *inputs = malloc((size_t)n * sizeof *inputs); /* a_0 + ... + a_i */
+    if (!inputs)
+        return UINT64_MAX;
+    for (int i = 0; i < n; i++) {
+        const remat_stage *s = &c->stages[i];
+        inputs[i] = kept;
+        if (i < n - 1) {
+            peak = max_u64(peak, kept + d_last + s->out_bytes + s->fwd_tmp_bytes);
+            kept += s->out_bytes;
+        }
+    }
+    for (int i = n - 1; i >= 0; i--) {
+        const remat_stage *s = &c->stages[i];
+        uint64_t base = inputs[i] + s->out_bytes + s->saved_bytes; /* a_0..a_i, d_{i+1}, ā_{i+1} */
+        peak = max_u64(peak, base + s->fwd_tmp_bytes);
+        peak = max_u64(peak, base + in_bytes(c, i) + s->bwd_tmp_bytes);
+    }
+    free(inputs);
+    return peak;
+}
+
+uint64_t plan_chain_peak(const remat_chain *c, remat_act_policy p)
+{
+    if (!c || c->n_stages < 1)
+        return 0;
+    return p == REMAT_ACT_FULL ? peak_full(c) : peak_store_all(c, p);
+}
+
+double plan_chain_overhead(const remat_chain *c, remat_act_policy p)
+{
+    if (!c || c->n_stages < 1)
+        return 0;
+    double base = 0, time = 0;
+    for (int i = 0; i < c->n_stages; i++) {
+        const remat_stage *s = &c->stages[i];
+        base += s->fwd + s->bwd;
+        time += s->fwd + stage_bwd(s, p);
+        if (p == REMAT_ACT_FULL && i < c->n_stages - 1)
+            time += s->fwd;
+    }
+    return base > 0 ? time / base - 1 : 0;
+}

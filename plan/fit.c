@@ -1,0 +1,413 @@
+/* plan/fit.c: remat_fit: per-GPU memory of a training step or of serving, and the largest batch
+ * that fits per activation policy. Formulas and their sources: docs/planner.md. */
+#include "plan/plan.h"
+
+#include <string.h>
+
+#define FIT_MAX_CARD (1ull << 47) /* 128 TiB per GPU: anything above is a typo */
+#define FIT_MAX_SEQ (1 << 24)
+#define FIT_MAX_BATCH 1000000000
+#define FIT_MAX_GPUS 65536
+
+void remat_fit_request_init(remat_fit_request *r)
+{
+    if (!r)
+        return;
+    memset(r, 0, sizeof *r);
+    r->gpus = 1;
+    r->batch = 1;
+    r->dtype = REMAT_DTYPE_FP32;
+    r->optimizer = REMAT_OPTIM_ADAMW;
+    r->policy = REMAT_ACT_STORE_ALL;
+    r->quant = REMAT_DTYPE_BF16;
+    r->kv_dtype = REMAT_DTYPE_BF16;
+}
+
+static uint64_t ceil_div(uint64_t a, uint64_t b)
+{
+    return (a + b - 1) / b;
+}
+
+/* ==== Checks =============================================================================== */
+
+static int is_float_type(remat_dtype d)
+{
+    return d == REMAT_DTYPE_FP32 || d == REMAT_DTYPE_BF16 || d == REMAT_DTYPE_FP16;
+}
+
+static remat_status fit_check_training(const remat_fit_request *r)
+{
+    if (!is_float_type(r->dtype))
+        return remat_fail(REMAT_EINVAL,
+                          "training dtype %s: use fp32, or bf16/fp16 (mixed precision)",
+                          remat_dtype_name(r->dtype));
+    if (r->zero < 0 || r->zero > 3)
+        return remat_fail(REMAT_EINVAL, "ZeRO stage %d is not 0-3", r->zero);
+    if ((unsigned)r->optimizer > REMAT_OPTIM_SGD_MOMENTUM)
+        return remat_fail(REMAT_EINVAL, "optimizer %d is unknown", (int)r->optimizer);
+    if ((unsigned)r->policy >= REMAT_ACT_COUNT)
+        return remat_fail(REMAT_EINVAL, "policy %d is unknown", (int)r->policy);
+    return REMAT_OK;
+}
+
+static remat_status fit_check_inference(const remat_fit_request *r)
+{
+    if (r->zero != 0)
+        return remat_fail(REMAT_EINVAL, "ZeRO stage %d applies to training, not to inference",
+                          r->zero);
+    if ((unsigned)r->quant > REMAT_DTYPE_INT4)
+        return remat_fail(REMAT_EINVAL, "weight format %d is unknown", (int)r->quant);
+    if (!is_float_type(r->kv_dtype) && r->kv_dtype != REMAT_DTYPE_FP8)
+        return remat_fail(REMAT_EINVAL, "KV cache dtype %s: use fp32, bf16, fp16 or fp8",
+                          remat_dtype_name(r->kv_dtype));
+    return REMAT_OK;
+}
+
+static remat_status fit_check(const remat_fit_request *r)
+{
+    REMAT_TRY(remat_model_validate(&r->model));
+    if (r->card_bytes == 0 || r->card_bytes > FIT_MAX_CARD)
+        return remat_fail(REMAT_EINVAL, "card size %llu bytes is out of range (1 B to 128 TiB)",
+                          (unsigned long long)r->card_bytes);
+    if (r->gpus < 1 || r->gpus > FIT_MAX_GPUS)
+        return remat_fail(REMAT_EINVAL, "gpus %d is out of range [1, %d]", r->gpus, FIT_MAX_GPUS);
+    if (r->batch < 1 || r->batch > FIT_MAX_BATCH)
+        return remat_fail(REMAT_EINVAL, "batch %d is out of range [1, %d]", r->batch,
+                          FIT_MAX_BATCH);
+    if (r->seq < 0 || r->seq > FIT_MAX_SEQ)
+        return remat_fail(REMAT_EINVAL, "seq %d is out of range [1, %d]", r->seq, FIT_MAX_SEQ);
+    const remat_model_desc *m = &r->model;
+    if (!m->params_only && m->arch == REMAT_ARCH_GPT2 && r->seq > m->max_seq)
+        return remat_fail(REMAT_EINVAL,
+                          "seq %d exceeds the %d learned positions of %s (GPT-2 cannot go longer)",
+                          r->seq, m->max_seq, m->name);
+    return r->inference ? fit_check_inference(r) : fit_check_training(r);
+}
+
+/* ==== Model states ========================================================================= */
+
+/* Bytes per parameter of weights, gradients and optimizer states. fp32: 4 + 4 + (AdamW m, v: 8;
+ * SGD momentum: 4). Mixed precision (ZeRO §3.1): 2 + 2 + (fp32 master 4 + m 4 + v 4 = 12;
+ * SGD: master 4, momentum 4 more). */
+static void state_bytes_per_param(const remat_fit_request *r, unsigned *w, unsigned *g, unsigned *o)
+{
+    int mixed = r->dtype != REMAT_DTYPE_FP32;
+    *w = *g = mixed ? 2 : 4;
+    unsigned master = mixed ? 4 : 0;
+    *o = master + 8;
+    switch (r->optimizer) {
+    case REMAT_OPTIM_ADAMW: *o = master + 8; break;
+    case REMAT_OPTIM_SGD: *o = master; break;
+    case REMAT_OPTIM_SGD_MOMENTUM: *o = master + 4; break;
+    }
+}
+
+/* ZeRO (Rajbhandari et al. 2020, §5): stage 1 shards optimizer states, 2 adds gradients, 3 adds
+ * parameters, each over the N data-parallel ranks. */
+static void training_states(const remat_fit_request *r, remat_fit_bytes *b)
+{
+    uint64_t psi = plan_stored_params(&r->model), n = (uint64_t)r->gpus;
+    unsigned w, g, o;
+    state_bytes_per_param(r, &w, &g, &o);
+    b->weights = r->zero >= 3 ? ceil_div(psi * w, n) : psi * w;
+    b->gradients = r->zero >= 2 ? ceil_div(psi * g, n) : psi * g;
+    b->optimizer = r->zero >= 1 ? ceil_div(psi * o, n) : psi * o;
+    b->workspace = PLAN_WORKSPACE_BYTES;
+    /* ZeRO-3 gathers one module's full weights for its forward and backward and holds its full
+     * gradient until the reduce-scatter. */
+    if (r->zero >= 3 && r->gpus > 1)
+        b->workspace += plan_largest_module_params(&r->model) * (w + g);
+}
+
+/* Weights of the quantised model split over tp tensor-parallel ranks. */
+static void inference_states(const remat_fit_request *r, remat_fit_bytes *b)
+{
+    uint64_t psi = plan_stored_params(&r->model);
+    int row = r->model.params_only ? 0 : r->model.hidden;
+    b->weights = ceil_div(plan_weight_bytes(psi, r->quant, row), (uint64_t)r->gpus);
+    b->gradients = b->optimizer = 0;
+    b->workspace = PLAN_WORKSPACE_BYTES;
+}
+
+/* Adds reserve (CUDA context + allocator slack) and sums the total; workspace is set. */
+static void fit_finish(remat_fit_bytes *b)
+{
+    uint64_t managed =
+        b->weights + b->gradients + b->optimizer + b->activations + b->kv_cache + b->workspace;
+    b->reserve = PLAN_CONTEXT_BYTES + managed / 1000 * PLAN_SLACK_PERMILLE;
+    b->total = managed + b->reserve;
+}
+
+/* Largest activation bytes that still fit on the card next to the other parts of b. */
+static uint64_t act_budget(const remat_fit_request *r, const remat_fit_bytes *states)
+{
+    remat_fit_bytes b = *states;
+    b.activations = 0;
+    fit_finish(&b);
+    if (b.total > r->card_bytes)
+        return 0;
+    uint64_t lo = 0, hi = r->card_bytes - b.total; /* the slack only shrinks it */
+    while (lo < hi) {
+        uint64_t mid = lo + (hi - lo + 1) / 2;
+        b.activations = mid;
+        fit_finish(&b);
+        if (b.total <= r->card_bytes)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    return lo;
+}
+
+/* ==== Training activations ================================================================= */
+
+static unsigned training_act_bytes(const remat_fit_request *r)
+{
+    return r->dtype == REMAT_DTYPE_FP32 ? 4 : 2;
+}
+
+static uint64_t fit_seq(const remat_fit_request *r)
+{
+    return r->seq > 0 ? (uint64_t)r->seq : (uint64_t)r->model.max_seq;
+}
+
+/* Activation peak of policy p at `batch` (the chain's peak plus what the step holds beside it);
+ * for optimal, the optimal schedule's peak within `budget` (its minimum when that is above the
+ * budget) and its overhead. */
+static remat_status training_activations(const remat_fit_request *r, remat_act_policy p,
+                                         uint64_t batch, uint64_t budget, uint64_t *bytes,
+                                         double *overhead)
+{
+    uint64_t extra = plan_chain_extra_bytes(&r->model, batch, fit_seq(r)), peak = 0;
+    double ov = 0;
+    remat_chain *c = NULL;
+    REMAT_TRY(plan_chain_build(&r->model, batch, fit_seq(r), training_act_bytes(r), &c));
+    remat_status s = REMAT_OK;
+    if (p != REMAT_ACT_OPTIMAL) {
+        peak = plan_chain_peak(c, p);
+        ov = plan_chain_overhead(c, p);
+    } else {
+        s = plan_optimal_min_budget(c, &peak);
+        if (s == REMAT_OK && peak + extra <= budget)
+            s = plan_optimal_at(c, budget - extra, &peak, &ov);
+    }
+    plan_chain_free(c);
+    *bytes = peak + extra;
+    if (overhead)
+        *overhead = ov;
+    return s;
+}
+
+/* Does a step at `batch` under p fit? Optimal fits when the scheduler returns a schedule within
+ * the budget (its minimum budget first rules out hopeless batches cheaply). */
+static remat_status training_fits(const remat_fit_request *r, const remat_fit_bytes *states,
+                                  remat_act_policy p, uint64_t batch, int *fits)
+{
+    uint64_t budget = act_budget(r, states), act = 0;
+    *fits = 0;
+    if (budget == 0)
+        return REMAT_OK;
+    remat_status s = training_activations(r, p, batch, budget, &act, NULL);
+    if (s == REMAT_EINFEASIBLE) {
+        remat_clear_error();
+        return REMAT_OK;
+    }
+    REMAT_TRY(s);
+    *fits = act <= budget;
+    return REMAT_OK;
+}
+
+/* Largest b in [0, hi] with fits(b), fits being monotone (more sequences never need less). */
+typedef remat_status (*fit_probe)(const remat_fit_request *r, const remat_fit_bytes *states,
+                                  int policy, uint64_t n, int *fits);
+
+static remat_status largest_fitting(const remat_fit_request *r, const remat_fit_bytes *states,
+                                    int policy, uint64_t hi, fit_probe probe, uint64_t *out)
+{
+    uint64_t lo = 0;
+    while (lo < hi) {
+        uint64_t mid = lo + (hi - lo + 1) / 2;
+        int fits = 0;
+        REMAT_TRY(probe(r, states, policy, mid, &fits));
+        if (fits)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    *out = lo;
+    return REMAT_OK;
+}
+
+static remat_status training_probe(const remat_fit_request *r, const remat_fit_bytes *states,
+                                   int policy, uint64_t batch, int *fits)
+{
+    return training_fits(r, states, (remat_act_policy)policy, batch, fits);
+}
+
+/* Every sequence needs at least its 8 bytes a token of inputs and targets. */
+static uint64_t batch_ceiling(const remat_fit_request *r, uint64_t per_token)
+{
+    uint64_t b = r->card_bytes / (per_token * fit_seq(r)) + 1;
+    return b > FIT_MAX_BATCH ? FIT_MAX_BATCH : b;
+}
+
+/* max_batch[p] and overhead[p] of policy p. */
+static remat_status training_max_batch(const remat_fit_request *r, const remat_fit_bytes *states,
+                                       remat_act_policy p, remat_fit_result *out)
+{
+    uint64_t best = 0, act = 0;
+    REMAT_TRY(largest_fitting(r, states, p, batch_ceiling(r, 8), training_probe, &best));
+    out->max_batch[p] = (long)best;
+    if (best == 0)
+        return REMAT_OK;
+    return training_activations(r, p, best, act_budget(r, states), &act, &out->overhead[p]);
+}
+
+static remat_status fit_training(const remat_fit_request *r, remat_fit_result *out)
+{
+    remat_fit_bytes *b = &out->per_gpu;
+    training_states(r, b);
+    if (r->model.params_only) {
+        fit_finish(b);
+        return REMAT_OK;
+    }
+    remat_fit_bytes states = *b;
+    uint64_t budget = act_budget(r, &states);
+    REMAT_TRY(
+        training_activations(r, r->policy, (uint64_t)r->batch, budget, &b->activations, NULL));
+    fit_finish(b);
+    for (int p = 0; p < REMAT_ACT_COUNT; p++) {
+        remat_status s = training_max_batch(r, &states, (remat_act_policy)p, out);
+        if (s != REMAT_OK && p == REMAT_ACT_OPTIMAL) {
+            out->max_batch[p] = -1; /* the scheduler failed: optimal stays unplanned */
+            out->overhead[p] = 0;
+            remat_clear_error();
+            continue;
+        }
+        REMAT_TRY(s);
+    }
+    return REMAT_OK;
+}
+
+/* ==== Inference ============================================================================ */
+
+remat_status remat_kv_bytes_per_token(const remat_model_desc *m, remat_dtype kv, int tp,
+                                      uint64_t *out)
+{
+    if (!m || !out || tp < 1)
+        return remat_fail(REMAT_EINVAL, "remat_kv_bytes_per_token: needs a model, out and tp >= 1");
+    if (!is_float_type(kv) && kv != REMAT_DTYPE_FP8)
+        return remat_fail(REMAT_EINVAL, "KV cache dtype %s: use fp32, bf16, fp16 or fp8",
+                          remat_dtype_name(kv));
+    uint64_t e = plan_dtype_bytes(kv), L = (uint64_t)m->layers;
+    if (m->params_only) {
+        *out = 0;
+    } else if (m->arch == REMAT_ARCH_DEEPSEEK) {
+        /* MLA caches the compressed latent and the shared RoPE key: one "head", replicated. */
+        *out = L * (uint64_t)(m->kv_lora_rank + m->qk_rope_dim) * e;
+    } else {
+        uint64_t hd = m->head_dim ? (uint64_t)m->head_dim : (uint64_t)(m->hidden / m->heads);
+        *out = 2 * L * ceil_div((uint64_t)m->kv_heads, (uint64_t)tp) * hd * e;
+    }
+    return REMAT_OK;
+}
+
+/* One forward of a prefill chunk: the residual and its normed copy, the wider of attention
+ * projections and the MLP intermediates (split over tp), and fp32 logits of the last token of
+ * each sequence (vocabulary split over tp). */
+static uint64_t inference_activations(const remat_fit_request *r, uint64_t batch, uint64_t seq)
+{
+    const remat_model_desc *m = &r->model;
+    uint64_t tokens = batch * seq, tp = (uint64_t)r->gpus;
+    if (tokens > PLAN_PREFILL_CHUNK)
+        tokens = PLAN_PREFILL_CHUNK > batch ? PLAN_PREFILL_CHUNK : batch;
+    uint64_t e = r->quant == REMAT_DTYPE_FP32 ? 4 : 2, h = (uint64_t)m->hidden;
+    uint64_t hd = m->head_dim ? (uint64_t)m->head_dim : h / (uint64_t)m->heads, attn, mlp;
+    if (m->arch == REMAT_ARCH_DEEPSEEK) {
+        attn = (uint64_t)m->heads * (uint64_t)(m->qk_nope_dim + m->qk_rope_dim + m->v_head_dim);
+        uint64_t moe = (uint64_t)(m->active_experts + m->shared_experts) * (uint64_t)m->moe_ffn;
+        mlp = 3 * (moe > (uint64_t)m->ffn ? moe : (uint64_t)m->ffn);
+    } else {
+        attn = (uint64_t)(m->heads + 2 * m->kv_heads) * hd;
+        mlp = (m->arch == REMAT_ARCH_GPT2 ? 2 : 3) * (uint64_t)m->ffn;
+    }
+    uint64_t wide = ceil_div(attn > mlp ? attn : mlp, tp);
+    uint64_t vocab = ceil_div((uint64_t)m->padded_vocab, tp);
+    return tokens * e * (2 * h + wide) + batch * vocab * 4;
+}
+
+static void inference_at(const remat_fit_request *r, const remat_fit_bytes *states, uint64_t batch,
+                         uint64_t seq, remat_fit_bytes *b)
+{
+    *b = *states;
+    uint64_t per_token = 0;
+    remat_kv_bytes_per_token(&r->model, r->kv_dtype, r->gpus, &per_token);
+    b->kv_cache = per_token * batch * seq;
+    b->activations = inference_activations(r, batch, seq);
+    fit_finish(b);
+}
+
+static remat_status inference_probe_batch(const remat_fit_request *r, const remat_fit_bytes *states,
+                                          int unused, uint64_t batch, int *fits)
+{
+    (void)unused;
+    remat_fit_bytes b;
+    inference_at(r, states, batch, fit_seq(r), &b);
+    *fits = b.total <= r->card_bytes;
+    return REMAT_OK;
+}
+
+static remat_status inference_probe_tokens(const remat_fit_request *r,
+                                           const remat_fit_bytes *states, int unused,
+                                           uint64_t tokens, int *fits)
+{
+    (void)unused;
+    remat_fit_bytes b;
+    inference_at(r, states, 1, tokens, &b);
+    *fits = b.total <= r->card_bytes;
+    return REMAT_OK;
+}
+
+static remat_status fit_inference(const remat_fit_request *r, remat_fit_result *out)
+{
+    remat_fit_bytes states;
+    inference_states(r, &states);
+    if (r->model.params_only) {
+        out->per_gpu = states;
+        fit_finish(&out->per_gpu);
+        return REMAT_OK;
+    }
+    inference_at(r, &states, (uint64_t)r->batch, fit_seq(r), &out->per_gpu);
+    uint64_t per_token = 0, best = 0;
+    REMAT_TRY(remat_kv_bytes_per_token(&r->model, r->kv_dtype, r->gpus, &per_token));
+    REMAT_TRY(
+        largest_fitting(r, &states, 0, batch_ceiling(r, per_token), inference_probe_batch, &best));
+    out->max_batch[0] = (long)best;
+    uint64_t max_tokens = r->card_bytes / per_token + 1;
+    REMAT_TRY(largest_fitting(r, &states, 0, max_tokens, inference_probe_tokens, &best));
+    out->max_tokens = (long)best;
+    return REMAT_OK;
+}
+
+/* ==== Entry point ========================================================================== */
+
+remat_status remat_fit(const remat_fit_request *req, remat_fit_result *out)
+{
+    if (!req || !out)
+        return remat_fail(REMAT_EINVAL, "remat_fit: req and out must not be NULL");
+    REMAT_TRY(fit_check(req));
+    memset(out, 0, sizeof *out);
+    for (int p = 0; p < REMAT_ACT_COUNT; p++)
+        out->max_batch[p] = -1;
+    REMAT_TRY(remat_model_params(&req->model, &out->params, &out->active_params));
+    remat_fit_request r = *req;
+    if (r.model.head_dim == 0 && !r.model.params_only)
+        r.model.head_dim = r.model.hidden / r.model.heads;
+    if (r.seq == 0)
+        r.seq = r.model.params_only ? 1 : r.model.max_seq;
+    REMAT_TRY(r.inference ? fit_inference(&r, out) : fit_training(&r, out));
+    out->fits = out->per_gpu.total <= r.card_bytes;
+    uint64_t fixed = PLAN_CONTEXT_BYTES + out->per_gpu.workspace;
+    out->pool_bytes = r.card_bytes > fixed ? r.card_bytes - fixed : 0;
+    return REMAT_OK;
+}

@@ -1,0 +1,60 @@
+/* plan/plan.h: the planner's private interface: stored parameter counts, the analytic chain of a
+ * model's training step, closed-form peaks of the fixed policies, and the scheduler bridge. */
+#ifndef REMAT_PLAN_H
+#define REMAT_PLAN_H
+
+#include "core/core.h"
+
+/* CUDA context with lazy module loading (unsloth-zoo #1053: 426 MiB, torch 2.10 / cu130). */
+#define PLAN_CONTEXT_BYTES (426ull << 20)
+/* Library workspaces: cuBLAS/cuBLASLt (32 MiB on Hopper in PyTorch) and a margin for NCCL. */
+#define PLAN_WORKSPACE_BYTES (64ull << 20)
+/* Allocator slack: block rounding and fragmentation, in parts per thousand of managed bytes. */
+#define PLAN_SLACK_PERMILLE 20
+/* Inference prefill is chunked: at most this many tokens go through one forward. */
+#define PLAN_PREFILL_CHUNK 8192
+
+/* Parameters as stored (vocabulary rows padded), main model only. */
+uint64_t plan_stored_params(const remat_model_desc *m);
+
+/* Parameters of the largest module ZeRO-3 gathers at once (a block or the embedding); 0 for a
+ * bare parameter count. */
+uint64_t plan_largest_module_params(const remat_model_desc *m);
+
+/* Bytes of one element of d for memory arithmetic (fp8 counts 1, int4 counts 1 here: callers
+ * that need packed sizes use plan_weight_bytes). */
+unsigned plan_dtype_bytes(remat_dtype d);
+/* Bytes of `params` weights in format q (scales included), for rows of `row` elements. */
+uint64_t plan_weight_bytes(uint64_t params, remat_dtype q, int row);
+
+/* ---- The analytic chain of one training step ----------------------------------------------- */
+/* Stages: 0 = token and position embedding, 1..L = transformer blocks, L+1 = final norm, head and
+ * loss. Block stages carry options: "recompute-act" / "recompute-gelu" (llm.c's recompute=1: the
+ * MLP activation output is recomputed), "recompute-attn" (Megatron's selective recompute of the
+ * attention core), and combinations. act_bytes is the activation element size (4 in fp32
+ * training, 2 in mixed precision). Times are FLOPs. Free with plan_chain_free. */
+remat_status plan_chain_build(const remat_model_desc *m, uint64_t batch, uint64_t seq,
+                              unsigned act_bytes, remat_chain **out);
+void plan_chain_free(remat_chain *c);
+/* Our GPT (REMAT_ARCH_GPT2) exactly as model/stages.c lays it out, with `scratch` bytes of
+ * attention-kernel workspace (plan_chain_build assumes the CUDA kernel's NH x T x T floats). */
+remat_status plan_chain_build_gpt(const remat_model_desc *m, uint64_t batch, uint64_t seq,
+                                  unsigned act_bytes, uint64_t scratch, remat_chain **out);
+/* Bytes the training step holds beside the chain: our GPT's targets (round512(4 B T)). */
+uint64_t plan_chain_extra_bytes(const remat_model_desc *m, uint64_t batch, uint64_t seq);
+
+/* Peak bytes and recompute overhead of a fixed policy on chain under the DESIGN.md cost model:
+ * store-all / llmc / megatron run F_all (with the policy's option) then B; full recompute runs
+ * F_ck through the stages, then F_all i, B i from the last stage down. */
+uint64_t plan_chain_peak(const remat_chain *c, remat_act_policy p);
+double plan_chain_overhead(const remat_chain *c, remat_act_policy p);
+
+/* ---- Bridge to the checkpoint scheduler (plan/optimal.c) ------------------------------------ */
+/* Smallest activation budget the optimal schedule fits in; REMAT_EUNSUPPORTED if the scheduler
+ * is not available in this build. */
+remat_status plan_optimal_min_budget(const remat_chain *c, uint64_t *out);
+/* Peak and overhead of the optimal schedule at budget (REMAT_EINFEASIBLE below the minimum). */
+remat_status plan_optimal_at(const remat_chain *c, uint64_t budget, uint64_t *peak,
+                             double *overhead);
+
+#endif

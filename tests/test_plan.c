@@ -1,0 +1,739 @@
+/* tests/test_plan.c: the planner: published figures reproduced exactly, llm.c's activation
+ * accounting, closed-form peaks against a brute-force simulator, monotonicity, and `remat fit`. */
+#include "kernels/cpu/cpu.h"
+#include "model/gpt.h"
+#include "plan/plan.h"
+#include "tests/cli_run.h"
+
+#include <cjson/cJSON.h>
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ==== Helpers ============================================================================== */
+
+static remat_model_desc preset(const char *name)
+{
+    remat_model_desc m;
+    cr_assert_eq(remat_model_lookup(name, &m), REMAT_OK, "%s: %s", name, remat_last_error());
+    return m;
+}
+
+static uint64_t total_params(const char *name)
+{
+    remat_model_desc m = preset(name);
+    uint64_t t = 0;
+    cr_assert_eq(remat_model_params(&m, &t, NULL), REMAT_OK);
+    return t;
+}
+
+static remat_fit_request params_request(double params, uint64_t card)
+{
+    remat_fit_request r;
+    remat_fit_request_init(&r);
+    r.model.params_only = (uint64_t)params;
+    snprintf(r.model.name, sizeof r.model.name, "params");
+    r.card_bytes = card;
+    return r;
+}
+
+static remat_fit_result fit_ok(const remat_fit_request *r)
+{
+    remat_fit_result res;
+    cr_assert_eq(remat_fit(r, &res), REMAT_OK, "%s", remat_last_error());
+    return res;
+}
+
+static uint64_t states(const remat_fit_result *res)
+{
+    return res->per_gpu.weights + res->per_gpu.gradients + res->per_gpu.optimizer;
+}
+
+/* ==== Published figures ==================================================================== */
+
+/* ZeRO (arXiv 1910.02054) Figure 1: Psi = 7.5B, N_d = 64, mixed-precision Adam (K = 12). */
+Test(published, zero_figure_1_exact)
+{
+    const uint64_t expect[4] = {120000000000ull, 31406250000ull, 16640625000ull, 1875000000ull};
+    for (int stage = 0; stage <= 3; stage++) {
+        remat_fit_request r = params_request(7.5e9, 1ull << 46);
+        r.dtype = REMAT_DTYPE_BF16;
+        r.gpus = 64;
+        r.zero = stage;
+        remat_fit_result res = fit_ok(&r);
+        cr_assert_eq(states(&res), expect[stage], "stage %d: %llu", stage,
+                     (unsigned long long)states(&res));
+    }
+}
+
+Test(published, gpt2_parameter_counts)
+{
+    cr_assert_eq(total_params("gpt2-124m"), 124439808ull);
+    cr_assert_eq(total_params("gpt2-350m"), 354823168ull);
+    cr_assert_eq(total_params("gpt2-774m"), 774030080ull);
+    cr_assert_eq(total_params("gpt2-1558m"), 1557611200ull);
+    /* llm.c stores the vocabulary padded to 50304: 124,475,904 parameters, 4 bytes each. */
+    remat_model_desc m = preset("gpt2-124m");
+    cr_assert_eq(plan_stored_params(&m), 124475904ull);
+    remat_fit_request r;
+    remat_fit_request_init(&r);
+    r.model = m;
+    r.card_bytes = 80ull << 30;
+    remat_fit_result res = fit_ok(&r);
+    cr_assert_eq(res.per_gpu.weights, 4ull * 124475904);
+    cr_assert_eq(res.per_gpu.gradients, 4ull * 124475904);
+    cr_assert_eq(res.per_gpu.optimizer, 8ull * 124475904);
+}
+
+/* Hugging Face configs, counts as in the model pages (model-facts.md section 1). */
+Test(published, llama_and_distill_parameter_counts)
+{
+    struct {
+        const char *name;
+        double billions;
+    } want[] = {{"llama2-7b", 6.738},
+                {"llama3-8b", 8.030},
+                {"r1-distill-qwen-1.5b", 1.777},
+                {"r1-distill-qwen-7b", 7.616},
+                {"r1-distill-llama-8b", 8.030},
+                {"r1-distill-qwen-14b", 14.770},
+                {"r1-distill-qwen-32b", 32.764},
+                {"r1-distill-llama-70b", 70.554}};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        double got = (double)total_params(want[i].name) / 1e9;
+        cr_assert(got > want[i].billions - 0.0005 && got < want[i].billions + 0.0005,
+                  "%s: %.4fB, want %.3fB", want[i].name, got, want[i].billions);
+    }
+    cr_assert_eq(total_params("llama2-7b"), 6738415616ull);
+    cr_assert_eq(total_params("llama3-8b"), 8030261248ull);
+}
+
+Test(published, deepseek_r1_total_and_active)
+{
+    remat_model_desc m = preset("deepseek-r1");
+    uint64_t total = 0, active = 0;
+    cr_assert_eq(remat_model_params(&m, &total, &active), REMAT_OK);
+    cr_assert_eq(total, 671026419200ull); /* 671B (README) */
+    cr_assert(active > 36.5e9 && active < 38e9, "active %llu", (unsigned long long)active);
+    /* MTP: 11.61B unique + the embedding and head copies (1.85B) = the "14B" of README. */
+    uint64_t mtp = remat_model_mtp_params(&m);
+    cr_assert(mtp > 13.4e9 && mtp < 13.5e9, "mtp %llu", (unsigned long long)mtp);
+    cr_assert(total + mtp > 684e9 && total + mtp < 685e9); /* "685B" */
+}
+
+Test(published, kv_cache_per_token)
+{
+    uint64_t b = 0;
+    remat_model_desc r1 = preset("deepseek-r1");
+    cr_assert_eq(remat_kv_bytes_per_token(&r1, REMAT_DTYPE_BF16, 1, &b), REMAT_OK);
+    cr_assert_eq(b, 70272ull);
+    cr_assert_eq(remat_kv_bytes_per_token(&r1, REMAT_DTYPE_FP8, 1, &b), REMAT_OK);
+    cr_assert_eq(b, 35136ull);
+    /* MLA's latent is one head: replicated, not split, under tensor parallelism. */
+    cr_assert_eq(remat_kv_bytes_per_token(&r1, REMAT_DTYPE_BF16, 8, &b), REMAT_OK);
+    cr_assert_eq(b, 70272ull);
+    remat_model_desc l8 = preset("r1-distill-llama-8b");
+    cr_assert_eq(remat_kv_bytes_per_token(&l8, REMAT_DTYPE_BF16, 1, &b), REMAT_OK);
+    cr_assert_eq(b, 128ull << 10);
+    cr_assert_eq(remat_kv_bytes_per_token(&l8, REMAT_DTYPE_BF16, 8, &b), REMAT_OK);
+    cr_assert_eq(b, 16ull << 10); /* 8 KV heads over 8 GPUs */
+    cr_assert_eq(remat_kv_bytes_per_token(&l8, REMAT_DTYPE_BF16, 16, &b), REMAT_OK);
+    cr_assert_eq(b, 16ull << 10); /* a head cannot be split: replicated beyond 8 */
+    const struct {
+        const char *name;
+        uint64_t kib;
+    } table[] = {{"r1-distill-qwen-1.5b", 28},
+                 {"r1-distill-qwen-7b", 56},
+                 {"r1-distill-qwen-14b", 192},
+                 {"r1-distill-qwen-32b", 256},
+                 {"r1-distill-llama-70b", 320},
+                 {"llama2-7b", 512},
+                 {"llama3-8b", 128},
+                 {"gpt2-1558m", 300}};
+    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
+        remat_model_desc m = preset(table[i].name);
+        cr_assert_eq(remat_kv_bytes_per_token(&m, REMAT_DTYPE_BF16, 1, &b), REMAT_OK);
+        cr_assert_eq(b, table[i].kib << 10, "%s: %llu", table[i].name, (unsigned long long)b);
+    }
+}
+
+/* What popular guides get wrong (model-facts.md section 3). */
+Test(published, seed_article_corrections)
+{
+    remat_fit_request r = params_request(1e9, 80ull << 30);
+    r.inference = 1;
+    r.quant = REMAT_DTYPE_FP32;
+    remat_fit_result res = fit_ok(&r);
+    cr_assert_eq(res.per_gpu.weights, 4000000000ull); /* 1B fp32 = 4 GB, not 40 */
+    r = params_request(1e9, 80ull << 30);
+    res = fit_ok(&r);
+    cr_assert_eq(states(&res), 16000000000ull); /* fp32 AdamW: 16 B/param, not 24 GB */
+    r.dtype = REMAT_DTYPE_BF16;
+    res = fit_ok(&r);
+    cr_assert_eq(states(&res), 16000000000ull); /* mixed precision: 2 + 2 + 12 */
+    /* Llama-3.2-1B shape: 32 KiB a token, 32 MiB at 1024 tokens (not 0.5 GB). */
+    remat_fit_request k;
+    remat_fit_request_init(&k);
+    k.model = (remat_model_desc){.name = "llama3.2-1b",
+                                 .arch = REMAT_ARCH_LLAMA,
+                                 .layers = 16,
+                                 .hidden = 2048,
+                                 .heads = 32,
+                                 .kv_heads = 8,
+                                 .ffn = 8192,
+                                 .vocab = 128256,
+                                 .padded_vocab = 128256,
+                                 .max_seq = 131072,
+                                 .tied = 1};
+    k.card_bytes = 80ull << 30;
+    k.inference = 1;
+    k.seq = 1024;
+    res = fit_ok(&k);
+    cr_assert_eq(res.per_gpu.kv_cache, 32ull << 20);
+}
+
+Test(published, sgd_states)
+{
+    const struct {
+        remat_dtype dtype;
+        remat_optimizer opt;
+        uint64_t bytes_per_param;
+    } want[] = {
+        {REMAT_DTYPE_FP32, REMAT_OPTIM_SGD, 8},    {REMAT_DTYPE_FP32, REMAT_OPTIM_SGD_MOMENTUM, 12},
+        {REMAT_DTYPE_BF16, REMAT_OPTIM_SGD, 8},    {REMAT_DTYPE_FP16, REMAT_OPTIM_SGD_MOMENTUM, 12},
+        {REMAT_DTYPE_FP32, REMAT_OPTIM_ADAMW, 16}, {REMAT_DTYPE_BF16, REMAT_OPTIM_ADAMW, 16}};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        remat_fit_request r = params_request(1e9, 80ull << 30);
+        r.dtype = want[i].dtype;
+        r.optimizer = want[i].opt;
+        remat_fit_result res = fit_ok(&r);
+        cr_assert_eq(states(&res), want[i].bytes_per_param * 1000000000ull, "case %zu", i);
+    }
+}
+
+/* ==== Our GPT: the training loop's own byte counts ========================================== */
+
+/* The planner's chain for our GPT must carry exactly the bytes the trainer's chain carries (the
+ * model module is the oracle: model/trainer.c gpt_model_chain), with the CPU kernel's attention
+ * scratch, and its states plus targets must be the trainer's persistent pool bytes. */
+static void check_against_trainer(const char *name, int B, int T)
+{
+    gpt_config cfg;
+    cr_assert_eq(gpt_preset(name, &cfg), REMAT_OK);
+    cr_assert_eq(gpt_config_check(&cfg), REMAT_OK);
+    remat_device *dev = NULL;
+    remat_pool *pool = NULL;
+    gpt_model *gm = NULL;
+    remat_chain *want = NULL, *got = NULL;
+    cr_assert_eq(remat_device_open("host", &dev), REMAT_OK);
+    cr_assert_eq(remat_pool_create(dev, NULL, &pool), REMAT_OK);
+    cr_assert_eq(gpt_model_create(dev, pool, &cfg, B, T, &gm), REMAT_OK, "%s", remat_last_error());
+    cr_assert_eq(gpt_model_chain(gm, &want), REMAT_OK);
+    remat_model_desc m = preset(name);
+    uint64_t scratch = kern_cpu_attention_scratch_bytes(B, T, cfg.channels, cfg.heads);
+    cr_assert_eq(plan_chain_build_gpt(&m, (uint64_t)B, (uint64_t)T, 4, scratch, &got), REMAT_OK);
+    cr_assert_eq(got->n_stages, want->n_stages);
+    cr_assert_eq(got->input_bytes, want->input_bytes);
+    for (int i = 0; i < want->n_stages; i++) {
+        const remat_stage *g = &got->stages[i], *w = &want->stages[i];
+        cr_assert_eq(g->out_bytes, w->out_bytes, "%s stage %d", name, i);
+        cr_assert_eq(g->saved_bytes, w->saved_bytes, "%s stage %d", name, i);
+        cr_assert_eq(g->fwd_tmp_bytes, w->fwd_tmp_bytes, "%s stage %d", name, i);
+        cr_assert_eq(g->bwd_tmp_bytes, w->bwd_tmp_bytes, "%s stage %d", name, i);
+        cr_assert_eq(g->n_options, w->n_options, "%s stage %d", name, i);
+        for (int k = 0; k < w->n_options; k++) {
+            cr_assert_str_eq(g->options[k].name, w->options[k].name);
+            cr_assert_eq(g->options[k].saved_bytes, w->options[k].saved_bytes, "%s %d %s", name, i,
+                         w->options[k].name);
+        }
+    }
+    remat_fit_request r;
+    remat_fit_request_init(&r);
+    r.model = m;
+    r.card_bytes = 1ull << 40;
+    r.batch = B;
+    r.seq = T;
+    remat_fit_result res = fit_ok(&r);
+    cr_assert_eq(states(&res) + plan_chain_extra_bytes(&m, (uint64_t)B, (uint64_t)T),
+                 gpt_model_persistent_bytes(gm), "%s", name);
+    remat_chain_free(want);
+    plan_chain_free(got);
+    gpt_model_destroy(gm);
+    remat_pool_destroy(pool);
+    remat_device_close(dev);
+}
+
+Test(accounting, our_gpt_chain_is_the_trainers_chain)
+{
+    check_against_trainer("tiny", 1, 64);
+    check_against_trainer("tiny", 3, 17);
+    check_against_trainer("small", 2, 128);
+    check_against_trainer("small", 5, 33);
+}
+
+/* ==== Closed-form peaks against a brute-force simulator ===================================== */
+
+/* Simulates ops under DESIGN.md's cost model by tracking what is live. kind: 0 F_ck, 1 F_n,
+ * 2 F_all, 3 B. Returns the peak, or UINT64_MAX if an op's inputs are not live. */
+typedef struct {
+    int kind, stage, option;
+} sim_op;
+
+static uint64_t sim_a(const remat_chain *c, int k)
+{
+    return k == 0 ? c->input_bytes : c->stages[k - 1].out_bytes;
+}
+
+static uint64_t sim_saved(const remat_chain *c, int i, int option)
+{
+    const remat_stage *s = &c->stages[i];
+    return option >= 0 ? s->options[option].saved_bytes : s->saved_bytes;
+}
+
+static uint64_t sim_memory(const remat_chain *c, const int *a, const int *abar, const int *d)
+{
+    uint64_t m = 0;
+    for (int k = 0; k <= c->n_stages; k++) {
+        if (abar[k] != -2)
+            m += sim_saved(c, k - 1, abar[k]);
+        else if (a[k])
+            m += sim_a(c, k);
+        if (d[k])
+            m += sim_a(c, k);
+    }
+    return m;
+}
+
+static uint64_t brute_peak(const remat_chain *c, const sim_op *ops, int n_ops)
+{
+    int n = c->n_stages;
+    int *a = calloc((size_t)n + 1, sizeof *a), *d = calloc((size_t)n + 1, sizeof *d);
+    int *abar = malloc(((size_t)n + 1) * sizeof *abar);
+    for (int k = 0; k <= n; k++)
+        abar[k] = -2; /* -2: not stored; -1: default; else option */
+    a[0] = 1;
+    d[n] = 1;
+    uint64_t peak = sim_memory(c, a, abar, d), bad = 0;
+    for (int o = 0; o < n_ops && !bad; o++) {
+        int i = ops[o].stage;
+        const remat_stage *s = &c->stages[i];
+        uint64_t now = sim_memory(c, a, abar, d), during;
+        if (!a[i] && abar[i] == -2) {
+            bad = 1;
+            break;
+        }
+        if (ops[o].kind == 3) {
+            if (abar[i + 1] == -2 || !d[i + 1]) {
+                bad = 1;
+                break;
+            }
+            during = now + sim_a(c, i) + s->bwd_tmp_bytes;
+            d[i] = 1;
+            abar[i + 1] = -2;
+            a[i + 1] = 0;
+            d[i + 1] = 0;
+            a[i] = 0;
+        } else if (ops[o].kind == 2) {
+            during = now + sim_saved(c, i, ops[o].option) + s->fwd_tmp_bytes;
+            abar[i + 1] = ops[o].option;
+        } else {
+            during = now + s->out_bytes + s->fwd_tmp_bytes;
+            a[i + 1] = 1;
+            if (ops[o].kind == 1)
+                a[i] = 0;
+        }
+        if (during > peak)
+            peak = during;
+        uint64_t after = sim_memory(c, a, abar, d);
+        if (after > peak)
+            peak = after;
+    }
+    free(a), free(d), free(abar);
+    return bad ? UINT64_MAX : peak;
+}
+
+/* Index of the option named `name` (or `alias`) of stage i, -1 if it has none. */
+static int option_named(const remat_chain *c, int i, const char *name, const char *alias)
+{
+    for (int k = 0; k < c->stages[i].n_options; k++)
+        if (!strcmp(c->stages[i].options[k].name, name) ||
+            !strcmp(c->stages[i].options[k].name, alias))
+            return k;
+    return -1;
+}
+
+/* F_all every stage (with the named option where a stage has it), then B from the last. */
+static uint64_t brute_store_all(const remat_chain *c, const char *name, const char *alias)
+{
+    int n = c->n_stages, k = 0;
+    sim_op *ops = calloc(2 * (size_t)n, sizeof *ops);
+    for (int i = 0; i < n; i++)
+        ops[k++] = (sim_op){2, i, name ? option_named(c, i, name, alias) : -1};
+    for (int i = n - 1; i >= 0; i--)
+        ops[k++] = (sim_op){3, i, -1};
+    uint64_t p = brute_peak(c, ops, k);
+    free(ops);
+    return p;
+}
+
+static uint64_t brute_full(const remat_chain *c)
+{
+    int n = c->n_stages, k = 0;
+    sim_op *ops = calloc(3 * (size_t)n, sizeof *ops);
+    for (int i = 0; i < n - 1; i++)
+        ops[k++] = (sim_op){0, i, -1};
+    for (int i = n - 1; i >= 0; i--) {
+        ops[k++] = (sim_op){2, i, -1};
+        ops[k++] = (sim_op){3, i, -1};
+    }
+    uint64_t p = brute_peak(c, ops, k);
+    free(ops);
+    return p;
+}
+
+Test(peaks, closed_forms_match_brute_force_simulation)
+{
+    srand(7);
+    for (size_t i = 0; i < remat_model_count(); i++) {
+        remat_model_desc m = preset(remat_model_at(i)->name);
+        for (int trial = 0; trial < 3; trial++) {
+            uint64_t b = 1 + (uint64_t)(rand() % 9), t = 1 + (uint64_t)(rand() % 2048);
+            if (t > (uint64_t)m.max_seq)
+                t = (uint64_t)m.max_seq;
+            unsigned e = rand() % 2 ? 4 : 2;
+            remat_chain *c = NULL;
+            cr_assert_eq(plan_chain_build(&m, b, t, e, &c), REMAT_OK);
+            cr_assert_eq(plan_chain_peak(c, REMAT_ACT_STORE_ALL), brute_store_all(c, NULL, NULL),
+                         "%s", m.name);
+            cr_assert_eq(plan_chain_peak(c, REMAT_ACT_LLMC),
+                         brute_store_all(c, "recompute-gelu", "recompute-act"), "%s", m.name);
+            cr_assert_eq(plan_chain_peak(c, REMAT_ACT_MEGATRON),
+                         brute_store_all(c, "recompute-attn", "recompute-attn"), "%s", m.name);
+            cr_assert_eq(plan_chain_peak(c, REMAT_ACT_FULL), brute_full(c), "%s", m.name);
+            plan_chain_free(c);
+        }
+    }
+}
+
+Test(peaks, policies_order_memory_and_time)
+{
+    remat_model_desc m = preset("gpt2-124m");
+    remat_chain *c = NULL;
+    cr_assert_eq(plan_chain_build(&m, 4, 1024, 4, &c), REMAT_OK);
+    uint64_t all = plan_chain_peak(c, REMAT_ACT_STORE_ALL);
+    cr_assert_lt(plan_chain_peak(c, REMAT_ACT_LLMC), all);
+    cr_assert_lt(plan_chain_peak(c, REMAT_ACT_MEGATRON), all);
+    cr_assert_lt(plan_chain_peak(c, REMAT_ACT_FULL), plan_chain_peak(c, REMAT_ACT_MEGATRON));
+    cr_assert_eq(plan_chain_overhead(c, REMAT_ACT_STORE_ALL), 0);
+    double full = plan_chain_overhead(c, REMAT_ACT_FULL);
+    cr_assert(full > 0.2 && full < 0.34, "full recompute overhead %f (about one forward)", full);
+    cr_assert_gt(plan_chain_overhead(c, REMAT_ACT_MEGATRON), 0);
+    cr_assert_lt(plan_chain_overhead(c, REMAT_ACT_MEGATRON), full);
+    plan_chain_free(c);
+}
+
+/* ==== Monotonicity ========================================================================= */
+
+static remat_fit_request random_training(unsigned *seed)
+{
+    static const char *names[] = {"tiny",      "small",     "gpt2-124m",
+                                  "gpt2-350m", "llama3-8b", "r1-distill-qwen-1.5b"};
+    remat_fit_request r;
+    remat_fit_request_init(&r);
+    r.model = preset(names[rand_r(seed) % 6]);
+    r.seq = 1 + rand_r(seed) % (r.model.max_seq < 2048 ? r.model.max_seq : 2048);
+    r.dtype = rand_r(seed) % 2 ? REMAT_DTYPE_FP32 : REMAT_DTYPE_BF16;
+    r.optimizer = (remat_optimizer)(rand_r(seed) % 3);
+    r.gpus = 1 + rand_r(seed) % 16;
+    r.zero = rand_r(seed) % 4;
+    return r;
+}
+
+Test(monotone, more_memory_never_fits_fewer_sequences)
+{
+    unsigned seed = 11;
+    for (int trial = 0; trial < 12; trial++) {
+        remat_fit_request r = random_training(&seed);
+        long prev[REMAT_ACT_COUNT] = {0};
+        r.card_bytes = 1ull << 30;
+        for (int step = 0; step < 6; step++) {
+            r.card_bytes += (uint64_t)(rand_r(&seed) % 8) * (3ull << 30) + (1ull << 20);
+            remat_fit_result res = fit_ok(&r);
+            for (int p = 0; p < REMAT_ACT_COUNT; p++) {
+                if (res.max_batch[p] < 0)
+                    continue; /* optimal without a working scheduler */
+                cr_assert_geq(res.max_batch[p], prev[p], "%s %s: card %llu", r.model.name,
+                              remat_act_policy_name((remat_act_policy)p),
+                              (unsigned long long)r.card_bytes);
+                prev[p] = res.max_batch[p];
+            }
+            /* the largest batch fits and one more does not */
+            for (int p = 0; p < REMAT_ACT_FULL + 1; p++) {
+                if (res.max_batch[p] <= 0 || res.max_batch[p] >= 1000000)
+                    continue;
+                remat_fit_request q = r;
+                q.policy = (remat_act_policy)p;
+                q.batch = (int)res.max_batch[p];
+                cr_assert(fit_ok(&q).fits, "%s batch %d", r.model.name, q.batch);
+                q.batch++;
+                cr_assert(!fit_ok(&q).fits, "%s batch %d", r.model.name, q.batch);
+            }
+        }
+    }
+}
+
+Test(monotone, higher_zero_stage_never_needs_more_per_gpu)
+{
+    unsigned seed = 5;
+    for (int trial = 0; trial < 40; trial++) {
+        remat_fit_request r = params_request(1e6 + rand_r(&seed) % 1000000000, 1ull << 40);
+        r.dtype = (remat_dtype)(rand_r(&seed) % 3);
+        r.optimizer = (remat_optimizer)(rand_r(&seed) % 3);
+        r.gpus = 1 + rand_r(&seed) % 1024;
+        uint64_t prev_states = UINT64_MAX, prev_total = UINT64_MAX;
+        for (int stage = 0; stage <= 3; stage++) {
+            r.zero = stage;
+            remat_fit_result res = fit_ok(&r);
+            cr_assert_leq(states(&res), prev_states);
+            cr_assert_leq(res.per_gpu.total, prev_total);
+            prev_states = states(&res);
+            prev_total = res.per_gpu.total;
+        }
+    }
+}
+
+Test(monotone, more_batch_or_context_never_needs_less)
+{
+    unsigned seed = 3;
+    for (int trial = 0; trial < 10; trial++) {
+        remat_fit_request r = random_training(&seed);
+        r.card_bytes = 1ull << 40;
+        r.policy = (remat_act_policy)(rand_r(&seed) % REMAT_ACT_OPTIMAL);
+        uint64_t prev = 0;
+        for (int b = 1; b < 40; b += 1 + rand_r(&seed) % 7) {
+            r.batch = b;
+            remat_fit_result res = fit_ok(&r);
+            cr_assert_geq(res.per_gpu.total, prev);
+            prev = res.per_gpu.total;
+        }
+    }
+}
+
+/* ==== Inference ============================================================================ */
+
+Test(inference, deepseek_r1_fp8_on_8_h200)
+{
+    remat_card h200;
+    cr_assert_eq(remat_card_lookup("h200", &h200), REMAT_OK);
+    remat_fit_request r;
+    remat_fit_request_init(&r);
+    r.model = preset("deepseek-r1");
+    r.inference = 1;
+    r.quant = REMAT_DTYPE_FP8;
+    r.card_bytes = h200.bytes;
+    r.gpus = 8;
+    r.seq = 32768;
+    remat_fit_result res = fit_ok(&r);
+    /* 671.03e9 fp8 weights + fp32 128x128 block scales, over 8 GPUs: 78.1 GiB each */
+    uint64_t want = (671026419200ull + 4 * ((671026419200ull + 16383) / 16384) + 7) / 8;
+    cr_assert_eq(res.per_gpu.weights, want);
+    cr_assert_eq(res.per_gpu.kv_cache, 70272ull * 32768);
+    cr_assert(res.fits);
+    /* the latent cache is replicated: the whole KV budget holds roughly 50 GiB / 68.6 KiB */
+    cr_assert(res.max_tokens > 700000 && res.max_tokens < 950000, "%ld", res.max_tokens);
+    r.gpus = 1;
+    res = fit_ok(&r);
+    cr_assert(!res.fits);
+    cr_assert_eq(res.max_batch[0], 0);
+}
+
+Test(inference, weight_formats)
+{
+    remat_fit_request r = params_request(1e9, 80ull << 30);
+    r.inference = 1;
+    const struct {
+        remat_dtype q;
+        uint64_t bytes;
+    } want[] = {{REMAT_DTYPE_FP32, 4000000000ull},
+                {REMAT_DTYPE_BF16, 2000000000ull},
+                {REMAT_DTYPE_FP16, 2000000000ull},
+                {REMAT_DTYPE_FP8, 1000000000ull + 4 * 61036ull},
+                {REMAT_DTYPE_INT8, 1000000000ull + 2 * 244141ull},
+                {REMAT_DTYPE_INT4, 500000000ull + 2 * 7812500ull}};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        r.quant = want[i].q;
+        remat_fit_result res = fit_ok(&r);
+        cr_assert_eq(res.per_gpu.weights, want[i].bytes, "%s: %llu", remat_dtype_name(want[i].q),
+                     (unsigned long long)res.per_gpu.weights);
+    }
+}
+
+/* ==== remat fit on the command line ======================================================== */
+
+static void expect_usage_error(const char *args, const char *named)
+{
+    cli_result r;
+    cli_run(&r, "fit %s", args);
+    cr_assert_eq(r.code, 2, "'%s' exited %d: %s", args, r.code, r.err);
+    cr_assert(strstr(r.err, named), "'%s' does not name '%s': %s", args, named, r.err);
+}
+
+Test(cli_fit, bad_input_exits_2_naming_the_value)
+{
+    expect_usage_error("--model gpt5 --card h200", "gpt5");
+    expect_usage_error("--model gpt2-124m --card v100x", "v100x");
+    expect_usage_error("--model gpt2-124m --card h200 --batch -1", "-1");
+    expect_usage_error("--model gpt2-124m --card h200 --batch 0", "--batch");
+    expect_usage_error("--model gpt2-124m --card h200 --seq 0", "--seq");
+    expect_usage_error("--model gpt2-124m --card h200 --seq 999999999", "999999999");
+    expect_usage_error("--model gpt2-124m --card h200 --seq 2048", "2048");
+    expect_usage_error("--model gpt2-124m --card h200 --gpus 0", "--gpus");
+    expect_usage_error("--model gpt2-124m --card h200 --zero 4", "--zero");
+    expect_usage_error("--params -5 --card h200", "-5");
+    expect_usage_error("--params abc --card h200", "abc");
+    expect_usage_error("--params 1e20 --card h200", "1e20");
+    expect_usage_error("--params 7.5e9 --card 0B", "0B");
+    expect_usage_error("--params 7.5e9 --card 1PB", "card");
+    expect_usage_error("--model gpt2-124m --params 1e9 --card h200", "--params");
+    expect_usage_error("--model gpt2-124m --card h200 --quant int4", "--quant");
+    expect_usage_error("--model gpt2-124m --card h200 --inference --zero 1", "--inference");
+    expect_usage_error("--model gpt2-124m --card h200 --dtype int8", "int8");
+    expect_usage_error("--model gpt2-124m --card h200 --dtype fp8", "fp8");
+    expect_usage_error("--model gpt2-124m --card h200 --optimizer lion", "lion");
+    expect_usage_error("--model gpt2-124m --card h200 --policy magic", "magic");
+    expect_usage_error("--model gpt2-124m --card h200 --inference --kv-dtype int4", "int4");
+    expect_usage_error("--model gpt2-124m", "--card");
+    expect_usage_error("--card h200", "model");
+    expect_usage_error("--layers 4 --hidden 100 --heads 3 --vocab 10 --card h200", "heads");
+    expect_usage_error("--layers 4 --hidden 128 --heads 4 --kv-heads 3 --vocab 10 --card h200",
+                       "kv_heads");
+    expect_usage_error("--layers 4 --card h200", "--hidden");
+    expect_usage_error("--model gpt2-124m --card h200 --bogus", "--bogus");
+}
+
+static cJSON *fit_json(const char *args)
+{
+    cli_result r;
+    cli_run(&r, "fit %s --json", args);
+    cr_assert_eq(r.code, 0, "%s: %s", args, r.err);
+    cJSON *j = cJSON_Parse(r.out);
+    cr_assert(j, "not JSON: %s", r.out);
+    return j;
+}
+
+static double num(const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    cr_assert(cJSON_IsNumber(v), "key %s", key);
+    return v->valuedouble;
+}
+
+static void check_fit_object(const cJSON *j, int inference)
+{
+    const char *keys[] = {"model", "params", "active_params", "mode",      "card", "gpus",
+                          "batch", "seq",    "per_gpu_bytes", "max_batch", "fits"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        cr_assert(cJSON_HasObjectItem(j, keys[i]), "missing %s", keys[i]);
+    cr_assert_eq(cJSON_GetArraySize(j), 11);
+    const cJSON *card = cJSON_GetObjectItem(j, "card");
+    cr_assert(cJSON_IsString(cJSON_GetObjectItem(card, "name")));
+    cr_assert_gt(num(card, "bytes"), 0);
+    const cJSON *b = cJSON_GetObjectItem(j, "per_gpu_bytes");
+    const char *parts[] = {"weights",  "gradients", "optimizer", "activations",
+                           "kv_cache", "workspace", "reserve"};
+    double sum = 0;
+    for (size_t i = 0; i < 7; i++)
+        sum += num(b, parts[i]);
+    cr_assert_eq(sum, num(b, "total"));
+    cr_assert_eq(cJSON_GetArraySize(b), 8);
+    cr_assert(cJSON_IsBool(cJSON_GetObjectItem(j, "fits")));
+    cr_assert_str_eq(cJSON_GetObjectItem(j, "mode")->valuestring,
+                     inference ? "inference" : "training");
+    const cJSON *mb = cJSON_GetObjectItem(j, "max_batch");
+    if (inference) {
+        cr_assert(cJSON_IsNumber(cJSON_GetObjectItem(mb, "inference")));
+        return;
+    }
+    for (int p = 0; p < REMAT_ACT_COUNT; p++)
+        cr_assert(cJSON_HasObjectItem(mb, remat_act_policy_name((remat_act_policy)p)));
+}
+
+Test(cli_fit, json_keys_training_and_inference)
+{
+    cJSON *j = fit_json("--model gpt2-124m --card a100-80gb --batch 8 --seq 1024");
+    check_fit_object(j, 0);
+    cr_assert_eq(num(j, "params"), 124439808);
+    cJSON_Delete(j);
+    j = fit_json("--model deepseek-r1 --card h200 --gpus 8 --inference --seq 8192 --batch 4");
+    check_fit_object(j, 1);
+    cr_assert_eq(num(j, "params"), 671026419200.0);
+    cr_assert_eq(num(j, "active_params") < 38e9, 1);
+    cr_assert(cJSON_IsTrue(cJSON_GetObjectItem(j, "fits")));
+    cJSON_Delete(j);
+    j = fit_json("--params 7.5e9 --card 80GB --gpus 64 --zero 1 --dtype bf16");
+    const cJSON *b = cJSON_GetObjectItem(j, "per_gpu_bytes");
+    cr_assert_eq(num(b, "weights") + num(b, "gradients") + num(b, "optimizer"), 31406250000.0);
+    cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "max_batch")), 0);
+    cJSON_Delete(j);
+}
+
+Test(cli_fit, card_all_lists_every_preset)
+{
+    cli_result r;
+    cli_run(&r, "fit --model llama3-8b --card all --dtype bf16 --seq 2048");
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    for (size_t i = 0; i < remat_card_count(); i++)
+        cr_assert(strstr(r.out, remat_card_at(i)->name), "missing %s", remat_card_at(i)->name);
+    cJSON *j = fit_json("--model r1-distill-llama-70b --card all --inference --gpus 8 --seq 4096");
+    cr_assert(cJSON_IsArray(j));
+    /* one row per card and GPU count 1, 2, 4, 8 */
+    cr_assert_eq(cJSON_GetArraySize(j), (int)remat_card_count() * 4);
+    cJSON *row;
+    cJSON_ArrayForEach(row, j) check_fit_object(row, 1);
+    cJSON_Delete(j);
+}
+
+Test(cli_fit, list_and_text_output)
+{
+    cli_result r;
+    cli_run(&r, "fit --list");
+    cr_assert_eq(r.code, 0);
+    for (size_t i = 0; i < remat_model_count(); i++)
+        cr_assert(strstr(r.out, remat_model_at(i)->name));
+    for (size_t i = 0; i < remat_card_count(); i++)
+        cr_assert(strstr(r.out, remat_card_at(i)->name));
+    cli_run(&r, "fit --model tiny --card 64MiB --batch 4");
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    cr_assert(strstr(r.out, "store-all") && strstr(r.out, "full-recompute"), "%s", r.out);
+    cli_run(&r, "fit --layers 8 --hidden 1024 --heads 16 --kv-heads 4 --vocab 32000 --card l4 "
+                "--seq 1024 --dtype bf16");
+    cr_assert_eq(r.code, 0, "%s", r.err);
+}
+
+/* --measure: planned against measured pool peak on the real training loop (host), within 2%. */
+Test(cli_fit, measure_matches_the_training_loop, .timeout = 120)
+{
+    cli_result r;
+    cli_run(&r, "fit --model tiny --card 500MiB --batch 2 --measure --expandable --json");
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    const char *line = strstr(r.out, "{\"measure\"");
+    cr_assert(line, "%s", r.out);
+    cJSON *j = cJSON_Parse(line);
+    cr_assert(j, "%s", line);
+    const cJSON *rows = cJSON_GetObjectItem(j, "measure"), *row;
+    cr_assert_eq(cJSON_GetArraySize(rows), REMAT_ACT_COUNT);
+    cJSON_ArrayForEach(row, rows)
+    {
+        const char *policy = cJSON_GetObjectItem(row, "policy")->valuestring;
+        cr_assert(cJSON_IsTrue(cJSON_GetObjectItem(row, "ok")), "%s did not run", policy);
+        double err = num(row, "error");
+        cr_assert(err > -0.02 && err < 0.02, "%s: error %f", policy, err);
+        cr_assert_gt(num(row, "batch"), 0);
+        if (!strcmp(policy, "store-all"))
+            cr_assert(cJSON_IsFalse(cJSON_GetObjectItem(row, "one_more_fits")));
+    }
+    cJSON_Delete(j);
+    expect_usage_error("--model llama3-8b --card h200 --measure", "llama3-8b");
+    expect_usage_error("--model tiny --card h200 --device host", "--measure");
+    expect_usage_error("--model tiny --card all --measure", "--card all");
+}
