@@ -1,0 +1,197 @@
+/* model/gpt.h: the GPT-2 model of the training loop (module-private): configurations and presets,
+ * the parameter layout of llm.c, GPT-2 init, weights and token files, the built-in corpus, the data
+ * loader, and the trainer that runs one step as a checkpointable chain through remat_run.
+ *
+ * Architecture as llm.c's train_gpt2.c: learned position embeddings, pre-LayerNorm blocks (eps
+ * 1e-5), causal multi-head attention, 4C tanh-GELU MLP, residuals, final LayerNorm, the token
+ * embedding tied as the output head, vocabulary padded to a multiple of 128, mean cross-entropy
+ * loss, AdamW.
+ *
+ * The model as a chain of L + 2 stages (stage i maps a_i to a_{i+1}):
+ *   stage 0        token + position embedding; a_0 = the B*T int32 input tokens, a_1 = [B,T,C]
+ *   stage 1..L     transformer block l-1; a_l = [B,T,C] residual stream in, a_{l+1} out
+ *   stage L+1      final LayerNorm + tied head + fused softmax/cross-entropy; a_{L+2} = losses
+ * [B*T]. Its forward-with-grad also computes the head's gradient (the logits are workspace, never
+ * saved); the head's weight gradient is added once per step. Every byte count of the chain is a
+ * multiple of 512 (the pool's rounding), so the pool hands out exactly what the simulator counts.
+ */
+#ifndef REMAT_MODEL_GPT_H
+#define REMAT_MODEL_GPT_H
+
+#include "kernels/kernels.h"
+#include "remat.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ==== Configuration ======================================================================== */
+
+typedef struct {
+    int layers;       /* L */
+    int channels;     /* C */
+    int heads;        /* NH; C % NH == 0 */
+    int vocab;        /* V */
+    int padded_vocab; /* Vp: V rounded up to a multiple of 128 (0 in gpt_config_check: computed) */
+    int max_seq;      /* maxT: rows of the position embedding */
+} gpt_config;
+
+/* Fills *out from a preset name: "tiny", "small", "gpt2-124m", "gpt2-350m". Unknown: REMAT_EINVAL
+ * listing the presets. */
+remat_status gpt_preset(const char *name, gpt_config *out);
+/* Validates cfg (positive sizes, C % NH == 0, sane limits) and fills padded_vocab when it is 0. */
+remat_status gpt_config_check(gpt_config *cfg);
+/* Vocabulary rounded up to a multiple of 128, as llm.c pads it. */
+int gpt_padded_vocab(int vocab);
+
+/* Explicit architecture values from the command line; 0 = not given. */
+typedef struct {
+    int layers, channels, heads, vocab, seq;
+} gpt_overrides;
+
+/* Resolves `model` (a preset name, or the path of an llm.c weights file; NULL = "small") and the
+ * overrides into a checked config and the training sequence length *T (ov->seq, else maxT).
+ * A weights file fills *params (malloc'd, caller frees) and allows no architecture overrides and
+ * no T above its maxT; a preset leaves *params NULL and grows maxT to an explicit larger seq. */
+remat_status gpt_resolve(const char *model, const gpt_overrides *ov, gpt_config *cfg, int *T,
+                         float **params);
+
+/* ==== Parameters (llm.c's order and layout) ================================================ */
+
+enum { GPT_N_PARAMS = 16 };
+enum {
+    GPT_WTE,
+    GPT_WPE,
+    GPT_LN1W,
+    GPT_LN1B,
+    GPT_QKVW,
+    GPT_QKVB,
+    GPT_ATTPROJW,
+    GPT_ATTPROJB,
+    GPT_LN2W,
+    GPT_LN2B,
+    GPT_FCW,
+    GPT_FCB,
+    GPT_FCPROJW,
+    GPT_FCPROJB,
+    GPT_LNFW,
+    GPT_LNFB
+};
+extern const char *const gpt_param_names[GPT_N_PARAMS];
+
+typedef struct {
+    size_t count[GPT_N_PARAMS];  /* floats per tensor (all layers together for per-layer ones) */
+    size_t offset[GPT_N_PARAMS]; /* floats from the start of the flat buffer */
+    size_t total;                /* floats in all */
+} gpt_param_layout;
+
+void gpt_layout_params(const gpt_config *cfg, gpt_param_layout *out);
+
+/* GPT-2 init into host memory `params` (layout.total floats), deterministic in `seed`: every
+ * matrix and both embeddings ~ N(0, 0.02), the two residual projections (attprojw, fcprojw)
+ * ~ N(0, 0.02 / sqrt(2L)), biases 0, LayerNorm weights 1; wte's padded rows are 0. Normals come
+ * from gpt_rng (splitmix64 + Box-Muller), drawn tensor by tensor in layout order. */
+void gpt_init_params(const gpt_config *cfg, uint64_t seed, float *params);
+
+/* The generator of the init and of --shuffle: splitmix64 (Steele, Lea, Flood 2014). */
+typedef struct {
+    uint64_t state;
+} gpt_rng;
+uint64_t gpt_rng_next(gpt_rng *r);
+/* Uniform in (0, 1), 24 bits of randomness. */
+double gpt_rng_uniform(gpt_rng *r);
+
+/* llm.c weights file: int32 header[256] = {20240326, 3, maxT, V, L, NH, C, Vp, 0...} then every
+ * parameter as fp32 in layout order. Read: fills *cfg and a malloc'd *params (caller frees);
+ * errors name the file and the problem (REMAT_EIO unreadable, REMAT_EPARSE bad magic, version,
+ * sizes or a truncated file). Write goes to "path.tmp" then renames, so no partial file is left. */
+remat_status gpt_weights_read(const char *path, gpt_config *cfg, float **params);
+remat_status gpt_weights_write(const char *path, const gpt_config *cfg, const float *params);
+
+/* ==== Tokens and the data loader =========================================================== */
+
+typedef struct {
+    int *tokens; /* malloc'd */
+    size_t n;
+    int max_token; /* the largest token present */
+} gpt_tokens;
+
+/* Loads a token file (llm.c: int32 header[256] = {20240520, 1, count, ...}, then count uint16) or,
+ * when the file does not start with that magic, any other file as bytes (vocabulary 256). */
+remat_status gpt_tokens_load(const char *path, gpt_tokens *out);
+/* The built-in corpus: n bytes of deterministic English-like text (sentences drawn by a fixed
+ * splitmix64 stream from a small grammar), so a model can learn it well below ln(256). */
+remat_status gpt_tokens_builtin(size_t n, gpt_tokens *out);
+void gpt_tokens_free(gpt_tokens *t);
+
+/* Batches as llm.c's loader: batch k takes tokens [p, p + B*T + 1) with p = k*B*T, inputs the first
+ * B*T and targets the last B*T; when p + B*T + 1 passes the end, p goes back to 0. With shuffle,
+ * the batch order within each pass is a permutation drawn from seed. */
+typedef struct {
+    const gpt_tokens *data;
+    int B, T;
+    size_t n_batches, next; /* batches per pass; index of the next one within the pass */
+    size_t *order;          /* n_batches entries when shuffling, else NULL */
+    gpt_rng rng;
+} gpt_loader;
+
+remat_status gpt_loader_init(gpt_loader *ld, const gpt_tokens *data, int B, int T, int shuffle,
+                             uint64_t seed);
+void gpt_loader_next(gpt_loader *ld, int *inputs, int *targets);
+void gpt_loader_free(gpt_loader *ld);
+
+/* ==== The trainer ========================================================================== */
+
+/* Block save options, in the order the chain lists them (remat_stage.options). */
+enum {
+    GPT_OPT_RECOMPUTE_GELU,
+    GPT_OPT_RECOMPUTE_GELU_LN,
+    GPT_OPT_RECOMPUTE_ATTN,
+    GPT_OPT_RECOMPUTE_ATTN_GELU_LN,
+    GPT_N_BLOCK_OPTIONS
+};
+extern const char *const gpt_block_option_names[GPT_N_BLOCK_OPTIONS];
+
+typedef struct {
+    float lr, beta1, beta2, eps, weight_decay;
+} gpt_adamw;
+/* torch.optim.AdamW's defaults with betas (0.9, 0.95) and weight decay 0. */
+gpt_adamw gpt_adamw_defaults(void);
+
+typedef struct gpt_model gpt_model;
+
+/* Creates the model for batches of B x T on dev: parameters, gradients and AdamW states come from
+ * pool (tags params, grads, optim), plus the step's targets; parameters start at zero. T <= maxT.
+ */
+remat_status gpt_model_create(remat_device *dev, remat_pool *pool, const gpt_config *cfg, int B,
+                              int T, gpt_model **out);
+void gpt_model_destroy(gpt_model *m);
+const gpt_config *gpt_model_config(const gpt_model *m);
+const gpt_param_layout *gpt_model_layout(const gpt_model *m);
+/* Bytes of the pool held for the whole run (parameters, gradients, optimizer, targets): the pool's
+ * activation use is its allocated bytes minus this. */
+uint64_t gpt_model_persistent_bytes(const gpt_model *m);
+
+/* Copies all parameters from / to host memory (layout.total floats); gradients to host. */
+remat_status gpt_model_set_params(gpt_model *m, const float *host);
+remat_status gpt_model_get_params(gpt_model *m, float *host);
+remat_status gpt_model_get_grads(gpt_model *m, float *host);
+
+/* The model's chain (L + 2 stages, names "embed", "block0".., "head") with the exact byte counts
+ * the callbacks use and analytic times (FLOPs, in GFLOP). */
+remat_status gpt_model_chain(const gpt_model *m, remat_chain **out);
+/* The same chain with measured times in milliseconds (process CPU time on the host, wall time on
+ * a GPU): forward and backward of each stage and of every block option, the least of `reps` runs
+ * taken round-robin. Blocks share one shape, so block 0 is measured and
+ * its times are used for every block. `inputs` are B*T host tokens of a real batch. */
+remat_status gpt_model_profile(gpt_model *m, const int *inputs, int reps, remat_chain **out);
+
+/* One forward and backward of the batch (B*T host inputs and targets) under `sched` on `chain`
+ * (from gpt_model_chain or gpt_model_profile): zeroes the gradients, runs the schedule through
+ * remat_run, leaves the gradients in place and the mean loss in *loss. */
+remat_status gpt_model_forward_backward(gpt_model *m, const remat_schedule *sched,
+                                        const remat_chain *chain, const int *inputs,
+                                        const int *targets, float *loss);
+/* One AdamW update (step t >= 1) of every parameter from the gradients. */
+remat_status gpt_model_update(gpt_model *m, const gpt_adamw *hp, int t);
+
+#endif

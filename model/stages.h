@@ -1,0 +1,73 @@
+/* model/stages.h: the trainer's internals shared by the files of model/: the model struct, the
+ * byte layouts of each stage's saved activations and workspaces, and the stage callbacks. */
+#ifndef REMAT_MODEL_STAGES_H
+#define REMAT_MODEL_STAGES_H
+
+#include "model/gpt.h"
+
+enum { GPT_ABSENT = (size_t)-1 };
+
+/* Byte offsets inside a block's ā (saved activations) for one save option; GPT_ABSENT where the
+ * option recomputes that tensor in the backward. a_{i+1} (the block output) is always at 0. */
+typedef struct {
+    size_t qkv, res2, fch, stats; /* always saved (stats: ln1 mean, ln1 rstd, ln2 mean, ln2 rstd) */
+    size_t ln1, ln2, atty, att, gelu;
+    size_t bytes; /* total, a multiple of 512 */
+} gpt_block_saved;
+
+/* Workspace layouts (byte offsets). Forward: t1 [N,C], t2 [N,4C], t3 [max(att, 4C)], t4 [N,C],
+ * stats [2N], scratch. Backward: g1 [max(att, 4C)], g2 [N,4C], g3 [N,C], g4 [N,C], stats [2N],
+ * scratch. The head's forward: lnf [N,C], logits [N,Vp], stats [2N]. */
+typedef struct {
+    size_t t1, t2, t3, t4, stats, scratch, bytes;
+} gpt_block_fwd_tmp;
+typedef struct {
+    size_t g1, g2, g3, g4, stats, scratch, bytes;
+} gpt_block_bwd_tmp;
+typedef struct {
+    size_t lnf, logits, stats, bytes;
+} gpt_head_fwd_tmp;
+/* The head's ā: losses (a_{L+2}) at 0, dlnf [N,C], stats (mean, rstd) [2N]. */
+typedef struct {
+    size_t dlnf, stats, bytes;
+} gpt_head_saved;
+
+struct gpt_model {
+    remat_device *dev;
+    remat_pool *pool;
+    const kern_table *k;
+    kern_ctx *kc;
+    remat_stream stream;
+    int host_memory; /* parameters are host-addressable (host device) */
+
+    gpt_config cfg;
+    gpt_param_layout lay;
+    int B, T;
+    size_t N; /* B * T */
+
+    float *params, *grads, *m, *v; /* flat, lay.total floats each */
+    float *p[GPT_N_PARAMS], *g[GPT_N_PARAMS];
+    int *targets;        /* device, N */
+    float *losses_host;  /* host, N: the last losses read back */
+    uint64_t persistent; /* pool bytes of the four flat buffers and targets */
+
+    /* Byte counts of the chain. */
+    size_t input_bytes, act_bytes, loss_bytes;
+    gpt_block_saved saved[1 + GPT_N_BLOCK_OPTIONS]; /* [0] = default, [k+1] = option k */
+    gpt_block_fwd_tmp fwd_tmp;
+    gpt_block_bwd_tmp bwd_tmp;
+    gpt_head_fwd_tmp head_tmp;
+    gpt_head_saved head_saved;
+
+    /* Per-step state. */
+    const int *step_inputs; /* host */
+    int head_grad_done;
+    double loss;
+};
+
+/* Fills the byte layouts of m from its config and B, T. */
+void gpt_stages_layout(gpt_model *m);
+/* The remat_callbacks of the model (forward, backward, input). */
+extern const remat_callbacks gpt_callbacks;
+
+#endif

@@ -1,0 +1,274 @@
+/* model/trainer.c: the model on a device: its buffers in the pool, its chain, one training step. */
+#include "core/core.h"
+#include "model/stages.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+gpt_adamw gpt_adamw_defaults(void)
+{
+    return (gpt_adamw){
+        .lr = 3e-4f, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .weight_decay = 0.0f};
+}
+
+/* ==== Creation ============================================================================= */
+
+static remat_status gpt_pool_alloc(gpt_model *m, size_t bytes, const char *tag, const char *what,
+                                   void **out)
+{
+    *out = remat_alloc_tagged(m->pool, bytes, m->stream, tag);
+    if (!*out)
+        return remat_fail_context(REMAT_ENOMEM, "cannot allocate the model's %s", what);
+    m->persistent += (bytes + 511) / 512 * 512;
+    return REMAT_OK;
+}
+
+static remat_status gpt_model_buffers(gpt_model *m)
+{
+    size_t bytes = m->lay.total * sizeof(float);
+    REMAT_TRY(gpt_pool_alloc(m, bytes, "params", "parameters", (void **)&m->params));
+    REMAT_TRY(gpt_pool_alloc(m, bytes, "grads", "gradients", (void **)&m->grads));
+    REMAT_TRY(gpt_pool_alloc(m, bytes, "optim", "AdamW first moments", (void **)&m->m));
+    REMAT_TRY(gpt_pool_alloc(m, bytes, "optim", "AdamW second moments", (void **)&m->v));
+    REMAT_TRY(gpt_pool_alloc(m, m->N * sizeof(int), "workspace", "targets", (void **)&m->targets));
+    m->losses_host = malloc(m->N * sizeof(float));
+    if (!m->losses_host)
+        return remat_fail(REMAT_ENOMEM, "cannot allocate %zu host losses", m->N);
+    for (int i = 0; i < GPT_N_PARAMS; i++) {
+        m->p[i] = m->params + m->lay.offset[i];
+        m->g[i] = m->grads + m->lay.offset[i];
+    }
+    m->k->zero(m->kc, m->params, bytes);
+    m->k->zero(m->kc, m->grads, bytes);
+    m->k->zero(m->kc, m->m, bytes);
+    m->k->zero(m->kc, m->v, bytes);
+    return m->k->status(m->kc);
+}
+
+remat_status gpt_model_create(remat_device *dev, remat_pool *pool, const gpt_config *cfg, int B,
+                              int T, gpt_model **out)
+{
+    if (!dev || !pool || !cfg || !out)
+        return remat_fail(REMAT_EINVAL, "gpt_model_create: arguments must not be NULL");
+    gpt_config c = *cfg;
+    REMAT_TRY(gpt_config_check(&c));
+    if (B < 1 || T < 1 || T > c.max_seq)
+        return remat_fail(
+            REMAT_EINVAL,
+            "batch %d x %d: need B >= 1 and 1 <= T <= %d (the model's sequence length)", B, T,
+            c.max_seq);
+    gpt_model *m = calloc(1, sizeof *m);
+    if (!m)
+        return remat_fail(REMAT_ENOMEM, "cannot allocate the model");
+    m->dev = dev;
+    m->pool = pool;
+    m->cfg = c;
+    m->B = B;
+    m->T = T;
+    m->N = (size_t)B * T;
+    gpt_layout_params(&c, &m->lay);
+    remat_device_info info;
+    remat_status s = remat_device_info_get(dev, &info);
+    if (s == REMAT_OK)
+        s = kern_open(dev, &m->k, &m->kc);
+    if (s == REMAT_OK) {
+        m->host_memory = info.kind == REMAT_DEVICE_HOST;
+        m->stream = kern_stream(m->kc);
+        gpt_stages_layout(m);
+        s = gpt_model_buffers(m);
+    }
+    if (s != REMAT_OK) {
+        gpt_model_destroy(m);
+        return s;
+    }
+    *out = m;
+    return REMAT_OK;
+}
+
+void gpt_model_destroy(gpt_model *m)
+{
+    if (!m)
+        return;
+    void *bufs[] = {m->params, m->grads, m->m, m->v, m->targets};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        if (bufs[i])
+            remat_free(m->pool, bufs[i]);
+    free(m->losses_host);
+    if (m->kc)
+        kern_close(m->kc);
+    free(m);
+}
+
+const gpt_config *gpt_model_config(const gpt_model *m)
+{
+    return &m->cfg;
+}
+
+const gpt_param_layout *gpt_model_layout(const gpt_model *m)
+{
+    return &m->lay;
+}
+
+uint64_t gpt_model_persistent_bytes(const gpt_model *m)
+{
+    return m->persistent;
+}
+
+/* ==== Parameters =========================================================================== */
+
+static remat_status gpt_copy(gpt_model *m, void *dst, const void *src, size_t bytes, int to_device)
+{
+    REMAT_TRY(m->k->status(m->kc));
+    if (m->host_memory) {
+        memcpy(dst, src, bytes);
+        return REMAT_OK;
+    }
+    return remat_device_copy(m->dev, dst, src, bytes, to_device);
+}
+
+remat_status gpt_model_set_params(gpt_model *m, const float *host)
+{
+    return gpt_copy(m, m->params, host, m->lay.total * sizeof(float), 1);
+}
+
+remat_status gpt_model_get_params(gpt_model *m, float *host)
+{
+    return gpt_copy(m, host, m->params, m->lay.total * sizeof(float), 0);
+}
+
+remat_status gpt_model_get_grads(gpt_model *m, float *host)
+{
+    return gpt_copy(m, host, m->grads, m->lay.total * sizeof(float), 0);
+}
+
+/* ==== The chain ============================================================================ */
+
+/* Analytic stage costs in GFLOP (multiply-adds count 2): what the planner uses before profiling. */
+static double gpt_gflop_matmuls(const gpt_model *m)
+{
+    double N = (double)m->N, C = m->cfg.channels;
+    return 2.0 * N * 12.0 * C * C / 1e9;
+}
+
+static double gpt_gflop_attention(const gpt_model *m)
+{
+    /* q.k and att.v over the causal half of T x T, per head. */
+    return 2.0 * (double)m->B * m->T * (double)m->T * m->cfg.channels / 1e9;
+}
+
+static double gpt_gflop_elementwise(const gpt_model *m, double per_row_channel)
+{
+    return per_row_channel * (double)m->N * m->cfg.channels / 1e9;
+}
+
+static void gpt_stage_set(remat_stage *st, const char *name, double fwd, double bwd,
+                          uint64_t out_bytes, uint64_t saved_bytes, uint64_t ftmp, uint64_t btmp)
+{
+    snprintf(st->name, sizeof st->name, "%s", name);
+    st->fwd = fwd;
+    st->bwd = bwd;
+    st->out_bytes = out_bytes;
+    st->saved_bytes = saved_bytes;
+    st->fwd_tmp_bytes = ftmp;
+    st->bwd_tmp_bytes = btmp;
+}
+
+/* Extra backward GFLOP of each block option: what it recomputes. */
+static double gpt_option_extra(const gpt_model *m, int opt)
+{
+    double gelu = gpt_gflop_elementwise(m, 4 * 8), ln = gpt_gflop_elementwise(m, 2 * 8);
+    double attn = gpt_gflop_attention(m) +
+                  gpt_gflop_elementwise(m, (double)m->cfg.heads * m->T / m->cfg.channels * 5);
+    switch (opt) {
+    case GPT_OPT_RECOMPUTE_GELU: return gelu;
+    case GPT_OPT_RECOMPUTE_GELU_LN: return gelu + ln;
+    case GPT_OPT_RECOMPUTE_ATTN: return attn;
+    default: return gelu + ln + attn;
+    }
+}
+
+remat_status gpt_model_chain(const gpt_model *m, remat_chain **out)
+{
+    if (!m || !out)
+        return remat_fail(REMAT_EINVAL, "gpt_model_chain: arguments must not be NULL");
+    int L = m->cfg.layers;
+    remat_chain *ch = NULL;
+    REMAT_TRY(remat_chain_new(L + 2, &ch));
+    snprintf(ch->name, sizeof ch->name, "gpt-L%d-C%d-H%d-V%d-b%d-t%d", L, m->cfg.channels,
+             m->cfg.heads, m->cfg.vocab, m->B, m->T);
+    ch->input_bytes = m->input_bytes;
+    double embed = gpt_gflop_elementwise(m, 2);
+    gpt_stage_set(&ch->stages[0], "embed", embed, 2 * embed, m->act_bytes, m->act_bytes, 0, 0);
+    double blk = gpt_gflop_matmuls(m) + gpt_gflop_attention(m) + gpt_gflop_elementwise(m, 60);
+    for (int l = 0; l < L; l++) {
+        remat_stage *st = &ch->stages[1 + l];
+        char name[32];
+        snprintf(name, sizeof name, "block%d", l);
+        gpt_stage_set(st, name, blk, 2 * blk, m->act_bytes, m->saved[0].bytes, m->fwd_tmp.bytes,
+                      m->bwd_tmp.bytes);
+        st->options = calloc(GPT_N_BLOCK_OPTIONS, sizeof *st->options);
+        if (!st->options) {
+            remat_chain_free(ch);
+            return remat_fail(REMAT_ENOMEM, "cannot allocate the chain's options");
+        }
+        st->n_options = GPT_N_BLOCK_OPTIONS;
+        for (int o = 0; o < GPT_N_BLOCK_OPTIONS; o++) {
+            snprintf(st->options[o].name, sizeof st->options[o].name, "%s",
+                     gpt_block_option_names[o]);
+            st->options[o].saved_bytes = m->saved[1 + o].bytes;
+            st->options[o].bwd = st->bwd + gpt_option_extra(m, o);
+        }
+    }
+    double head = 2.0 * (double)m->N * m->cfg.channels * m->cfg.padded_vocab / 1e9;
+    gpt_stage_set(&ch->stages[L + 1], "head", 3 * head, gpt_gflop_elementwise(m, 10), m->loss_bytes,
+                  m->head_saved.bytes, m->head_tmp.bytes, 0);
+    *out = ch;
+    return REMAT_OK;
+}
+
+/* ==== The step ============================================================================= */
+
+remat_status gpt_model_forward_backward(gpt_model *m, const remat_schedule *sched,
+                                        const remat_chain *chain, const int *inputs,
+                                        const int *targets, float *loss)
+{
+    if (!m || !sched || !chain || !inputs || !targets || !loss)
+        return remat_fail(REMAT_EINVAL, "gpt_model_forward_backward: arguments must not be NULL");
+    if (chain->n_stages != m->cfg.layers + 2 || chain->input_bytes != m->input_bytes)
+        return remat_fail(
+            REMAT_EINVAL,
+            "the chain '%s' does not describe this model (%d stages, input %llu bytes)",
+            chain->name, chain->n_stages, (unsigned long long)chain->input_bytes);
+    for (int i = 0; i < m->cfg.layers; i++)
+        if (chain->stages[1 + i].n_options != GPT_N_BLOCK_OPTIONS)
+            return remat_fail(REMAT_EINVAL,
+                              "the chain's stage %d does not list the %d block options", 1 + i,
+                              GPT_N_BLOCK_OPTIONS);
+    for (size_t i = 0; i < m->N; i++)
+        if (inputs[i] < 0 || inputs[i] >= m->cfg.vocab || targets[i] < 0 ||
+            targets[i] >= m->cfg.vocab)
+            return remat_fail(REMAT_EINVAL,
+                              "token %d at position %zu is outside the vocabulary [0, %d)",
+                              inputs[i] < 0 || inputs[i] >= m->cfg.vocab ? inputs[i] : targets[i],
+                              i, m->cfg.vocab);
+    REMAT_TRY(gpt_copy(m, m->targets, targets, m->N * sizeof(int), 1));
+    m->k->zero(m->kc, m->grads, m->lay.total * sizeof(float));
+    m->step_inputs = inputs;
+    m->head_grad_done = 0;
+    m->loss = 0;
+    REMAT_TRY(remat_run(sched, chain, m->pool, m->stream, &gpt_callbacks, m));
+    REMAT_TRY(m->k->status(m->kc));
+    if (!m->head_grad_done)
+        return remat_fail(REMAT_EINTERNAL, "the schedule never ran the head's forward-with-grad");
+    *loss = (float)m->loss;
+    return REMAT_OK;
+}
+
+remat_status gpt_model_update(gpt_model *m, const gpt_adamw *hp, int t)
+{
+    if (!m || !hp || t < 1)
+        return remat_fail(REMAT_EINVAL, "gpt_model_update: bad arguments (step %d)", t);
+    m->k->adamw(m->kc, m->params, m->grads, m->m, m->v, m->lay.total, hp->lr, hp->beta1, hp->beta2,
+                hp->eps, hp->weight_decay, t);
+    return m->k->status(m->kc);
+}
