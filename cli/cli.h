@@ -42,4 +42,24 @@ int cli_main(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 void cmd_info_usage(FILE *f);
 
+int cmd_replay(int argc, char **argv);
+void cmd_replay_usage(FILE *f);
+
+int cmd_fit(int argc, char **argv);
+void cmd_fit_usage(FILE *f);
+/* `remat fit --measure` (cli/cmd_fit_measure.c): trains our GPT at each policy's planned largest
+ * batch on `device` in a pool limited to res->pool_bytes (expandable segments if asked) and
+ * prints planned against measured. */
+int fit_measure(const remat_fit_request *req, const remat_fit_result *res, const char *device,
+                int expandable, int json);
+
+int cmd_train(int argc, char **argv);
+void cmd_train_usage(FILE *f);
+
+int cmd_profile(int argc, char **argv);
+void cmd_profile_usage(FILE *f);
+
+int cmd_plan(int argc, char **argv);
+void cmd_plan_usage(FILE *f);
+
 #endif

@@ -5,6 +5,11 @@
 
 static const cli_command commands[] = {
     {"info", "version, build options and the devices found", cmd_info, cmd_info_usage},
+    {"replay", "run an allocation trace through the pool (peaks, device calls)", cmd_replay, cmd_replay_usage},
+    {"fit", "what fits on which card: memory per GPU and the largest batch", cmd_fit, cmd_fit_usage},
+    {"train", "train GPT-2 through the pool under a checkpoint plan", cmd_train, cmd_train_usage},
+    {"profile", "measure the model's stages into a chain file", cmd_profile, cmd_profile_usage},
+    {"plan", "checkpoint schedule for a chain under a memory budget", cmd_plan, cmd_plan_usage},
 };
 static const size_t n_commands = sizeof commands / sizeof commands[0];
 

@@ -112,14 +112,106 @@ typedef struct {
 
 typedef struct {
     uint64_t limit_bytes; /* 0 = no limit beyond the device */
-} remat_pool_config;      /* may grow: zero-initialise */
+    /* Cached blocks of at least this many bytes are never split, and serve only requests of at
+     * least this size wasting under 20 MiB (PyTorch's max_split_size). 0 = no cap. Fixed
+     * segments only: ignored with expandable_segments. */
+    uint64_t max_split_bytes;
+    /* 1: large requests grow one segment in place (virtual memory: cuMemCreate/cuMemMap on
+     * CUDA, mmap/mprotect on host and sim) instead of adding segments, like PyTorch's
+     * expandable segments. Refused with REMAT_EUNSUPPORTED where the device cannot. */
+    int expandable_segments;
+    /* 1: no caching at all: every request is its own device allocation, returned on free. The
+     * baseline of `remat replay --baseline`. */
+    int no_cache;
+} remat_pool_config; /* may grow: zero-initialise */
 
 remat_status remat_pool_create(remat_device *dev, const remat_pool_config *cfg /* NULL = defaults */,
                                remat_pool **out);
+/* Returns every segment to the device. Blocks still allocated are released with it. */
 void remat_pool_destroy(remat_pool *pool);
+/* Allocates `bytes` (rounded up to 512, 512-byte aligned) for use on `stream`; NULL on failure
+ * with remat_last_error() saying why (on OOM: requested size, limit or device free memory,
+ * reserved, allocated, cached-but-free, largest free block, fragmentation). bytes = 0 gives a
+ * distinct 512-byte block. Thread-safe, like every pool call. */
 void *remat_alloc(remat_pool *pool, size_t bytes, remat_stream stream);
+/* Returns ptr to the pool; NULL is a no-op. A pointer the pool did not hand out, or a double
+ * free, is ignored with a message in remat_last_error() and leaves the pool intact. */
 void remat_free(remat_pool *pool, void *ptr);
 remat_status remat_pool_stats_get(const remat_pool *pool, remat_pool_stats *out);
+
+/* Like remat_alloc, and counts the requested bytes under `tag` (a word: letters, digits, '_',
+ * '-', '.', at most 63 characters; NULL = "untagged"), e.g. "params", "grads", "optim", "act". */
+void *remat_alloc_tagged(remat_pool *pool, size_t bytes, remat_stream stream, const char *tag);
+/* Current and peak requested bytes under `tag` (zeros for a tag never used). */
+remat_status remat_pool_tag_stats(const remat_pool *pool, const char *tag, remat_stat *out);
+/* Number of tags seen so far ("untagged" is always tag 0), and the i-th one's name and bytes. */
+size_t remat_pool_tag_count(const remat_pool *pool);
+remat_status remat_pool_tag_at(const remat_pool *pool, size_t i, char *name, size_t n,
+                               remat_stat *out);
+/* Marks ptr as also used on `stream`: its free then waits for that stream's work too before the
+ * block is reused elsewhere (as torch's record_stream). */
+remat_status remat_pool_record_stream(remat_pool *pool, void *ptr, remat_stream stream);
+/* Returns every cached segment that holds no allocated block to the device. */
+remat_status remat_pool_empty_cache(remat_pool *pool);
+/* Sets every peak (stats and tags) to its current value. */
+remat_status remat_pool_reset_peaks(remat_pool *pool);
+/* 1 - allocated/reserved now (0 when nothing is reserved). */
+double remat_pool_fragmentation(const remat_pool *pool);
+/* Writes a JSON object {"device", "stats", "segments": [{"address", "size", "kind",
+ * "expandable", "blocks": [{"offset", "size", "requested", "state", "stream", "tag"}]}]} to f. */
+remat_status remat_pool_snapshot(const remat_pool *pool, FILE *f);
+/* Debug invariant check: blocks tile their segments without overlap, no two free neighbours are
+ * left unmerged, every free block is indexed and every allocated one is in the live map, and the
+ * stats (and per-tag bytes) equal the sums over blocks. REMAT_EINTERNAL naming the first broken
+ * invariant. */
+remat_status remat_pool_check(const remat_pool *pool);
+/* Size of the block behind ptr (its rounded size) in *out; REMAT_EINVAL if ptr is not live. */
+remat_status remat_pool_block_size(const remat_pool *pool, const void *ptr, size_t *out);
+
+/* Records every later allocation and free to f in the trace format of DESIGN.md
+ * ("a <id> <bytes> <stream> <tag>", "f <id>"); only blocks allocated while recording are freed in
+ * the trace. f stays the caller's. */
+remat_status remat_pool_trace_begin(remat_pool *pool, FILE *f);
+remat_status remat_pool_trace_end(remat_pool *pool);
+
+/* ---- Fault injection (a testing hook) ---------------------------------------------------- */
+/* Each device call the pool makes passes one of these sites. remat_pool_fault_at(pool, site, n)
+ * makes the n-th call at that site from now (n = 1: the next) fail as the device would
+ * (REMAT_ENOMEM for allocations, REMAT_EDEVICE otherwise), once; n = 0 disarms it.
+ * remat_pool_fault_calls counts the calls made at a site so far, so a test can run a workload
+ * once, read the count, and then fail each call in turn. */
+typedef enum {
+    REMAT_FAULT_DEVICE_ALLOC, /* device malloc, and mapping memory into an expandable segment */
+    REMAT_FAULT_DEVICE_FREE,  /* device free, and unmapping */
+    REMAT_FAULT_EVENT,        /* event create / record / stream wait (CUDA only) */
+    REMAT_FAULT_SITES
+} remat_fault_site;
+remat_status remat_pool_fault_at(remat_pool *pool, remat_fault_site site, uint64_t n);
+uint64_t remat_pool_fault_calls(const remat_pool *pool, remat_fault_site site);
+
+/* ---- Traces and replay --------------------------------------------------------------------- */
+typedef struct remat_trace remat_trace;
+
+/* Reads a trace (DESIGN.md format; tags and streams optional). A malformed line, an allocation
+ * of a live id or a free of an unknown id is REMAT_EPARSE with "NAME:LINE: why". */
+remat_status remat_trace_load(const char *path, remat_trace **out);
+remat_status remat_trace_parse(FILE *f, const char *name, remat_trace **out);
+void remat_trace_free(remat_trace *trace);
+/* Number of events (allocations + frees) in the trace. */
+size_t remat_trace_events(const remat_trace *trace);
+
+typedef struct {
+    uint64_t events;
+    uint64_t peak_requested, peak_allocated, peak_reserved;
+    uint64_t device_allocs, device_frees;
+    double ns_per_op;
+} remat_replay_result;
+
+/* Runs the trace through a fresh pool on dev with cfg (NULL = defaults); blocks still live at the
+ * end are freed. On CUDA every trace stream maps to the default stream. An allocation failure is
+ * REMAT_ENOMEM naming the trace line. */
+remat_status remat_trace_replay(const remat_trace *trace, remat_device *dev,
+                                const remat_pool_config *cfg, remat_replay_result *out);
 
 /* ==== Checkpoint scheduler (checkpoint/) =================================================== */
 
@@ -211,7 +303,10 @@ remat_status remat_simulate(const remat_chain *chain, const remat_op *ops, size_
                             remat_sim_result *out);
 
 /* Plans a schedule for chain under budget_bytes with policy. A budget too small for the policy is
- * REMAT_EINFEASIBLE with the minimum feasible budget in the message; *out is still not set. */
+ * REMAT_EINFEASIBLE with the minimum feasible budget in the message; *out is still not set.
+ * Every plan is re-simulated: peak_bytes <= budget_bytes always. optimal discretises memory in
+ * policy->slots units (sizes rounded up, budget down); it is exact when all sizes and the budget
+ * share a unit giving at most 10,000 slots. See docs/checkpoint.md. */
 remat_status remat_plan(const remat_chain *chain, const remat_policy *policy,
                         uint64_t budget_bytes, remat_schedule **out);
 void remat_schedule_free(remat_schedule *s);
@@ -229,7 +324,9 @@ typedef struct {
 } remat_curve_point;
 
 /* The Pareto frontier of (peak, time) of the optimal policy over all budgets, from one solve;
- * points sorted by increasing peak, time strictly decreasing. Caller frees *out with free(). */
+ * points sorted by increasing peak, time strictly decreasing; each point's budget_bytes is its
+ * plan's peak (the least budget admitting it); the first point is remat_min_budget's. policy may
+ * be NULL (optimal, 500 slots); another kind is REMAT_EUNSUPPORTED. Caller frees *out with free(). */
 remat_status remat_curve(const remat_chain *chain, const remat_policy *policy,
                          remat_curve_point **out, size_t *n_out);
 
@@ -247,8 +344,14 @@ remat_status remat_schedule_write_json(const remat_schedule *s, const remat_chai
  * - backward: d_i (din, size |a_i|) from a_i (in), ā_{i+1} (saved, made with `option`) and d_{i+1}
  *   (dout). tmp has bwd_tmp_bytes. Parameter gradients are the trainer's business.
  * - input: writes a_0 (input_bytes). seed: writes d_L (out_bytes of the last stage); NULL = zeros.
+ * Every buffer of 0 bytes is passed as NULL. Buffers come from the pool under the tag "act", so
+ * remat_pool_tag_stats(pool, "act") measures exactly the plan's peak_bytes (if nothing else uses it).
  * - save_rng / restore_rng (optional): called before the first forward of a stage and before
  *   every recomputation of it, so stochastic stages recompute exactly.
+ * - zero (optional): sets `bytes` bytes at p to zero. The executor cannot touch device memory, so
+ *   when zero is set it is called on every fresh din before `backward` (kernels may accumulate
+ *   into din) and on d_L when `seed` is NULL. When zero is NULL, backward must overwrite all of
+ *   din, and seed is required (REMAT_EINVAL otherwise).
  * A callback returning non-OK stops the run with that status (its message is kept). */
 typedef struct {
     remat_status (*forward)(void *ctx, int stage, int option, const void *in, void *out, void *tmp);
@@ -258,12 +361,156 @@ typedef struct {
     remat_status (*seed)(void *ctx, void *d_last);
     void (*save_rng)(void *ctx, int stage);
     void (*restore_rng)(void *ctx, int stage);
+    remat_status (*zero)(void *ctx, void *p, size_t bytes);
 } remat_callbacks;
 
 /* Runs `sched` on `chain` through `cb`, allocating activations, gradients and workspaces from
  * `pool` on `stream`. Every buffer is freed before return, on success and on failure. */
 remat_status remat_run(const remat_schedule *sched, const remat_chain *chain, remat_pool *pool,
                        remat_stream stream, const remat_callbacks *cb, void *ctx);
+
+/* ==== Planner (plan/) ====================================================================== */
+/* Memory arithmetic for training and inference: what a model needs per GPU on a card, and the
+ * largest batch that fits under each activation policy. Formulas and sources: docs/planner.md. */
+
+typedef enum {
+    REMAT_ARCH_GPT2,     /* llm.c's GPT-2: learned positions, LayerNorm, GELU MLP 4C, tied head */
+    REMAT_ARCH_LLAMA,    /* Llama/Qwen2: RMSNorm, RoPE, GQA, SwiGLU MLP, untied head */
+    REMAT_ARCH_DEEPSEEK, /* DeepSeek-V3/R1: MLA attention, dense then MoE layers, MTP module */
+} remat_arch;
+
+/* A model's shape. Presets come from remat_model_lookup; a generic one may be filled in by hand
+ * (zero the struct first) and checked with remat_model_validate. */
+typedef struct {
+    char name[48];
+    remat_arch arch;
+    int layers, hidden, heads, kv_heads, head_dim; /* head_dim = hidden / heads unless set */
+    int ffn;                                       /* MLP width (dense layers) */
+    int vocab, padded_vocab;                       /* padded_vocab >= vocab: rows actually stored */
+    int max_seq;                                   /* context the model was trained for */
+    int tied;                                      /* output head shares the token embedding */
+    int qkv_bias;                                  /* Qwen2: q/k/v projections have biases */
+    /* DeepSeek (REMAT_ARCH_DEEPSEEK) only; zero elsewhere. */
+    int dense_layers, moe_ffn, routed_experts, shared_experts, active_experts;
+    int q_lora_rank, kv_lora_rank, qk_nope_dim, qk_rope_dim, v_head_dim;
+    int mtp_layers; /* multi-token-prediction layers shipped beside the main model */
+    /* > 0: a bare parameter count (`--params N`); only model states are planned, the shape
+     * fields above are ignored. */
+    uint64_t params_only;
+} remat_model_desc;
+
+/* Copies the preset `name` ("gpt2-124m", "deepseek-r1", "tiny", ...) into *out; an unknown name
+ * is REMAT_EINVAL naming it. remat_model_at(i) for i < remat_model_count() lists the presets. */
+remat_status remat_model_lookup(const char *name, remat_model_desc *out);
+size_t remat_model_count(void);
+const remat_model_desc *remat_model_at(size_t i);
+/* Checks a (generic) description: positive sizes, heads dividing hidden, kv_heads dividing heads,
+ * nothing absurd (> 1e15 parameters). REMAT_EINVAL names the offending field and value. */
+remat_status remat_model_validate(const remat_model_desc *m);
+/* Parameter counts: *total of the main model (MTP excluded), *active per token (MoE: shared plus
+ * routed experts in use; dense models: = total). Either pointer may be NULL. */
+remat_status remat_model_params(const remat_model_desc *m, uint64_t *total, uint64_t *active);
+/* Parameters of the MTP module (0 where there is none), embedding and head copies included. */
+uint64_t remat_model_mtp_params(const remat_model_desc *m);
+
+/* A GPU preset with the capacity the driver reports (nvidia-smi memory.total). */
+typedef struct {
+    const char *name;  /* "h200" */
+    const char *label; /* "NVIDIA H200 (141 GB HBM3e)" */
+    uint64_t bytes;
+} remat_card;
+
+/* Finds a card by name (case-insensitive); unknown names are REMAT_EINVAL naming them.
+ * remat_card_at(i) for i < remat_card_count() lists the presets. */
+remat_status remat_card_lookup(const char *name, remat_card *out);
+size_t remat_card_count(void);
+const remat_card *remat_card_at(size_t i);
+
+typedef enum {
+    REMAT_DTYPE_FP32,
+    REMAT_DTYPE_BF16,
+    REMAT_DTYPE_FP16,
+    REMAT_DTYPE_FP8,  /* e4m3 with one fp32 scale per 128x128 block (DeepSeek-V3) */
+    REMAT_DTYPE_INT8, /* one fp16 scale per output row */
+    REMAT_DTYPE_INT4, /* one fp16 scale per group of 128 */
+} remat_dtype;
+/* "fp32", "bf16", "fp16", "fp8", "int8", "int4"; anything else is REMAT_EINVAL. */
+remat_status remat_dtype_parse(const char *text, remat_dtype *out);
+const char *remat_dtype_name(remat_dtype d);
+
+typedef enum { REMAT_OPTIM_ADAMW, REMAT_OPTIM_SGD, REMAT_OPTIM_SGD_MOMENTUM } remat_optimizer;
+/* "adamw", "sgd", "sgd-momentum". */
+remat_status remat_optimizer_parse(const char *text, remat_optimizer *out);
+const char *remat_optimizer_name(remat_optimizer o);
+
+/* How a training step keeps its activations (docs/planner.md gives each one's bytes). */
+typedef enum {
+    REMAT_ACT_STORE_ALL, /* keep everything the backward needs */
+    REMAT_ACT_LLMC,      /* llm.c's recompute=1: the GELU/SiLU output is recomputed */
+    REMAT_ACT_MEGATRON,  /* Korthikanti et al.: the attention core (scores, softmax) is recomputed */
+    REMAT_ACT_FULL,      /* keep only each layer's input; recompute the layer in the backward */
+    REMAT_ACT_OPTIMAL,   /* the checkpoint scheduler's optimal schedule at the memory left */
+    REMAT_ACT_COUNT,
+} remat_act_policy;
+/* "store-all", "llmc-selective", "megatron-selective", "full-recompute", "optimal". */
+remat_status remat_act_policy_parse(const char *text, remat_act_policy *out);
+const char *remat_act_policy_name(remat_act_policy p);
+
+typedef struct {
+    remat_model_desc model;
+    uint64_t card_bytes;      /* capacity of one GPU */
+    int inference;            /* 0: one training step; 1: serving (weights + KV cache) */
+    int gpus;                 /* >= 1. Training: data-parallel ranks ZeRO shards over;
+                                 inference: tensor-parallel degree */
+    int zero;                 /* ZeRO stage 0-3 (training) */
+    int batch;                /* sequences per GPU (training micro-batch) or served at once */
+    int seq;                  /* tokens per sequence (0: the model's max_seq) */
+    remat_dtype dtype;        /* training: fp32, or bf16/fp16 = mixed precision, fp32 master */
+    remat_optimizer optimizer;
+    remat_act_policy policy;  /* the policy of the per_gpu breakdown */
+    remat_dtype quant;        /* inference: weight format */
+    remat_dtype kv_dtype;     /* inference: KV cache element (fp32, bf16, fp16 or fp8) */
+} remat_fit_request;
+
+/* Defaults: 1 GPU, ZeRO 0, batch 1, seq 0, fp32 AdamW training, store-all, bf16 weights and
+ * cache. model and card_bytes are left zero for the caller. */
+void remat_fit_request_init(remat_fit_request *r);
+
+typedef struct {
+    uint64_t weights, gradients, optimizer; /* model states */
+    uint64_t activations; /* training: the step's activation peak under the policy, activation
+                             gradients and op temporaries included; inference: one forward */
+    uint64_t kv_cache;    /* inference: batch x seq tokens */
+    uint64_t workspace;   /* library workspaces (cuBLAS, NCCL buffers) */
+    uint64_t reserve;     /* CUDA context plus allocator slack */
+    uint64_t total;       /* the sum of the above */
+} remat_fit_bytes;
+
+typedef struct {
+    uint64_t params, active_params;
+    remat_fit_bytes per_gpu; /* at req->batch, req->seq and req->policy */
+    int fits;                /* per_gpu.total <= card_bytes */
+    /* Largest batch that fits per policy (training) or, inference, in max_batch[0]: sequences of
+     * seq tokens served at once. -1 = not planned (model states only, optimal unavailable). */
+    long max_batch[REMAT_ACT_COUNT];
+    /* Recompute overhead of each policy at its max batch: extra time / store-all time. */
+    double overhead[REMAT_ACT_COUNT];
+    long max_tokens; /* inference: tokens of KV cache that fit at batch 1 (0 if none) */
+    /* What the plan leaves to the caching allocator: card - CUDA context - workspace. A pool
+     * limited to this holds the states and activations of a fitting plan, with its slack. */
+    uint64_t pool_bytes;
+} remat_fit_result;
+
+/* Plans req. Bad requests (no model, zero card, gpus < 1, zero stage outside 0-3, training in an
+ * integer format, seq beyond 16M, batch beyond 1e9) are REMAT_EINVAL naming the value. A model
+ * that does not fit is not an error: out->fits = 0 and max_batch entries 0. */
+remat_status remat_fit(const remat_fit_request *req, remat_fit_result *out);
+
+/* KV cache bytes per token per GPU: MHA/GQA 2 x layers x kv_heads x head_dim elements (kv heads
+ * split over tp, at least one per GPU); MLA layers x (kv_lora_rank + qk_rope_dim) elements,
+ * replicated on every GPU under plain tensor parallelism. */
+remat_status remat_kv_bytes_per_token(const remat_model_desc *m, remat_dtype kv, int tp,
+                                      uint64_t *out);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,164 @@
+/* checkpoint/executor.c: remat_run: drives a trainer's callbacks through a schedule, allocating
+ * every activation, gradient and workspace from the pool in the simulator's exact order. */
+#include "checkpoint/checkpoint.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define EXEC_TAG "act"
+
+typedef struct {
+    const remat_chain *chain;
+    remat_pool *pool;
+    remat_stream stream;
+    const remat_callbacks *cb;
+    void *ctx;
+    void **a, **abar, **d; /* [L+1] each: live buffers by kind and index */
+} exec_run;
+
+static void **exec_slot(exec_run *r, ckpt_buf b)
+{
+    return b.kind == CKPT_BUF_A      ? &r->a[b.index]
+           : b.kind == CKPT_BUF_ABAR ? &r->abar[b.index]
+                                     : &r->d[b.index];
+}
+
+/* Allocates `bytes` (NULL for 0) from the pool. */
+static remat_status exec_alloc(exec_run *r, uint64_t bytes, void **out)
+{
+    *out = NULL;
+    if (bytes == 0)
+        return REMAT_OK;
+    *out = remat_alloc_tagged(r->pool, (size_t)bytes, r->stream, EXEC_TAG);
+    if (!*out)
+        return remat_fail_context(REMAT_ENOMEM, "remat_run: %llu bytes", (unsigned long long)bytes);
+    return REMAT_OK;
+}
+
+static void exec_release(exec_run *r, void **p)
+{
+    if (*p)
+        remat_free(r->pool, *p);
+    *p = NULL;
+}
+
+/* The buffer holding a_i: the plain one, else the first bytes of the stored ā_i. */
+static void *exec_input(exec_run *r, int i, const ckpt_effect *eff)
+{
+    return eff->in_abar ? r->abar[i] : r->a[i];
+}
+
+static remat_status exec_compute(exec_run *r, const remat_op *op, const ckpt_effect *eff, void *out,
+                                 void *tmp)
+{
+    int i = op->stage;
+    const remat_callbacks *cb = r->cb;
+    if (op->kind != REMAT_OP_B) {
+        if (eff->first_forward && cb->save_rng)
+            cb->save_rng(r->ctx, i);
+        else if (!eff->first_forward && cb->restore_rng)
+            cb->restore_rng(r->ctx, i);
+        int option = op->kind == REMAT_OP_F_ALL ? eff->option : -2;
+        return cb->forward(r->ctx, i, option, exec_input(r, i, eff), out, tmp);
+    }
+    if (cb->zero && eff->out_bytes > 0)
+        REMAT_TRY(cb->zero(r->ctx, out, (size_t)eff->out_bytes));
+    return cb->backward(r->ctx, i, eff->option, exec_input(r, i, eff), r->abar[i + 1], r->d[i + 1],
+                        out, tmp);
+}
+
+/* Performs one op exactly as ckpt_state_apply accounted it. */
+static remat_status exec_op(exec_run *r, const remat_op *op, const ckpt_effect *eff)
+{
+    void *out = NULL, *tmp = NULL;
+    remat_status s = exec_alloc(r, eff->out_bytes, &out);
+    if (s == REMAT_OK)
+        s = exec_alloc(r, eff->tmp_bytes, &tmp);
+    if (s == REMAT_OK)
+        s = exec_compute(r, op, eff, out, tmp);
+    exec_release(r, &tmp);
+    if (s != REMAT_OK || !eff->keep_out) /* failed, or recomputed an output already live */
+        exec_release(r, &out);
+    if (s != REMAT_OK)
+        return s;
+    for (int k = 0; k < eff->n_free; k++)
+        exec_release(r, exec_slot(r, eff->frees[k]));
+    if (eff->keep_out)
+        *exec_slot(r, eff->out) = out;
+    return REMAT_OK;
+}
+
+/* Allocates a_0 and d_L and lets the trainer fill them. */
+static remat_status exec_start(exec_run *r)
+{
+    int L = r->chain->n_stages;
+    REMAT_TRY(exec_alloc(r, chain_act_bytes(r->chain, 0), &r->a[0]));
+    REMAT_TRY(exec_alloc(r, chain_act_bytes(r->chain, L), &r->d[L]));
+    REMAT_TRY(r->cb->input(r->ctx, r->a[0]));
+    if (r->cb->seed)
+        return r->cb->seed(r->ctx, r->d[L]);
+    uint64_t bytes = chain_act_bytes(r->chain, L);
+    return bytes ? r->cb->zero(r->ctx, r->d[L], (size_t)bytes) : REMAT_OK;
+}
+
+static remat_status exec_steps(exec_run *r, const remat_schedule *sched, ckpt_state *st)
+{
+    REMAT_TRY(exec_start(r));
+    for (size_t k = 0; k < sched->n_ops; k++) {
+        ckpt_effect eff;
+        char why[160];
+        if (ckpt_state_apply(st, &sched->ops[k], &eff, why, sizeof why) != 0)
+            return remat_fail(REMAT_EINVAL, "remat_run: op %zu is invalid: %s", k, why);
+        REMAT_TRY(exec_op(r, &sched->ops[k], &eff));
+    }
+    if (!st->done)
+        return remat_fail(REMAT_EINVAL, "remat_run: the schedule ends before B 0");
+    return REMAT_OK;
+}
+
+static remat_status exec_check(const remat_schedule *sched, const remat_chain *chain,
+                               remat_pool *pool, const remat_callbacks *cb)
+{
+    if (!sched || !pool || !cb)
+        return remat_fail(REMAT_EINVAL, "remat_run: sched, pool and cb must not be NULL");
+    if (!cb->forward || !cb->backward || !cb->input)
+        return remat_fail(REMAT_EINVAL, "remat_run: forward, backward and input callbacks are "
+                                        "required");
+    if (!cb->seed && !cb->zero)
+        return remat_fail(REMAT_EINVAL, "remat_run: without a seed callback the zero callback is "
+                                        "required to clear d_L");
+    if (!sched->ops && sched->n_ops)
+        return remat_fail(REMAT_EINVAL, "remat_run: the schedule has no ops");
+    return chain_validate(chain);
+}
+
+remat_status remat_run(const remat_schedule *sched, const remat_chain *chain, remat_pool *pool,
+                       remat_stream stream, const remat_callbacks *cb, void *ctx)
+{
+    REMAT_TRY(exec_check(sched, chain, pool, cb));
+    size_t n = (size_t)chain->n_stages + 1;
+    exec_run r = {chain,
+                  pool,
+                  stream,
+                  cb,
+                  ctx,
+                  calloc(n, sizeof(void *)),
+                  calloc(n, sizeof(void *)),
+                  calloc(n, sizeof(void *))};
+    ckpt_state st;
+    remat_status s = r.a && r.abar && r.d ? ckpt_state_init(&st, chain)
+                                          : remat_fail(REMAT_ENOMEM, "remat_run: out of memory");
+    if (s == REMAT_OK) {
+        s = exec_steps(&r, sched, &st);
+        ckpt_state_free(&st);
+    }
+    for (size_t k = 0; r.a && r.abar && r.d && k < n; k++) {
+        exec_release(&r, &r.a[k]);
+        exec_release(&r, &r.abar[k]);
+        exec_release(&r, &r.d[k]);
+    }
+    free(r.a);
+    free(r.abar);
+    free(r.d);
+    return s;
+}
