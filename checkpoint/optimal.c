@@ -676,7 +676,7 @@ static remat_status opt_solve(const remat_chain *c, uint64_t avail, int slots, i
             return s;
         }
         uint64_t M = avail / unit;
-        if (extend && opt_chain_gcd(c, avail) % unit != 0) /* see opt_plan_dp */
+        if (extend && opt_chain_gcd(c, avail) % unit != 0) /* see opt_widest_fit */
             M += M / 4 < 2 * (uint64_t)c->n_stages + 8 ? M / 4 : 2 * (uint64_t)c->n_stages + 8;
         if (opt_cells_for(b, c->n_stages, M) <= OPT_MAX_ENTRIES || M < 2) {
             s = opt_table_make(z, b, M, T);
