@@ -253,6 +253,23 @@ remat_status remat_trace_load(const char *path, remat_trace **out)
 
 size_t remat_trace_events(const remat_trace *trace) { return trace ? trace->n : 0; }
 
+remat_status remat_trace_event_at(const remat_trace *trace, size_t i, remat_trace_event *out)
+{
+    if (!trace || !out)
+        return remat_fail(REMAT_EINVAL, "remat_trace_event_at: trace and out must not be NULL");
+    if (i >= trace->n)
+        return remat_fail(REMAT_EINVAL, "remat_trace_event_at: event %zu out of range (%zu events)",
+                          i, trace->n);
+    const trace_event *e = &trace->ev[i];
+    *out = (remat_trace_event){.op = e->op, .alloc_index = e->slot, .line = e->line};
+    if (e->op == 'a') {
+        out->bytes = e->bytes;
+        out->stream = e->stream;
+        out->tag = e->tag ? trace->tags[e->tag] : NULL;
+    }
+    return REMAT_OK;
+}
+
 /* ==== Replay =================================================================================== */
 
 static double now_ns(void)

@@ -62,4 +62,18 @@ void cmd_profile_usage(FILE *f);
 int cmd_plan(int argc, char **argv);
 void cmd_plan_usage(FILE *f);
 
+int cmd_curve(int argc, char **argv);
+void cmd_curve_usage(FILE *f);
+
+/* `remat train --trace FILE` (cli/train_memory.c): records pool's trace into FILE.tmp; finish
+ * ends it and renames it to FILE when rc is EXIT_OK (else removes it); returns the exit code. */
+int train_trace_begin(const char *path, remat_pool *pool, FILE **out);
+int train_trace_finish(const char *path, remat_pool *pool, FILE *f, int rc);
+/* `remat train --profile-memory`: prints the profile's table (or one JSON line). */
+struct gpt_memprof;
+int train_memprof_report(const struct gpt_memprof *p, int json);
+
+int cmd_memviz(int argc, char **argv);
+void cmd_memviz_usage(FILE *f);
+
 #endif

@@ -17,6 +17,7 @@ void cmd_train_usage(FILE *f)
         "usage: remat train [--model M] [--data FILE] [--device SPEC] [--batch B] [--seq T]\n"
         "                   [--steps N] [--policy P] [--budget SIZE|PCT] [--seed S] [--save FILE]\n"
         "                   [--json] [--lr X] [--shuffle] [--analytic] [--baseline]\n"
+        "                   [--trace FILE] [--profile-memory]\n"
         "                   [--layers L --channels C --heads NH --vocab V]\n\n"
         "Trains llm.c's GPT-2 with every parameter, gradient, optimizer state and activation in\n"
         "remat's pool, the activations following a checkpoint plan.\n"
@@ -44,6 +45,12 @@ void cmd_train_usage(FILE *f)
         "                  (alternating which goes first), to measure the policy's overhead and\n"
         "                  store-all's activation peak in the same run; the losses must agree\n"
         "                  bit for bit (the gradients are identical, so training is unchanged)\n"
+        "  --trace FILE    record the pool's allocation trace of the whole run (tags: params,\n"
+        "                  grads, optim, workspace, act) to FILE, for `remat memviz` and\n"
+        "                  `remat replay`\n"
+        "  --profile-memory after the run, a table per stage, pass and tag: calls, time, bytes\n"
+        "                  handed out, and the most bytes live under each tag while it ran\n"
+        "                  (with --json: one {\"memory_profile\": ...} object after the summary)\n"
         "  --json          one JSON object a line: {\"step\", \"loss\", \"ms\", \"peak_bytes\"},\n"
         "                  then a summary object\n"
         "On a machine shared with other work, OMP_WAIT_POLICY=passive keeps the CPU kernels' idle\n"
@@ -60,6 +67,8 @@ typedef struct {
     double lr;
     int json, shuffle, analytic, baseline;
     gpt_overrides ov;
+    const char *trace;
+    int profile_memory;
 } train_opts;
 
 static int train_parse(int argc, char **argv, train_opts *o)
@@ -73,7 +82,9 @@ static int train_parse(int argc, char **argv, train_opts *o)
         O_SHUFFLE,
         O_ANALYTIC,
         O_SEQ,
-        O_BASELINE
+        O_BASELINE,
+        O_TRACE,
+        O_PROFILE_MEMORY
     };
     static const struct option opts[] = {{"model", required_argument, NULL, 'm'},
                                          {"data", required_argument, NULL, 'd'},
@@ -90,6 +101,8 @@ static int train_parse(int argc, char **argv, train_opts *o)
                                          {"shuffle", no_argument, NULL, O_SHUFFLE},
                                          {"analytic", no_argument, NULL, O_ANALYTIC},
                                          {"baseline", no_argument, NULL, O_BASELINE},
+                                         {"trace", required_argument, NULL, O_TRACE},
+                                         {"profile-memory", no_argument, NULL, O_PROFILE_MEMORY},
                                          {"layers", required_argument, NULL, O_LAYERS},
                                          {"channels", required_argument, NULL, O_CHANNELS},
                                          {"heads", required_argument, NULL, O_HEADS},
@@ -113,6 +126,8 @@ static int train_parse(int argc, char **argv, train_opts *o)
         case O_SHUFFLE: o->shuffle = 1; break;
         case O_ANALYTIC: o->analytic = 1; break;
         case O_BASELINE: o->baseline = 1; break;
+        case O_TRACE: o->trace = optarg; break;
+        case O_PROFILE_MEMORY: o->profile_memory = 1; break;
         case 'b':
             if (cli_parse_int("train", "--batch", optarg, 1, 1 << 20, &o->batch))
                 return -1;
@@ -186,6 +201,8 @@ typedef struct {
     remat_schedule *sched;
     remat_schedule *base_sched; /* store-all, with --baseline */
     uint64_t store_all_peak;
+    FILE *trace;          /* --trace: the temporary file being written */
+    gpt_memprof *memprof; /* --profile-memory */
 } train_run;
 
 static double train_now_ms(void)
@@ -242,6 +259,8 @@ static int train_open_model(train_run *r)
         return cli_fail("train", s, "cannot open the device");
     if ((s = remat_pool_create(r->dev, NULL, &r->pool)) != REMAT_OK)
         return cli_fail("train", s, "cannot create the pool");
+    if (r->o.trace && train_trace_begin(r->o.trace, r->pool, &r->trace) != EXIT_OK)
+        return EXIT_USAGE;
     s = gpt_model_create(r->dev, r->pool, &r->cfg, (int)r->o.batch, r->T, &r->model);
     if (s != REMAT_OK)
         return cli_fail("train", s, "cannot create the model");
@@ -256,54 +275,11 @@ static int train_open_model(train_run *r)
     return EXIT_OK;
 }
 
-/* The block option a fixed selective policy names: >= 0; -1 if the policy is not selective; -2 for
- * an unknown option. */
-static int train_selective_option(const char *policy)
-{
-    const char *opt = NULL;
-    if (strcmp(policy, "llmc-selective") == 0)
-        opt = "recompute-gelu-ln";
-    else if (strcmp(policy, "megatron-selective") == 0)
-        opt = "recompute-attn";
-    else if (strncmp(policy, "selective:", 10) == 0)
-        opt = policy + 10;
-    if (!opt)
-        return -1;
-    for (int k = 0; k < GPT_N_BLOCK_OPTIONS; k++)
-        if (strcmp(opt, gpt_block_option_names[k]) == 0)
-            return k;
-    return -2;
-}
-
-/* Store-all with every block made with `option`: the simulator gives its peak and time. */
-static remat_status train_plan_selective(train_run *r, int option, uint64_t budget)
-{
-    remat_policy all = {.kind = REMAT_POLICY_STORE_ALL};
-    REMAT_TRY(remat_plan(r->chain, &all, r->store_all_peak, &r->sched));
-    remat_schedule *s = r->sched;
-    for (size_t k = 0; k < s->n_ops; k++)
-        if (s->ops[k].kind == REMAT_OP_F_ALL && r->chain->stages[s->ops[k].stage].n_options > 0)
-            s->ops[k].option = option;
-    remat_sim_result sim;
-    REMAT_TRY(remat_simulate(r->chain, s->ops, s->n_ops, &sim));
-    if (!sim.valid)
-        return remat_fail(REMAT_EINTERNAL, "selective schedule invalid: %s", sim.why);
-    s->peak_bytes = sim.peak_bytes;
-    s->time = sim.time;
-    s->overhead = s->base_time > 0 ? sim.time / s->base_time - 1 : 0;
-    s->budget_bytes = budget;
-    if (sim.peak_bytes > budget)
-        return remat_fail(REMAT_EINFEASIBLE, "%s peaks at %llu bytes, above the budget %llu",
-                          r->o.policy, (unsigned long long)sim.peak_bytes,
-                          (unsigned long long)budget);
-    return REMAT_OK;
-}
-
 /* Profiles (or describes) the chain and plans it under the budget. */
 static int train_plan(train_run *r)
 {
     remat_policy pol;
-    int selective = train_selective_option(r->o.policy);
+    int selective = gpt_selective_option(r->o.policy);
     remat_status s = selective >= 0 ? remat_policy_parse("store-all", &pol)
                                     : remat_policy_parse(r->o.policy, &pol);
     if (selective == -2)
@@ -337,7 +313,7 @@ static int train_plan(train_run *r)
         budget = 4 * r->store_all_peak;
     if (selective >= 0 && !r->o.budget)
         budget = 4 * r->store_all_peak;
-    if ((s = selective >= 0 ? train_plan_selective(r, selective, budget)
+    if ((s = selective >= 0 ? gpt_plan_selective(r->chain, selective, budget, &r->sched)
                             : remat_plan(r->chain, &pol, budget, &r->sched)) != REMAT_OK)
         return cli_fail("train", s, "cannot plan");
     remat_policy all = {.kind = REMAT_POLICY_STORE_ALL};
@@ -350,7 +326,7 @@ static int train_plan(train_run *r)
 /* The policy's name as the user gave it for selective policies, else canonical. */
 static const char *train_policy_name(const train_run *r, char *buf, size_t n)
 {
-    if (train_selective_option(r->o.policy) >= 0) {
+    if (gpt_selective_option(r->o.policy) >= 0) {
         snprintf(buf, n, "%s", r->o.policy);
         return buf;
     }
@@ -593,6 +569,9 @@ int cmd_train(int argc, char **argv)
     if (rc == EXIT_OK)
         rc = train_plan(&r);
     train_totals tot = {0};
+    if (rc == EXIT_OK && r.o.profile_memory &&
+        (s = gpt_memprof_attach(r.model, &r.memprof)) != REMAT_OK)
+        rc = cli_fail("train", s, "--profile-memory");
     if (rc == EXIT_OK) {
         if (!r.o.json)
             train_print_plan(&r);
@@ -600,8 +579,15 @@ int cmd_train(int argc, char **argv)
     }
     if (rc == EXIT_OK)
         train_summary(&r, &tot);
+    if (rc == EXIT_OK && r.memprof)
+        rc = train_memprof_report(r.memprof, r.o.json);
     if (rc == EXIT_OK && r.o.save)
         rc = train_save(&r);
+    gpt_memprof_detach(r.memprof);
+    gpt_model_destroy(r.model); /* before the trace ends, so it records the model's frees */
+    r.model = NULL;
+    if (r.o.trace)
+        rc = train_trace_finish(r.o.trace, r.pool, r.trace, rc);
     free(tot.ms);
     free(tot.fb_ms);
     free(tot.base_ms);

@@ -10,6 +10,8 @@ static const cli_command commands[] = {
     {"train", "train GPT-2 through the pool under a checkpoint plan", cmd_train, cmd_train_usage},
     {"profile", "measure the model's stages into a chain file", cmd_profile, cmd_profile_usage},
     {"plan", "checkpoint schedule for a chain under a memory budget", cmd_plan, cmd_plan_usage},
+    {"memviz", "draw memory over a trace's events, one band per tag (gnuplot)", cmd_memviz, cmd_memviz_usage},
+    {"curve", "measured overhead against memory of each policy on our GPT", cmd_curve, cmd_curve_usage},
 };
 static const size_t n_commands = sizeof commands / sizeof commands[0];
 

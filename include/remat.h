@@ -199,6 +199,19 @@ remat_status remat_trace_parse(FILE *f, const char *name, remat_trace **out);
 void remat_trace_free(remat_trace *trace);
 /* Number of events (allocations + frees) in the trace. */
 size_t remat_trace_events(const remat_trace *trace);
+/* One event of a trace: op 'a' (allocation) or 'f' (free); alloc_index numbers the trace's
+ * allocations in order (a free names the allocation it frees); for an allocation, its bytes,
+ * stream and tag (NULL = untagged); for a free these are 0 / NULL (look them up by alloc_index);
+ * line is the event's line in the file. */
+typedef struct {
+    char op;
+    size_t alloc_index;
+    uint64_t bytes, line;
+    uint32_t stream;
+    const char *tag; /* owned by the trace */
+} remat_trace_event;
+/* The i-th event (i < remat_trace_events); REMAT_EINVAL for i out of range. */
+remat_status remat_trace_event_at(const remat_trace *trace, size_t i, remat_trace_event *out);
 
 typedef struct {
     uint64_t events;

@@ -194,4 +194,44 @@ remat_status gpt_model_forward_backward(gpt_model *m, const remat_schedule *sche
 /* One AdamW update (step t >= 1) of every parameter from the gradients. */
 remat_status gpt_model_update(gpt_model *m, const gpt_adamw *hp, int t);
 
+/* ==== Memory profile (model/memprof.c) ===================================================== */
+
+enum { GPT_MEMPROF_TAGS = 16 }; /* tag columns kept; more tags count in total_peak only */
+
+/* One stage and pass of the step, summed over every call (recomputations included). */
+typedef struct {
+    char stage[32]; /* "embed", "block0".., "head" */
+    int backward;   /* 0 forward (with or without grad), 1 backward */
+    uint64_t calls;
+    double ms;                           /* wall time inside the stage's callback */
+    uint64_t alloc_bytes;                /* pool bytes handed to it (out/din and workspace) */
+    uint64_t tag_peak[GPT_MEMPROF_TAGS]; /* most requested bytes live per tag while it ran */
+    uint64_t total_peak;                 /* most requested bytes live in the pool then */
+} gpt_memprof_row;
+
+typedef struct gpt_memprof gpt_memprof;
+
+/* Starts profiling every later gpt_model_forward_backward of m (replacing a profile attached
+ * before); the profile lives until gpt_memprof_detach, which must come before the model's
+ * destruction. */
+remat_status gpt_memprof_attach(gpt_model *m, gpt_memprof **out);
+void gpt_memprof_detach(gpt_memprof *p);
+/* The 2 * (L + 2) rows, [2i] forward and [2i+1] backward of stage i; returns their count. */
+int gpt_memprof_rows(const gpt_memprof *p, const gpt_memprof_row **rows);
+/* The tag names of the tag_peak columns (names[GPT_MEMPROF_TAGS]); returns their count. */
+int gpt_memprof_tags(const gpt_memprof *p, const char **names);
+/* REMAT_OK, or the failure of a pool query made while profiling. */
+remat_status gpt_memprof_status(const gpt_memprof *p);
+
+/* ==== Fixed selective policies (model/selective.c) ========================================= */
+
+/* The block option a fixed selective policy names: llmc-selective (recompute-gelu-ln, llm.c's
+ * -r 2), megatron-selective (recompute-attn), selective:OPTION. >= 0: the option; -1: not a
+ * selective policy; -2: selective:OPTION with an unknown OPTION. */
+int gpt_selective_option(const char *policy);
+/* Store-all with every block's forward made with `option`, simulated on chain (peak, time,
+ * overhead filled); REMAT_EINFEASIBLE when its peak exceeds budget. */
+remat_status gpt_plan_selective(const remat_chain *chain, int option, uint64_t budget,
+                                remat_schedule **out);
+
 #endif

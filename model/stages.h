@@ -63,11 +63,15 @@ struct gpt_model {
     const int *step_inputs; /* host */
     int head_grad_done;
     double loss;
+
+    struct gpt_memprof *memprof; /* NULL unless a memory profile is attached (memprof.c) */
 };
 
 /* Fills the byte layouts of m from its config and B, T. */
 void gpt_stages_layout(gpt_model *m);
 /* The remat_callbacks of the model (forward, backward, input). */
 extern const remat_callbacks gpt_callbacks;
+/* The callbacks of memprof.c: the model's, recording into the profile passed as ctx. */
+remat_callbacks gpt_memprof_callbacks(void);
 
 #endif

@@ -256,7 +256,9 @@ remat_status gpt_model_forward_backward(gpt_model *m, const remat_schedule *sche
     m->step_inputs = inputs;
     m->head_grad_done = 0;
     m->loss = 0;
-    REMAT_TRY(remat_run(sched, chain, m->pool, m->stream, &gpt_callbacks, m));
+    remat_callbacks prof = gpt_memprof_callbacks();
+    REMAT_TRY(m->memprof ? remat_run(sched, chain, m->pool, m->stream, &prof, m->memprof)
+                         : remat_run(sched, chain, m->pool, m->stream, &gpt_callbacks, m));
     REMAT_TRY(m->k->status(m->kc));
     if (!m->head_grad_done)
         return remat_fail(REMAT_EINTERNAL, "the schedule never ran the head's forward-with-grad");

@@ -198,14 +198,48 @@ static remat_status training_activations(const remat_fit_request *r, remat_act_p
     return s;
 }
 
+/* A lower bound of every schedule's peak: each stage's output and, at its backward, its saved
+ * activations in the leanest option are live at some point. */
+static uint64_t optimal_lower_bound(const remat_chain *c)
+{
+    uint64_t bound = 0;
+    for (int i = 0; i < c->n_stages; i++) {
+        const remat_stage *st = &c->stages[i];
+        uint64_t saved = st->saved_bytes;
+        for (int k = 0; k < st->n_options; k++)
+            saved = st->options[k].saved_bytes < saved ? st->options[k].saved_bytes : saved;
+        uint64_t need = saved > st->out_bytes ? saved : st->out_bytes;
+        bound = need > bound ? need : bound;
+    }
+    return bound;
+}
+
+/* Is optimal certain not to fit at `batch` (its lower bound above the budget)? Rules out the
+ * batch search's huge probes, whose chains the scheduler would refuse (stages above 128 TiB). */
+static remat_status optimal_hopeless(const remat_fit_request *r, uint64_t batch, uint64_t budget,
+                                     int *hopeless)
+{
+    remat_chain *c = NULL;
+    REMAT_TRY(plan_chain_build(&r->model, batch, fit_seq(r), training_act_bytes(r), &c));
+    uint64_t extra = plan_chain_extra_bytes(&r->model, batch, fit_seq(r));
+    *hopeless = optimal_lower_bound(c) + extra > budget;
+    plan_chain_free(c);
+    return REMAT_OK;
+}
+
 /* Does a step at `batch` under p fit? Optimal fits when the scheduler returns a schedule within
- * the budget (its minimum budget first rules out hopeless batches cheaply). */
+ * the budget (a lower bound, then its minimum budget, first rule out hopeless batches cheaply). */
 static remat_status training_fits(const remat_fit_request *r, const remat_fit_bytes *states,
                                   remat_act_policy p, uint64_t batch, int *fits)
 {
     uint64_t budget = act_budget(r, states), act = 0;
     *fits = 0;
     if (budget == 0)
+        return REMAT_OK;
+    int hopeless = 0;
+    if (p == REMAT_ACT_OPTIMAL)
+        REMAT_TRY(optimal_hopeless(r, batch, budget, &hopeless));
+    if (hopeless)
         return REMAT_OK;
     remat_status s = training_activations(r, p, batch, budget, &act, NULL);
     if (s == REMAT_EINFEASIBLE) {

@@ -1,0 +1,186 @@
+/* cli/train_memory.c: `remat train --trace` (the pool's allocation trace of the run, written to a
+ * temporary file and renamed at the end) and `--profile-memory` (the per-stage memory table). */
+#include "cli/cli.h"
+#include "core/core.h"
+#include "model/gpt.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ==== --trace ============================================================================== */
+
+static void train_trace_tmp_name(const char *path, char *buf, size_t n)
+{
+    snprintf(buf, n, "%s.tmp", path);
+}
+
+int train_trace_begin(const char *path, remat_pool *pool, FILE **out)
+{
+    char tmp[4096];
+    train_trace_tmp_name(path, tmp, sizeof tmp);
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        return cli_fail("train", remat_fail(REMAT_EIO, "%s: %s", tmp, strerror(errno)), "--trace");
+    remat_status s = remat_pool_trace_begin(pool, f);
+    if (s != REMAT_OK) {
+        fclose(f);
+        remove(tmp);
+        return cli_fail("train", s, "--trace");
+    }
+    *out = f;
+    return EXIT_OK;
+}
+
+int train_trace_finish(const char *path, remat_pool *pool, FILE *f, int rc)
+{
+    if (!f)
+        return rc;
+    char tmp[4096];
+    train_trace_tmp_name(path, tmp, sizeof tmp);
+    remat_status s = remat_pool_trace_end(pool);
+    int write_failed = ferror(f);
+    if (fclose(f) != 0)
+        write_failed = 1;
+    if (rc != EXIT_OK) {
+        remove(tmp);
+        return rc;
+    }
+    if (s != REMAT_OK) {
+        remove(tmp);
+        return cli_fail("train", s, "--trace");
+    }
+    if (write_failed || rename(tmp, path) != 0) {
+        remove(tmp);
+        return cli_fail("train", remat_fail(REMAT_EIO, "cannot write %s", path), "--trace");
+    }
+    return EXIT_OK;
+}
+
+/* ==== --profile-memory ===================================================================== */
+
+/* Rows that ran, most memory live first (then most bytes handed out, then stage order). */
+static int train_memprof_cmp(const void *a, const void *b)
+{
+    const gpt_memprof_row *x = *(const gpt_memprof_row *const *)a;
+    const gpt_memprof_row *y = *(const gpt_memprof_row *const *)b;
+    if (x->total_peak != y->total_peak)
+        return x->total_peak < y->total_peak ? 1 : -1;
+    if (x->alloc_bytes != y->alloc_bytes)
+        return x->alloc_bytes < y->alloc_bytes ? 1 : -1;
+    return (x > y) - (x < y);
+}
+
+/* The rows that ran, sorted; *all sums calls, time and bytes and takes the peaks' maximum. */
+static int train_memprof_sorted(const gpt_memprof *p, const gpt_memprof_row **sorted,
+                                gpt_memprof_row *all)
+{
+    const gpt_memprof_row *rows;
+    int n = gpt_memprof_rows(p, &rows), k = 0;
+    memset(all, 0, sizeof *all);
+    snprintf(all->stage, sizeof all->stage, "all");
+    for (int i = 0; i < n; i++) {
+        if (!rows[i].calls)
+            continue;
+        sorted[k++] = &rows[i];
+        all->calls += rows[i].calls;
+        all->ms += rows[i].ms;
+        all->alloc_bytes += rows[i].alloc_bytes;
+        for (int t = 0; t < GPT_MEMPROF_TAGS; t++)
+            if (rows[i].tag_peak[t] > all->tag_peak[t])
+                all->tag_peak[t] = rows[i].tag_peak[t];
+        if (rows[i].total_peak > all->total_peak)
+            all->total_peak = rows[i].total_peak;
+    }
+    qsort(sorted, (size_t)k, sizeof *sorted, train_memprof_cmp);
+    return k;
+}
+
+static void train_memprof_row_text(const gpt_memprof_row *r, const char *pass, const int *cols,
+                                   int n_tags)
+{
+    char b[32];
+    printf("%-10s %-8s %7llu %10.2f %11s", r->stage, pass, (unsigned long long)r->calls, r->ms,
+           remat_format_bytes(r->alloc_bytes, b, sizeof b));
+    for (int t = 0; t < n_tags; t++)
+        printf(" %11s", remat_format_bytes(r->tag_peak[cols[t]], b, sizeof b));
+    printf(" %11s\n", remat_format_bytes(r->total_peak, b, sizeof b));
+}
+
+static void train_memprof_text(const gpt_memprof_row **sorted, int k, const gpt_memprof_row *all,
+                               const char **tags, const int *cols, int n_tags)
+{
+    printf(
+        "\nmemory profile: per stage and pass, summed over every call (recomputations included);\n"
+        "alloc = pool bytes handed to the stage (its output or input gradient, and workspace);\n"
+        "the tag columns and total = the most bytes live under each tag while the stage ran\n");
+    printf("%-10s %-8s %7s %10s %11s", "stage", "pass", "calls", "time ms", "alloc");
+    for (int t = 0; t < n_tags; t++)
+        printf(" %11.11s", tags[cols[t]]);
+    printf(" %11s\n", "total");
+    for (int i = 0; i < k; i++)
+        train_memprof_row_text(sorted[i], sorted[i]->backward ? "backward" : "forward", cols,
+                               n_tags);
+    train_memprof_row_text(all, "", cols, n_tags);
+}
+
+static void train_memprof_json_row(const gpt_memprof_row *r, const char **tags, const int *cols,
+                                   int n_tags)
+{
+    printf("{\"stage\": ");
+    cli_json_string(stdout, r->stage);
+    printf(", \"pass\": \"%s\", \"calls\": %llu, \"ms\": %.3f, \"alloc_bytes\": %llu, "
+           "\"total_peak_bytes\": %llu, \"peak_bytes\": {",
+           r->backward ? "backward" : "forward", (unsigned long long)r->calls, r->ms,
+           (unsigned long long)r->alloc_bytes, (unsigned long long)r->total_peak);
+    for (int t = 0; t < n_tags; t++) {
+        printf("%s", t ? ", " : "");
+        cli_json_string(stdout, tags[cols[t]]);
+        printf(": %llu", (unsigned long long)r->tag_peak[cols[t]]);
+    }
+    printf("}}");
+}
+
+static void train_memprof_json(const gpt_memprof_row **sorted, int k, const gpt_memprof_row *all,
+                               const char **tags, const int *cols, int n_tags)
+{
+    printf("{\"memory_profile\": {\"tags\": [");
+    for (int t = 0; t < n_tags; t++) {
+        printf("%s", t ? ", " : "");
+        cli_json_string(stdout, tags[cols[t]]);
+    }
+    printf("], \"rows\": [");
+    for (int i = 0; i < k; i++) {
+        printf("%s", i ? ", " : "");
+        train_memprof_json_row(sorted[i], tags, cols, n_tags);
+    }
+    printf("], \"all\": ");
+    train_memprof_json_row(all, tags, cols, n_tags);
+    printf("}}\n");
+}
+
+int train_memprof_report(const struct gpt_memprof *p, int json)
+{
+    remat_status s = gpt_memprof_status(p);
+    if (s != REMAT_OK)
+        return cli_fail("train", s, "--profile-memory");
+    const gpt_memprof_row *rows;
+    int n = gpt_memprof_rows(p, &rows);
+    const gpt_memprof_row **sorted = calloc((size_t)n + 1, sizeof *sorted);
+    if (!sorted)
+        return cli_fail("train", remat_fail(REMAT_ENOMEM, "out of host memory"), "");
+    const char *tags[GPT_MEMPROF_TAGS];
+    int n_tags = gpt_memprof_tags(p, tags);
+    gpt_memprof_row all;
+    int k = train_memprof_sorted(p, sorted, &all);
+    int cols[GPT_MEMPROF_TAGS], n_cols = 0; /* tags that held bytes (not an unused "untagged") */
+    for (int t = 0; t < n_tags; t++)
+        if (all.tag_peak[t])
+            cols[n_cols++] = t;
+    if (json)
+        train_memprof_json(sorted, k, &all, tags, cols, n_cols);
+    else
+        train_memprof_text(sorted, k, &all, tags, cols, n_cols);
+    free(sorted);
+    return EXIT_OK;
+}
