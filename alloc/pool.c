@@ -2,6 +2,7 @@
  * best-fit, split on allocation, merged with free neighbours on free, and kept for reuse. */
 #include "alloc/pool.h"
 
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -9,14 +10,35 @@
 
 /* ==== Small helpers ========================================================================== */
 
-void pool_lock(const remat_pool *pool) { pthread_mutex_lock(&((remat_pool *)pool)->lock); }
-void pool_unlock(const remat_pool *pool) { pthread_mutex_unlock(&((remat_pool *)pool)->lock); }
+#define POOL_SPINS 128 /* busy-wait rounds before a waiter yields its core */
 
-void pool_stat_add(remat_stat *s, uint64_t v)
+static void pool_cpu_relax(void)
 {
-    s->current += v;
-    if (s->current > s->peak)
-        s->peak = s->current;
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+/* A test-and-test-and-set spinlock: uncontended, one atomic exchange to take it and a plain
+ * release store to drop it (a mutex pays two atomic read-modify-writes); a waiter spins on a
+ * read, then yields, since a holder may sit in a device call. */
+void pool_lock(const remat_pool *pool)
+{
+    atomic_int *l = &((remat_pool *)pool)->lock;
+    for (unsigned spins = 0;; spins++) {
+        if (!atomic_load_explicit(l, memory_order_relaxed) &&
+            !atomic_exchange_explicit(l, 1, memory_order_acquire))
+            return;
+        if (spins < POOL_SPINS)
+            pool_cpu_relax();
+        else
+            sched_yield();
+    }
+}
+
+void pool_unlock(const remat_pool *pool)
+{
+    atomic_store_explicit(&((remat_pool *)pool)->lock, 0, memory_order_release);
 }
 
 static void stat_sub(remat_stat *s, uint64_t v) { s->current -= v; }
@@ -192,7 +214,7 @@ static remat_status segment_new(remat_pool *pool, int kind, size_t size, pool_bl
 
 static int segment_is_free(const pool_segment *seg)
 {
-    return !seg->first->allocated && !seg->first->next;
+    return pool_block_is_free(seg->first) && !seg->first->next;
 }
 
 /* Returns a segment whose one block is free and not indexed to the device. On a device failure
@@ -211,11 +233,14 @@ static remat_status segment_release(remat_pool *pool, pool_segment *seg)
     return REMAT_OK;
 }
 
+static void pool_quick_flush(remat_pool *pool);
+
 /* Releases every segment holding no allocated block; *released gets the bytes returned. */
 static remat_status pool_release_cached(remat_pool *pool, uint64_t *released)
 {
     remat_status first_error = REMAT_OK;
     *released = 0;
+    pool_quick_flush(pool);
     if (pool->expand_seg)
         first_error = pool_expand_trim(pool, released);
     for (pool_segment *seg = pool->segments, *next; seg; seg = next) {
@@ -252,6 +277,13 @@ remat_status remat_pool_empty_cache(remat_pool *pool)
 /* The cached block best fitting `size`, honouring the cap on splitting very large blocks. */
 static pool_block *pool_find_free(remat_pool *pool, int kind, size_t size)
 {
+    if (kind == POOL_SMALL) {
+        /* A free block of a large segment that is no bigger than a small request can never
+         * serve a large one (the tail a 2 MiB rounding leaves): small requests use it first. */
+        pool_block *left = pool_index_best_fit(&pool->free[POOL_LARGE], size);
+        if (left && left->size <= POOL_SMALL_MAX)
+            return left;
+    }
     pool_block *b = pool_index_best_fit(&pool->free[kind], size);
     uint64_t cap = pool->cfg.expandable_segments ? 0 : pool->cfg.max_split_bytes;
     if (!b || !cap || b->size < cap)
@@ -275,9 +307,11 @@ static int pool_segment_sizes(const remat_pool *pool, int kind, size_t size, siz
         return 1;
     }
     /* Below 10 MiB: room for as many requests of this size as fit in 20 MiB (training repeats
-     * sizes), rounded to 2 MiB; from 10 MiB on: the request rounded to 2 MiB. */
+     * sizes), rounded to 2 MiB; from 10 MiB on: the request rounded to 2 MiB. Under a limit only
+     * the latter: a shared buffer held by one live block strands memory that fixed segments can
+     * never combine with the rest of the limit (docs/allocator.md, "Memory limit"). */
     sizes[1] = round_up(size, POOL_SEGMENT_ROUND);
-    sizes[0] = size < POOL_MIN_LARGE_ALLOC
+    sizes[0] = size < POOL_MIN_LARGE_ALLOC && !pool->cfg.limit_bytes
                    ? round_up(POOL_LARGE_BUFFER / size * size, POOL_SEGMENT_ROUND)
                    : sizes[1];
     return sizes[0] == sizes[1] ? 1 : 2;
@@ -338,9 +372,17 @@ static pool_block *pool_obtain(remat_pool *pool, int kind, size_t size, size_t b
 {
     pool_block *b = pool->cfg.no_cache ? NULL : pool_find_free(pool, kind, size);
     if (b) {
-        pool_index_remove(&pool->free[kind], b);
+        pool_index_remove(&pool->free[b->seg->kind], b);
         pool->st.n_cache_hits++;
         return b;
+    }
+    if (pool->quick_blocks) { /* parked blocks never make the pool grow: merge them first */
+        pool_quick_flush(pool);
+        if ((b = pool_find_free(pool, kind, size))) {
+            pool_index_remove(&pool->free[b->seg->kind], b);
+            pool->st.n_cache_hits++;
+            return b;
+        }
     }
     remat_status s = pool_try_grow(pool, kind, size, &b);
     if (s == REMAT_ENOMEM) {
@@ -349,6 +391,16 @@ static pool_block *pool_obtain(remat_pool *pool, int kind, size_t size, size_t b
         if (released) {
             pool->st.n_retries++;
             s = pool_try_grow(pool, kind, size, &b);
+        }
+    }
+    if (s == REMAT_ENOMEM && !pool->cfg.no_cache) {
+        /* Out of room: the kinds are a preference, not a wall; a free block of the other kind
+         * serves rather than fail (docs/allocator.md, "Memory limit"). */
+        b = pool_find_free(pool, kind == POOL_SMALL ? POOL_LARGE : POOL_SMALL, size);
+        if (b) {
+            pool_index_remove(&pool->free[b->seg->kind], b);
+            pool->st.n_cache_hits++;
+            return b;
         }
     }
     if (s == REMAT_OK)
@@ -388,6 +440,9 @@ static int pool_should_split(const remat_pool *pool, const pool_block *b, size_t
            b->size < pool->cfg.max_split_bytes;
 }
 
+static void *pool_commit(remat_pool *pool, pool_block *b, size_t bytes, remat_stream stream,
+                         uint32_t tag);
+
 /* Takes b out of circulation for the caller: live map, stream wait, split, stats. */
 static void *pool_hand_out(remat_pool *pool, pool_block *b, size_t size, size_t bytes,
                            remat_stream stream, uint32_t tag)
@@ -404,6 +459,13 @@ static void *pool_hand_out(remat_pool *pool, pool_block *b, size_t size, size_t 
     }
     if (pool_should_split(pool, b, size))
         pool_split(pool, b, size);
+    return pool_commit(pool, b, bytes, stream, tag);
+}
+
+/* Marks b handed out: its fields, the stats, the trace line. */
+static void *pool_commit(remat_pool *pool, pool_block *b, size_t bytes, remat_stream stream,
+                         uint32_t tag)
+{
     b->allocated = 1;
     b->requested = bytes;
     b->stream = stream;
@@ -420,6 +482,70 @@ static void *pool_hand_out(remat_pool *pool, pool_block *b, size_t size, size_t 
     return (void *)b->addr;
 }
 
+/* ==== Quick cache: exact-size LIFO lists of parked small blocks ============================= */
+
+static pool_block *pool_coalesce(remat_pool *pool, pool_block *b);
+
+/* Can freed b be parked instead of merged? Small enough, caching on, room on its list. */
+static int pool_quick_can_park(const remat_pool *pool, const pool_block *b)
+{
+    return b->size <= POOL_QUICK_MAX && !pool->cfg.no_cache &&
+           pool->n_quick[b->size / POOL_ALIGN - 1] < POOL_QUICK_DEPTH;
+}
+
+/* Parks freed b (still in the live map, so its next hand-out needs no map update). */
+static void pool_quick_park(remat_pool *pool, pool_block *b)
+{
+    size_t c = b->size / POOL_ALIGN - 1;
+    b->parked = 1;
+    b->bin_prev = NULL;
+    b->bin_next = pool->quick[c];
+    pool->quick[c] = b;
+    pool->n_quick[c]++;
+    pool->quick_blocks++;
+}
+
+/* A parked block of exactly `size` bytes, taken off its list, or NULL. */
+static pool_block *pool_quick_take(remat_pool *pool, size_t size)
+{
+    size_t c = size / POOL_ALIGN - 1;
+    pool_block *b = pool->quick[c];
+    if (!b)
+        return NULL;
+    pool->quick[c] = b->bin_next;
+    pool->n_quick[c]--;
+    pool->quick_blocks--;
+    b->bin_next = NULL;
+    b->parked = 0;
+    return b;
+}
+
+/* Merges every parked block back into the free index (before the pool grows or releases). */
+static void pool_quick_flush(remat_pool *pool)
+{
+    for (size_t c = 0; c < POOL_QUICK_CLASSES && pool->quick_blocks; c++)
+        for (pool_block *b; (b = pool_quick_take(pool, (c + 1) * POOL_ALIGN));) {
+            pool_map_take(&pool->live, b->addr);
+            b = pool_coalesce(pool, b);
+            pool_index_insert(&pool->free[b->seg->kind], b);
+        }
+}
+
+/* The fast path: a parked block of the exact size, handed out without split or map update. */
+static void *pool_quick_alloc(remat_pool *pool, size_t size, size_t bytes, remat_stream stream,
+                              uint32_t tag)
+{
+    pool_block *b = pool_quick_take(pool, size);
+    if (!b)
+        return NULL;
+    if (b->n_fences && pool_fence_on_reuse(pool, b, stream) != REMAT_OK) {
+        pool_quick_park(pool, b);
+        return NULL;
+    }
+    pool->st.n_cache_hits++;
+    return pool_commit(pool, b, bytes, stream, tag);
+}
+
 static void *pool_alloc_locked(remat_pool *pool, size_t bytes, remat_stream stream, const char *tag)
 {
     uint32_t t = tag_find(pool, tag, 1);
@@ -431,7 +557,13 @@ static void *pool_alloc_locked(remat_pool *pool, size_t bytes, remat_stream stre
         return NULL;
     }
     size_t size = bytes ? round_up(bytes, POOL_ALIGN) : POOL_ALIGN;
-    int kind = size <= POOL_SMALL_MAX ? POOL_SMALL : POOL_LARGE;
+    if (size <= POOL_QUICK_MAX && pool->quick[size / POOL_ALIGN - 1]) {
+        void *q = pool_quick_alloc(pool, size, bytes, stream, t);
+        if (q)
+            return q;
+    }
+    /* With expandable segments every request shares the one range (see docs/allocator.md). */
+    int kind = size <= POOL_SMALL_MAX && !pool->vm_size ? POOL_SMALL : POOL_LARGE;
     pool_block *b = pool_obtain(pool, kind, size, bytes);
     if (!b)
         return NULL;
@@ -488,7 +620,7 @@ static pool_block *pool_coalesce(remat_pool *pool, pool_block *b)
 {
     pool_index *idx = &pool->free[b->seg->kind];
     pool_block *p = b->prev, *n = b->next;
-    if (p && !p->allocated) {
+    if (p && pool_block_is_free(p)) {
         pool_index_remove(idx, p);
         p->size += b->size;
         p->next = n;
@@ -498,7 +630,7 @@ static pool_block *pool_coalesce(remat_pool *pool, pool_block *b)
         pool_block_recycle(pool, b);
         b = p;
     }
-    if (n && !n->allocated) {
+    if (n && pool_block_is_free(n)) {
         pool_index_remove(idx, n);
         b->size += n->size;
         b->next = n->next;
@@ -512,8 +644,8 @@ static pool_block *pool_coalesce(remat_pool *pool, pool_block *b)
 
 static void pool_free_locked(remat_pool *pool, void *ptr)
 {
-    pool_block *b = pool_map_take(&pool->live, (uintptr_t)ptr);
-    if (!b) {
+    pool_block *b = pool_map_get(&pool->live, (uintptr_t)ptr);
+    if (!b || !b->allocated) {
         pool_bad_free_message(pool, (uintptr_t)ptr);
         return;
     }
@@ -527,6 +659,13 @@ static void pool_free_locked(remat_pool *pool, void *ptr)
     b->requested = 0;
     b->trace_id = 0;
     b->tag = 0;
+    if (pool_quick_can_park(pool, b)) {
+        if (b->n_uses || pool_dev_has_events(pool))
+            pool_fence_on_free(pool, b);
+        pool_quick_park(pool, b);
+        return;
+    }
+    pool_map_take(&pool->live, b->addr);
     /* No cache: straight back to the device (cudaFree waits for the device by itself). */
     if (pool->cfg.no_cache && segment_release(pool, b->seg) == REMAT_OK)
         return;
@@ -555,7 +694,7 @@ remat_status remat_pool_record_stream(remat_pool *pool, void *ptr, remat_stream 
     remat_status s = REMAT_OK;
     pool_lock(pool);
     pool_block *b = pool_map_get(&pool->live, (uintptr_t)ptr);
-    if (!b) {
+    if (!b || !b->allocated) {
         s = remat_fail(REMAT_EINVAL, "remat_pool_record_stream: %p is not an allocated block of "
                                      "this pool", ptr);
     } else if (stream != b->stream && pool_dev_has_events(pool)) {
@@ -583,6 +722,8 @@ remat_status remat_pool_block_size(const remat_pool *pool, const void *ptr, size
         return remat_fail(REMAT_EINVAL, "remat_pool_block_size: pool and out must not be NULL");
     pool_lock(pool);
     pool_block *b = pool_map_get(&pool->live, (uintptr_t)ptr);
+    if (b && !b->allocated)
+        b = NULL; /* parked: free to the caller */
     if (b)
         *out = b->size;
     pool_unlock(pool);
@@ -609,8 +750,8 @@ remat_status remat_pool_create(remat_device *dev, const remat_pool_config *cfg, 
         pool->cfg = *cfg;
     pool->cap_tags = 8;
     pool->tags = calloc(pool->cap_tags, sizeof *pool->tags);
-    if (!pool->tags || pool_map_init(&pool->live) != REMAT_OK ||
-        pthread_mutex_init(&pool->lock, NULL) != 0) {
+    atomic_init(&pool->lock, 0);
+    if (!pool->tags || pool_map_init(&pool->live) != REMAT_OK) {
         free(pool->tags);
         pool_map_destroy(&pool->live);
         free(pool);
@@ -657,6 +798,5 @@ void remat_pool_destroy(remat_pool *pool)
     free(pool->tags);
     free(pool->streams);
     pool_map_destroy(&pool->live);
-    pthread_mutex_destroy(&pool->lock);
     free(pool);
 }

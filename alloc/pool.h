@@ -3,13 +3,14 @@
  * All metadata lives in host memory, out of band: the pool never writes into device memory (sim
  * memory cannot even be touched). A segment is one device allocation (or one growable virtual
  * range); it is tiled by blocks in address order; a block is either handed out (and then found by
- * pointer in the live map) or free (and then in one bin of the free index of its segment kind). */
+ * pointer in the live map), free (and then in one bin of the free index of its segment kind), or
+ * parked: free but kept whole on an exact-size quick list and still in the live map. */
 #ifndef REMAT_ALLOC_POOL_H
 #define REMAT_ALLOC_POOL_H
 
 #include "alloc/device.h"
 
-#include <pthread.h>
+#include <stdatomic.h>
 
 /* ---- Policy constants (docs/allocator.md gives the reasons) --------------------------------- */
 #define POOL_ALIGN 512u                       /* rounding and alignment of every block */
@@ -19,6 +20,11 @@
 #define POOL_MIN_LARGE_ALLOC ((size_t)10 << 20)
 #define POOL_SEGMENT_ROUND ((size_t)2 << 20)  /* larger segments are a multiple of 2 MiB */
 #define POOL_MAX_REQUEST ((size_t)1 << 62)    /* anything above is refused before rounding */
+/* Quick cache: a freed block of up to POOL_QUICK_MAX bytes is parked (not merged) on a LIFO list
+ * of its exact size, up to POOL_QUICK_DEPTH per size, and handed out again as is. */
+#define POOL_QUICK_MAX ((size_t)8192)
+#define POOL_QUICK_CLASSES (POOL_QUICK_MAX / POOL_ALIGN)
+#define POOL_QUICK_DEPTH 8u
 
 enum { POOL_SMALL, POOL_LARGE, POOL_KINDS };
 
@@ -54,6 +60,7 @@ struct pool_block {
     pool_block *prev, *next; /* address neighbours inside the segment */
     pool_block *bin_prev, *bin_next; /* free blocks: their bin's list; spare blocks: next spare */
     int allocated;
+    int parked;              /* free, on a quick list, still in the live map, not indexed */
     uint32_t tag;            /* index into pool->tags */
     remat_stream stream;     /* allocated: its stream; free: the stream that freed it */
     remat_stream *uses;      /* other streams recorded by remat_pool_record_stream */
@@ -88,11 +95,14 @@ typedef struct {
 } pool_tag;
 
 struct remat_pool {
-    pthread_mutex_t lock;
+    atomic_int lock; /* spinlock: 1 = held (pool_lock in pool.c) */
     remat_device *dev;
     remat_pool_config cfg;
     pool_index free[POOL_KINDS];
-    pool_map live;
+    pool_map live;            /* allocated and parked blocks by address */
+    pool_block *quick[POOL_QUICK_CLASSES]; /* parked blocks of size (i + 1) * POOL_ALIGN */
+    uint32_t n_quick[POOL_QUICK_CLASSES];
+    size_t quick_blocks;
     pool_segment *segments;
     size_t n_segments;
     uint64_t next_segment_id;
@@ -116,6 +126,13 @@ struct remat_pool {
     pool_segment *expand_seg;
 };
 
+/* Does the device have events (CUDA)? Without them everything runs in order. */
+static inline int pool_dev_has_events(const remat_pool *pool)
+{
+    const device_ops *ops = pool->dev->ops;
+    return ops->event_create && ops->event_record && ops->stream_wait;
+}
+
 /* ---- pool_index.c ----------------------------------------------------------------------------- */
 void pool_index_insert(pool_index *idx, pool_block *b);
 void pool_index_remove(pool_index *idx, pool_block *b);
@@ -134,7 +151,6 @@ void *pool_map_take(pool_map *m, uint64_t key);
 /* ---- pool_device.c: every device call of the pool, counted for fault injection --------------- */
 remat_status pool_dev_malloc(remat_pool *pool, size_t bytes, void **out);
 remat_status pool_dev_free(remat_pool *pool, void *ptr, size_t bytes);
-int pool_dev_has_events(const remat_pool *pool);
 remat_status pool_dev_event_create(remat_pool *pool, device_event **out);
 remat_status pool_dev_event_record(remat_pool *pool, device_event *ev, remat_stream stream);
 remat_status pool_dev_stream_wait(remat_pool *pool, remat_stream stream, device_event *ev);
@@ -174,9 +190,16 @@ remat_status pool_expand_grow(remat_pool *pool, size_t size, pool_block **out);
 remat_status pool_expand_trim(remat_pool *pool, uint64_t *released);
 
 /* ---- pool.c, for the other pool files ----------------------------------------------------- */
+/* Free, merged and indexed (not allocated, not parked)? */
+static inline int pool_block_is_free(const pool_block *b) { return !b->allocated && !b->parked; }
 pool_block *pool_block_new(remat_pool *pool);
 void pool_block_recycle(remat_pool *pool, pool_block *b);
-void pool_stat_add(remat_stat *s, uint64_t v);
+static inline void pool_stat_add(remat_stat *s, uint64_t v)
+{
+    s->current += v;
+    if (s->current > s->peak)
+        s->peak = s->current;
+}
 void pool_segment_link(remat_pool *pool, pool_segment *seg);
 void pool_segment_unlink(remat_pool *pool, pool_segment *seg);
 

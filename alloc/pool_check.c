@@ -6,7 +6,7 @@
 #include <stdlib.h>
 
 typedef struct {
-    uint64_t requested, allocated, reserved, free_blocks, live_blocks;
+    uint64_t requested, allocated, reserved, free_blocks, live_blocks, parked_blocks;
 } check_sums;
 
 static remat_status check_segment(const remat_pool *pool, const pool_segment *seg, check_sums *sum,
@@ -24,7 +24,7 @@ static remat_status check_segment(const remat_pool *pool, const pool_segment *se
                               (void *)b->addr, (void *)at);
         if (b->size == 0 || b->size % POOL_ALIGN)
             return remat_fail(REMAT_EINTERNAL, "pool check: block %p has size %zu", (void *)b->addr, b->size);
-        if (prev && !prev->allocated && !b->allocated)
+        if (prev && pool_block_is_free(prev) && pool_block_is_free(b))
             return remat_fail(REMAT_EINTERNAL, "pool check: free neighbours %p and %p are not merged",
                               (void *)prev->addr, (void *)b->addr);
         if (b->allocated) {
@@ -38,6 +38,11 @@ static remat_status check_segment(const remat_pool *pool, const pool_segment *se
             sum->allocated += b->size;
             sum->live_blocks++;
             tag_bytes[b->tag] += b->requested;
+        } else if (b->parked) {
+            if (pool_map_get(&pool->live, b->addr) != b || b->size > POOL_QUICK_MAX)
+                return remat_fail(REMAT_EINTERNAL, "pool check: parked block %p of %zu bytes is "
+                                  "not in the live map or too large", (void *)b->addr, b->size);
+            sum->parked_blocks++;
         } else {
             sum->free_blocks++;
         }
@@ -47,6 +52,29 @@ static remat_status check_segment(const remat_pool *pool, const pool_segment *se
         return remat_fail(REMAT_EINTERNAL, "pool check: blocks of segment %p end at %p, not at its end",
                           (void *)seg->base, (void *)at);
     sum->reserved += seg->size;
+    return REMAT_OK;
+}
+
+/* Every parked block is on the quick list of its size, and the counts agree. */
+static remat_status check_quick(const remat_pool *pool, uint64_t parked)
+{
+    uint64_t n = 0;
+    for (size_t c = 0; c < POOL_QUICK_CLASSES; c++) {
+        uint32_t k = 0;
+        for (const pool_block *b = pool->quick[c]; b; b = b->bin_next, k++)
+            if (!b->parked || b->allocated || b->size != (c + 1) * POOL_ALIGN)
+                return remat_fail(REMAT_EINTERNAL, "pool check: block %p is on the quick list of "
+                                  "%zu bytes but is not parked there", (void *)b->addr,
+                                  (c + 1) * POOL_ALIGN);
+        if (k != pool->n_quick[c] || k > POOL_QUICK_DEPTH)
+            return remat_fail(REMAT_EINTERNAL, "pool check: quick list %zu holds %u blocks, counts %u",
+                              c, k, pool->n_quick[c]);
+        n += k;
+    }
+    if (n != parked || n != pool->quick_blocks)
+        return remat_fail(REMAT_EINTERNAL, "pool check: %llu parked blocks in segments, %llu on quick "
+                          "lists, %zu counted", (unsigned long long)parked, (unsigned long long)n,
+                          pool->quick_blocks);
     return REMAT_OK;
 }
 
@@ -62,7 +90,7 @@ static remat_status check_index(const pool_index *idx, int kind, uint64_t *total
         if (word != (idx->bits[bin / 64] != 0))
             return remat_fail(REMAT_EINTERNAL, "pool check: summary bit of bin %u is wrong", bin);
         for (const pool_block *b = idx->head[bin]; b; b = b->bin_next) {
-            if (b->allocated || b->seg->kind != kind)
+            if (!pool_block_is_free(b) || b->seg->kind != kind)
                 return remat_fail(REMAT_EINTERNAL, "pool check: block %p is indexed but %s",
                                   (void *)b->addr, b->allocated ? "allocated" : "of the other kind");
             n++;
@@ -99,9 +127,11 @@ remat_status pool_check_locked(const remat_pool *pool)
     if (s == REMAT_OK && indexed != sum.free_blocks)
         s = remat_fail(REMAT_EINTERNAL, "pool check: %llu free blocks but %llu indexed",
                        (unsigned long long)sum.free_blocks, (unsigned long long)indexed);
-    if (s == REMAT_OK && pool->live.n != sum.live_blocks)
+    if (s == REMAT_OK)
+        s = check_quick(pool, sum.parked_blocks);
+    if (s == REMAT_OK && pool->live.n != sum.live_blocks + sum.parked_blocks)
         s = remat_fail(REMAT_EINTERNAL, "pool check: live map holds %zu blocks, segments %llu",
-                       pool->live.n, (unsigned long long)sum.live_blocks);
+                       pool->live.n, (unsigned long long)(sum.live_blocks + sum.parked_blocks));
     if (s == REMAT_OK && n_segments != pool->n_segments)
         s = remat_fail(REMAT_EINTERNAL, "pool check: %zu segments counted, %zu listed",
                        pool->n_segments, n_segments);

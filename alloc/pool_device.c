@@ -49,12 +49,6 @@ remat_status pool_dev_free(remat_pool *pool, void *ptr, size_t bytes)
     return pool->dev->ops->free(pool->dev, ptr, bytes);
 }
 
-int pool_dev_has_events(const remat_pool *pool)
-{
-    const device_ops *ops = pool->dev->ops;
-    return ops->event_create && ops->event_record && ops->stream_wait;
-}
-
 remat_status pool_dev_event_create(remat_pool *pool, device_event **out)
 {
     if (pool_fault_fires(pool, REMAT_FAULT_EVENT))

@@ -82,7 +82,7 @@ static remat_status expand_more(remat_pool *pool, size_t bytes)
     pool_segment *seg = pool->expand_seg;
     pool_block *tail = expand_last(seg);
     pool_block *nb = NULL;
-    if (tail->allocated && !(nb = pool_block_new(pool)))
+    if (!pool_block_is_free(tail) && !(nb = pool_block_new(pool)))
         return remat_fail(REMAT_ENOMEM, "pool: out of host memory for block metadata");
     remat_status s = pool_dev_vm_map(pool, seg->base + seg->size, bytes);
     if (s != REMAT_OK) {
@@ -110,7 +110,7 @@ remat_status pool_expand_grow(remat_pool *pool, size_t size, pool_block **out)
 {
     pool_segment *seg = pool->expand_seg;
     pool_block *tail = seg ? expand_last(seg) : NULL;
-    size_t have = tail && !tail->allocated ? tail->size : 0;
+    size_t have = tail && pool_block_is_free(tail) ? tail->size : 0;
     size_t mapped = seg ? seg->size : 0;
     size_t need = size > have ? expand_round(size - have, pool->vm_gran) : 0;
     uint64_t limit = pool->cfg.limit_bytes;
@@ -136,7 +136,7 @@ remat_status pool_expand_trim(remat_pool *pool, uint64_t *released)
 {
     pool_segment *seg = pool->expand_seg;
     pool_block *tail = expand_last(seg);
-    if (tail->allocated)
+    if (!pool_block_is_free(tail))
         return REMAT_OK;
     uintptr_t start = seg->base + expand_round(tail->addr - seg->base, pool->vm_gran);
     uintptr_t end = seg->base + seg->size;

@@ -4,6 +4,19 @@
 
 #include <string.h>
 
+/* The bytes of the run of free and parked blocks around parked b: what merging would give. */
+static uint64_t stats_parked_run(const pool_block *b)
+{
+    uint64_t run = b->size;
+    for (const pool_block *p = b->prev; p && !p->allocated; p = p->prev)
+        run += p->size;
+    for (const pool_block *n = b->next; n && !n->allocated; n = n->next)
+        run += n->size;
+    return run;
+}
+
+/* The largest free block, counting parked blocks as merged with their free neighbours (as they
+ * will be before the pool grows). */
 static uint64_t stats_largest_free(const remat_pool *pool)
 {
     uint64_t largest = 0;
@@ -12,6 +25,12 @@ static uint64_t stats_largest_free(const remat_pool *pool)
         if (b && b->size > largest)
             largest = b->size;
     }
+    for (size_t c = 0; c < POOL_QUICK_CLASSES; c++)
+        for (const pool_block *b = pool->quick[c]; b; b = b->bin_next) {
+            uint64_t run = stats_parked_run(b);
+            if (run > largest)
+                largest = run;
+        }
     return largest;
 }
 
@@ -132,7 +151,7 @@ static void snapshot_segment(const remat_pool *pool, const pool_segment *seg, FI
                    "\"stream\": %llu, \"tag\": \"%s\"}",
                 b == seg->first ? "" : ", ", (unsigned long long)(b->addr - seg->base),
                 (unsigned long long)b->size, (unsigned long long)b->requested,
-                b->allocated ? "allocated" : "free",
+                b->allocated ? "allocated" : b->parked ? "parked" : "free",
                 (unsigned long long)pool_stream_number((remat_pool *)pool, b->stream),
                 b->allocated ? pool_tag_name(pool, b->tag) : "");
     }

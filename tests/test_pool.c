@@ -1236,3 +1236,106 @@ Test(pool, replay_cli_exit_codes_and_json)
     unlink(good), unlink(bad), unlink(unknown), unlink(big);
     rmdir(dir);
 }
+
+/* ==== Quick cache, unified expandable range, segments under a limit ========================= */
+
+Test(pool, small_freed_blocks_are_reused_exactly_and_stay_checked)
+{
+    remat_device *dev = open_dev("sim:1GiB");
+    remat_pool *pool = open_pool(dev, NULL);
+    void *a = remat_alloc(pool, 256, NULL), *b = remat_alloc(pool, 300, NULL);
+    void *keep = remat_alloc(pool, 4096, NULL);
+    remat_free(pool, a);
+    remat_free(pool, b);
+    assert_pool_ok(pool);
+    remat_pool_stats st;
+    remat_pool_stats_get(pool, &st);
+    cr_assert_eq(st.allocated.current, 4096, "freed blocks count as free at once");
+    cr_assert_eq(st.requested.current, 4096);
+    size_t size = 0;
+    cr_assert_neq(remat_pool_block_size(pool, b, &size), REMAT_OK, "a freed block is not live");
+    remat_free(pool, b); /* double free of a cached block */
+    cr_assert(strstr(remat_last_error(), "double free"), "%s", remat_last_error());
+    assert_pool_ok(pool);
+    void *c = remat_alloc(pool, 512, NULL); /* same 512-B size: the last one freed comes back */
+    cr_assert_eq(c, b, "exact-size reuse is last in, first out");
+    void *d = remat_alloc(pool, 1, NULL);
+    cr_assert_eq(d, a);
+    remat_pool_stats_get(pool, &st);
+    cr_assert_eq(st.requested.current, 4096 + 512 + 1);
+    cr_assert_eq(st.allocated.current, 4096 + 512 + 512);
+    remat_free(pool, c), remat_free(pool, d), remat_free(pool, keep);
+    remat_pool_stats_get(pool, &st);
+    cr_assert_eq(st.largest_free_block, 2 * MiB, "cached blocks count as merged");
+    cr_assert_eq(remat_pool_empty_cache(pool), REMAT_OK);
+    remat_pool_stats_get(pool, &st);
+    cr_assert_eq(st.reserved.current, 0, "emptying the cache merges cached blocks and releases");
+    assert_pool_ok(pool);
+    remat_pool_destroy(pool);
+    remat_device_close(dev);
+}
+
+Test(pool, cached_small_blocks_never_make_the_pool_grow)
+{
+    remat_device *dev = open_dev("sim:1GiB");
+    remat_pool *pool = open_pool(dev, NULL);
+    void *p[4096];
+    for (int i = 0; i < 4096; i++) /* one 2 MiB segment of 512-B blocks */
+        cr_assert(p[i] = remat_alloc(pool, 512, NULL));
+    for (int i = 0; i < 4096; i++)
+        remat_free(pool, p[i]);
+    void *big = remat_alloc(pool, 1 << 20, NULL); /* needs the cached blocks merged */
+    cr_assert(big);
+    remat_pool_stats st;
+    remat_pool_stats_get(pool, &st);
+    cr_assert_eq(st.reserved.current, 2 * MiB, "reserved %llu", (unsigned long long)st.reserved.current);
+    cr_assert_eq(st.n_device_alloc, 1);
+    remat_free(pool, big);
+    assert_pool_ok(pool);
+    remat_pool_destroy(pool);
+    remat_device_close(dev);
+}
+
+Test(pool, expandable_mode_puts_small_requests_in_the_range)
+{
+    remat_device *dev = open_dev("sim:1TiB");
+    remat_pool_config cfg = {.expandable_segments = 1};
+    remat_pool *pool = open_pool(dev, &cfg);
+    void *big = remat_alloc(pool, 3 * MiB, NULL);
+    void *small = remat_alloc(pool, 64 << 10, NULL);
+    cr_assert_eq((char *)small, (char *)big + 3 * MiB, "the small block follows in the same range");
+    remat_pool_stats st;
+    remat_pool_stats_get(pool, &st);
+    cr_assert_eq(st.reserved.current, 4 * MiB, "one range of two granules, no 2 MiB small segment");
+    remat_free(pool, small), remat_free(pool, big);
+    assert_pool_ok(pool);
+    remat_pool_destroy(pool);
+    remat_device_close(dev);
+}
+
+/* The checkpoint executor's pattern that failed at a 30 MiB limit with 20 MiB shared segments
+ * (tiny GPT, optimal schedule at its largest batch): ~26.6 MiB live at most. */
+Test(pool, executor_pattern_fits_a_tight_limit)
+{
+    static const long ops[][2] = {
+        {1, 482304}, {2, 482304}, {3, 482304}, {4, 482304}, {5, 19200}, {6, 19456}, {7, 19456},
+        {8, 1228800}, {9, 1228800}, {10, 12359168}, {-10, 0}, {-8, 0}, {11, 11136000},
+        {12, 12359168}, {-12, 0}, {-11, 0}};
+    for (int expandable = 0; expandable <= 1; expandable++) {
+        remat_device *dev = open_dev("sim:1GiB");
+        remat_pool_config cfg = {.limit_bytes = 30 * MiB, .expandable_segments = expandable};
+        remat_pool *pool = open_pool(dev, &cfg);
+        void *live[16] = {0};
+        for (size_t k = 0; k < sizeof ops / sizeof ops[0]; k++) {
+            long id = ops[k][0];
+            if (id > 0)
+                cr_assert(live[id] = remat_alloc(pool, (size_t)ops[k][1], NULL),
+                          "expandable %d, op %zu: %s", expandable, k, remat_last_error());
+            else
+                remat_free(pool, live[-id]), live[-id] = NULL;
+        }
+        assert_pool_ok(pool);
+        remat_pool_destroy(pool);
+        remat_device_close(dev);
+    }
+}
