@@ -1,17 +1,47 @@
 #!/usr/bin/env bash
-# scripts/run-bench.sh BUILD: runs every benchmark suite and prints a compact summary of ratios.
-# REMAT_BENCH_FILTER=regex limits the suites; REMAT_BENCH_REPS sets repetitions (default 5).
+# scripts/run-bench.sh BUILD: runs every benchmark suite (every BUILD/bench/bench_*, PyTorch side by
+# side where torch is importable, and `remat curve` on the `small` preset) and prints a compact
+# summary of ratios, each against a baseline measured in the same run.
+# REMAT_BENCH_FILTER=regex limits the suites (names: bench_pool, ..., torch_compare, curve);
+# REMAT_BENCH_REPS sets repetitions (default here 3, to keep the whole run near 10 minutes on a
+# loaded 2-core machine); REMAT_BENCH_CURVE_STEPS sets the curve's measured steps per point (8).
 set -u
 build=${1:-build}
+# The CPU kernels use OpenMP: with the default spin-waiting, idle workers burn the time slices other
+# processes need and, on a shared machine, a step runs 5-300x slower. Every suite runs passive.
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+export REMAT_BENCH_REPS=${REMAT_BENCH_REPS:-3}
 summary=$(mktemp)
 trap 'rm -f "$summary"' EXIT
+want() { [[ -z "${REMAT_BENCH_FILTER:-}" || "$1" =~ $REMAT_BENCH_FILTER ]]; }
+started=$(date +%s)
 for b in "$build"/bench/bench_*; do
     [ -x "$b" ] || continue
     name=$(basename "$b")
-    [[ -n "${REMAT_BENCH_FILTER:-}" && ! "$name" =~ $REMAT_BENCH_FILTER ]] && continue
+    want "$name" || continue
     echo "==== $name"
+    t0=$(date +%s)
     "$b" 2>&1 | tee -a /dev/stderr | grep -E '^(ratio|summary)' >> "$summary" 2>/dev/null
+    echo "($name: $(( $(date +%s) - t0 )) s)" >&2
 done 2>&1
+if want torch_compare; then
+    echo "==== torch_compare"
+    bench/torch_compare.sh "$build" 2>&1 | tee -a /dev/stderr | grep -E '^(ratio|summary|torch_compare)' >> "$summary" 2>/dev/null
+fi 2>&1
+if want curve; then
+    echo "==== curve (remat curve --model small)"
+    out="$build/bench-curve"
+    steps=${REMAT_BENCH_CURVE_STEPS:-8}
+    if "$build/remat" curve --model small --batch 4 --points 5 --steps "$steps" --out "$out"; then
+        # Per point: measured against predicted overhead (percentage points) and peak (%).
+        awk -F, 'NR > 1 {
+            dpk = 100 * ($4 - $3) / $3; dov = 100 * ($7 - $8);
+            printf "summary curve/small %-18s peak %5.1f%% of store-all (measured vs predicted %+.2f%%)  overhead measured %+6.1f%% predicted %+6.1f%% (%+.1f pp)\n",
+                $1, 100 * $4 / $10, dpk, 100 * $7, 100 * $8, dov }' "$out/curve.csv" >> "$summary"
+    else
+        echo "summary curve/small FAILED (exit $?)" >> "$summary"
+    fi
+fi 2>&1
 echo
-echo "==== summary (medians, ratios against baselines measured in the same run)"
+echo "==== summary (medians, ratios against baselines measured in the same run; $(( $(date +%s) - started )) s)"
 cat "$summary"
