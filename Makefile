@@ -139,6 +139,17 @@ asan:
 	$(MAKE) BUILD=build-asan REMAT_CUDA=0 OPT=-O1 \
 	  SANITIZE="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" test
 
+# ThreadSanitizer build in build-tsan/ (gcc), running tests/tsan/tsan_pool (threads on one pool).
+tsan: deps
+	@$(MAKE) --no-print-directory BUILD=build-tsan REMAT_CUDA=0 OPT=-O1 \
+	  SANITIZE="-fsanitize=thread -fno-omit-frame-pointer" build-tsan/tsan/tsan_pool
+	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" build-tsan/tsan/tsan_pool
+
+# TSan programs (tests/tsan/*.c): plain C, since Criterion cannot start under TSan.
+$(BUILD)/tsan/%: $(BUILD)/obj/tests/tsan/%.o $(LIB_A)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $< $(LIB_A) $(LDLIBS)
+
 # Fuzz every target for FUZZ_SECONDS each (clang, ASan+UBSan, build-fuzz/); seeds in tests/corpus/.
 FUZZ_SECONDS ?= 30
 fuzz: deps
@@ -172,6 +183,7 @@ help:
 	@echo "make bench        every benchmark suite, with ratios against in-run baselines"
 	@echo "make run          the main job"
 	@echo "make asan         ASan+UBSan build and test run (build-asan/)"
+	@echo "make tsan         ThreadSanitizer build and the pool's thread test (build-tsan/)"
 	@echo "make gpu-check    GPU tests and benchmarks (needs a GPU)"
 	@echo "make install PREFIX=/usr/local"
 	@echo "make format | clean"

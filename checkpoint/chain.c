@@ -392,7 +392,11 @@ remat_status remat_chain_save(const remat_chain *chain, const char *path)
     if (!path)
         return remat_fail(REMAT_EINVAL, "remat_chain_save: path must not be NULL");
     REMAT_TRY(chain_validate(chain));
-    FILE *f = fopen(path, "w");
+    /* Written to "path.tmp" and renamed at the end, so a failed write leaves no partial file. */
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
+        return remat_fail(REMAT_EINVAL, "chain file path too long: '%s'", path);
+    FILE *f = fopen(tmp, "w");
     if (!f)
         return remat_fail(REMAT_EIO, "cannot write chain file '%s': %s", path, strerror(errno));
     fprintf(f, "{\"name\": ");
@@ -405,7 +409,10 @@ remat_status remat_chain_save(const remat_chain *chain, const char *path)
     }
     fprintf(f, "  ]\n}\n");
     int bad = ferror(f);
-    if (fclose(f) != 0 || bad)
-        return remat_fail(REMAT_EIO, "cannot write chain file '%s'", path);
+    if (fclose(f) != 0 || bad || rename(tmp, path) != 0) {
+        int err = errno;
+        remove(tmp);
+        return remat_fail(REMAT_EIO, "cannot write chain file '%s': %s", path, strerror(err));
+    }
     return REMAT_OK;
 }
