@@ -33,6 +33,18 @@ int cli_parse_size(const char *cmd, const char *opt, const char *text, uint64_t 
 /* Is the argument "-h" or "--help"? */
 int cli_is_help(const char *arg);
 
+/* An output file written as PATH.tmp and renamed to PATH only when complete, so a failure never
+ * leaves a partial file behind. */
+typedef struct {
+    FILE *f;
+    char path[4096], tmp[4112];
+} cli_output;
+/* Opens o->tmp for writing; on failure sets the message (naming the path) and returns REMAT_EIO. */
+remat_status cli_output_open(cli_output *o, const char *path);
+/* Closes the file; with ok (and no write error) renames it into place, otherwise removes it.
+ * Returns REMAT_EIO with a message when the file could not be completed. */
+remat_status cli_output_close(cli_output *o, int ok);
+
 /* Writes s as a JSON string literal (quotes and escapes) to f. */
 void cli_json_string(FILE *f, const char *s);
 

@@ -198,7 +198,8 @@ typedef struct {
     double *ms, *base_ms, *ratio; /* o.steps each */
     curve_row *rows;
     size_t n_rows, cap_rows, runs_done, runs_total;
-    FILE *trace;
+    cli_output trace; /* --trace, renamed into place only after a complete sweep */
+    int tracing, sweep_ok;
     int tty; /* progress redrawn in place on a terminal */
 } curve_run;
 
@@ -211,9 +212,10 @@ static double curve_now_ms(void)
 
 static void curve_close(curve_run *r)
 {
-    if (r->trace) {
+    if (r->tracing) {
         remat_pool_trace_end(r->pool);
-        fclose(r->trace);
+        if (cli_output_close(&r->trace, r->sweep_ok) != REMAT_OK)
+            cli_fail("curve", REMAT_EIO, "--trace");
     }
     remat_schedule_free(r->base_sched);
     remat_chain_free(r->chain);
@@ -252,11 +254,10 @@ static int curve_open(curve_run *r)
     if ((s = remat_pool_create(r->dev, NULL, &r->pool)) != REMAT_OK)
         return cli_fail("curve", s, "cannot create the pool");
     if (r->o.trace) {
-        if (!(r->trace = fopen(r->o.trace, "w")))
-            return cli_fail(
-                "curve", remat_fail(REMAT_EIO, "cannot write %s: %s", r->o.trace, strerror(errno)),
-                "--trace");
-        if ((s = remat_pool_trace_begin(r->pool, r->trace)) != REMAT_OK)
+        if ((s = cli_output_open(&r->trace, r->o.trace)) != REMAT_OK)
+            return cli_fail("curve", s, "--trace");
+        r->tracing = 1;
+        if ((s = remat_pool_trace_begin(r->pool, r->trace.f)) != REMAT_OK)
             return cli_fail("curve", s, "--trace");
     }
     s = gpt_model_create(r->dev, r->pool, &r->cfg, (int)r->o.batch, r->T, &r->model);
@@ -626,6 +627,7 @@ int cmd_curve(int argc, char **argv)
         rc = curve_open(&r);
     if (rc == EXIT_OK)
         rc = curve_sweep(&r, pols, n_pols);
+    r.sweep_ok = rc == EXIT_OK;
     if (rc == EXIT_OK)
         rc = curve_write_csv(&r, csv);
     if (rc == EXIT_OK) {

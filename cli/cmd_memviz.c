@@ -264,9 +264,10 @@ static remat_status memviz_replay(const remat_trace *tr, remat_device *dev, memv
 
 static int memviz_write_csv(const char *path, const memviz_data *d)
 {
-    FILE *f = fopen(path, "w");
-    if (!f)
-        return cli_fail("memviz", remat_fail(REMAT_EIO, "%s: %s", path, strerror(errno)), "--csv");
+    cli_output out;
+    if (cli_output_open(&out, path) != REMAT_OK)
+        return cli_fail("memviz", REMAT_EIO, "--csv");
+    FILE *f = out.f;
     fprintf(f, "event");
     for (size_t t = 0; t < d->n_tags; t++)
         fprintf(f, ",%s", d->tags[t]);
@@ -277,9 +278,8 @@ static int memviz_write_csv(const char *path, const memviz_data *d)
             fprintf(f, ",%llu", (unsigned long long)d->rows[row * (d->n_tags + 2) + k]);
         fprintf(f, "\n");
     }
-    int bad = ferror(f);
-    if (fclose(f) != 0 || bad)
-        return cli_fail("memviz", remat_fail(REMAT_EIO, "cannot write %s", path), "--csv");
+    if (cli_output_close(&out, 1) != REMAT_OK)
+        return cli_fail("memviz", REMAT_EIO, "--csv");
     return EXIT_OK;
 }
 

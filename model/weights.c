@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 enum { GPT_WEIGHTS_MAGIC = 20240326, GPT_WEIGHTS_VERSION = 3, GPT_HEADER_INTS = 256 };
 
@@ -118,6 +119,18 @@ remat_status gpt_weights_read(const char *path, gpt_config *cfg, float **params)
         goto done;
     gpt_param_layout lay;
     gpt_layout_params(&c, &lay);
+    /* Check the file holds what the header announces before allocating it: a corrupt header must
+     * be a parse error, not a multi-gigabyte allocation. */
+    struct stat st;
+    uint64_t want = (uint64_t)sizeof h + (uint64_t)lay.total * sizeof(float);
+    if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size != want) {
+        s = remat_fail(REMAT_EPARSE,
+                       "%s: %s: the header announces %zu parameters (%llu bytes with the header), "
+                       "the file has %llu bytes",
+                       path, (uint64_t)st.st_size < want ? "truncated" : "trailing bytes",
+                       lay.total, (unsigned long long)want, (unsigned long long)st.st_size);
+        goto done;
+    }
     p = malloc(lay.total * sizeof(float));
     if (!p) {
         s = remat_fail(REMAT_ENOMEM, "%s: cannot allocate %zu parameters", path, lay.total);
