@@ -9,7 +9,7 @@ make --no-print-directory install PREFIX="$prefix" >/dev/null
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
 # static: the archive itself, then the private libraries pkg-config lists for it
 cc -o "$prefix/hello_pool" examples/hello_pool.c $(pkg-config --cflags remat) "$prefix/lib/libremat.a" \
-    $(pkg-config --libs-only-other --libs-only-l --static remat | sed 's/-lremat//')
+    $(pkg-config --libs --static remat | sed "s/-lremat\b//")
 "$prefix/hello_pool"
 cc -o "$prefix/hello_pool_so" examples/hello_pool.c $(pkg-config --cflags --libs remat) -Wl,-rpath,"$prefix/lib"
 "$prefix/hello_pool_so"
