@@ -18,7 +18,7 @@ CPPFLAGS += -Iinclude -I. $(BLAS_CFLAGS) -D_GNU_SOURCE
 WERROR   ?= -Werror
 CFLAGS   += -std=c11 $(OPT) -g -fPIC -fopenmp -Wall -Wextra $(WERROR) -MMD -MP $(SANITIZE)
 CXXFLAGS += -std=c++17 $(OPT) -g -fPIC -Wall -Wextra $(WERROR) -MMD -MP $(SANITIZE)
-LDFLAGS  += -fopenmp $(SANITIZE)
+LDFLAGS  += -fopenmp $(SANITIZE) $(EXTRA_LDFLAGS)
 LDLIBS   := -lcjson -ljemalloc $(BLAS_LIBS) -lm -lpthread -ldl
 
 ifeq ($(REMAT_CUDA),1)

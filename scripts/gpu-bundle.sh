@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=build-gpu/bundle
 make -j2 --no-print-directory BUILD=build-gpu REMAT_CUDA=1 \
-    LDFLAGS="-Wl,-rpath,'\$\$ORIGIN/lib:\$\$ORIGIN/../lib'" cli benches >/dev/null
+    EXTRA_LDFLAGS="-Wl,-rpath,'\$\$ORIGIN/lib:\$\$ORIGIN/../lib'" cli benches >/dev/null
 rm -rf "$out"
 mkdir -p "$out/lib" "$out/gpu" "$out/bench"
 cp build-gpu/remat "$out/"
