@@ -13,15 +13,16 @@ void cmd_profile_usage(FILE *f)
             "usage: remat profile [--model M] [--batch B] [--seq T] [--device SPEC] -o CHAIN.json\n"
             "                     [--reps N] [--seed S] [--layers L --channels C --heads NH "
             "--vocab V]\n\n"
-            "Runs the model's stages (embedding, each block, head) on one batch of the built-in\n"
-            "corpus and writes a chain file for `remat plan`: per stage the forward and backward\n"
-            "time in ms (CPU time of all threads on the host, which other processes' load barely\n"
-            "moves; wall time on a GPU), the least of N runs (default 5), the\n"
-            "bytes it keeps for its backward, its workspaces, and per block save option\n"
-            "(recompute-gelu, recompute-gelu-ln, recompute-attn, recompute-attn-gelu-ln) the\n"
-            "bytes kept and the backward time. Blocks share one shape, so block 0 is measured for\n"
-            "all. --model, --seq and the architecture options are as in `remat train`; --batch\n"
-            "defaults to 8, --device to auto.\n");
+            "Runs 1 + 5N store-all forward+backward steps (no update) on one batch of the built-in\n"
+            "corpus (the blocks' save options rotated, one per block and step), timing every stage\n"
+            "in wall time, and writes a chain file for `remat plan`: per stage the median forward\n"
+            "and backward time in ms (blocks share one shape: all blocks' samples are pooled;\n"
+            "the step's time outside its stages goes to the embedding's backward), the bytes it\n"
+            "keeps for its backward, its workspaces, and per block save option (recompute-gelu,\n"
+            "recompute-gelu-ln, recompute-attn, recompute-attn-gelu-ln) the bytes kept and the\n"
+            "backward time (its recomputation included). N is --reps (default 5). --model, --seq\n"
+            "and the architecture options are as in `remat train`; --batch defaults to 8,\n"
+            "--device to auto.\n");
 }
 
 typedef struct {

@@ -302,6 +302,12 @@ static int train_plan(train_run *r)
         probe.next = 0;
         gpt_loader_next(&probe, r->inputs, r->targets);
         s = gpt_model_profile(r->model, r->inputs, 3, &r->chain);
+        if (s == REMAT_ENOMEM) {
+            /* Profiling runs store-all steps; where those do not fit, plan on FLOP counts. */
+            fprintf(stderr, "remat train: cannot profile (%s); planning on FLOP counts as --analytic\n",
+                    remat_last_error());
+            s = gpt_model_chain(r->model, &r->chain);
+        }
     }
     if (s != REMAT_OK)
         return cli_fail("train", s, "cannot describe the model's stages");

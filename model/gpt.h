@@ -179,10 +179,14 @@ remat_status gpt_model_get_grads(gpt_model *m, float *host);
 /* The model's chain (L + 2 stages, names "embed", "block0".., "head") with the exact byte counts
  * the callbacks use and analytic times (FLOPs, in GFLOP). */
 remat_status gpt_model_chain(const gpt_model *m, remat_chain **out);
-/* The same chain with measured times in milliseconds (process CPU time on the host, wall time on
- * a GPU): forward and backward of each stage and of every block option, the least of `reps` runs
- * taken round-robin. Blocks share one shape, so block 0 is measured and
- * its times are used for every block. `inputs` are B*T host tokens of a real batch. */
+/* The same chain with measured wall times in milliseconds: runs 1 + 5 * reps store-all
+ * forward+backward steps through remat_run (first one a warm-up), block l using save variant
+ * (l + step) mod 5 (default, then each option), and times every stage callback. Each stage gets
+ * the median of its samples (blocks share one shape, so all blocks' samples are pooled); the
+ * step's time outside the stages (zeroing gradients, copying the batch, the executor) is added
+ * to the embedding's backward, which runs once per step. Allocates a store-all step's
+ * activations from m->pool; leaves the gradients zero. `inputs` are B*T host tokens of a real
+ * batch; reps 1..1000. */
 remat_status gpt_model_profile(gpt_model *m, const int *inputs, int reps, remat_chain **out);
 
 /* One forward and backward of the batch (B*T host inputs and targets) under `sched` on `chain`
