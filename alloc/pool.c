@@ -19,10 +19,11 @@ static void pool_cpu_relax(void)
 #endif
 }
 
-/* A test-and-test-and-set spinlock: uncontended, one atomic exchange to take it and a plain
- * release store to drop it (a mutex pays two atomic read-modify-writes); a waiter spins on a
- * read, then yields, since a holder may sit in a device call. */
-void pool_lock(const remat_pool *pool)
+/* The wait of a test-and-test-and-set spinlock (pool_lock in pool.h tried one exchange and
+ * lost): spin on a plain read, then yield, since a holder may sit in a device call. Uncontended,
+ * a take is one atomic exchange and a drop a plain release store (a mutex pays two atomic
+ * read-modify-writes). */
+void pool_lock_wait(const remat_pool *pool)
 {
     atomic_int *l = &((remat_pool *)pool)->lock;
     for (unsigned spins = 0;; spins++) {
@@ -34,11 +35,6 @@ void pool_lock(const remat_pool *pool)
         else
             sched_yield();
     }
-}
-
-void pool_unlock(const remat_pool *pool)
-{
-    atomic_store_explicit(&((remat_pool *)pool)->lock, 0, memory_order_release);
 }
 
 static void stat_sub(remat_stat *s, uint64_t v) { s->current -= v; }
@@ -306,14 +302,25 @@ static int pool_segment_sizes(const remat_pool *pool, int kind, size_t size, siz
         sizes[0] = POOL_SMALL_SEGMENT;
         return 1;
     }
-    /* Below 10 MiB: room for as many requests of this size as fit in 20 MiB (training repeats
-     * sizes), rounded to 2 MiB; from 10 MiB on: the request rounded to 2 MiB. Under a limit only
-     * the latter: a shared buffer held by one live block strands memory that fixed segments can
-     * never combine with the rest of the limit (docs/allocator.md, "Memory limit"). */
+    /* Below 10 MiB: room for as many requests of this size as fit in a buffer (training repeats
+     * sizes), rounded to 2 MiB; the buffer is 20 MiB, but at most a quarter of what the pool's
+     * large segments already hold, so a small pool grows in proportion to itself instead of in
+     * 20 MiB steps that would dominate it. From 10 MiB on: the request rounded to 2 MiB. Under
+     * a limit only the latter: a shared buffer held by one live block strands memory that fixed
+     * segments can never combine with the rest of the limit (docs/allocator.md, "Memory
+     * limit"). */
     sizes[1] = round_up(size, POOL_SEGMENT_ROUND);
-    sizes[0] = size < POOL_MIN_LARGE_ALLOC && !pool->cfg.limit_bytes
-                   ? round_up(POOL_LARGE_BUFFER / size * size, POOL_SEGMENT_ROUND)
-                   : sizes[1];
+    sizes[0] = sizes[1];
+    if (size < POOL_MIN_LARGE_ALLOC && !pool->cfg.limit_bytes) {
+        uint64_t buffer = 0; /* a share of the large segments (runs on growth only) */
+        for (const pool_segment *seg = pool->segments; seg; seg = seg->next)
+            buffer += seg->kind == POOL_LARGE ? seg->size : 0;
+        buffer /= POOL_BUFFER_SHARE;
+        if (buffer > POOL_LARGE_BUFFER)
+            buffer = POOL_LARGE_BUFFER;
+        size_t copies = buffer / size ? (size_t)(buffer / size) : 1;
+        sizes[0] = round_up(copies * size, POOL_SEGMENT_ROUND);
+    }
     return sizes[0] == sizes[1] ? 1 : 2;
 }
 
@@ -440,8 +447,8 @@ static int pool_should_split(const remat_pool *pool, const pool_block *b, size_t
            b->size < pool->cfg.max_split_bytes;
 }
 
-static void *pool_commit(remat_pool *pool, pool_block *b, size_t bytes, remat_stream stream,
-                         uint32_t tag);
+static inline void *pool_commit(remat_pool *pool, pool_block *b, size_t bytes,
+                                remat_stream stream, uint32_t tag);
 
 /* Takes b out of circulation for the caller: live map, stream wait, split, stats. */
 static void *pool_hand_out(remat_pool *pool, pool_block *b, size_t size, size_t bytes,
@@ -463,8 +470,8 @@ static void *pool_hand_out(remat_pool *pool, pool_block *b, size_t size, size_t 
 }
 
 /* Marks b handed out: its fields, the stats, the trace line. */
-static void *pool_commit(remat_pool *pool, pool_block *b, size_t bytes, remat_stream stream,
-                         uint32_t tag)
+static inline void *pool_commit(remat_pool *pool, pool_block *b, size_t bytes,
+                                remat_stream stream, uint32_t tag)
 {
     b->allocated = 1;
     b->requested = bytes;
@@ -474,6 +481,7 @@ static void *pool_commit(remat_pool *pool, pool_block *b, size_t bytes, remat_st
     pool_stat_add(&pool->st.allocated, b->size);
     pool_stat_add(&pool->tags[tag].st, bytes);
     pool->st.n_alloc++;
+    pool->recent[(b->addr / POOL_ALIGN) & (POOL_RECENT - 1)] = b;
     if (pool->trace) {
         b->trace_id = ++pool->next_trace_id;
         fprintf(pool->trace, "a %llu %zu %llu %s\n", (unsigned long long)b->trace_id, bytes,
@@ -642,9 +650,19 @@ static pool_block *pool_coalesce(remat_pool *pool, pool_block *b)
     return b;
 }
 
+/* The allocated block at p, or NULL: the hint for p's slot if it is that block, else the map. */
+static pool_block *pool_live_block(const remat_pool *pool, uintptr_t p)
+{
+    pool_block *h = pool->recent[(p / POOL_ALIGN) & (POOL_RECENT - 1)];
+    if (h && h->addr == p && h->allocated)
+        return h;
+    pool_block *b = pool_map_get(&pool->live, p);
+    return b && b->allocated ? b : NULL;
+}
+
 static void pool_free_locked(remat_pool *pool, void *ptr)
 {
-    pool_block *b = pool_map_get(&pool->live, (uintptr_t)ptr);
+    pool_block *b = pool_live_block(pool, (uintptr_t)ptr);
     if (!b || !b->allocated) {
         pool_bad_free_message(pool, (uintptr_t)ptr);
         return;

@@ -18,6 +18,7 @@
 #define POOL_SMALL_SEGMENT ((size_t)2 << 20)  /* small requests are packed in 2 MiB segments */
 #define POOL_LARGE_BUFFER ((size_t)20 << 20)  /* segment for large requests below 10 MiB */
 #define POOL_MIN_LARGE_ALLOC ((size_t)10 << 20)
+#define POOL_BUFFER_SHARE 4u /* buffer <= 1/4 of the large segments' bytes */
 #define POOL_SEGMENT_ROUND ((size_t)2 << 20)  /* larger segments are a multiple of 2 MiB */
 #define POOL_MAX_REQUEST ((size_t)1 << 62)    /* anything above is refused before rounding */
 /* Quick cache: a freed block of up to POOL_QUICK_MAX bytes is parked (not merged) on a LIFO list
@@ -25,6 +26,7 @@
 #define POOL_QUICK_MAX ((size_t)8192)
 #define POOL_QUICK_CLASSES (POOL_QUICK_MAX / POOL_ALIGN)
 #define POOL_QUICK_DEPTH 8u
+#define POOL_RECENT 64u /* live-map hints (power of two), indexed by address / POOL_ALIGN */
 
 enum { POOL_SMALL, POOL_LARGE, POOL_KINDS };
 
@@ -100,6 +102,11 @@ struct remat_pool {
     remat_pool_config cfg;
     pool_index free[POOL_KINDS];
     pool_map live;            /* allocated and parked blocks by address */
+    /* Direct-mapped hints in front of the live map: the last block handed out at each slot of
+     * address bits. A hint is trusted only if its block is allocated at that very address (block
+     * structs live until the pool is destroyed and are zeroed when recycled), else the map is
+     * asked: a free finds its block without hashing in the common case. */
+    pool_block *recent[POOL_RECENT];
     pool_block *quick[POOL_QUICK_CLASSES]; /* parked blocks of size (i + 1) * POOL_ALIGN */
     uint32_t n_quick[POOL_QUICK_CLASSES];
     size_t quick_blocks;
@@ -171,8 +178,18 @@ void pool_fence_drop_all(remat_pool *pool, pool_block *b);
 void pool_fence_destroy_spares(remat_pool *pool);
 
 /* ---- pool.c ----------------------------------------------------------------------------------- */
-void pool_lock(const remat_pool *pool);
-void pool_unlock(const remat_pool *pool);
+/* The pool's spinlock: inline so that an uncontended take is one exchange, no call. */
+void pool_lock_wait(const remat_pool *pool);
+static inline void pool_lock(const remat_pool *pool)
+{
+    atomic_int *l = &((remat_pool *)pool)->lock;
+    if (atomic_exchange_explicit(l, 1, memory_order_acquire))
+        pool_lock_wait(pool);
+}
+static inline void pool_unlock(const remat_pool *pool)
+{
+    atomic_store_explicit(&((remat_pool *)pool)->lock, 0, memory_order_release);
+}
 const char *pool_tag_name(const remat_pool *pool, uint32_t tag);
 /* Is tag a valid tag word (letters, digits, '_', '-', '.', 1..63 characters)? */
 int pool_tag_is_word(const char *tag);

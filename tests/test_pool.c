@@ -369,22 +369,51 @@ Test(pool, large_requests_grow_in_steps_and_best_fit)
     remat_device *dev = open_dev("sim:1TiB");
     remat_pool *pool = open_pool(dev, NULL);
     remat_pool_stats st;
+    void *big = remat_alloc(pool, 80 * MiB, NULL); /* a quarter of 80 MiB: full 20 MiB buffers */
     void *a = remat_alloc(pool, 3 * MiB, NULL);
     remat_pool_stats_get(pool, &st);
-    cr_assert_eq(st.reserved.current, 18 * MiB, "below 10 MiB: room for 6 x 3 MiB (<= 20 MiB)");
+    cr_assert_eq(st.reserved.current, 80 * MiB + 18 * MiB,
+                 "below 10 MiB: room for 6 x 3 MiB (<= 20 MiB)");
     void *b = remat_alloc(pool, 5 * MiB, NULL); /* fits in the same segment */
     remat_pool_stats_get(pool, &st);
-    cr_assert_eq(st.n_device_alloc, 1);
+    cr_assert_eq(st.n_device_alloc, 2);
     void *c = remat_alloc(pool, 33 * MiB + 1, NULL);
     remat_pool_stats_get(pool, &st);
-    cr_assert_eq(st.reserved.current, 18 * MiB + 34 * MiB, "at least 10 MiB: rounded up to 2 MiB");
+    cr_assert_eq(st.reserved.current, 98 * MiB + 34 * MiB, "at least 10 MiB: rounded up to 2 MiB");
     remat_free(pool, c);
     remat_free(pool, a);
-    /* free now: 3 MiB (segment 1, head), 10 MiB (segment 1, tail), 34 MiB: best fit for 2 MiB is
+    /* free now: 3 MiB (segment 2, head), 10 MiB (segment 2, tail), 34 MiB: best fit for 2 MiB is
      * the 3 MiB hole */
     void *d = remat_alloc(pool, 2 * MiB, NULL);
     cr_assert_eq(d, a);
-    remat_free(pool, b), remat_free(pool, d);
+    remat_free(pool, b), remat_free(pool, d), remat_free(pool, big);
+    assert_pool_ok(pool);
+    remat_pool_destroy(pool);
+    remat_device_close(dev);
+}
+
+Test(pool, buffers_of_a_small_pool_follow_its_size)
+{
+    remat_device *dev = open_dev("sim:1TiB");
+    remat_pool *pool = open_pool(dev, NULL);
+    remat_pool_stats st;
+    void *s = remat_alloc(pool, 100 << 10, NULL); /* a 2 MiB small segment */
+    void *a = remat_alloc(pool, 3 * MiB, NULL);   /* no large segment yet: one copy, 4 MiB */
+    remat_pool_stats_get(pool, &st);
+    cr_assert_eq(st.reserved.current, 2 * MiB + 4 * MiB);
+    void *b = remat_alloc(pool, 3 * MiB, NULL); /* a quarter of 4 MiB holds no copy: 4 MiB */
+    remat_pool_stats_get(pool, &st);
+    cr_assert_eq(st.reserved.current, 2 * MiB + 8 * MiB);
+    void *c = remat_alloc(pool, 40 * MiB, NULL); /* from 10 MiB: exact */
+    void *d = remat_alloc(pool, 3 * MiB, NULL);  /* a quarter of 48 MiB: 4 copies, 12 MiB */
+    remat_pool_stats_get(pool, &st);
+    cr_assert_eq(st.reserved.current, 2 * MiB + 48 * MiB + 12 * MiB);
+    cr_assert_eq(st.n_device_alloc, 5);
+    void *e = remat_alloc(pool, 9 * MiB, NULL); /* the 12 MiB buffer's 9 MiB tail serves it */
+    remat_pool_stats_get(pool, &st);
+    cr_assert_eq(st.n_device_alloc, 5);
+    remat_free(pool, a), remat_free(pool, b), remat_free(pool, c);
+    remat_free(pool, s), remat_free(pool, d), remat_free(pool, e);
     assert_pool_ok(pool);
     remat_pool_destroy(pool);
     remat_device_close(dev);
@@ -1063,8 +1092,11 @@ Test(pool, trace_round_trip_gives_the_same_peaks)
     /* The recorded pool also held `before` (12345 B in a 2 MiB segment) for the whole run. */
     cr_assert_eq(r.peak_requested + 12345, st.requested.peak);
     cr_assert_eq(r.peak_allocated + 12800, st.allocated.peak);
+    /* Reserved bytes need not match: the recorded pool's extra small segment changes where
+     * small blocks land, and with buffer sizes that follow the pool's size (docs/allocator.md)
+     * the layouts then diverge; trace_replay_is_exact_when_recorded_from_scratch checks the
+     * exact case. The replay never holds more than the recording did with the extra block. */
     cr_assert_leq(r.peak_reserved, st.reserved.peak);
-    cr_assert_geq(r.peak_reserved + 2 * MiB, st.reserved.peak);
     remat_replay_result r2;
     cr_assert_eq(remat_trace_replay(trace, dev, NULL, &r2), REMAT_OK);
     cr_assert_eq(r2.peak_reserved, r.peak_reserved, "replays are deterministic");
