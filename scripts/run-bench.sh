@@ -21,7 +21,9 @@ for b in "$build"/bench/bench_*; do
     want "$name" || continue
     echo "==== $name"
     t0=$(date +%s)
-    "$b" 2>&1 | tee -a /dev/stderr | grep -E '^(ratio|summary)' >> "$summary" 2>/dev/null
+    # no colours: an escape sequence at the start of a line would hide it from the summary
+    "$b" --benchmark_color=false 2>&1 | tee -a /dev/stderr | sed 's/\x1b\[[0-9;]*m//g' |
+        grep -E '^(ratio|summary)' >> "$summary" 2>/dev/null
     echo "($name: $(( $(date +%s) - t0 )) s)" >&2
 done 2>&1
 if want torch_compare; then
