@@ -350,25 +350,10 @@ remat_status remat_chain_load(const char *path, remat_chain **out)
 
 /* ==== saving ============================================================================== */
 
-static void chain_write_string(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\')
-            fprintf(f, "\\%c", ch);
-        else if (ch < 0x20)
-            fprintf(f, "\\u%04x", ch);
-        else
-            fputc(ch, f);
-    }
-    fputc('"', f);
-}
-
 static void chain_write_stage(FILE *f, const remat_stage *s)
 {
     fprintf(f, "    {\"name\": ");
-    chain_write_string(f, s->name);
+    remat_json_string(f, s->name);
     fprintf(f,
             ", \"fwd\": %.17g, \"bwd\": %.17g, \"out_bytes\": %llu, \"saved_bytes\": %llu, "
             "\"fwd_tmp_bytes\": %llu, \"bwd_tmp_bytes\": %llu",
@@ -378,7 +363,7 @@ static void chain_write_stage(FILE *f, const remat_stage *s)
         fprintf(f, ", \"options\": [");
         for (int k = 0; k < s->n_options; k++) {
             fprintf(f, "%s{\"name\": ", k ? ", " : "");
-            chain_write_string(f, s->options[k].name);
+            remat_json_string(f, s->options[k].name);
             fprintf(f, ", \"saved_bytes\": %llu, \"bwd\": %.17g}",
                     (unsigned long long)s->options[k].saved_bytes, s->options[k].bwd);
         }
@@ -400,7 +385,7 @@ remat_status remat_chain_save(const remat_chain *chain, const char *path)
     if (!f)
         return remat_fail(REMAT_EIO, "cannot write chain file '%s': %s", path, strerror(errno));
     fprintf(f, "{\"name\": ");
-    chain_write_string(f, chain->name);
+    remat_json_string(f, chain->name);
     fprintf(f, ", \"input_bytes\": %llu,\n  \"stages\": [\n",
             (unsigned long long)chain->input_bytes);
     for (int i = 0; i < chain->n_stages; i++) {

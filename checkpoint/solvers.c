@@ -403,21 +403,6 @@ void remat_schedule_free(remat_schedule *s)
 
 /* ==== plan JSON ============================================================================== */
 
-static void solver_json_string(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\')
-            fprintf(f, "\\%c", ch);
-        else if (ch < 0x20)
-            fprintf(f, "\\u%04x", ch);
-        else
-            fputc(ch, f);
-    }
-    fputc('"', f);
-}
-
 static const char *solver_op_name(remat_op_kind k)
 {
     switch (k) {
@@ -450,7 +435,7 @@ remat_status remat_schedule_write_json(const remat_schedule *s, const remat_chai
         if (op->kind == REMAT_OP_F_ALL) {
             const remat_stage *st = &chain->stages[op->stage];
             fprintf(f, ", \"option\": ");
-            solver_json_string(f, op->option >= 0 && op->option < st->n_options
+            remat_json_string(f, op->option >= 0 && op->option < st->n_options
                                       ? st->options[op->option].name
                                       : "default");
         }

@@ -86,22 +86,7 @@ int cli_parse_size(const char *cmd, const char *opt, const char *text, uint64_t 
 
 int cli_is_help(const char *arg) { return strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0; }
 
-void cli_json_string(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            fprintf(f, "\\%c", c);
-        else if (c == '\n')
-            fputs("\\n", f);
-        else if (c < 0x20)
-            fprintf(f, "\\u%04x", c);
-        else
-            fputc(c, f);
-    }
-    fputc('"', f);
-}
+void cli_json_string(FILE *f, const char *s) { remat_json_string(f, s); }
 
 remat_status cli_output_open(cli_output *o, const char *path)
 {

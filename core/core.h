@@ -5,6 +5,7 @@
 #include "remat.h"
 
 #include <stdarg.h>
+#include <stdio.h>
 
 #if defined(__GNUC__)
 #define REMAT_PRINTF(f, a) __attribute__((format(printf, f, a)))
@@ -18,6 +19,9 @@ remat_status remat_fail(remat_status s, const char *fmt, ...) REMAT_PRINTF(2, 3)
 remat_status remat_failv(remat_status s, const char *fmt, va_list ap);
 /* Prepends "context: " to the current message (for errors bubbling up through layers). */
 remat_status remat_fail_context(remat_status s, const char *fmt, ...) REMAT_PRINTF(2, 3);
+
+/* Writes s to f as a JSON string literal (quotes, escapes for '"', '\\' and control characters). */
+void remat_json_string(FILE *f, const char *s);
 
 #define REMAT_TRY(expr)                                                                              \
     do {                                                                                           \
