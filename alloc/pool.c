@@ -2,40 +2,12 @@
  * best-fit, split on allocation, merged with free neighbours on free, and kept for reuse. */
 #include "alloc/pool.h"
 
-#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define BLOCKS_PER_CHUNK 256
 
 /* ==== Small helpers ========================================================================== */
-
-#define POOL_SPINS 128 /* busy-wait rounds before a waiter yields its core */
-
-static void pool_cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#endif
-}
-
-/* The wait of a test-and-test-and-set spinlock (pool_lock in pool.h tried one exchange and
- * lost): spin on a plain read, then yield, since a holder may sit in a device call. Uncontended,
- * a take is one atomic exchange and a drop a plain release store (a mutex pays two atomic
- * read-modify-writes). */
-void pool_lock_wait(const remat_pool *pool)
-{
-    atomic_int *l = &((remat_pool *)pool)->lock;
-    for (unsigned spins = 0;; spins++) {
-        if (!atomic_load_explicit(l, memory_order_relaxed) &&
-            !atomic_exchange_explicit(l, 1, memory_order_acquire))
-            return;
-        if (spins < POOL_SPINS)
-            pool_cpu_relax();
-        else
-            sched_yield();
-    }
-}
 
 static void stat_sub(remat_stat *s, uint64_t v) { s->current -= v; }
 
@@ -589,9 +561,9 @@ void *remat_alloc_tagged(remat_pool *pool, size_t bytes, remat_stream stream, co
         remat_fail(REMAT_EINVAL, "remat_alloc: pool must not be NULL");
         return NULL;
     }
-    pool_lock(pool);
+    int locked = pool_enter(pool);
     void *p = pool_alloc_locked(pool, bytes, stream, tag);
-    pool_unlock(pool);
+    pool_leave(pool, locked);
     return p;
 }
 
@@ -700,9 +672,9 @@ void remat_free(remat_pool *pool, void *ptr)
         remat_fail(REMAT_EINVAL, "remat_free: pool must not be NULL (freeing %p)", ptr);
         return;
     }
-    pool_lock(pool);
+    int locked = pool_enter(pool);
     pool_free_locked(pool, ptr);
-    pool_unlock(pool);
+    pool_leave(pool, locked);
 }
 
 remat_status remat_pool_record_stream(remat_pool *pool, void *ptr, remat_stream stream)
@@ -769,6 +741,9 @@ remat_status remat_pool_create(remat_device *dev, const remat_pool_config *cfg, 
     pool->cap_tags = 8;
     pool->tags = calloc(pool->cap_tags, sizeof *pool->tags);
     atomic_init(&pool->lock, 0);
+    atomic_init(&pool->bias_owner, 0);
+    atomic_init(&pool->bias_busy, 0);
+    atomic_init(&pool->bias_revoked, 0);
     if (!pool->tags || pool_map_init(&pool->live) != REMAT_OK) {
         free(pool->tags);
         pool_map_destroy(&pool->live);

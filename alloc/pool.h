@@ -97,7 +97,12 @@ typedef struct {
 } pool_tag;
 
 struct remat_pool {
-    atomic_int lock; /* spinlock: 1 = held (pool_lock in pool.c) */
+    atomic_int lock; /* spinlock: 1 = held (pool_lock.c) */
+    /* The bias (pool_lock.c): the owner thread enters alloc/free without the lock. */
+    _Atomic uintptr_t bias_owner; /* pool_self() of the owner; 0 = none */
+    atomic_int bias_busy;         /* the owner is inside without the lock */
+    atomic_int bias_revoked;      /* another thread took the lock: the bias is over */
+    int bias_off;                 /* never bias again (under the lock) */
     remat_device *dev;
     remat_pool_config cfg;
     pool_index free[POOL_KINDS];
@@ -178,17 +183,52 @@ void pool_fence_drop_all(remat_pool *pool, pool_block *b);
 void pool_fence_destroy_spares(remat_pool *pool);
 
 /* ---- pool.c ----------------------------------------------------------------------------------- */
-/* The pool's spinlock: inline so that an uncontended take is one exchange, no call. */
+/* ---- pool_lock.c: the lock, biased towards the first thread that allocates ------------------ */
+/* A token of the calling thread (the address of a thread-local byte). */
+extern _Thread_local char pool_thread_token __attribute__((tls_model("initial-exec")));
+static inline uintptr_t pool_self(void) { return (uintptr_t)&pool_thread_token; }
 void pool_lock_wait(const remat_pool *pool);
-static inline void pool_lock(const remat_pool *pool)
+/* With the lock held and the bias not settled for good (bias_off == 0): revokes the bias if
+ * another thread owns it; else, with `claim`, makes this thread the owner. */
+void pool_bias_check(remat_pool *pool, int claim);
+/* Takes the spinlock (one atomic exchange uncontended), then revokes the bias if another thread
+ * holds it. Every entry into the pool other than alloc and free uses this. */
+static inline void pool_lock(const remat_pool *cpool)
 {
-    atomic_int *l = &((remat_pool *)pool)->lock;
-    if (atomic_exchange_explicit(l, 1, memory_order_acquire))
+    remat_pool *pool = (remat_pool *)cpool;
+    if (atomic_exchange_explicit(&pool->lock, 1, memory_order_acquire))
         pool_lock_wait(pool);
+    if (!pool->bias_off)
+        pool_bias_check(pool, 0);
 }
 static inline void pool_unlock(const remat_pool *pool)
 {
     atomic_store_explicit(&((remat_pool *)pool)->lock, 0, memory_order_release);
+}
+/* Entry for alloc and free: the owner enters with plain stores and no lock (returns 0); anyone
+ * else takes the lock (returns 1), and the first thread to do so becomes the owner. Pass the
+ * result to pool_leave. The protocol is explained in pool_lock.c. */
+static inline int pool_enter(remat_pool *pool)
+{
+    if (atomic_load_explicit(&pool->bias_owner, memory_order_relaxed) == pool_self()) {
+        atomic_store_explicit(&pool->bias_busy, 1, memory_order_relaxed);
+        atomic_signal_fence(memory_order_seq_cst); /* the compiler keeps the store first */
+        if (!atomic_load_explicit(&pool->bias_revoked, memory_order_acquire))
+            return 0;
+        atomic_store_explicit(&pool->bias_busy, 0, memory_order_release);
+    }
+    if (atomic_exchange_explicit(&pool->lock, 1, memory_order_acquire))
+        pool_lock_wait(pool);
+    if (!pool->bias_off)
+        pool_bias_check(pool, 1);
+    return 1;
+}
+static inline void pool_leave(remat_pool *pool, int locked)
+{
+    if (locked)
+        pool_unlock(pool);
+    else
+        atomic_store_explicit(&pool->bias_busy, 0, memory_order_release);
 }
 const char *pool_tag_name(const remat_pool *pool, uint32_t tag);
 /* Is tag a valid tag word (letters, digits, '_', '-', '.', 1..63 characters)? */

@@ -961,6 +961,47 @@ Test(pool, four_threads_share_one_pool, .timeout = 120)
     remat_device_close(dev);
 }
 
+/* The pool is biased to the first thread that allocates (alloc/pool_lock.c): that thread enters
+ * without the lock until another thread takes it. Many short rounds, each handing a fresh pool
+ * from its owner to a second thread while the owner is busy in it, so the hand-over happens at
+ * every point of the owner's alloc and free; blocks carry patterns, so an overlap shows. */
+static void *stats_reader_main(void *argp)
+{
+    remat_pool *pool = argp;
+    remat_pool_stats st;
+    for (int i = 0; i < 50; i++) {
+        cr_assert_eq(remat_pool_stats_get(pool, &st), REMAT_OK);
+        cr_assert(st.allocated.current <= st.reserved.current);
+    }
+    return NULL;
+}
+
+Test(pool, owner_bias_is_revoked_safely_while_the_owner_runs, .timeout = 120)
+{
+    remat_device *dev = open_dev("host");
+    for (int round = 0; round < 600; round++) {
+        remat_pool *pool = open_pool(dev, NULL);
+        remat_free(pool, remat_alloc(pool, 256, NULL)); /* this thread is now the owner */
+        pthread_t th;
+        thread_arg mine = {pool, (uint64_t)round * 2 + 1, 1000};
+        thread_arg theirs = {pool, (uint64_t)round * 2 + 2, 1000};
+        if (round % 2)
+            cr_assert_eq(pthread_create(&th, NULL, thread_main, &theirs), 0);
+        else
+            cr_assert_eq(pthread_create(&th, NULL, stats_reader_main, pool), 0);
+        thread_main(&mine);
+        pthread_join(th, NULL);
+        thread_main(&mine); /* and the old owner keeps working, now through the lock */
+        remat_pool_stats st;
+        remat_pool_stats_get(pool, &st);
+        cr_assert_eq(st.requested.current, 0);
+        cr_assert_eq(st.n_alloc, st.n_free);
+        assert_pool_ok(pool);
+        remat_pool_destroy(pool);
+    }
+    remat_device_close(dev);
+}
+
 /* ==== Tags, peaks, snapshot =================================================================== */
 
 Test(pool, tags_count_requested_bytes)
