@@ -242,8 +242,19 @@ remat_status remat_pool_empty_cache(remat_pool *pool)
 
 /* ==== Allocation ============================================================================== */
 
-/* The cached block best fitting `size`, honouring the cap on splitting very large blocks. */
-static pool_block *pool_find_free(remat_pool *pool, int kind, size_t size)
+/* May a request below POOL_MIN_LARGE_ALLOC take free block b? Not if b is a whole segment made
+ * for a request of at least POOL_MIN_LARGE_ALLOC: kept whole, it serves the next such request
+ * (training allocates the same activation sizes every step), while a smaller block placed in it
+ * that outlives it (a gradient, an optimizer state) would push that request into a new segment
+ * (docs/allocator.md, "Spare segments"). */
+static int pool_medium_may_take(const pool_block *b)
+{
+    return !b->seg->big || b->prev || b->next;
+}
+
+/* The cached block best fitting `size`, honouring the cap on splitting very large blocks; with
+ * `spare`, a request below POOL_MIN_LARGE_ALLOC leaves whole big segments alone. */
+static pool_block *pool_find_free(remat_pool *pool, int kind, size_t size, int spare)
 {
     if (kind == POOL_SMALL) {
         /* A free block of a large segment that is no bigger than a small request can never
@@ -252,7 +263,9 @@ static pool_block *pool_find_free(remat_pool *pool, int kind, size_t size)
         if (left && left->size <= POOL_SMALL_MAX)
             return left;
     }
-    pool_block *b = pool_index_best_fit(&pool->free[kind], size);
+    pool_block *b = spare && kind == POOL_LARGE && size < POOL_MIN_LARGE_ALLOC
+                        ? pool_index_best_fit_if(&pool->free[kind], size, pool_medium_may_take)
+                        : pool_index_best_fit(&pool->free[kind], size);
     uint64_t cap = pool->cfg.expandable_segments ? 0 : pool->cfg.max_split_bytes;
     if (!b || !cap || b->size < cap)
         return b;
@@ -309,6 +322,8 @@ static remat_status pool_try_grow(remat_pool *pool, int kind, size_t size, pool_
         if (limit && (sizes[i] > limit || pool->st.reserved.current > limit - sizes[i]))
             continue;
         s = segment_new(pool, kind, sizes[i], out);
+        if (s == REMAT_OK)
+            (*out)->seg->big = kind == POOL_LARGE && size >= POOL_MIN_LARGE_ALLOC;
         if (s != REMAT_ENOMEM)
             return s;
     }
@@ -345,11 +360,32 @@ static void pool_oom_message(remat_pool *pool, size_t bytes)
                reserved ? 100.0 * (1.0 - (double)allocated / (double)reserved) : 0.0);
 }
 
+/* Before the pool grows for a large request of `size` bytes: returns to the device every wholly
+ * free large segment too small for it. This request cannot use them, and held they would only
+ * add to the reserved peak the growth is about to raise: the segments of an earlier phase (a
+ * smaller batch, a freed buffer) that the current one never reuses (docs/allocator.md, "Growth
+ * and release"). Stops at the first device free that fails (that segment stays cached). */
+static void pool_release_smaller(remat_pool *pool, int kind, size_t size)
+{
+    if (kind != POOL_LARGE || pool->cfg.no_cache)
+        return;
+    for (pool_segment *seg = pool->segments, *next; seg; seg = next) {
+        next = seg->next;
+        if (seg->expandable || seg->kind != POOL_LARGE || seg->size >= size || !segment_is_free(seg))
+            continue;
+        pool_index_remove(&pool->free[POOL_LARGE], seg->first);
+        if (segment_release(pool, seg) != REMAT_OK) {
+            pool_index_insert(&pool->free[POOL_LARGE], seg->first);
+            return;
+        }
+    }
+}
+
 /* A free block of at least `size` bytes, not indexed: from the cache, else from a new segment
  * (after releasing the cache once if the device or the limit refuses). */
 static pool_block *pool_obtain(remat_pool *pool, int kind, size_t size, size_t bytes)
 {
-    pool_block *b = pool->cfg.no_cache ? NULL : pool_find_free(pool, kind, size);
+    pool_block *b = pool->cfg.no_cache ? NULL : pool_find_free(pool, kind, size, 1);
     if (b) {
         pool_index_remove(&pool->free[b->seg->kind], b);
         pool->st.n_cache_hits++;
@@ -357,12 +393,13 @@ static pool_block *pool_obtain(remat_pool *pool, int kind, size_t size, size_t b
     }
     if (pool->quick_blocks) { /* parked blocks never make the pool grow: merge them first */
         pool_quick_flush(pool);
-        if ((b = pool_find_free(pool, kind, size))) {
+        if ((b = pool_find_free(pool, kind, size, 1))) {
             pool_index_remove(&pool->free[b->seg->kind], b);
             pool->st.n_cache_hits++;
             return b;
         }
     }
+    pool_release_smaller(pool, kind, size);
     remat_status s = pool_try_grow(pool, kind, size, &b);
     if (s == REMAT_ENOMEM) {
         uint64_t released = 0;
@@ -373,9 +410,11 @@ static pool_block *pool_obtain(remat_pool *pool, int kind, size_t size, size_t b
         }
     }
     if (s == REMAT_ENOMEM && !pool->cfg.no_cache) {
-        /* Out of room: the kinds are a preference, not a wall; a free block of the other kind
-         * serves rather than fail (docs/allocator.md, "Memory limit"). */
-        b = pool_find_free(pool, kind == POOL_SMALL ? POOL_LARGE : POOL_SMALL, size);
+        /* Out of room: spared segments and the kinds are preferences, not walls; any free
+         * block serves rather than fail (docs/allocator.md, "Memory limit"). */
+        b = pool_find_free(pool, kind, size, 0);
+        if (!b)
+            b = pool_find_free(pool, kind == POOL_SMALL ? POOL_LARGE : POOL_SMALL, size, 0);
         if (b) {
             pool_index_remove(&pool->free[b->seg->kind], b);
             pool->st.n_cache_hits++;

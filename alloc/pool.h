@@ -78,6 +78,9 @@ struct pool_segment {
     size_t va_size;          /* expandable: bytes of address space reserved (>= size) */
     int kind;                /* POOL_SMALL or POOL_LARGE */
     int expandable;
+    /* Made for a request of at least POOL_MIN_LARGE_ALLOC: while wholly free, only such a
+     * request may take it (pool_find_free in pool.c; docs/allocator.md, "Spare segments"). */
+    int big;
     uint64_t id;             /* creation order: ties in best fit go to older segments, so a
                                 replay makes the same choices whatever addresses it gets */
     pool_block *first;
@@ -150,6 +153,9 @@ void pool_index_insert(pool_index *idx, pool_block *b);
 void pool_index_remove(pool_index *idx, pool_block *b);
 /* The smallest free block of at least `size` bytes, or NULL. */
 pool_block *pool_index_best_fit(const pool_index *idx, size_t size);
+/* Like pool_index_best_fit among the blocks that keep(b) accepts; scans past the refused ones. */
+pool_block *pool_index_best_fit_if(const pool_index *idx, size_t size,
+                                   int (*keep)(const pool_block *b));
 /* The largest free block, or NULL. */
 pool_block *pool_index_largest(const pool_index *idx);
 

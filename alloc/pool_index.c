@@ -107,6 +107,37 @@ pool_block *pool_index_best_fit(const pool_index *idx, size_t size)
     return at == POOL_BINS ? NULL : index_smallest_fitting(idx->head[at], size);
 }
 
+/* The first block of an exact bin (all one size) that keep accepts, in the order best fit takes
+ * them; of an inexact bin, the smallest fitting one it accepts. */
+static pool_block *index_kept_in_bin(const pool_index *idx, uint32_t bin, size_t size,
+                                     int (*keep)(const pool_block *))
+{
+    pool_block *best = NULL;
+    for (pool_block *b = idx->head[bin]; b; b = b->bin_next) {
+        if (b->size < size || !keep(b))
+            continue;
+        if (bin < POOL_EXACT_BINS)
+            return b;
+        if (!best || b->size < best->size || (b->size == best->size && index_before(b, best)))
+            best = b;
+    }
+    return best;
+}
+
+pool_block *pool_index_best_fit_if(const pool_index *idx, size_t size,
+                                   int (*keep)(const pool_block *b))
+{
+    if (idx->count == 0)
+        return NULL;
+    for (uint32_t at = index_next_bin(idx, index_bin(size)); at < POOL_BINS;
+         at = index_next_bin(idx, at + 1)) {
+        pool_block *b = index_kept_in_bin(idx, at, size, keep);
+        if (b)
+            return b;
+    }
+    return NULL;
+}
+
 pool_block *pool_index_largest(const pool_index *idx)
 {
     for (uint32_t w = POOL_BIN_WORDS; w-- > 0;) {

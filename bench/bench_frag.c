@@ -185,8 +185,8 @@ static void bench_replay(remat_bench_state *st, void *arg)
 
 int main(int argc, char **argv)
 {
-    /* gpt2-124m-like shapes (12 layers, 768 channels, vocabulary 50304) at seq 1024, and a
-     * smaller model (6 layers, 512 channels) at seq 256; fixed and changing batch sizes. */
+    /* gpt2-124m-like shapes (12 layers, 768 channels, vocabulary 50304) at seq 1024 (and 512),
+     * and a smaller model (6 layers, 512 channels) at seq 256; fixed and changing batch sizes. */
     static const struct {
         const char *name;
         gen_model model;
@@ -195,6 +195,11 @@ int main(int argc, char **argv)
         {"gpt2-124m-b8", {12, 768, 12, 1024, 50304, 3, {8}, 1}},
         {"gpt2-124m-b2-8-4", {12, 768, 12, 1024, 50304, 3, {2, 8, 4}, 3}},
         {"small-b1-16-3", {6, 512, 8, 256, 8192, 3, {1, 16, 3}, 3}},
+        /* more fixed batches; at B=1 the activations lie on both sides of 10 MiB (buffer vs
+         * exact-size segments) */
+        {"gpt2-124m-b1", {12, 768, 12, 1024, 50304, 3, {1}, 1}},
+        {"gpt2-124m-t512-b16", {12, 768, 12, 512, 50304, 3, {16}, 1}},
+        {"small-b8", {6, 512, 8, 256, 8192, 3, {8}, 1}},
     };
     enum { N_MODELS = sizeof models / sizeof models[0] };
     if (argc == 3 && strcmp(argv[1], "--trace-out") == 0) {

@@ -419,6 +419,92 @@ Test(pool, buffers_of_a_small_pool_follow_its_size)
     remat_device_close(dev);
 }
 
+/* A toy training loop: every step allocates the same activations of at least 10 MiB (exact
+ * segments) and frees them all; after the first step, gradients under 10 MiB appear and stay. The
+ * gradients must not take the freed activation segments (every later step would then need new
+ * ones): the peak is the activations plus the gradients' own buffers, and steps 2 and 3 make no
+ * device call. Plain best fit puts each gradient in a 12 MiB segment and regrows 6 of them. */
+Test(pool, lasting_medium_blocks_spare_the_segments_of_large_ones)
+{
+    enum { ACTS = 8, GRADS = 6, STEPS = 3 };
+    remat_device *dev = open_dev("sim:1TiB");
+    remat_pool *pool = open_pool(dev, NULL);
+    void *grads[GRADS];
+    for (int step = 0; step < STEPS; step++) {
+        void *acts[ACTS];
+        for (int i = 0; i < ACTS; i++)
+            cr_assert(acts[i] = remat_alloc(pool, 12 * MiB, NULL), "%s", remat_last_error());
+        for (int i = ACTS; i-- > 0;)
+            remat_free(pool, acts[i]);
+        for (int i = 0; step == 0 && i < GRADS; i++)
+            cr_assert(grads[i] = remat_alloc(pool, 9 * MiB, NULL), "%s", remat_last_error());
+        assert_pool_ok(pool);
+    }
+    remat_pool_stats st;
+    remat_pool_stats_get(pool, &st);
+    /* a quarter of >= 96 MiB of large segments caps the buffer at 20 MiB: two 9 MiB per 18 MiB */
+    cr_assert_eq(st.reserved.peak, ACTS * 12 * MiB + GRADS / 2 * 18 * MiB, "peak %llu MiB",
+                 (unsigned long long)(st.reserved.peak / MiB));
+    cr_assert_eq(st.n_device_alloc, ACTS + GRADS / 2);
+    cr_assert_eq(st.n_device_free, 0);
+    for (int i = 0; i < GRADS; i++)
+        remat_free(pool, grads[i]);
+    assert_pool_ok(pool);
+    remat_pool_destroy(pool);
+    remat_device_close(dev);
+}
+
+/* The spared segment is a preference: when the pool cannot grow, a medium request gets it. */
+Test(pool, a_spared_segment_serves_when_the_pool_cannot_grow)
+{
+    const char *specs[] = {"sim:1TiB", "sim:20MiB"};
+    remat_pool_config limited = {.limit_bytes = 20 * MiB};
+    for (int k = 0; k < 2; k++) {
+        remat_device *dev = open_dev(specs[k]);
+        remat_pool *pool = open_pool(dev, k == 0 ? &limited : NULL);
+        void *big = remat_alloc(pool, 20 * MiB, NULL);
+        cr_assert(big, "%s", remat_last_error());
+        remat_free(pool, big);
+        void *m = remat_alloc(pool, 4 * MiB, NULL);
+        cr_assert(m, "%s: %s", specs[k], remat_last_error());
+        remat_pool_stats st;
+        remat_pool_stats_get(pool, &st);
+        cr_assert_leq(st.reserved.peak, 20 * MiB);
+        cr_assert_eq(st.n_ooms, 0);
+        remat_free(pool, m);
+        assert_pool_ok(pool);
+        remat_pool_destroy(pool);
+        remat_device_close(dev);
+    }
+}
+
+/* Before growing, the pool returns wholly free large segments smaller than the request, and only
+ * those: a partly used or a larger free segment stays cached. */
+Test(pool, growth_returns_free_segments_too_small_for_the_request)
+{
+    remat_device *dev = open_dev("sim:1TiB");
+    remat_pool *pool = open_pool(dev, NULL);
+    void *x = remat_alloc(pool, 12 * MiB, NULL), *y = remat_alloc(pool, 100 * MiB, NULL);
+    void *z = remat_alloc(pool, 300 * MiB, NULL);
+    remat_free(pool, x), remat_free(pool, y), remat_free(pool, z);
+    void *a = remat_alloc(pool, 64 * MiB, NULL); /* best fit: the 100 MiB segment, no growth */
+    cr_assert_eq(a, y);
+    void *b = remat_alloc(pool, 200 * MiB, NULL); /* the 300 MiB one, no growth either */
+    cr_assert_eq(b, z);
+    remat_pool_stats st;
+    remat_pool_stats_get(pool, &st);
+    cr_assert_eq(st.n_device_free, 0);
+    void *c = remat_alloc(pool, 150 * MiB, NULL); /* grows; the free 12 MiB segment goes */
+    cr_assert(c, "%s", remat_last_error());
+    remat_pool_stats_get(pool, &st);
+    cr_assert_eq(st.n_device_free, 1);
+    cr_assert_eq(st.reserved.current, (100 + 300 + 150) * MiB);
+    remat_free(pool, a), remat_free(pool, b), remat_free(pool, c);
+    assert_pool_ok(pool);
+    remat_pool_destroy(pool);
+    remat_device_close(dev);
+}
+
 Test(pool, oversize_blocks_are_not_split)
 {
     remat_device *dev = open_dev("sim:1TiB");
