@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -19,12 +20,15 @@ void cmd_curve_usage(FILE *f)
         "usage: remat curve [--model M] [--batch B] [--seq T] [--device SPEC] [--policies LIST]\n"
         "                   [--points N] [--steps K] [--reps R] [--out DIR] [--trace FILE]\n\n"
         "Profiles the model, then for each policy trains K real steps at each memory budget and\n"
-        "records the predicted and measured activation peak and step time. Sweeping policies\n"
-        "(optimal, revolve) get N budgets evenly spaced from their least feasible one to\n"
-        "store-all's peak; fixed policies (store-all, sqrt, periodic:K, llmc-selective,\n"
-        "megatron-selective, selective:OPTION) are one point each, at their own peak. Every\n"
-        "policy step is interleaved with a store-all step of the same batch (alternating which\n"
-        "goes first), and the overhead is the ratio of their median forward+backward times.\n"
+        "records the predicted and measured activation peak and step time. Fixed policies\n"
+        "(store-all, sqrt, periodic:K, llmc-selective, megatron-selective, selective:OPTION) are\n"
+        "one point each, at their own peak; when optimal is listed it is also planned at exactly\n"
+        "each fixed policy's peak and measured in the same steps (the dominance check below).\n"
+        "Sweeping policies (optimal, revolve) get N budgets evenly spaced from their least\n"
+        "feasible one to store-all's peak (optimal skips those equal to a fixed policy's peak).\n"
+        "Every step runs the point's schedules and a store-all forward+backward of the same batch\n"
+        "back to back (the order rotating), and a schedule's overhead is the median over steps of\n"
+        "its time over store-all's, minus 1.\n"
         "  --model M       preset tiny, small (default), gpt2-124m, gpt2-350m\n"
         "  --batch B       sequences per step (default 4)\n"
         "  --seq T         tokens per sequence (default: the model's maxT)\n"
@@ -32,18 +36,27 @@ void cmd_curve_usage(FILE *f)
         "  --policies L    comma-separated (default store-all,sqrt,periodic:2,llmc-selective,\n"
         "                  megatron-selective,optimal)\n"
         "  --points N      budgets per sweeping policy (default 8)\n"
-        "  --steps K       measured steps per point after one warm-up step (default 4)\n"
-        "  --reps R        profiling repetitions per stage (default 3)\n"
+        "  --steps K       measured steps per point after one warm-up step (default 4; the\n"
+        "                  standard errors and the dominance verdicts need K >= 3)\n"
+        "  --reps R        profiling rounds (default 3; see `remat profile --help`)\n"
         "  --out DIR       where curve.csv and curve.png go (default curve; created)\n"
         "  --trace FILE    also record the pool's allocation trace of the whole sweep\n"
-        "curve.csv columns: policy,budget_bytes,predicted_peak,measured_peak,predicted_time,\n"
-        "measured_ms,overhead,predicted_overhead,store_all_ms,store_all_peak,overhead_min (bytes "
-        "of\n"
-        "activations, predicted_time in the profile's milliseconds, measured_ms the median\n"
-        "forward+backward wall time, overhead the median over steps of its ratio to the "
-        "interleaved\n"
-        "store-all step's, store_all_ms that step's median, overhead_min the ratio of the two\n"
-        "fastest steps).\n"
+        "curve.csv, one row per policy and budget, sorted by policy (as listed) then budget:\n"
+        "  policy, budget_bytes, predicted_peak, measured_peak (bytes of activations),\n"
+        "  predicted_time (the profile's ms), measured_ms (median forward+backward wall time),\n"
+        "  overhead (median over steps of the time over the same step's store-all time, minus 1),\n"
+        "  predicted_overhead, store_all_ms (store-all's median), store_all_peak, overhead_min\n"
+        "  (the two fastest steps' ratio, minus 1), overhead_se (standard error of overhead:\n"
+        "  1.2533 x 1.4826 x the median absolute deviation of the ratios / sqrt(K); nan if K < "
+        "3),\n"
+        "  paired (the policy measured in the same steps: optimal on a fixed policy's row, that\n"
+        "  policy on optimal's row; - if none), optimal_minus_policy and diff_se (fixed rows:\n"
+        "  median over steps of (optimal's time - the policy's) / store-all's, in the unit of\n"
+        "  overhead, and its standard error; nan elsewhere), dominance (fixed rows: cheaper,\n"
+        "  within-noise, worse (beyond 3 standard errors either way), same-schedule (optimal\n"
+        "  planned the very same ops: differences are noise), unresolved (K < 3), peak-above\n"
+        "  (optimal's measured peak above the policy's), infeasible (no optimal plan within the\n"
+        "  policy's peak); - elsewhere).\n"
         "curve.png (gnuplot): measured overhead against measured activation peak, one line per\n"
         "policy. Progress goes to stderr. Run with OMP_WAIT_POLICY=passive on a shared machine.\n"
         "Exit codes: 0 ok, 1 runtime failure, 2 bad usage or input.\n");
@@ -174,10 +187,38 @@ static int curve_parse_policies(const char *list, curve_policy *out, size_t *n)
 
 /* ==== The run ============================================================================== */
 
+/* Verdicts of the dominance check (a fixed policy's row against optimal at its peak). */
+typedef enum {
+    CURVE_DOM_NONE,       /* not a fixed policy with an optimal counterpart */
+    CURVE_DOM_SAME,       /* optimal planned the very same op list: equal computation */
+    CURVE_DOM_CHEAPER,    /* optimal measured cheaper by more than CURVE_DOM_SE standard errors */
+    CURVE_DOM_NOISE,      /* the difference is within CURVE_DOM_SE standard errors */
+    CURVE_DOM_WORSE,      /* optimal measured dearer by more than CURVE_DOM_SE standard errors */
+    CURVE_DOM_UNRESOLVED, /* fewer than 3 measured steps: no noise estimate */
+    CURVE_DOM_PEAK_ABOVE, /* optimal's measured peak exceeded the policy's */
+    CURVE_DOM_INFEASIBLE, /* optimal found no plan within the policy's peak */
+} curve_dom;
+
+/* Standard errors a difference must exceed to be called resolved. The error is estimated from 8
+ * or so steps' median absolute deviation, itself noisy: over 52 pairs where optimal planned the
+ * very schedule of the policy (a true difference of 0), 5 were beyond 2 of them and 1 beyond 3
+ * (small, batch 4, 8 steps, 2026-11-29). */
+#define CURVE_DOM_SE 3.0
+
+static const char *const curve_dom_names[] = {
+    "-",     "same-schedule", "cheaper",    "within-noise",
+    "worse", "unresolved",    "peak-above", "infeasible"};
+
 typedef struct {
     char policy[64];
+    int order; /* index of the policy in --policies, then the order measured (sorting the CSV) */
+    size_t seq;
     uint64_t budget, predicted_peak, measured_peak;
     double predicted_time, measured_ms, overhead, predicted_overhead, base_ms, overhead_min;
+    double overhead_se;      /* standard error of overhead, from the per-step spread */
+    char paired[64];         /* the row measured in the same steps ("-" when none) */
+    double dom_diff, dom_se; /* fixed rows: optimal's overhead minus this one's, and its error */
+    curve_dom dom;
 } curve_row;
 
 typedef struct {
@@ -195,7 +236,7 @@ typedef struct {
     remat_schedule *base_sched;
     uint64_t store_all_peak;
     long adam_step;
-    double *ms, *base_ms, *ratio; /* o.steps each */
+    double *ms[2], *base_ms, *ratio, *diff; /* o.steps each */
     curve_row *rows;
     size_t n_rows, cap_rows, runs_done, runs_total;
     cli_output trace; /* --trace, renamed into place only after a complete sweep */
@@ -227,9 +268,11 @@ static void curve_close(curve_run *r)
     free(r->inputs);
     free(r->targets);
     free(r->host_params);
-    free(r->ms);
+    free(r->ms[0]);
+    free(r->ms[1]);
     free(r->base_ms);
     free(r->ratio);
+    free(r->diff);
     free(r->rows);
 }
 
@@ -244,10 +287,13 @@ static int curve_open(curve_run *r)
         return cli_fail("curve", s, "cannot load the corpus");
     r->inputs = malloc(need * sizeof(int));
     r->targets = malloc(need * sizeof(int));
-    r->ms = calloc((size_t)r->o.steps + 1, sizeof(double));
-    r->base_ms = calloc((size_t)r->o.steps + 1, sizeof(double));
-    r->ratio = calloc((size_t)r->o.steps + 1, sizeof(double));
-    if (!r->inputs || !r->targets || !r->ms || !r->base_ms || !r->ratio)
+    size_t k = (size_t)r->o.steps + 1;
+    r->ms[0] = calloc(k, sizeof(double));
+    r->ms[1] = calloc(k, sizeof(double));
+    r->base_ms = calloc(k, sizeof(double));
+    r->ratio = calloc(k, sizeof(double));
+    r->diff = calloc(k, sizeof(double));
+    if (!r->inputs || !r->targets || !r->ms[0] || !r->ms[1] || !r->base_ms || !r->ratio || !r->diff)
         return cli_fail("curve", remat_fail(REMAT_ENOMEM, "out of host memory"), "");
     if ((s = remat_device_open(r->o.device, &r->dev)) != REMAT_OK)
         return cli_fail("curve", s, "cannot open the device");
@@ -302,64 +348,138 @@ static int curve_cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* Median of v (sorted in place). */
 static double curve_median(double *v, size_t n)
 {
     qsort(v, n, sizeof *v, curve_cmp_double);
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-/* Trains one warm-up step and o.steps measured steps under sched, each interleaved with a
- * store-all forward+backward of the same batch (store-all first on even steps); the losses must
- * agree bit for bit. Fills the measured fields of row. */
-static remat_status curve_measure(curve_run *r, const remat_schedule *sched, curve_row *row)
+/* Median of v and its standard error, estimated from the median absolute deviation (sigma =
+ * 1.4826 MAD for normal noise; a median's error is 1.2533 sigma / sqrt(n)). NAN below 3 samples,
+ * where the spread says nothing. Overwrites v. */
+static double curve_median_se(double *v, size_t n, double *se)
 {
-    gpt_adamw hp = gpt_adamw_defaults();
-    row->measured_peak = 0;
-    for (long step = 0; step <= r->o.steps; step++) {
-        gpt_loader_next(&r->loader, r->inputs, r->targets);
-        float loss, base_loss;
-        double ms, base_ms;
-        uint64_t act, base_act;
-        if (step % 2 == 0)
-            REMAT_TRY(curve_forward_backward(r, r->base_sched, &base_loss, &base_ms, &base_act));
-        REMAT_TRY(curve_forward_backward(r, sched, &loss, &ms, &act));
-        if (step % 2 == 1)
-            REMAT_TRY(curve_forward_backward(r, r->base_sched, &base_loss, &base_ms, &base_act));
-        if (memcmp(&loss, &base_loss, sizeof loss) != 0)
-            return remat_fail(REMAT_EINTERNAL, "%s: loss %.9g under the plan, %.9g under store-all",
-                              row->policy, loss, base_loss);
-        REMAT_TRY(gpt_model_update(r->model, &hp, (int)++r->adam_step));
-        if (act > row->measured_peak)
-            row->measured_peak = act;
-        if (step > 0) {
-            r->ms[step - 1] = ms;
-            r->base_ms[step - 1] = base_ms;
-        }
-        if (r->tty)
-            fprintf(stderr, "\rcurve: [%zu/%zu] %s at %.2f MiB: step %ld/%ld, %.0f ms   ",
-                    r->runs_done + 1, r->runs_total, row->policy, (double)row->budget / 1048576.0,
-                    step, r->o.steps, ms);
+    double med = curve_median(v, n);
+    for (size_t i = 0; i < n; i++)
+        v[i] = fabs(v[i] - med);
+    *se = n < 3 ? NAN : 1.2533 * 1.4826 * curve_median(v, n) / sqrt((double)n);
+    return med;
+}
+
+/* The order of the runs in step `step`, 0 the store-all step and 1.. the arms: with one arm,
+ * store-all first on even steps; with two, six orders in turn, each odd step the reverse of the
+ * step before, so over any even number of steps each arm runs first as often as the other and
+ * store-all runs first, second and last alike over six. */
+static const int *curve_step_order(size_t n_arms, long step)
+{
+    static const int two[2][2] = {{0, 1}, {1, 0}};
+    static const int three[6][3] = {{0, 1, 2}, {2, 1, 0}, {1, 2, 0},
+                                    {0, 2, 1}, {2, 0, 1}, {1, 0, 2}};
+    return n_arms == 1 ? two[step % 2] : three[step % 6];
+}
+
+/* One step of every arm and of store-all, in `order`; the losses must agree bit for bit. */
+static remat_status curve_step(curve_run *r, const remat_schedule *const *scheds, curve_row **rows,
+                               size_t n_arms, long step)
+{
+    /* The warm-up step 0 takes the first order; the measured steps 1..K start the cycle. */
+    const int *order = curve_step_order(n_arms, step > 0 ? step - 1 : 0);
+    float loss[3];
+    double ms[3];
+    uint64_t act[3];
+    for (size_t k = 0; k <= n_arms; k++) {
+        int j = order[k];
+        const remat_schedule *s = j == 0 ? r->base_sched : scheds[j - 1];
+        REMAT_TRY(curve_forward_backward(r, s, &loss[j], &ms[j], &act[j]));
     }
-    /* The overhead is the median of the per-step ratios: each pair ran back to back, so a change
-     * of load on a shared machine between steps cancels out of it. */
-    for (long i = 0; i < r->o.steps; i++)
-        r->ratio[i] = r->ms[i] / r->base_ms[i];
-    row->overhead = curve_median(r->ratio, (size_t)r->o.steps) - 1;
-    row->measured_ms = curve_median(r->ms, (size_t)r->o.steps);
-    row->base_ms = curve_median(r->base_ms, (size_t)r->o.steps);
-    /* Sorted by curve_median: the least disturbed run of each, as the profile estimates a stage. */
-    row->overhead_min = r->ms[0] / r->base_ms[0] - 1;
-    r->runs_done++;
-    fprintf(stderr,
-            "%scurve: [%zu/%zu] %s at %.2f MiB: %.1f ms vs store-all %.1f ms (%+.1f%%, "
-            "predicted %+.1f%%)%s\n",
-            r->tty ? "\r" : "", r->runs_done, r->runs_total, row->policy,
-            (double)row->budget / 1048576.0, row->measured_ms, row->base_ms, 100 * row->overhead,
-            100 * row->predicted_overhead, r->tty ? "      " : "");
+    for (size_t a = 0; a < n_arms; a++) {
+        if (memcmp(&loss[a + 1], &loss[0], sizeof loss[0]) != 0)
+            return remat_fail(REMAT_EINTERNAL, "%s: loss %.9g under the plan, %.9g under store-all",
+                              rows[a]->policy, loss[a + 1], loss[0]);
+        if (act[a + 1] > rows[a]->measured_peak)
+            rows[a]->measured_peak = act[a + 1];
+        if (step > 0)
+            r->ms[a][step - 1] = ms[a + 1];
+    }
+    if (step > 0)
+        r->base_ms[step - 1] = ms[0];
+    if (r->tty)
+        fprintf(stderr, "\rcurve: [%zu/%zu] %s at %.2f MiB: step %ld/%ld, %.0f ms   ",
+                r->runs_done + 1, r->runs_total, rows[0]->policy,
+                (double)rows[0]->budget / 1048576.0, step, r->o.steps, ms[1]);
     return REMAT_OK;
 }
 
-static remat_status curve_add_row(curve_run *r, const curve_policy *cp, const remat_schedule *s)
+/* Fills the measured fields of arm a's row from the steps in r->ms[a] and r->base_ms. */
+static void curve_arm_stats(curve_run *r, size_t a, curve_row *row)
+{
+    size_t k = (size_t)r->o.steps;
+    /* The overhead is the median of the per-step ratios: each step's runs ran back to back, so a
+     * change of load on a shared machine between steps cancels out of it. */
+    for (size_t i = 0; i < k; i++)
+        r->ratio[i] = r->ms[a][i] / r->base_ms[i];
+    row->overhead = curve_median_se(r->ratio, k, &row->overhead_se) - 1;
+    double *ms = r->diff, *base = r->ratio;
+    memcpy(ms, r->ms[a], k * sizeof *ms);
+    memcpy(base, r->base_ms, k * sizeof *base);
+    row->measured_ms = curve_median(ms, k);
+    row->base_ms = curve_median(base, k);
+    /* Sorted by curve_median: the least disturbed run of each, as the profile estimates a stage. */
+    row->overhead_min = ms[0] / base[0] - 1;
+}
+
+/* The dominance verdict of a fixed policy's row (arm 0) against optimal at its peak (arm 1):
+ * the median over steps of their overhead difference, both measured in the same steps. */
+static void curve_dominance(curve_run *r, curve_row *fixed, const curve_row *opt, int same)
+{
+    size_t k = (size_t)r->o.steps;
+    for (size_t i = 0; i < k; i++)
+        r->diff[i] = (r->ms[1][i] - r->ms[0][i]) / r->base_ms[i];
+    fixed->dom_diff = curve_median_se(r->diff, k, &fixed->dom_se);
+    if (same)
+        fixed->dom = CURVE_DOM_SAME;
+    else if (opt->measured_peak > fixed->measured_peak)
+        fixed->dom = CURVE_DOM_PEAK_ABOVE;
+    else if (isnan(fixed->dom_se))
+        fixed->dom = CURVE_DOM_UNRESOLVED;
+    else if (fixed->dom_diff < -CURVE_DOM_SE * fixed->dom_se)
+        fixed->dom = CURVE_DOM_CHEAPER;
+    else if (fixed->dom_diff > CURVE_DOM_SE * fixed->dom_se)
+        fixed->dom = CURVE_DOM_WORSE;
+    else
+        fixed->dom = CURVE_DOM_NOISE;
+}
+
+/* Trains one warm-up step and o.steps measured steps of each arm (one or two schedules), each
+ * step interleaved with a store-all forward+backward of the same batch. Fills the measured fields
+ * of the arms' rows. */
+static remat_status curve_measure(curve_run *r, const remat_schedule *const *scheds,
+                                  curve_row **rows, size_t n_arms)
+{
+    gpt_adamw hp = gpt_adamw_defaults();
+    for (size_t a = 0; a < n_arms; a++)
+        rows[a]->measured_peak = 0;
+    for (long step = 0; step <= r->o.steps; step++) {
+        gpt_loader_next(&r->loader, r->inputs, r->targets);
+        REMAT_TRY(curve_step(r, scheds, rows, n_arms, step));
+        REMAT_TRY(gpt_model_update(r->model, &hp, (int)++r->adam_step));
+    }
+    for (size_t a = 0; a < n_arms; a++)
+        curve_arm_stats(r, a, rows[a]);
+    r->runs_done++;
+    for (size_t a = 0; a < n_arms; a++)
+        fprintf(stderr,
+                "%scurve: [%zu/%zu] %s at %.2f MiB: %.1f ms vs store-all %.1f ms (%+.1f%%, "
+                "predicted %+.1f%%)%s\n",
+                r->tty && a == 0 ? "\r" : "", r->runs_done, r->runs_total, rows[a]->policy,
+                (double)rows[a]->budget / 1048576.0, rows[a]->measured_ms, rows[a]->base_ms,
+                100 * rows[a]->overhead, 100 * rows[a]->predicted_overhead,
+                r->tty && a == 0 ? "      " : "");
+    return REMAT_OK;
+}
+
+static remat_status curve_push_row(curve_run *r, const curve_row *row)
 {
     if (r->n_rows == r->cap_rows) {
         size_t cap = r->cap_rows ? 2 * r->cap_rows : 16;
@@ -369,16 +489,62 @@ static remat_status curve_add_row(curve_run *r, const curve_policy *cp, const re
         r->rows = rows;
         r->cap_rows = cap;
     }
-    curve_row *row = &r->rows[r->n_rows];
-    memset(row, 0, sizeof *row);
-    memcpy(row->policy, cp->name, sizeof row->policy);
-    row->budget = s->budget_bytes;
-    row->predicted_peak = s->peak_bytes;
-    row->predicted_time = s->time;
-    row->predicted_overhead = s->overhead;
-    REMAT_TRY(curve_measure(r, s, row));
+    r->rows[r->n_rows] = *row;
+    r->rows[r->n_rows].seq = r->n_rows;
     r->n_rows++;
     return REMAT_OK;
+}
+
+/* A row for schedule s of policy `name` (the order-th of --policies), measured fields empty. */
+static curve_row curve_new_row(const char *name, int order, const remat_schedule *s)
+{
+    curve_row row;
+    memset(&row, 0, sizeof row);
+    snprintf(row.policy, sizeof row.policy, "%s", name);
+    snprintf(row.paired, sizeof row.paired, "-");
+    row.order = order;
+    row.budget = s->budget_bytes;
+    row.predicted_peak = s->peak_bytes;
+    row.predicted_time = s->time;
+    row.predicted_overhead = s->overhead;
+    row.overhead_se = row.dom_diff = row.dom_se = NAN;
+    row.dom = CURVE_DOM_NONE;
+    return row;
+}
+
+/* Do a and b run the same ops? */
+static int curve_same_ops(const remat_schedule *a, const remat_schedule *b)
+{
+    if (a->n_ops != b->n_ops)
+        return 0;
+    for (size_t i = 0; i < a->n_ops; i++)
+        if (a->ops[i].kind != b->ops[i].kind || a->ops[i].stage != b->ops[i].stage ||
+            a->ops[i].option != b->ops[i].option)
+            return 0;
+    return 1;
+}
+
+/* Measures one point of a policy: alone, or (a fixed policy with an optimal counterpart `opt`
+ * planned at its peak) together with it, in the same steps, and records the dominance check. */
+static remat_status curve_measure_point(curve_run *r, const char *name, int order,
+                                        const remat_schedule *s, const char *opt_name,
+                                        int opt_order, const remat_schedule *opt, int opt_missing)
+{
+    curve_row row = curve_new_row(name, order, s), orow;
+    curve_row *rows[2] = {&row, &orow};
+    const remat_schedule *scheds[2] = {s, opt};
+    if (opt) {
+        orow = curve_new_row(opt_name, opt_order, opt);
+        snprintf(orow.paired, sizeof orow.paired, "%s", name);
+        snprintf(row.paired, sizeof row.paired, "%s", opt_name);
+    }
+    REMAT_TRY(curve_measure(r, scheds, rows, opt ? 2 : 1));
+    if (opt)
+        curve_dominance(r, &row, &orow, curve_same_ops(s, opt));
+    else if (opt_missing)
+        row.dom = CURVE_DOM_INFEASIBLE;
+    REMAT_TRY(curve_push_row(r, &row));
+    return opt ? curve_push_row(r, &orow) : REMAT_OK;
 }
 
 /* The schedule of cp at budget (fixed policies: at their own least budget). */
@@ -417,33 +583,102 @@ static remat_status curve_budgets(const curve_run *r, const curve_policy *cp, ui
     return REMAT_OK;
 }
 
-/* Every point of every policy. */
+/* The first optimal policy of the list (the counterpart of every fixed policy), or -1. */
+static int curve_find_optimal(const curve_policy *pols, size_t n_pols)
+{
+    for (size_t p = 0; p < n_pols; p++)
+        if (pols[p].selective < 0 && pols[p].pol.kind == REMAT_POLICY_OPTIMAL)
+            return (int)p;
+    return -1;
+}
+
+/* Is budget b the peak of a fixed policy (measured with optimal at it, so not swept again)? */
+static int curve_is_fixed_peak(const curve_policy *pols, size_t n_pols, const uint64_t *budgets,
+                               size_t stride, uint64_t b)
+{
+    for (size_t p = 0; p < n_pols; p++)
+        if (!pols[p].sweeps && budgets[p * stride] == b)
+            return 1;
+    return 0;
+}
+
+/* A fixed policy's point, with optimal planned at exactly its peak when optimal is in the list
+ * (an optimal that finds no plan there is recorded as "infeasible", and the point measured
+ * alone). */
+static remat_status curve_fixed_point(curve_run *r, const curve_policy *pols, size_t p, int opt,
+                                      uint64_t budget)
+{
+    remat_schedule *s = NULL, *o = NULL;
+    REMAT_TRY(curve_plan(r, &pols[p], budget, &s));
+    remat_status st = REMAT_OK;
+    int missing = 0;
+    if (opt >= 0) {
+        st = remat_plan(r->chain, &pols[opt].pol, s->peak_bytes, &o);
+        missing = st == REMAT_EINFEASIBLE;
+        if (missing) {
+            fprintf(stderr, "curve: optimal has no plan within %s's peak (%llu bytes): %s\n",
+                    pols[p].name, (unsigned long long)s->peak_bytes, remat_last_error());
+            st = REMAT_OK;
+        }
+    }
+    if (st == REMAT_OK)
+        st = curve_measure_point(r, pols[p].name, (int)p, s, opt >= 0 ? pols[opt].name : NULL, opt,
+                                 o, missing);
+    remat_schedule_free(s);
+    remat_schedule_free(o);
+    return st;
+}
+
+/* Every point of every policy: each fixed policy (with optimal at its peak), then the sweeps
+ * (optimal skipping the budgets already measured at a fixed policy's peak). */
 static int curve_sweep(curve_run *r, const curve_policy *pols, size_t n_pols)
 {
-    size_t n_budgets[CURVE_MAX_POLICIES];
-    uint64_t *budgets = malloc(n_pols * (size_t)r->o.points * sizeof *budgets);
+    size_t n_budgets[CURVE_MAX_POLICIES], stride = (size_t)r->o.points;
+    uint64_t *budgets = malloc(n_pols * stride * sizeof *budgets);
     if (!budgets)
         return cli_fail("curve", remat_fail(REMAT_ENOMEM, "out of host memory"), "");
-    int rc = EXIT_OK;
+    int opt = curve_find_optimal(pols, n_pols), rc = EXIT_OK;
     for (size_t p = 0; p < n_pols && rc == EXIT_OK; p++) {
-        remat_status s = curve_budgets(r, &pols[p], budgets + p * r->o.points, &n_budgets[p]);
+        remat_status s = curve_budgets(r, &pols[p], budgets + p * stride, &n_budgets[p]);
         if (s != REMAT_OK)
             rc = cli_fail("curve", s, pols[p].name);
-        else
-            r->runs_total += n_budgets[p];
     }
     for (size_t p = 0; p < n_pols && rc == EXIT_OK; p++)
-        for (size_t i = 0; i < n_budgets[p] && rc == EXIT_OK; i++) {
+        for (size_t i = 0; i < n_budgets[p]; i++)
+            r->runs_total += !((int)p == opt && curve_is_fixed_peak(pols, n_pols, budgets, stride,
+                                                                    budgets[p * stride + i]));
+    for (size_t p = 0; p < n_pols && rc == EXIT_OK; p++)
+        if (!pols[p].sweeps) {
+            remat_status st = curve_fixed_point(r, pols, p, opt, budgets[p * stride]);
+            if (st != REMAT_OK)
+                rc = cli_fail("curve", st, pols[p].name);
+        }
+    for (size_t p = 0; p < n_pols && rc == EXIT_OK; p++)
+        for (size_t i = 0; pols[p].sweeps && i < n_budgets[p] && rc == EXIT_OK; i++) {
+            uint64_t b = budgets[p * stride + i];
+            if ((int)p == opt && curve_is_fixed_peak(pols, n_pols, budgets, stride, b))
+                continue;
             remat_schedule *s = NULL;
-            remat_status st = curve_plan(r, &pols[p], budgets[p * r->o.points + i], &s);
+            remat_status st = curve_plan(r, &pols[p], b, &s);
             if (st == REMAT_OK)
-                st = curve_add_row(r, &pols[p], s);
+                st = curve_measure_point(r, pols[p].name, (int)p, s, NULL, 0, NULL, 0);
             remat_schedule_free(s);
             if (st != REMAT_OK)
                 rc = cli_fail("curve", st, pols[p].name);
         }
     free(budgets);
     return rc;
+}
+
+/* CSV order: by policy (as listed), then budget, then the order measured. */
+static int curve_cmp_rows(const void *a, const void *b)
+{
+    const curve_row *x = a, *y = b;
+    if (x->order != y->order)
+        return x->order < y->order ? -1 : 1;
+    if (x->budget != y->budget)
+        return x->budget < y->budget ? -1 : 1;
+    return (x->seq > y->seq) - (x->seq < y->seq);
 }
 
 /* ==== Output =============================================================================== */
@@ -465,14 +700,16 @@ static int curve_write_csv(const curve_run *r, const char *path)
         return cli_fail("curve", remat_fail(REMAT_EIO, "cannot write %s: %s", tmp, strerror(errno)),
                         "");
     fprintf(f, "policy,budget_bytes,predicted_peak,measured_peak,predicted_time,measured_ms,"
-               "overhead,predicted_overhead,store_all_ms,store_all_peak,overhead_min\n");
+               "overhead,predicted_overhead,store_all_ms,store_all_peak,overhead_min,"
+               "overhead_se,paired,optimal_minus_policy,diff_se,dominance\n");
     for (size_t i = 0; i < r->n_rows; i++) {
         const curve_row *w = &r->rows[i];
-        fprintf(f, "%s,%llu,%llu,%llu,%.6g,%.4f,%.6f,%.6f,%.4f,%llu,%.6f\n", w->policy,
-                (unsigned long long)w->budget, (unsigned long long)w->predicted_peak,
+        fprintf(f, "%s,%llu,%llu,%llu,%.6g,%.4f,%.6f,%.6f,%.4f,%llu,%.6f,%.6f,%s,%.6f,%.6f,%s\n",
+                w->policy, (unsigned long long)w->budget, (unsigned long long)w->predicted_peak,
                 (unsigned long long)w->measured_peak, w->predicted_time, w->measured_ms,
                 w->overhead, w->predicted_overhead, w->base_ms,
-                (unsigned long long)r->store_all_peak, w->overhead_min);
+                (unsigned long long)r->store_all_peak, w->overhead_min, w->overhead_se, w->paired,
+                w->dom_diff, w->dom_se, curve_dom_names[w->dom]);
     }
     int bad = ferror(f);
     if (fclose(f) != 0 || bad || rename(tmp, path) != 0) {
@@ -573,18 +810,63 @@ static void curve_print_table(const curve_run *r)
     remat_format_bytes(r->store_all_peak, sp, sizeof sp);
     printf("store-all activation peak (predicted) %s; model L %d C %d, batch %ld x %d\n", sp,
            r->cfg.layers, r->cfg.channels, r->o.batch, r->T);
-    printf("%-20s %10s %10s %10s %7s %9s %9s %8s %8s\n", "policy", "budget", "pred peak",
-           "meas peak", "peak %", "pred ms", "meas ms", "pred ovh", "meas ovh");
+    printf("%-20s %10s %10s %10s %7s %9s %9s %8s %8s %6s\n", "policy", "budget", "pred peak",
+           "meas peak", "peak %", "pred ms", "meas ms", "pred ovh", "meas ovh", "+-se");
     for (size_t i = 0; i < r->n_rows; i++) {
         const curve_row *w = &r->rows[i];
         char b[32], pp[32], mp[32];
         remat_format_bytes(w->budget, b, sizeof b);
         remat_format_bytes(w->predicted_peak, pp, sizeof pp);
         remat_format_bytes(w->measured_peak, mp, sizeof mp);
-        printf("%-20s %10s %10s %10s %6.0f%% %9.3g %9.1f %7.1f%% %7.1f%%\n", w->policy, b, pp, mp,
-               100.0 * (double)w->measured_peak / (double)r->store_all_peak, w->predicted_time,
-               w->measured_ms, 100 * w->predicted_overhead, 100 * w->overhead);
+        printf("%-20s %10s %10s %10s %6.0f%% %9.3g %9.1f %7.1f%% %7.1f%% %5.1f%s%s\n", w->policy, b,
+               pp, mp, 100.0 * (double)w->measured_peak / (double)r->store_all_peak,
+               w->predicted_time, w->measured_ms, 100 * w->predicted_overhead, 100 * w->overhead,
+               100 * w->overhead_se, strcmp(w->paired, "-") ? "  with " : "",
+               strcmp(w->paired, "-") ? w->paired : "");
     }
+}
+
+/* The optimal row measured with fixed row w, or NULL. */
+static const curve_row *curve_partner(const curve_run *r, const curve_row *w)
+{
+    for (size_t i = 0; i < r->n_rows; i++)
+        if (&r->rows[i] != w && strcmp(r->rows[i].paired, w->policy) == 0 &&
+            strcmp(w->paired, r->rows[i].policy) == 0 && r->rows[i].budget == w->predicted_peak)
+            return &r->rows[i];
+    return NULL;
+}
+
+/* The dominance check: each fixed policy against optimal at its peak, measured in the same
+ * steps; the difference is in percentage points of store-all's step. */
+static void curve_print_dominance(const curve_run *r)
+{
+    size_t count[sizeof curve_dom_names / sizeof curve_dom_names[0]] = {0}, n = 0;
+    for (size_t i = 0; i < r->n_rows; i++) {
+        const curve_row *w = &r->rows[i];
+        if (w->dom == CURVE_DOM_NONE)
+            continue;
+        if (n++ == 0)
+            printf("dominance: optimal at each fixed policy's peak, measured in the same steps "
+                   "(diff = optimal's overhead - the policy's, +-3 standard errors):\n");
+        count[w->dom]++;
+        const curve_row *o = curve_partner(r, w);
+        if (!o) {
+            printf("  %-20s optimal: no plan within its peak\n", w->policy);
+            continue;
+        }
+        printf("  %-20s peak %5.1f%% vs optimal %5.1f%%: predicted %+5.1f pp, measured %+5.1f "
+               "+- %.1f pp: %s\n",
+               w->policy, 100.0 * (double)w->measured_peak / (double)r->store_all_peak,
+               100.0 * (double)o->measured_peak / (double)r->store_all_peak,
+               100 * (o->predicted_overhead - w->predicted_overhead), 100 * w->dom_diff,
+               100 * CURVE_DOM_SE * w->dom_se, curve_dom_names[w->dom]);
+    }
+    if (n)
+        printf("dominance summary: %zu cheaper, %zu within noise, %zu same schedule, %zu worse, "
+               "%zu unresolved, %zu peak above, %zu infeasible\n",
+               count[CURVE_DOM_CHEAPER], count[CURVE_DOM_NOISE], count[CURVE_DOM_SAME],
+               count[CURVE_DOM_WORSE], count[CURVE_DOM_UNRESOLVED], count[CURVE_DOM_PEAK_ABOVE],
+               count[CURVE_DOM_INFEASIBLE]);
 }
 
 /* Creates dir unless it exists. */
@@ -628,10 +910,13 @@ int cmd_curve(int argc, char **argv)
     if (rc == EXIT_OK)
         rc = curve_sweep(&r, pols, n_pols);
     r.sweep_ok = rc == EXIT_OK;
-    if (rc == EXIT_OK)
+    if (rc == EXIT_OK) {
+        qsort(r.rows, r.n_rows, sizeof *r.rows, curve_cmp_rows);
         rc = curve_write_csv(&r, csv);
+    }
     if (rc == EXIT_OK) {
         curve_print_table(&r);
+        curve_print_dominance(&r);
         rc = curve_plot(&r, pols, n_pols, csv);
     }
     if (rc == EXIT_OK)

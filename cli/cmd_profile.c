@@ -13,16 +13,20 @@ void cmd_profile_usage(FILE *f)
             "usage: remat profile [--model M] [--batch B] [--seq T] [--device SPEC] -o CHAIN.json\n"
             "                     [--reps N] [--seed S] [--layers L --channels C --heads NH "
             "--vocab V]\n\n"
-            "Runs 1 + 5N store-all forward+backward steps (no update) on one batch of the built-in\n"
-            "corpus (the blocks' save options rotated, one per block and step), timing every stage\n"
-            "in wall time, and writes a chain file for `remat plan`: per stage the median forward\n"
-            "and backward time in ms (blocks share one shape: all blocks' samples are pooled;\n"
-            "the step's time outside its stages goes to the embedding's backward), the bytes it\n"
-            "keeps for its backward, its workspaces, and per block save option (recompute-gelu,\n"
-            "recompute-gelu-ln, recompute-attn, recompute-attn-gelu-ln) the bytes kept and the\n"
-            "backward time (its recomputation included). N is --reps (default 5). --model, --seq\n"
-            "and the architecture options are as in `remat train`; --batch defaults to 8,\n"
-            "--device to auto.\n");
+            "Runs 2 warm-up steps, then rounds of 7 forward+backward steps (no update) on one\n"
+            "batch of the built-in corpus: 6 store-all steps with every block on one save variant\n"
+            "(default, 2 options, default, 2 options) and one periodic:2 step; at least N rounds,\n"
+            "more (up to 40) until 4 s have passed. It times every stage in wall time and writes\n"
+            "a chain file for `remat plan`: per stage the forward time without grad (what a\n"
+            "recomputation runs) and the backward time in ms (the 10th percentile of the samples,\n"
+            "blocks pooled; a forward-with-grad's excess over the forward without grad goes into\n"
+            "the backward; the step's time outside its stages goes to the embedding's backward),\n"
+            "the bytes it keeps for its backward, its workspaces, and per block save option\n"
+            "(recompute-gelu, recompute-gelu-ln, recompute-attn, recompute-attn-gelu-ln) the bytes\n"
+            "kept and the backward time, from the ratio of that option's steps to the nearest\n"
+            "default step (so a change of load cancels out), its recomputation included. N is\n"
+            "--reps (default 5). --model, --seq and the architecture options are as in\n"
+            "`remat train`; --batch defaults to 8, --device to auto.\n");
 }
 
 typedef struct {

@@ -179,14 +179,20 @@ remat_status gpt_model_get_grads(gpt_model *m, float *host);
 /* The model's chain (L + 2 stages, names "embed", "block0".., "head") with the exact byte counts
  * the callbacks use and analytic times (FLOPs, in GFLOP). */
 remat_status gpt_model_chain(const gpt_model *m, remat_chain **out);
-/* The same chain with measured wall times in milliseconds: runs 1 + 5 * reps store-all
- * forward+backward steps through remat_run (first one a warm-up), block l using save variant
- * (l + step) mod 5 (default, then each option), and times every stage callback. Each stage gets
- * the median of its samples (blocks share one shape, so all blocks' samples are pooled); the
- * step's time outside the stages (zeroing gradients, copying the batch, the executor) is added
- * to the embedding's backward, which runs once per step. Allocates a store-all step's
- * activations from m->pool; leaves the gradients zero. `inputs` are B*T host tokens of a real
- * batch; reps 1..1000. */
+/* The same chain with measured wall times in milliseconds, timing every stage callback in real
+ * forward+backward steps through remat_run: two warm-up steps, then rounds of seven: store-all
+ * steps with every block made with one save variant (as a selective policy runs it: default,
+ * option 1, option 2, default, option 3, option 4) and one periodic:2 step (forwards without grad,
+ * F_ck / F_n). At least `reps` rounds, more (up to 40) while they have taken under 4 s. A stage's
+ * default forward and backward are the 10th percentile of their samples (blocks share one shape,
+ * so all blocks' samples are pooled). A block's forward without grad, and its forward-with-grad
+ * plus backward under each option, are the default's times the median ratio of its steps to the
+ * nearest default step (so a load change cancels). The chain's fwd is the forward without grad;
+ * each variant's forward-with-grad excess over it is added to that variant's backward (one B
+ * follows each F_all). A store-all step's time outside its stages (zeroing gradients, copying the
+ * batch, the executor) is added to the embedding's backward, which runs once per step. Allocates
+ * the steps' activations from m->pool; leaves the gradients zero. `inputs` are B*T host tokens of
+ * a real batch; reps 1..1000. */
 remat_status gpt_model_profile(gpt_model *m, const int *inputs, int reps, remat_chain **out);
 
 /* One forward and backward of the batch (B*T host inputs and targets) under `sched` on `chain`

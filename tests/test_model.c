@@ -299,6 +299,73 @@ Test(model, bitwise_identical_under_every_policy_and_option)
     free(g);
 }
 
+/* The profile fills every time of the model's chain (forward without grad, each option's
+ * backward with its forward-with-grad's excess) with positive values, keeps every byte count,
+ * validates, plans, and leaves the gradients zero. */
+Test(model, profile_times_every_option_and_keeps_the_chain_valid)
+{
+    gpt_config cfg = small_deep_config();
+    int B = 2, T = 16, n = B * T;
+    rig r;
+    rig_open(&r, &cfg, B, T);
+    const gpt_param_layout *lay = gpt_model_layout(r.model);
+    float *w = malloc(lay->total * sizeof(float));
+    gpt_init_params(&cfg, 7, w);
+    cr_assert_eq(gpt_model_set_params(r.model, w), REMAT_OK);
+    int in[32], tg[32];
+    gpt_rng rng = {5};
+    random_batch(&rng, n, cfg.vocab, in, tg);
+    remat_chain *ch = NULL;
+    cr_assert_eq(gpt_model_profile(r.model, in, 2, &ch), REMAT_OK, "%s", remat_last_error());
+    cr_assert_eq(ch->n_stages, r.chain->n_stages);
+    for (int i = 0; i < ch->n_stages; i++) {
+        const remat_stage *st = &ch->stages[i], *ref = &r.chain->stages[i];
+        cr_expect(isfinite(st->fwd) && st->fwd > 0, "%s fwd %g", st->name, st->fwd);
+        cr_expect(isfinite(st->bwd) && st->bwd > 0, "%s bwd %g", st->name, st->bwd);
+        cr_expect_eq(st->out_bytes, ref->out_bytes, "%s", st->name);
+        cr_expect_eq(st->saved_bytes, ref->saved_bytes, "%s", st->name);
+        cr_expect_eq(st->fwd_tmp_bytes, ref->fwd_tmp_bytes, "%s", st->name);
+        cr_expect_eq(st->bwd_tmp_bytes, ref->bwd_tmp_bytes, "%s", st->name);
+        cr_assert_eq(st->n_options, ref->n_options, "%s", st->name);
+        for (int o = 0; o < st->n_options; o++) {
+            cr_expect(isfinite(st->options[o].bwd) && st->options[o].bwd > 0, "%s %s bwd %g",
+                      st->name, st->options[o].name, st->options[o].bwd);
+            cr_expect_eq(st->options[o].saved_bytes, ref->options[o].saved_bytes);
+        }
+    }
+    /* Blocks share one shape, so they share every time. */
+    for (int i = 2; i <= cfg.layers; i++) {
+        cr_expect_eq(ch->stages[i].fwd, ch->stages[1].fwd);
+        cr_expect_eq(ch->stages[i].bwd, ch->stages[1].bwd);
+    }
+    /* The chain round-trips through its file format (which validates every field) and plans. */
+    char path[256];
+    snprintf(path, sizeof path, "/tmp/remat_test_model_profile_%d.json", (int)getpid());
+    cr_assert_eq(remat_chain_save(ch, path), REMAT_OK, "%s", remat_last_error());
+    remat_chain *back = NULL;
+    cr_assert_eq(remat_chain_load(path, &back), REMAT_OK, "%s", remat_last_error());
+    remove(path);
+    remat_schedule *s = plan(back, "optimal", 50);
+    /* (A save option may measure cheaper than the default, so the overhead may be below 0.) */
+    cr_expect(s->peak_bytes <= s->budget_bytes && s->time > 0 && s->overhead > -1);
+    remat_schedule_free(s);
+    remat_chain_free(back);
+    float *g = malloc(lay->total * sizeof(float));
+    cr_assert_eq(gpt_model_get_grads(r.model, g), REMAT_OK);
+    for (size_t k = 0; k < lay->total; k++)
+        cr_assert_eq(g[k], 0.0f, "gradient %zu left at %g", k, g[k]);
+    remat_chain_free(ch);
+    ch = NULL;
+    cr_expect_eq(gpt_model_profile(r.model, in, 0, &ch), REMAT_EINVAL);
+    in[3] = cfg.vocab;
+    cr_expect_eq(gpt_model_profile(r.model, in, 1, &ch), REMAT_EINVAL);
+    cr_expect_not_null(strstr(remat_last_error(), "outside the vocabulary"));
+    cr_expect_null(ch);
+    rig_close(&r);
+    free(w);
+    free(g);
+}
+
 /* ==== Weights and token files ============================================================== */
 
 static char *tmp_path(const char *name)
