@@ -1,6 +1,9 @@
 /* bench/bench_train.c: tokens/s of one GPT-2 training step (forward, backward, AdamW) on the host,
- * on `small` and on gpt2-124m's geometry at a short sequence, under store-all, sqrt and optimal at
- * 50% of store-all's activation peak; prints each policy's step time against store-all's. */
+ * on `small`, on gpt2-124m's geometry at a short sequence and at T=1024, under store-all, sqrt and
+ * optimal at 50% of store-all's activation peak (planned on the FLOP-count chain); prints each
+ * policy's step time against store-all's. The 5% target is issue 5's: optimal at 50% with the
+ * gpt2-124m geometry at T=1024. At short sequences the attention matrices are a small share of
+ * the activations and 50% needs whole blocks recomputed: reported, no target. */
 #include "bench/bench.h"
 #include "model/gpt.h"
 
@@ -29,6 +32,8 @@ static const train_case cases[] = {
     {"train/gpt2-124m-b1-t64/store-all", "gpt2-124m", "store-all", 1, 64, 100},
     {"train/gpt2-124m-b1-t64/sqrt", "gpt2-124m", "sqrt", 1, 64, 400},
     {"train/gpt2-124m-b1-t64/optimal-50", "gpt2-124m", "optimal", 1, 64, 50},
+    {"train/gpt2-124m-b1-t1024/store-all", "gpt2-124m", "store-all", 1, 1024, 100},
+    {"train/gpt2-124m-b1-t1024/optimal-50", "gpt2-124m", "optimal", 1, 1024, 50},
 };
 
 typedef struct {
@@ -96,6 +101,13 @@ static void bench_train_step(remat_bench_state *st, void *arg)
     gpt_adamw hp = gpt_adamw_defaults();
     int t = 0;
     float loss = 0;
+    /* One untimed step first: each repetition builds a fresh rig, and the first step pays the
+     * page faults of every new buffer (parameters, gradients, AdamW states, activations), which
+     * at one or two timed steps a repetition would dominate the comparison. */
+    if (gpt_model_forward_backward(r.model, r.sched, r.chain, r.inputs, r.targets, &loss) ||
+        gpt_model_update(r.model, &hp, ++t))
+        fprintf(stderr, "%s: step failed: %s\n", c->name, remat_last_error());
+    int warm = t;
     double t0 = now_s();
     while (remat_bench_running(st)) {
         if (gpt_model_forward_backward(r.model, r.sched, r.chain, r.inputs, r.targets, &loss) ||
@@ -103,6 +115,7 @@ static void bench_train_step(remat_bench_state *st, void *arg)
             fprintf(stderr, "%s: step failed: %s\n", c->name, remat_last_error());
     }
     double wall = now_s() - t0;
+    t -= warm;
     remat_bench_set_items(st, (int64_t)t * c->B * c->T);
     /* items_per_second counts the calling thread's CPU time; this is tokens per wall second. */
     remat_bench_counter(st, "tokens_per_wall_s", wall > 0 ? (double)t * c->B * c->T / wall : 0);
@@ -116,9 +129,10 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         remat_bench_register(cases[i].name, bench_train_step, (void *)&cases[i]);
     remat_bench_compare("train/small-b8-t128/sqrt", "train/small-b8-t128/store-all", 0);
-    remat_bench_compare("train/small-b8-t128/optimal-50", "train/small-b8-t128/store-all", 1.05);
+    remat_bench_compare("train/small-b8-t128/optimal-50", "train/small-b8-t128/store-all", 0);
     remat_bench_compare("train/gpt2-124m-b1-t64/sqrt", "train/gpt2-124m-b1-t64/store-all", 0);
-    remat_bench_compare("train/gpt2-124m-b1-t64/optimal-50", "train/gpt2-124m-b1-t64/store-all",
-                        1.05);
+    remat_bench_compare("train/gpt2-124m-b1-t64/optimal-50", "train/gpt2-124m-b1-t64/store-all", 0);
+    remat_bench_compare("train/gpt2-124m-b1-t1024/optimal-50",
+                        "train/gpt2-124m-b1-t1024/store-all", 1.05);
     return remat_bench_main(argc, argv);
 }
