@@ -20,6 +20,13 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
     return EXIT_USAGE;
 }
 
+int cli_bad_option(const char *cmd, char **argv)
+{
+    if (optopt)
+        return cli_usage_error(cmd, "option '%s' needs a value", argv[optind - 1]);
+    return cli_usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
+}
+
 int cli_exit_code(remat_status s)
 {
     switch (s) {

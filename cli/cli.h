@@ -17,6 +17,9 @@ typedef struct {
 
 /* Prints "remat CMD: <message>" to stderr and returns EXIT_USAGE. */
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* After getopt returned '?' or ':': names the option that is unknown or lacks its value
+ * (argv[optind - 1]) through cli_usage_error; returns EXIT_USAGE. */
+int cli_bad_option(const char *cmd, char **argv);
 /* Prints "remat CMD: <what>: <remat_last_error()>" and returns the exit code for status s:
  * EXIT_USAGE for bad input (EINVAL, EPARSE, EIO), EXIT_RUNTIME otherwise. */
 int cli_fail(const char *cmd, remat_status s, const char *what);

@@ -125,10 +125,7 @@ static int curve_parse(int argc, char **argv, curve_opts *o)
                 return -1;
             break;
         default:
-            if (optopt)
-                cli_usage_error("curve", "option '%s' needs a value", argv[optind - 1]);
-            else
-                cli_usage_error("curve", "unknown option '%s'", argv[optind - 1]);
+            cli_bad_option("curve", argv);
             return -1;
         }
     }

@@ -304,8 +304,7 @@ static int fit_parse(fit_args *a, int argc, char **argv)
     int c;
     while ((c = getopt_long(argc, argv, "", fit_options, NULL)) != -1) {
         if (c == '?' || c == ':')
-            return cli_usage_error("fit", "unknown option or missing value '%s'", argv[optind - 1]),
-                   -1;
+            return cli_bad_option("fit", argv), -1;
         if (fit_option(a, c, optarg) != 0)
             return -1;
     }

@@ -36,7 +36,7 @@ int cmd_info(int argc, char **argv)
         if (c == 'j')
             json = 1;
         else
-            return cli_usage_error("info", "unknown option '%s'", argv[optind - 1]);
+            return cli_bad_option("info", argv);
     }
     if (optind < argc)
         return cli_usage_error("info", "unexpected argument '%s'", argv[optind]);

@@ -113,9 +113,7 @@ static int memviz_parse(int argc, char **argv, memviz_opts *o)
                 return EXIT_USAGE;
             break;
         default:
-            if (optopt)
-                return cli_usage_error("memviz", "option '%s' needs a value", argv[optind - 1]);
-            return cli_usage_error("memviz", "unknown option '%s'", argv[optind - 1]);
+            return cli_bad_option("memviz", argv);
         }
     }
     return memviz_finish_opts(o);

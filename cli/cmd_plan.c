@@ -55,10 +55,8 @@ static int plan_parse_args(int argc, char **argv, plan_args *a)
             a->curve = 1;
         else if (c == 'j')
             a->json = 1;
-        else if (c == '?' && optopt)
-            return cli_usage_error("plan", "option '%s' needs a value", argv[optind - 1]);
         else
-            return cli_usage_error("plan", "unknown option '%s'", argv[optind - 1]);
+            return cli_bad_option("plan", argv);
     }
     a->policy.slots = (int)slots;
     if (optind >= argc)

@@ -98,10 +98,7 @@ static int profile_parse(int argc, char **argv, profile_opts *o)
             o->ov.vocab = (int)v;
             break;
         default:
-            if (optopt)
-                cli_usage_error("profile", "option '%s' needs a value", argv[optind - 1]);
-            else
-                cli_usage_error("profile", "unknown option '%s'", argv[optind - 1]);
+            cli_bad_option("profile", argv);
             return -1;
         }
     }

@@ -108,10 +108,8 @@ static int replay_parse(int argc, char **argv, replay_args *a)
             a->expandable = 1;
         else if (c == 'j')
             a->json = 1;
-        else if (c == ':' || (c == '?' && optopt))
-            return cli_usage_error("replay", "option '%s' needs a value", argv[optind - 1]), -1;
         else
-            return cli_usage_error("replay", "unknown option '%s'", argv[optind - 1]), -1;
+            return cli_bad_option("replay", argv), -1;
     }
     if (optind >= argc)
         return cli_usage_error("replay", "missing TRACE"), -1;

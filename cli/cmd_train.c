@@ -170,10 +170,7 @@ static int train_parse(int argc, char **argv, train_opts *o)
             o->ov.vocab = (int)v;
             break;
         default:
-            if (optopt)
-                cli_usage_error("train", "option '%s' needs a value", argv[optind - 1]);
-            else
-                cli_usage_error("train", "unknown option '%s'", argv[optind - 1]);
+            cli_bad_option("train", argv);
             return -1;
         }
     }
