@@ -310,7 +310,7 @@ static int train_plan(train_run *r)
         return cli_fail("train", s, "cannot describe the model's stages");
     if ((s = remat_store_all_peak(r->chain, &r->store_all_peak)) != REMAT_OK)
         return cli_fail("train", s, "store-all peak");
-    uint64_t budget = is_pct ? (uint64_t)((double)r->store_all_peak * pct / 100.0) : bytes;
+    uint64_t budget = is_pct ? remat_budget_of_percent(pct, r->store_all_peak) : bytes;
     /* Fixed policies ignore the budget when none is given; the DP plans at 100%. */
     if (!r->o.budget && pol.kind != REMAT_POLICY_OPTIMAL && pol.kind != REMAT_POLICY_STORE_ALL)
         budget = 4 * r->store_all_peak;

@@ -1,10 +1,12 @@
-/* core/core.h: library-private helpers shared by every module: failure reporting and small utilities. */
+/* core/core.h: library-private helpers shared by every module: failure reporting and small
+ * utilities. */
 #ifndef REMAT_CORE_H
 #define REMAT_CORE_H
 
 #include "remat.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #if defined(__GNUC__)
@@ -23,7 +25,18 @@ remat_status remat_fail_context(remat_status s, const char *fmt, ...) REMAT_PRIN
 /* Writes s to f as a JSON string literal (quotes, escapes for '"', '\\' and control characters). */
 void remat_json_string(FILE *f, const char *s);
 
-#define REMAT_TRY(expr)                                                                              \
+/* Saturating byte arithmetic: UINT64_MAX stands for "more than 2^64 - 1", so a size that would
+ * wrap modulo 2^64 stays larger than every card instead of becoming small. */
+static inline uint64_t remat_sat_add(uint64_t a, uint64_t b)
+{
+    return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+static inline uint64_t remat_sat_mul(uint64_t a, uint64_t b)
+{
+    return a != 0 && b > UINT64_MAX / a ? UINT64_MAX : a * b;
+}
+
+#define REMAT_TRY(expr)                                                                            \
     do {                                                                                           \
         remat_status try_s_ = (expr);                                                              \
         if (try_s_ != REMAT_OK)                                                                    \

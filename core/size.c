@@ -14,9 +14,16 @@ typedef struct {
 } size_unit;
 
 static const size_unit units[] = {
-    {"", 1.0},       {"B", 1.0},
-    {"KB", 1e3},     {"MB", 1e6},          {"GB", 1e9},          {"TB", 1e12},
-    {"KiB", 1024.0}, {"MiB", 1048576.0},   {"GiB", 1073741824.0}, {"TiB", 1099511627776.0},
+    {"", 1.0},
+    {"B", 1.0},
+    {"KB", 1e3},
+    {"MB", 1e6},
+    {"GB", 1e9},
+    {"TB", 1e12},
+    {"KiB", 1024.0},
+    {"MiB", 1048576.0},
+    {"GiB", 1073741824.0},
+    {"TiB", 1099511627776.0},
 };
 
 /* Reads the leading unsigned decimal number of s (digits, optional '.' and digits); returns the
@@ -24,12 +31,14 @@ static const size_unit units[] = {
 static size_t size_read_number(const char *s, long double *out, int *integral, uint64_t *whole)
 {
     size_t i = 0, digits = 0;
-    while (isdigit((unsigned char)s[i])) i++, digits++;
+    while (isdigit((unsigned char)s[i]))
+        i++, digits++;
     *integral = 1;
     if (s[i] == '.') {
         *integral = 0;
         i++;
-        while (isdigit((unsigned char)s[i])) i++, digits++;
+        while (isdigit((unsigned char)s[i]))
+            i++, digits++;
     }
     if (digits == 0)
         return 0;
@@ -64,31 +73,40 @@ static remat_status size_parse(const char *text, uint64_t *out, double *percent,
     if (!text || !out)
         return remat_fail(REMAT_EINVAL, "size: text and out must not be NULL");
     const char *s = text;
-    while (isspace((unsigned char)*s)) s++;
+    while (isspace((unsigned char)*s))
+        s++;
     if (*s == '\0')
-        return remat_fail(REMAT_EINVAL, "empty size '%s': expected a number with an optional unit "
-                                        "(B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)", text);
+        return remat_fail(REMAT_EINVAL,
+                          "empty size '%s': expected a number and a unit "
+                          "(B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)",
+                          text);
     if (*s == '-')
         return remat_fail(REMAT_EINVAL, "negative size '%s'", text);
     long double value;
     int integral;
     uint64_t whole;
+    const char *number = s;
     size_t used = size_read_number(s, &value, &integral, &whole);
     if (used == 0)
-        return remat_fail(REMAT_EINVAL, "bad size '%s': expected a number with an optional unit "
-                                        "(B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)", text);
+        return remat_fail(REMAT_EINVAL,
+                          "bad size '%s': expected a number and a unit "
+                          "(B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)",
+                          text);
     s += used;
-    while (*s == ' ') s++;
+    while (*s == ' ')
+        s++;
     char suffix[8];
     size_t n = strlen(s);
-    while (n > 0 && isspace((unsigned char)s[n - 1])) n--;
+    while (n > 0 && isspace((unsigned char)s[n - 1]))
+        n--;
     if (n >= sizeof suffix)
         return remat_fail(REMAT_EINVAL, "bad size '%s': unknown unit '%.*s'", text, (int)n, s);
     memcpy(suffix, s, n);
     suffix[n] = '\0';
     if (strcmp(suffix, "%") == 0) {
         if (!allow_percent)
-            return remat_fail(REMAT_EINVAL, "bad size '%s': a percentage is not allowed here", text);
+            return remat_fail(REMAT_EINVAL, "bad size '%s': a percentage is not allowed here",
+                              text);
         if (!(value > 0.0L) || !isfinite((double)value))
             return remat_fail(REMAT_EINVAL, "bad percentage '%s': must be above 0", text);
         *percent = (double)value;
@@ -98,23 +116,29 @@ static remat_status size_parse(const char *text, uint64_t *out, double *percent,
     for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
         if (strcmp(suffix, units[i].suffix) != 0)
             continue;
-        if (integral && size_exact_product(whole, units[i].scale, out)) {
-            if (is_percent)
-                *is_percent = 0;
-            return REMAT_OK;
+        uint64_t bytes = 0;
+        if (!(integral && size_exact_product(whole, units[i].scale, &bytes))) {
+            long double v = value * (long double)units[i].scale;
+            if (!isfinite((double)v) || v >= 18446744073709551616.0L)
+                return remat_fail(REMAT_EINVAL,
+                                  "size '%s' is too large (the maximum is 2^64-1 bytes)", text);
+            bytes = (uint64_t)v;
         }
-        long double bytes = value * (long double)units[i].scale;
-        if (!isfinite((double)bytes) || bytes >= 18446744073709551616.0L)
-            return remat_fail(REMAT_EINVAL, "size '%s' is too large (the maximum is 2^64-1 bytes)",
-                              text);
-        *out = (uint64_t)bytes;
+        /* A bare number is ambiguous (bytes? GB? a count?): only 0 may go without a unit. */
+        if (suffix[0] == '\0' && value != 0.0L)
+            return remat_fail(REMAT_EINVAL,
+                              "size '%s' has no unit: write %.*sB for bytes, or %.*sGB, %.*sGiB "
+                              "(units: B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)",
+                              text, (int)used, number, (int)used, number, (int)used, number);
+        *out = bytes;
         if (is_percent)
             *is_percent = 0;
         return REMAT_OK;
     }
-    return remat_fail(REMAT_EINVAL,
-                      "bad size '%s': unknown unit '%s' (use B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)",
-                      text, suffix);
+    return remat_fail(
+        REMAT_EINVAL,
+        "bad size '%s': unknown unit '%s' (use B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)", text,
+        suffix);
 }
 
 remat_status remat_parse_size(const char *text, uint64_t *out)
@@ -125,9 +149,21 @@ remat_status remat_parse_size(const char *text, uint64_t *out)
 remat_status remat_parse_budget(const char *text, uint64_t *out, double *percent, int *is_percent)
 {
     if (!percent || !is_percent)
-        return remat_fail(REMAT_EINVAL, "remat_parse_budget: percent and is_percent must not be NULL");
+        return remat_fail(REMAT_EINVAL,
+                          "remat_parse_budget: percent and is_percent must not be NULL");
     *is_percent = 0;
     return size_parse(text, out, percent, is_percent, 1);
+}
+
+uint64_t remat_budget_of_percent(double percent, uint64_t reference)
+{
+    if (!(percent > 0.0)) /* also NaN */
+        return 0;
+    long double v = (long double)reference * (long double)percent / 100.0L;
+    /* Saturate: a percentage far above 100 asks for more than any memory, never for 0 bytes. */
+    if (!isfinite((double)v) || v >= 18446744073709551615.0L)
+        return UINT64_MAX;
+    return (uint64_t)v;
 }
 
 char *remat_format_bytes(uint64_t bytes, char *buf, size_t n)
@@ -141,7 +177,8 @@ char *remat_format_bytes(uint64_t bytes, char *buf, size_t n)
     }
     double v = (double)bytes;
     int u = 0;
-    while (v >= 1024.0 && u < 6) v /= 1024.0, u++;
+    while (v >= 1024.0 && u < 6)
+        v /= 1024.0, u++;
     /* three significant digits, but never "1024 KiB" */
     if (v >= 999.5 && u < 6)
         v /= 1024.0, u++;

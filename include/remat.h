@@ -47,16 +47,20 @@ int remat_built_with_cuda(void);
 
 /* ==== Sizes ================================================================================ */
 
-/* Parses a byte count: a non-negative integer or decimal with an optional suffix B, KB, MB, GB, TB
- * (powers of 1000) or KiB, MiB, GiB, TiB (powers of 1024); case-sensitive as written, spaces
- * between number and suffix allowed. "1.5GiB" = 1610612736. Fractions are rounded down to a whole
- * byte. Garbage, negative numbers, empty strings and values above UINT64_MAX fail with
- * REMAT_EINVAL naming the text. */
+/* Parses a byte count: a non-negative integer or decimal with a unit B, KB, MB, GB, TB (powers of
+ * 1000) or KiB, MiB, GiB, TiB (powers of 1024); case-sensitive as written, spaces between number
+ * and unit allowed. "1.5GiB" = 1610612736, "512B" = 512. Fractions are rounded down to a whole
+ * byte. A number without a unit is ambiguous and fails, except "0". Garbage, negative numbers,
+ * empty strings and values above UINT64_MAX fail with REMAT_EINVAL naming the text. */
 remat_status remat_parse_size(const char *text, uint64_t *out);
 
 /* Like remat_parse_size, but also accepts a percentage "40%" (0 < p, decimals allowed); then
  * *is_percent = 1 and *out is unused and *percent holds the number (40.0). */
 remat_status remat_parse_budget(const char *text, uint64_t *out, double *percent, int *is_percent);
+
+/* percent % of reference in bytes, rounded down; saturates at UINT64_MAX where the product does
+ * not fit (a huge percentage never wraps to a small budget); 0 for percent <= 0 or NaN. */
+uint64_t remat_budget_of_percent(double percent, uint64_t reference);
 
 /* Writes a human form of `bytes` into buf ("512 B", "1.50 KiB", "37.5 GiB": binary units, three
  * significant digits) and returns buf. n >= 16 is always enough. */
@@ -412,8 +416,12 @@ typedef struct {
     uint64_t params_only;
 } remat_model_desc;
 
+/* "gpt2", "llama", "deepseek" ("unknown" for anything else). */
+const char *remat_arch_name(remat_arch a);
+
 /* Copies the preset `name` ("gpt2-124m", "deepseek-r1", "tiny", ...) into *out; an unknown name
- * is REMAT_EINVAL naming it. remat_model_at(i) for i < remat_model_count() lists the presets. */
+ * is REMAT_EINVAL naming it and the nearest presets. remat_model_at(i) for i < remat_model_count()
+ * lists the presets. */
 remat_status remat_model_lookup(const char *name, remat_model_desc *out);
 size_t remat_model_count(void);
 const remat_model_desc *remat_model_at(size_t i);
@@ -421,7 +429,8 @@ const remat_model_desc *remat_model_at(size_t i);
  * nothing absurd (> 1e15 parameters). REMAT_EINVAL names the offending field and value. */
 remat_status remat_model_validate(const remat_model_desc *m);
 /* Parameter counts: *total of the main model (MTP excluded), *active per token (MoE: shared plus
- * routed experts in use; dense models: = total). Either pointer may be NULL. */
+ * routed experts in use; dense models: = total). Either pointer may be NULL. The description is
+ * validated first (remat_model_validate): a zeroed or bad one is REMAT_EINVAL naming the field. */
 remat_status remat_model_params(const remat_model_desc *m, uint64_t *total, uint64_t *active);
 /* Parameters of the MTP module (0 where there is none), embedding and head copies included. */
 uint64_t remat_model_mtp_params(const remat_model_desc *m);
@@ -433,7 +442,8 @@ typedef struct {
     uint64_t bytes;
 } remat_card;
 
-/* Finds a card by name (case-insensitive); unknown names are REMAT_EINVAL naming them.
+/* Finds a card by name (case-insensitive); unknown names are REMAT_EINVAL naming them and the
+ * nearest presets (edit distance or prefix: "a100" suggests a100-40gb and a100-80gb).
  * remat_card_at(i) for i < remat_card_count() lists the presets. */
 remat_status remat_card_lookup(const char *name, remat_card *out);
 size_t remat_card_count(void);
@@ -512,16 +522,24 @@ typedef struct {
     /* What the plan leaves to the caching allocator: card - CUDA context - workspace. A pool
      * limited to this holds the states and activations of a fitting plan, with its slack. */
     uint64_t pool_bytes;
+    /* Inference: per_gpu.weights = weights_quantized + weights_16bit. In fp8/int8/int4 the linear
+     * layers inside the blocks and every expert are in req->quant (scales included:
+     * weights_scales of it); embeddings, output head, norms, biases and routers stay in 16 bits.
+     * In fp32/bf16/fp16 all weights are in weights_16bit (fp32: 4 bytes each). quant_params counts
+     * the parameters stored in req->quant (whole model, not per GPU). Training: all 0. */
+    uint64_t weights_quantized, weights_scales, weights_16bit, quant_params;
 } remat_fit_result;
 
 /* Plans req. Bad requests (no model, zero card, gpus < 1, zero stage outside 0-3, training in an
- * integer format, seq beyond 16M, batch beyond 1e9) are REMAT_EINVAL naming the value. A model
- * that does not fit is not an error: out->fits = 0 and max_batch entries 0. */
+ * integer format, seq beyond 16M, batch beyond 1e9, a breakdown above 2^64 - 1 bytes) are
+ * REMAT_EINVAL naming the value. A model that does not fit is not an error: out->fits = 0 and
+ * max_batch entries 0. All byte arithmetic saturates, so no size wraps modulo 2^64. */
 remat_status remat_fit(const remat_fit_request *req, remat_fit_result *out);
 
 /* KV cache bytes per token per GPU: MHA/GQA 2 x layers x kv_heads x head_dim elements (kv heads
  * split over tp, at least one per GPU); MLA layers x (kv_lora_rank + qk_rope_dim) elements,
- * replicated on every GPU under plain tensor parallelism. */
+ * replicated on every GPU under plain tensor parallelism. The model is validated first (a
+ * zeroed one is REMAT_EINVAL); a bare parameter count has no cache (0). */
 remat_status remat_kv_bytes_per_token(const remat_model_desc *m, remat_dtype kv, int tp,
                                       uint64_t *out);
 
