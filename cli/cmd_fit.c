@@ -2,6 +2,7 @@
  * the largest batch that fits per activation policy; `--card all` compares every preset. */
 #include "cli/cli.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
@@ -14,7 +15,8 @@ void cmd_fit_usage(FILE *f)
         f,
         "usage: remat fit (--model M | --params N | --layers L --hidden H --heads A --vocab V\n"
         "                  [--kv-heads K] [--ffn F] [--arch llama|gpt2])\n"
-        "                 --card CARD|SIZE|all [--gpus N] [--batch B] [--seq T] [--json]\n"
+        "                 --card CARD|SIZE|all [--gpus N] [--batch B (default 1)] [--seq T]\n"
+        "                 [--json]\n"
         "                 [--dtype fp32|bf16|fp16] [--optimizer adamw|sgd|sgd-momentum]\n"
         "                 [--policy P] [--zero 0-3]\n"
         "                 [--inference [--quant fp32|bf16|fp16|fp8|int8|int4] [--kv-dtype D]]\n"
@@ -27,8 +29,12 @@ void cmd_fit_usage(FILE *f)
         "AdamW; bf16/fp16 is mixed precision with fp32 master weights, 2+2+12. --zero shards\n"
         "states over --gpus data-parallel ranks. --inference: weights in --quant (default bf16,\n"
         "fp8 for deepseek-r1), KV cache of --batch x --seq tokens, tensor parallel over --gpus.\n"
-        "--params N (7.5e9 allowed) plans model states only. CARD is a preset (--list), a size\n"
-        "(24GB, 80GiB) or all (one row per preset). --policy picks the breakdown's policy.\n"
+        "--params N (7.5e9 allowed) plans model states only. A shape without --arch is\n"
+        "Llama-style (RMSNorm, SwiGLU, untied head). CARD is a preset (--list), a size with a\n"
+        "unit (24GB, 80GiB) or all (one row per preset). --policy picks the breakdown's policy\n"
+        "(default store-all); --batch (default 1) and --seq (default: the model's context) too.\n"
+        "Quantized formats (fp8, int8, int4) apply to the linear layers inside the blocks and\n"
+        "the experts; embeddings, head, norms and routers stay 16-bit.\n"
         "--measure (our GPT: tiny, small, gpt2-124m, gpt2-350m) trains 2 steps at each policy's\n"
         "largest batch on --device (default host) in a pool limited to the card less context\n"
         "and workspace (--expandable: with expandable segments), prints planned against\n"
@@ -45,6 +51,7 @@ typedef struct {
     int json, list, all_cards, measure, expandable;
     const char *device; /* --measure: where to train (default host) */
     int shaped;         /* a generic shape was given */
+    int arch_set;       /* --arch was given (else a generic shape is Llama-style) */
     int quant_set, training_only_set, inference_only_set, gpus_set;
 } fit_args;
 
@@ -164,7 +171,7 @@ static int fit_shape_option(fit_args *a, int c, const char *v)
     case OPT_KV_HEADS: return fit_int("--kv-heads", v, 1, 1 << 16, &m->kv_heads);
     case OPT_FFN: return fit_int("--ffn", v, 1, 1 << 24, &m->ffn);
     case OPT_VOCAB: return fit_int("--vocab", v, 1, 1 << 26, &m->vocab);
-    default: return fit_arch(v, &m->arch);
+    default: a->arch_set = 1; return fit_arch(v, &m->arch);
     }
 }
 
@@ -208,6 +215,8 @@ static void fit_generic_defaults(fit_args *a)
 {
     remat_model_desc *m = &a->req.model;
     snprintf(m->name, sizeof m->name, "custom");
+    if (!a->arch_set)
+        m->arch = REMAT_ARCH_LLAMA; /* as documented; a zeroed description would be GPT-2 */
     if (!m->kv_heads)
         m->kv_heads = m->heads;
     if (!m->ffn && m->hidden > 0)
@@ -265,12 +274,21 @@ static int fit_resolve_card(fit_args *a)
         a->req.card_bytes = card.bytes;
         return 0;
     }
+    /* A name (with the nearest presets) unless it starts like a number: then it is a size and
+     * needs a unit ("80" alone is refused, not read as 80 bytes). */
+    if (!isdigit((unsigned char)a->card_text[0]) && a->card_text[0] != '.')
+        return cli_usage_error("fit", "%s", remat_last_error()), -1;
+    char as_name[320];
+    snprintf(as_name, sizeof as_name, "%s", remat_last_error());
     uint64_t bytes = 0;
-    if (remat_parse_size(a->card_text, &bytes) != REMAT_OK || bytes == 0)
-        return cli_usage_error("fit",
-                               "unknown card '%s' (see 'remat fit --list', or give a size "
-                               "such as 24GB)",
-                               a->card_text),
+    if (remat_parse_size(a->card_text, &bytes) != REMAT_OK) {
+        if (strstr(as_name, "did you mean")) /* "4090": a size without a unit, or rtx4090? */
+            return cli_usage_error("fit", "--card: %s; as a name: %s", remat_last_error(), as_name),
+                   -1;
+        return cli_usage_error("fit", "--card: %s", remat_last_error()), -1;
+    }
+    if (bytes == 0)
+        return cli_usage_error("fit", "--card %s: a card needs more than 0 bytes", a->card_text),
                -1;
     snprintf(a->card_name, sizeof a->card_name, "%s", a->card_text);
     a->req.card_bytes = bytes;
@@ -329,33 +347,148 @@ static uint64_t part(const remat_fit_bytes *b, int i)
     return v[i];
 }
 
+/* The policy to name when the request's own policy does not fit its batch: the first policy,
+ * in the order of remat_act_policy (less recompute first), whose largest batch reaches it; -1
+ * when none does (or when there is nothing to suggest: inference, a bare count). */
+static int fit_alternative(const remat_fit_request *r, const remat_fit_result *res)
+{
+    if (res->fits || r->inference || r->model.params_only)
+        return -1;
+    for (int p = 0; p < REMAT_ACT_COUNT; p++)
+        if (p != (int)r->policy && res->max_batch[p] >= r->batch)
+            return p;
+    return -1;
+}
+
+/* Signed headroom in bytes as JSON: card - total (negative when short). */
+static void fit_json_headroom(const remat_fit_request *r, const remat_fit_result *res)
+{
+    uint64_t total = res->per_gpu.total;
+    if (total <= r->card_bytes)
+        printf("%llu", (unsigned long long)(r->card_bytes - total));
+    else
+        printf("-%llu", (unsigned long long)(total - r->card_bytes));
+}
+
+/* A JSON number, or null where it is not finite (JSON has no nan or inf). */
+static void fit_json_fraction(double v)
+{
+    if (isfinite(v))
+        printf("%.6f", v);
+    else
+        printf("null");
+}
+
+static void fit_json_name_or_null(int applies, const char *name)
+{
+    if (applies)
+        printf("\"%s\"", name);
+    else
+        printf("null");
+}
+
+/* Mode, formats and sharding: what the text's "mode" line says. */
+static void fit_json_mode(const remat_fit_request *r)
+{
+    int t = !r->inference;
+    printf("\"mode\": \"%s\", \"dtype\": ", t ? "training" : "inference");
+    fit_json_name_or_null(t, remat_dtype_name(r->dtype));
+    printf(", \"optimizer\": ");
+    fit_json_name_or_null(t, remat_optimizer_name(r->optimizer));
+    printf(", \"zero\": ");
+    if (t)
+        printf("%d", r->zero);
+    else
+        printf("null");
+    printf(", \"policy\": ");
+    fit_json_name_or_null(t, remat_act_policy_name(r->policy));
+    printf(", \"quant\": ");
+    fit_json_name_or_null(!t, remat_dtype_name(r->quant));
+    printf(", \"kv_dtype\": ");
+    fit_json_name_or_null(!t, remat_dtype_name(r->kv_dtype));
+}
+
+/* Inference weights: the part in --quant (scales included) and the part kept in 16 bits. */
+static void fit_json_weights(const remat_fit_request *r, const remat_fit_result *res)
+{
+    if (!r->inference) {
+        printf("null");
+        return;
+    }
+    /* float formats hold every weight as is; fp8/int8/int4 keep the rest in bf16 */
+    int integer = res->quant_params > 0 || r->quant == REMAT_DTYPE_FP8 ||
+                  r->quant == REMAT_DTYPE_INT8 || r->quant == REMAT_DTYPE_INT4;
+    printf("{\"format\": \"%s\", \"quantized_params\": %llu, \"quantized_bytes\": %llu, "
+           "\"scale_bytes\": %llu, \"unquantized_format\": \"%s\", \"unquantized_bytes\": %llu}",
+           remat_dtype_name(r->quant), (unsigned long long)res->quant_params,
+           (unsigned long long)res->weights_quantized, (unsigned long long)res->weights_scales,
+           integer ? "bf16" : remat_dtype_name(r->quant), (unsigned long long)res->weights_16bit);
+}
+
+/* max_batch and overhead per policy (training), or the inference answers. */
+static void fit_json_answers(const remat_fit_request *r, const remat_fit_result *res)
+{
+    printf("\"max_batch\": {");
+    if (r->inference && !r->model.params_only) {
+        uint64_t per_token = 0;
+        remat_kv_bytes_per_token(&r->model, r->kv_dtype, r->gpus, &per_token);
+        printf("\"inference\": %ld}, \"overhead\": {}, \"kv_bytes_per_token\": %llu, "
+               "\"kv_tokens\": %ld, \"model_context\": %d",
+               res->max_batch[0], (unsigned long long)per_token, res->max_tokens, r->model.max_seq);
+        return;
+    }
+    for (int p = 0; p < REMAT_ACT_COUNT && !r->model.params_only; p++) {
+        printf("%s\"%s\": ", p ? ", " : "", remat_act_policy_name((remat_act_policy)p));
+        if (res->max_batch[p] < 0)
+            printf("null");
+        else
+            printf("%ld", res->max_batch[p]);
+    }
+    printf("}, \"overhead\": {");
+    for (int p = 0; p < REMAT_ACT_COUNT && !r->model.params_only; p++) {
+        printf("%s\"%s\": ", p ? ", " : "", remat_act_policy_name((remat_act_policy)p));
+        if (res->max_batch[p] <= 0)
+            printf("null"); /* no batch fits: no overhead to report */
+        else
+            fit_json_fraction(res->overhead[p]);
+    }
+    printf("}, \"kv_bytes_per_token\": null, \"kv_tokens\": null, \"model_context\": ");
+    if (r->model.params_only)
+        printf("null");
+    else
+        printf("%d", r->model.max_seq);
+}
+
 static void fit_print_json(const remat_fit_request *r, const char *card,
                            const remat_fit_result *res)
 {
     printf("{\"model\": ");
     cli_json_string(stdout, r->model.name);
-    printf(", \"params\": %llu, \"active_params\": %llu, \"mode\": \"%s\", \"card\": {\"name\": ",
-           (unsigned long long)res->params, (unsigned long long)res->active_params,
-           r->inference ? "inference" : "training");
+    printf(", \"arch\": ");
+    fit_json_name_or_null(!r->model.params_only, remat_arch_name(r->model.arch));
+    printf(", \"params\": %llu, \"active_params\": %llu, ", (unsigned long long)res->params,
+           (unsigned long long)res->active_params);
+    fit_json_mode(r);
+    printf(", \"card\": {\"name\": ");
     cli_json_string(stdout, card);
     printf(", \"bytes\": %llu}, \"gpus\": %d, \"batch\": %d, \"seq\": %d, \"per_gpu_bytes\": {",
            (unsigned long long)r->card_bytes, r->gpus, r->batch, r->seq);
     for (int i = 0; i < 8; i++)
         printf("%s\"%s\": %llu", i ? ", " : "", part_names[i],
                (unsigned long long)part(&res->per_gpu, i));
-    printf("}, \"max_batch\": {");
-    if (r->inference && !r->model.params_only) {
-        printf("\"inference\": %ld", res->max_batch[0]);
-    } else if (!r->model.params_only) {
-        for (int p = 0; p < REMAT_ACT_COUNT; p++) {
-            printf("%s\"%s\": ", p ? ", " : "", remat_act_policy_name((remat_act_policy)p));
-            if (res->max_batch[p] < 0)
-                printf("null");
-            else
-                printf("%ld", res->max_batch[p]);
-        }
-    }
-    printf("}, \"fits\": %s}", res->fits ? "true" : "false");
+    printf("}, \"weights\": ");
+    fit_json_weights(r, res);
+    printf(", \"headroom_bytes\": ");
+    fit_json_headroom(r, res);
+    printf(", \"pool_bytes\": %llu, ", (unsigned long long)res->pool_bytes);
+    fit_json_answers(r, res);
+    int alt = fit_alternative(r, res);
+    printf(", \"fits\": %s, \"alternative\": ", res->fits ? "true" : "false");
+    if (alt < 0)
+        printf("null}");
+    else
+        printf("{\"policy\": \"%s\", \"max_batch\": %ld}}",
+               remat_act_policy_name((remat_act_policy)alt), res->max_batch[alt]);
 }
 
 static const char *human(uint64_t bytes, char *buf)
@@ -368,7 +501,10 @@ static void fit_print_header(const remat_fit_request *r)
     const remat_model_desc *m = &r->model;
     uint64_t total = 0, active = 0;
     remat_model_params(m, &total, &active);
-    printf("model      %s: %llu parameters", m->name, (unsigned long long)total);
+    printf("model      %s", m->name);
+    if (!m->params_only)
+        printf(" (%s)", remat_arch_name(m->arch));
+    printf(": %llu parameters", (unsigned long long)total);
     if (active != total)
         printf(", %llu active per token (MoE)", (unsigned long long)active);
     uint64_t mtp = remat_model_mtp_params(m);
@@ -411,6 +547,47 @@ static void fit_print_max_batch(const remat_fit_request *r, const remat_fit_resu
     }
 }
 
+/* Inference: the weights line split into the quantized linears and the 16-bit rest. */
+static void fit_print_weight_split(const remat_fit_request *r, const remat_fit_result *res)
+{
+    char h[32];
+    if (!r->inference || res->quant_params == 0)
+        return;
+    printf("    in %-7s %12s  %llu  (%llu parameters: block linears and experts; scales %llu B)\n",
+           remat_dtype_name(r->quant), human(res->weights_quantized, h),
+           (unsigned long long)res->weights_quantized, (unsigned long long)res->quant_params,
+           (unsigned long long)res->weights_scales);
+    printf("    in 16-bit  %12s  %llu  (embeddings, head, norms, biases, routers)\n",
+           human(res->weights_16bit, h), (unsigned long long)res->weights_16bit);
+}
+
+/* "fits: yes with store-all at batch 1 x seq 1024, ..." and, where the breakdown's policy does
+ * not fit, the first policy that does. */
+static void fit_print_fits(const remat_fit_request *r, const remat_fit_result *res)
+{
+    char h[32], what[96];
+    uint64_t total = res->per_gpu.total;
+    if (r->model.params_only)
+        snprintf(what, sizeof what, "(model states only)");
+    else if (r->inference)
+        snprintf(what, sizeof what, "at batch %d x seq %d", r->batch, r->seq);
+    else
+        snprintf(what, sizeof what, "with %s at batch %d x seq %d",
+                 remat_act_policy_name(r->policy), r->batch, r->seq);
+    if (res->fits) {
+        printf("fits: yes %s, %s headroom\n", what, human(r->card_bytes - total, h));
+        return;
+    }
+    printf("fits: no %s, %s short", what, human(total - r->card_bytes, h));
+    int alt = fit_alternative(r, res);
+    if (alt >= 0)
+        printf("; fits with %s (largest batch %ld)", remat_act_policy_name((remat_act_policy)alt),
+               res->max_batch[alt]);
+    else if (!r->inference && !r->model.params_only)
+        printf("; no policy fits batch %d", r->batch);
+    printf("\n");
+}
+
 static void fit_print_text(const char *card, const remat_fit_request *r,
                            const remat_fit_result *res)
 {
@@ -422,25 +599,56 @@ static void fit_print_text(const char *card, const remat_fit_request *r,
     for (int i = 0; i < 8; i++) {
         uint64_t v = part(&res->per_gpu, i);
         printf("  %-12s %12s  %llu\n", part_names[i], human(v, h), (unsigned long long)v);
+        if (i == 0)
+            fit_print_weight_split(r, res);
     }
-    uint64_t total = res->per_gpu.total;
-    if (res->fits)
-        printf("fits: yes, %s headroom\n", human(r->card_bytes - total, h));
-    else
-        printf("fits: no, %s short\n", human(total - r->card_bytes, h));
+    printf("pool       %s (%llu bytes): the card less CUDA context and workspace\n",
+           human(res->pool_bytes, h), (unsigned long long)res->pool_bytes);
+    fit_print_fits(r, res);
     fit_print_max_batch(r, res);
 }
 
-static void fit_print_list(void)
+static void fit_print_list_json(void)
+{
+    printf("{\"models\": [");
+    for (size_t i = 0; i < remat_model_count(); i++) {
+        remat_model_desc m;
+        uint64_t total = 0, active = 0;
+        remat_model_lookup(remat_model_at(i)->name, &m);
+        remat_model_params(&m, &total, &active);
+        printf("%s{\"name\": ", i ? ", " : "");
+        cli_json_string(stdout, m.name);
+        printf(", \"arch\": \"%s\", \"params\": %llu, \"active_params\": %llu, \"context\": %d}",
+               remat_arch_name(m.arch), (unsigned long long)total, (unsigned long long)active,
+               m.max_seq);
+    }
+    printf("], \"cards\": [");
+    for (size_t i = 0; i < remat_card_count(); i++) {
+        const remat_card *c = remat_card_at(i);
+        printf("%s{\"name\": ", i ? ", " : "");
+        cli_json_string(stdout, c->name);
+        printf(", \"label\": ");
+        cli_json_string(stdout, c->label);
+        printf(", \"bytes\": %llu}", (unsigned long long)c->bytes);
+    }
+    printf("]}\n");
+}
+
+static void fit_print_list(int json)
 {
     char h[32];
+    if (json) {
+        fit_print_list_json();
+        return;
+    }
     printf("models:\n");
     for (size_t i = 0; i < remat_model_count(); i++) {
         remat_model_desc m;
         uint64_t total = 0, active = 0;
         remat_model_lookup(remat_model_at(i)->name, &m);
         remat_model_params(&m, &total, &active);
-        printf("  %-22s %16llu params", m.name, (unsigned long long)total);
+        printf("  %-22s %-8s %16llu params", m.name, remat_arch_name(m.arch),
+               (unsigned long long)total);
         if (active != total)
             printf(" (%llu active)", (unsigned long long)active);
         printf("\n");
@@ -552,7 +760,7 @@ int cmd_fit(int argc, char **argv)
     if (fit_parse(&a, argc, argv) != 0)
         return EXIT_USAGE;
     if (a.list) {
-        fit_print_list();
+        fit_print_list(a.json);
         return EXIT_OK;
     }
     if (a.req.seq == 0 && !a.req.model.params_only)

@@ -2,6 +2,7 @@
  * the names of data types, optimizers and activation policies. */
 #include "plan/plan.h"
 
+#include <ctype.h>
 #include <string.h>
 #include <strings.h>
 
@@ -31,6 +32,11 @@ const remat_card *remat_card_at(size_t i)
     return i < n_cards ? &cards[i] : NULL;
 }
 
+static const char *card_name_at(size_t i)
+{
+    return i < n_cards ? cards[i].name : NULL;
+}
+
 remat_status remat_card_lookup(const char *name, remat_card *out)
 {
     if (!name || !out)
@@ -41,11 +47,101 @@ remat_status remat_card_lookup(const char *name, remat_card *out)
             return REMAT_OK;
         }
     }
-    return remat_fail(REMAT_EINVAL, "unknown card '%s' (see 'remat fit --list', or give a size)",
-                      name);
+    char near[160];
+    plan_suggest(name, card_name_at, n_cards, near, sizeof near);
+    return remat_fail(REMAT_EINVAL,
+                      "unknown card '%s'%s (see 'remat fit --list', or give a size such as 80GB)",
+                      name, near);
+}
+
+/* ==== Suggestions ========================================================================== */
+
+#define SUGGEST_MAX_LEN 64
+#define SUGGEST_MAX 4
+
+/* Levenshtein distance, case-insensitive, of the first 64 characters of a and b. */
+static int suggest_distance(const char *a, const char *b)
+{
+    int la = (int)strnlen(a, SUGGEST_MAX_LEN), lb = (int)strnlen(b, SUGGEST_MAX_LEN);
+    int row[SUGGEST_MAX_LEN + 1];
+    for (int j = 0; j <= lb; j++)
+        row[j] = j;
+    for (int i = 1; i <= la; i++) {
+        int diag = row[0];
+        row[0] = i;
+        for (int j = 1; j <= lb; j++) {
+            int up = row[j];
+            int same = tolower((unsigned char)a[i - 1]) == tolower((unsigned char)b[j - 1]);
+            int best = diag + !same;
+            best = up + 1 < best ? up + 1 : best;
+            best = row[j - 1] + 1 < best ? row[j - 1] + 1 : best;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[lb];
+}
+
+/* Does name contain text (case-insensitive)? A name that holds the whole text ("a100" in
+ * "a100-80gb", "4090" in "rtx4090") is the likeliest meaning. */
+static int suggest_contains(const char *name, const char *text)
+{
+    size_t n = strlen(text);
+    if (n < 2)
+        return 0;
+    for (const char *p = name; *p; p++)
+        if (strncasecmp(p, text, n) == 0)
+            return 1;
+    return 0;
+}
+
+static void suggest_append(char *buf, size_t len, size_t *used, int *count, const char *name)
+{
+    if (*count >= SUGGEST_MAX || *used >= len)
+        return;
+    int k = snprintf(buf + *used, len - *used, "%s%s", *count ? ", " : " (did you mean ", name);
+    if (k > 0)
+        *used += (size_t)k;
+    (*count)++;
+}
+
+void plan_suggest(const char *text, const char *(*name_at)(size_t), size_t n, char *buf, size_t len)
+{
+    size_t used = 0;
+    int count = 0;
+    if (!buf || len == 0)
+        return;
+    buf[0] = '\0';
+    for (size_t i = 0; i < n; i++)
+        if (suggest_contains(name_at(i), text))
+            suggest_append(buf, len, &used, &count, name_at(i));
+    if (count == 0) {
+        /* the closest names, if close enough to be a typo: a third of the text's length, >= 2 */
+        int best = (int)strnlen(text, SUGGEST_MAX_LEN) / 3;
+        best = best < 2 ? 2 : best;
+        for (size_t i = 0; i < n; i++) {
+            int d = suggest_distance(text, name_at(i));
+            best = d < best ? d : best;
+        }
+        for (size_t i = 0; i < n; i++)
+            if (suggest_distance(text, name_at(i)) == best)
+                suggest_append(buf, len, &used, &count, name_at(i));
+    }
+    if (count > 0 && used < len)
+        snprintf(buf + used, len - used, "?)");
 }
 
 /* ==== Names ================================================================================ */
+
+const char *remat_arch_name(remat_arch a)
+{
+    switch (a) {
+    case REMAT_ARCH_GPT2: return "gpt2";
+    case REMAT_ARCH_LLAMA: return "llama";
+    case REMAT_ARCH_DEEPSEEK: return "deepseek";
+    }
+    return "unknown";
+}
 
 static const char *const dtype_names[] = {"fp32", "bf16", "fp16", "fp8", "int8", "int4"};
 static const char *const optimizer_names[] = {"adamw", "sgd", "sgd-momentum"};

@@ -119,12 +119,18 @@ static void training_states(const remat_fit_request *r, remat_fit_bytes *b)
         b->workspace += plan_largest_module_params(&r->model) * (w + g);
 }
 
-/* Weights of the quantised model split over tp tensor-parallel ranks. */
-static void inference_states(const remat_fit_request *r, remat_fit_bytes *b)
+/* Weights in the serving format (block linears and experts in r->quant, the rest in 16 bits),
+ * each part split over tp tensor-parallel ranks; the split goes to out. */
+static void inference_states(const remat_fit_request *r, remat_fit_bytes *b, remat_fit_result *out)
 {
-    uint64_t psi = plan_stored_params(&r->model);
-    int row = r->model.params_only ? 0 : r->model.hidden;
-    b->weights = ceil_div(plan_weight_bytes(psi, r->quant, row), (uint64_t)r->gpus);
+    plan_weights w;
+    plan_weights_split(&r->model, r->quant, &w);
+    uint64_t tp = (uint64_t)r->gpus;
+    out->weights_quantized = ceil_div(w.quant_bytes, tp);
+    out->weights_scales = ceil_div(w.scale_bytes, tp);
+    out->weights_16bit = ceil_div(w.plain_bytes, tp);
+    out->quant_params = w.quant_params;
+    b->weights = out->weights_quantized + out->weights_16bit;
     b->gradients = b->optimizer = 0;
     b->workspace = PLAN_WORKSPACE_BYTES;
 }
@@ -132,10 +138,13 @@ static void inference_states(const remat_fit_request *r, remat_fit_bytes *b)
 /* Adds reserve (CUDA context + allocator slack) and sums the total; workspace is set. */
 static void fit_finish(remat_fit_bytes *b)
 {
-    uint64_t managed =
-        b->weights + b->gradients + b->optimizer + b->activations + b->kv_cache + b->workspace;
+    const uint64_t parts[] = {b->gradients, b->optimizer, b->activations, b->kv_cache,
+                              b->workspace};
+    uint64_t managed = b->weights;
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
+        managed = remat_sat_add(managed, parts[i]);
     b->reserve = PLAN_CONTEXT_BYTES + managed / 1000 * PLAN_SLACK_PERMILLE;
-    b->total = managed + b->reserve;
+    b->total = remat_sat_add(managed, b->reserve);
 }
 
 /* Largest activation bytes that still fit on the card next to the other parts of b. */
@@ -281,7 +290,7 @@ static remat_status training_probe(const remat_fit_request *r, const remat_fit_b
 /* Every sequence needs at least its 8 bytes a token of inputs and targets. */
 static uint64_t batch_ceiling(const remat_fit_request *r, uint64_t per_token)
 {
-    uint64_t b = r->card_bytes / (per_token * fit_seq(r)) + 1;
+    uint64_t b = r->card_bytes / remat_sat_mul(per_token, fit_seq(r)) + 1;
     return b > FIT_MAX_BATCH ? FIT_MAX_BATCH : b;
 }
 
@@ -330,6 +339,7 @@ remat_status remat_kv_bytes_per_token(const remat_model_desc *m, remat_dtype kv,
 {
     if (!m || !out || tp < 1)
         return remat_fail(REMAT_EINVAL, "remat_kv_bytes_per_token: needs a model, out and tp >= 1");
+    REMAT_TRY(remat_model_validate(m)); /* a zeroed description has no heads to divide by */
     if (!is_float_type(kv) && kv != REMAT_DTYPE_FP8)
         return remat_fail(REMAT_EINVAL, "KV cache dtype %s: use fp32, bf16, fp16 or fp8",
                           remat_dtype_name(kv));
@@ -367,7 +377,7 @@ static uint64_t inference_activations(const remat_fit_request *r, uint64_t batch
     }
     uint64_t wide = ceil_div(attn > mlp ? attn : mlp, tp);
     uint64_t vocab = ceil_div((uint64_t)m->padded_vocab, tp);
-    return tokens * e * (2 * h + wide) + batch * vocab * 4;
+    return remat_sat_add(remat_sat_mul(tokens * e, 2 * h + wide), remat_sat_mul(batch, vocab * 4));
 }
 
 static void inference_at(const remat_fit_request *r, const remat_fit_bytes *states, uint64_t batch,
@@ -376,7 +386,7 @@ static void inference_at(const remat_fit_request *r, const remat_fit_bytes *stat
     *b = *states;
     uint64_t per_token = 0;
     remat_kv_bytes_per_token(&r->model, r->kv_dtype, r->gpus, &per_token);
-    b->kv_cache = per_token * batch * seq;
+    b->kv_cache = remat_sat_mul(remat_sat_mul(per_token, batch), seq); /* never wraps to small */
     b->activations = inference_activations(r, batch, seq);
     fit_finish(b);
 }
@@ -404,8 +414,8 @@ static remat_status inference_probe_tokens(const remat_fit_request *r,
 
 static remat_status fit_inference(const remat_fit_request *r, remat_fit_result *out)
 {
-    remat_fit_bytes states;
-    inference_states(r, &states);
+    remat_fit_bytes states = {0}; /* activations and KV cache stay 0 for a bare count */
+    inference_states(r, &states, out);
     if (r->model.params_only) {
         out->per_gpu = states;
         fit_finish(&out->per_gpu);
@@ -440,6 +450,12 @@ remat_status remat_fit(const remat_fit_request *req, remat_fit_result *out)
     if (r.seq == 0)
         r.seq = r.model.params_only ? 1 : r.model.max_seq;
     REMAT_TRY(r.inference ? fit_inference(&r, out) : fit_training(&r, out));
+    if (out->per_gpu.total == UINT64_MAX)
+        return remat_fail(REMAT_EINVAL,
+                          "batch %d x seq %d needs more than 2^64 - 1 bytes per GPU (%s): no card "
+                          "holds that; lower --batch or --seq",
+                          r.batch, r.seq,
+                          out->per_gpu.kv_cache == UINT64_MAX ? "KV cache" : "total");
     out->fits = out->per_gpu.total <= r.card_bytes;
     uint64_t fixed = PLAN_CONTEXT_BYTES + out->per_gpu.workspace;
     out->pool_bytes = r.card_bytes > fixed ? r.card_bytes - fixed : 0;

@@ -71,6 +71,11 @@ const remat_model_desc *remat_model_at(size_t i)
     return i < n_presets ? &presets[i] : NULL;
 }
 
+static const char *model_name_at(size_t i)
+{
+    return i < n_presets ? presets[i].name : NULL;
+}
+
 remat_status remat_model_lookup(const char *name, remat_model_desc *out)
 {
     if (!name || !out)
@@ -83,7 +88,9 @@ remat_status remat_model_lookup(const char *name, remat_model_desc *out)
             return REMAT_OK;
         }
     }
-    return remat_fail(REMAT_EINVAL, "unknown model '%s' (see 'remat fit --list')", name);
+    char near[200];
+    plan_suggest(name, model_name_at, n_presets, near, sizeof near);
+    return remat_fail(REMAT_EINVAL, "unknown model '%s'%s (see 'remat fit --list')", name, near);
 }
 
 /* ==== Validation =========================================================================== */
@@ -129,8 +136,13 @@ remat_status remat_model_validate(const remat_model_desc *m)
         REMAT_TRY(model_check_range("routed_experts", m->routed_experts, 1, 1 << 16));
         REMAT_TRY(model_check_range("active_experts", m->active_experts, 1, m->routed_experts));
         REMAT_TRY(model_check_range("moe_ffn", m->moe_ffn, 1, 1 << 24));
+        REMAT_TRY(model_check_range("shared_experts", m->shared_experts, 0, 1 << 16));
+        REMAT_TRY(model_check_range("q_lora_rank", m->q_lora_rank, 0, 1 << 16));
         REMAT_TRY(model_check_range("kv_lora_rank", m->kv_lora_rank, 1, 1 << 16));
+        REMAT_TRY(model_check_range("qk_nope_dim", m->qk_nope_dim, 0, 1 << 16));
         REMAT_TRY(model_check_range("qk_rope_dim", m->qk_rope_dim, 1, 1 << 16));
+        REMAT_TRY(model_check_range("v_head_dim", m->v_head_dim, 1, 1 << 16));
+        REMAT_TRY(model_check_range("mtp_layers", m->mtp_layers, 0, 1000));
     }
     uint64_t total = plan_stored_params(m);
     if (total > 1000000000000000ull)
@@ -196,8 +208,9 @@ static uint64_t deepseek_blocks(const remat_model_desc *m, uint64_t *active)
     uint64_t used = (uint64_t)(m->active_experts + m->shared_experts);
     uint64_t fixed =
         (uint64_t)m->layers * attn + dense * swiglu(h, (uint64_t)m->ffn) + moe * moe_gate(m);
-    *active = fixed + moe * used * expert;
-    return fixed + moe * all * expert;
+    /* Saturating: a described (not yet validated) MoE can exceed 2^64 parameters. */
+    *active = remat_sat_add(fixed, remat_sat_mul(moe * used, expert));
+    return remat_sat_add(fixed, remat_sat_mul(moe * all, expert));
 }
 
 /* Counts with `rows` vocabulary rows; active per token in *active. */
@@ -222,8 +235,8 @@ static uint64_t model_count(const remat_model_desc *m, uint64_t rows, uint64_t *
     }
     case REMAT_ARCH_DEEPSEEK: {
         uint64_t act = 0, blocks = deepseek_blocks(m, &act);
-        *active = embed + head + act + h;
-        return embed + head + blocks + h;
+        *active = remat_sat_add(embed + head + h, act);
+        return remat_sat_add(embed + head + h, blocks);
     }
     }
     *active = 0;
@@ -241,6 +254,7 @@ remat_status remat_model_params(const remat_model_desc *m, uint64_t *total, uint
 {
     if (!m)
         return remat_fail(REMAT_EINVAL, "remat_model_params: model is NULL");
+    REMAT_TRY(remat_model_validate(m)); /* a zeroed description has no heads to divide by */
     uint64_t a = 0, t = model_count(m, (uint64_t)m->vocab, &a);
     if (total)
         *total = t;
@@ -283,4 +297,90 @@ uint64_t plan_largest_module_params(const remat_model_desc *m)
     }
     }
     return block > embed ? block : embed;
+}
+
+/* ==== Weight formats ======================================================================= */
+
+/* Adds `count` matrices of in x out weights stored in the integer or fp8 format q: packed values
+ * plus the format's scales. fp8: one fp32 scale per 128x128 block (DeepSeek-V3's
+ * weight_block_size); int8: one fp16 scale per output row; int4: two values a byte and one fp16
+ * scale per group of 128 inputs of an output row (GPTQ/AWQ group size 128, zero points not
+ * counted). */
+static void weights_add_linear(plan_weights *w, remat_dtype q, uint64_t in, uint64_t out,
+                               uint64_t count)
+{
+    uint64_t n = in * out, values = q == REMAT_DTYPE_INT4 ? (n + 1) / 2 : n, scales = 0;
+    if (q == REMAT_DTYPE_FP8)
+        scales = 4 * ((out + 127) / 128) * ((in + 127) / 128);
+    else if (q == REMAT_DTYPE_INT8)
+        scales = 2 * out;
+    else if (q == REMAT_DTYPE_INT4)
+        scales = 2 * out * ((in + 127) / 128);
+    w->quant_params += count * n;
+    w->quant_bytes += count * (values + scales);
+    w->scale_bytes += count * scales;
+}
+
+/* The linear layers inside the blocks (attention projections, MLPs, every expert) of m. */
+static void weights_linears(const remat_model_desc *m, remat_dtype q, plan_weights *w)
+{
+    uint64_t h = (uint64_t)m->hidden, L = (uint64_t)m->layers, f = (uint64_t)m->ffn;
+    uint64_t hd = head_dim_of(m), nq = (uint64_t)m->heads * hd, nkv = (uint64_t)m->kv_heads * hd;
+    switch (m->arch) {
+    case REMAT_ARCH_GPT2:
+        weights_add_linear(w, q, h, 3 * h, L); /* qkv */
+        weights_add_linear(w, q, h, h, L);     /* attention projection */
+        weights_add_linear(w, q, h, f, L);     /* fc */
+        weights_add_linear(w, q, f, h, L);     /* fc projection */
+        return;
+    case REMAT_ARCH_LLAMA:
+        weights_add_linear(w, q, h, nq, L);      /* q */
+        weights_add_linear(w, q, h, nkv, 2 * L); /* k, v */
+        weights_add_linear(w, q, nq, h, L);      /* o */
+        weights_add_linear(w, q, h, f, 2 * L);   /* gate, up */
+        weights_add_linear(w, q, f, h, L);       /* down */
+        return;
+    case REMAT_ARCH_DEEPSEEK: {
+        uint64_t nh = (uint64_t)m->heads, ql = (uint64_t)m->q_lora_rank;
+        uint64_t kl = (uint64_t)m->kv_lora_rank, rope = (uint64_t)m->qk_rope_dim;
+        uint64_t qk = (uint64_t)m->qk_nope_dim + rope, v = (uint64_t)m->v_head_dim;
+        uint64_t dense = (uint64_t)m->dense_layers, moe = L - dense, e = (uint64_t)m->moe_ffn;
+        uint64_t experts = moe * (uint64_t)(m->routed_experts + m->shared_experts);
+        if (ql) {
+            weights_add_linear(w, q, h, ql, L);       /* wq_a */
+            weights_add_linear(w, q, ql, nh * qk, L); /* wq_b */
+        } else {
+            weights_add_linear(w, q, h, nh * qk, L); /* wq */
+        }
+        weights_add_linear(w, q, h, kl + rope, L);                            /* wkv_a */
+        weights_add_linear(w, q, kl, nh * ((uint64_t)m->qk_nope_dim + v), L); /* wkv_b */
+        weights_add_linear(w, q, nh * v, h, L);                               /* wo */
+        weights_add_linear(w, q, h, f, 2 * dense);                            /* dense w1, w3 */
+        weights_add_linear(w, q, f, h, dense);                                /* dense w2 */
+        weights_add_linear(w, q, h, e, 2 * experts);                          /* expert w1, w3 */
+        weights_add_linear(w, q, e, h, experts);                              /* expert w2 */
+        return;
+    }
+    }
+}
+
+void plan_weights_split(const remat_model_desc *m, remat_dtype q, plan_weights *out)
+{
+    memset(out, 0, sizeof *out);
+    uint64_t total = plan_stored_params(m);
+    int integer = q == REMAT_DTYPE_FP8 || q == REMAT_DTYPE_INT8 || q == REMAT_DTYPE_INT4;
+    if (!integer) { /* fp32 / bf16 / fp16: every weight in that format */
+        out->plain_params = total;
+        out->plain_bytes = total * plan_dtype_bytes(q);
+        return;
+    }
+    if (m->params_only) { /* no layers to tell apart: all of them in q */
+        out->quant_params = total;
+        out->quant_bytes = plan_weight_bytes(total, q, 0);
+        out->scale_bytes = out->quant_bytes - (q == REMAT_DTYPE_INT4 ? (total + 1) / 2 : total);
+        return;
+    }
+    weights_linears(m, q, out);
+    out->plain_params = total - out->quant_params;
+    out->plain_bytes = 2 * out->plain_params;
 }

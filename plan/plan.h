@@ -24,8 +24,25 @@ uint64_t plan_largest_module_params(const remat_model_desc *m);
 /* Bytes of one element of d for memory arithmetic (fp8 counts 1, int4 counts 1 here: callers
  * that need packed sizes use plan_weight_bytes). */
 unsigned plan_dtype_bytes(remat_dtype d);
-/* Bytes of `params` weights in format q (scales included), for rows of `row` elements. */
+/* Bytes of `params` weights all in format q (scales included), for rows of `row` elements (0:
+ * 4096); for a bare parameter count, which has no layers to tell apart. */
 uint64_t plan_weight_bytes(uint64_t params, remat_dtype q, int row);
+
+/* Stored weights of a model in serving format q. In fp8/int8/int4 only the linear layers inside
+ * the blocks (and every expert) are in q, as GPTQ/AWQ/w4a16 checkpoints and DeepSeek's FP8
+ * release store them; embeddings, the output head, norms, biases and routers stay in 16 bits.
+ * In fp32/bf16/fp16 everything is in q (quant_* are 0). A bare count (--params) is all in q. */
+typedef struct {
+    uint64_t quant_params, quant_bytes; /* in q; bytes include the scales */
+    uint64_t scale_bytes;               /* the scales' part of quant_bytes */
+    uint64_t plain_params, plain_bytes; /* kept in 16 bits (or all, in a float format) */
+} plan_weights;
+void plan_weights_split(const remat_model_desc *m, remat_dtype q, plan_weights *out);
+
+/* " (did you mean x, y?)" in buf: the names of name_at(0..n) that contain text, or else those
+ * nearest to it by edit distance if that is small; "" when none is close. */
+void plan_suggest(const char *text, const char *(*name_at)(size_t), size_t n, char *buf,
+                  size_t len);
 
 /* ---- The analytic chain of one training step ----------------------------------------------- */
 /* Stages: 0 = token and position embedding, 1..L = transformer blocks, L+1 = final norm, head and
