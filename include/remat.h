@@ -432,7 +432,8 @@ remat_status remat_model_validate(const remat_model_desc *m);
  * routed experts in use; dense models: = total). Either pointer may be NULL. The description is
  * validated first (remat_model_validate): a zeroed or bad one is REMAT_EINVAL naming the field. */
 remat_status remat_model_params(const remat_model_desc *m, uint64_t *total, uint64_t *active);
-/* Parameters of the MTP module (0 where there is none), embedding and head copies included. */
+/* Parameters of the MTP module (0 where there is none, or where m is invalid: then the last
+ * error says why), embedding and head copies included. */
 uint64_t remat_model_mtp_params(const remat_model_desc *m);
 
 /* A GPU preset with the capacity the driver reports (nvidia-smi memory.total). */

@@ -267,6 +267,8 @@ uint64_t remat_model_mtp_params(const remat_model_desc *m)
 {
     if (!m || m->params_only || m->arch != REMAT_ARCH_DEEPSEEK || m->mtp_layers <= 0)
         return 0;
+    if (remat_model_validate(m) != REMAT_OK)
+        return 0; /* the message says why; an invalid description has no module to count */
     /* Each MTP module: enorm, hnorm, eh_proj (2h -> h), one MoE layer, the shared head's norm,
      * plus its own copies of the embedding and the output head (README_WEIGHTS.md). */
     uint64_t h = (uint64_t)m->hidden;

@@ -710,6 +710,10 @@ Test(zeroed, every_public_planner_call_refuses_a_zeroed_description)
     ds.v_head_dim = 0;
     cr_assert_eq(remat_model_params(&ds, &t, &a), REMAT_EINVAL);
     cr_assert(strstr(remat_last_error(), "v_head_dim"), "%s", remat_last_error());
+    ds.v_head_dim = 128;
+    ds.heads = 0;
+    cr_assert_eq(remat_model_mtp_params(&ds), 0); /* no module to count in an invalid model */
+    cr_assert(strstr(remat_last_error(), "heads"), "%s", remat_last_error());
     /* the helpers still answer for valid input */
     cr_assert_eq(remat_model_params(&(remat_model_desc){.params_only = 5}, &t, NULL), REMAT_OK);
     cr_assert_eq(t, 5);
