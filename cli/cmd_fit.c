@@ -21,7 +21,7 @@ void cmd_fit_usage(FILE *f)
         "                 [--policy P] [--zero 0-3]\n"
         "                 [--inference [--quant fp32|bf16|fp16|fp8|int8|int4] [--kv-dtype D]]\n"
         "                 [--measure [--device SPEC] [--expandable]]\n"
-        "       remat fit --list\n\n"
+        "       remat fit --list [--json]\n\n"
         "Prints the memory one GPU needs (weights, gradients, optimizer states, activations,\n"
         "KV cache, workspace, CUDA context and allocator reserve) and the largest batch that\n"
         "fits per activation policy: store-all, llmc-selective, megatron-selective,\n"

@@ -397,7 +397,9 @@ typedef enum {
 } remat_arch;
 
 /* A model's shape. Presets come from remat_model_lookup; a generic one may be filled in by hand
- * (zero the struct first) and checked with remat_model_validate. */
+ * (zero the struct first, then set every size and the arch: a zeroed arch is REMAT_ARCH_GPT2,
+ * while `remat fit` plans a shape given without --arch as REMAT_ARCH_LLAMA) and checked with
+ * remat_model_validate. */
 typedef struct {
     char name[48];
     remat_arch arch;
