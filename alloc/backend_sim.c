@@ -2,8 +2,20 @@
  * an 80 GB card's trace or plan can be replayed on a laptop; nothing may touch its memory. */
 #include "alloc/device.h"
 
+#include <errno.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/mman.h>
+
+/* The host refused the reservation (address space, ulimit -v, vm.max_map_count): say so with
+ * its errno, since the simulated capacity was not the limit. */
+static remat_status sim_mmap_failed(size_t bytes, int err)
+{
+    char a[32];
+    return remat_fail(REMAT_ENOMEM,
+                      "sim: the host refused to reserve %s of address space (mmap: %s, errno %d)",
+                      remat_format_bytes(bytes, a, sizeof a), strerror(err), err);
+}
 
 static remat_status sim_malloc(remat_device *dev, size_t bytes, void **out)
 {
@@ -16,11 +28,8 @@ static remat_status sim_malloc(remat_device *dev, size_t bytes, void **out)
                           remat_format_bytes(cap, c, sizeof c));
     }
     void *p = mmap(NULL, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (p == MAP_FAILED) {
-        char a[32];
-        return remat_fail(REMAT_ENOMEM, "sim: cannot reserve %s of address space",
-                          remat_format_bytes(bytes, a, sizeof a));
-    }
+    if (p == MAP_FAILED)
+        return sim_mmap_failed(bytes, errno);
     dev->sim_reserved += bytes;
     *out = p;
     return REMAT_OK;
@@ -62,11 +71,8 @@ static remat_status sim_vm_reserve(remat_device *dev, size_t bytes, void **out)
 {
     (void)dev;
     void *p = mmap(NULL, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (p == MAP_FAILED) {
-        char a[32];
-        return remat_fail(REMAT_ENOMEM, "sim: cannot reserve %s of address space",
-                          remat_format_bytes(bytes, a, sizeof a));
-    }
+    if (p == MAP_FAILED)
+        return sim_mmap_failed(bytes, errno);
     *out = p;
     return REMAT_OK;
 }

@@ -70,6 +70,11 @@ int pool_tag_is_word(const char *tag)
     return n > 0 && n < sizeof(((pool_tag *)0)->name);
 }
 
+static const char *tag_name_at(const void *tags, size_t i)
+{
+    return ((const pool_tag *)tags)[i].name;
+}
+
 /* Index of `tag` in pool->tags, adding it when `create`; UINT32_MAX if absent or on failure. */
 static uint32_t tag_find(remat_pool *pool, const char *tag, int create)
 {
@@ -77,9 +82,12 @@ static uint32_t tag_find(remat_pool *pool, const char *tag, int create)
         return 0;
     if (strcmp(pool->tags[pool->last_tag].name, tag) == 0)
         return pool->last_tag;
-    for (size_t i = 0; i < pool->n_tags; i++)
-        if (strcmp(pool->tags[i].name, tag) == 0)
-            return pool->last_tag = (uint32_t)i;
+    /* through the index, not a scan: a trace of many distinct tags stays linear */
+    size_t i = strcmp(tag, "untagged") == 0
+                   ? 0
+                   : pool_names_find(&pool->tag_index, tag, tag_name_at, pool->tags, pool->n_tags);
+    if (i < pool->n_tags)
+        return pool->last_tag = (uint32_t)i;
     if (!create)
         return UINT32_MAX;
     if (!pool_tag_is_word(tag)) {
@@ -96,6 +104,10 @@ static uint32_t tag_find(remat_pool *pool, const char *tag, int create)
         }
         pool->tags = t;
         pool->cap_tags = cap;
+    }
+    if (pool_names_add(&pool->tag_index, tag, pool->n_tags) != REMAT_OK) {
+        remat_fail(REMAT_ENOMEM, "pool: out of host memory for tag '%s'", tag);
+        return UINT32_MAX;
     }
     pool_tag *t = &pool->tags[pool->n_tags];
     memset(t, 0, sizeof *t);
@@ -330,6 +342,21 @@ static remat_status pool_try_grow(remat_pool *pool, int kind, size_t size, pool_
     return s == REMAT_OK ? REMAT_ENOMEM : s;
 }
 
+/* What the device said when it last refused a segment on this thread: the out-of-memory message
+ * repeats it, since the free-memory figure alone hides causes such as a host refusing address
+ * space to a sim device. */
+static _Thread_local char pool_refusal[256];
+
+/* pool_try_grow, noting the device's refusal. */
+static remat_status pool_grow_noting(remat_pool *pool, int kind, size_t size, pool_block **out)
+{
+    remat_clear_error();
+    remat_status s = pool_try_grow(pool, kind, size, out);
+    if (s == REMAT_ENOMEM && remat_last_error()[0])
+        snprintf(pool_refusal, sizeof pool_refusal, "%s", remat_last_error());
+    return s;
+}
+
 /* Writes the out-of-memory message: what was asked and where the memory went. */
 static void pool_oom_message(remat_pool *pool, size_t bytes)
 {
@@ -352,12 +379,15 @@ static void pool_oom_message(remat_pool *pool, size_t bytes)
         snprintf(where, sizeof where, "device free memory unknown");
     remat_fail(REMAT_ENOMEM,
                "cannot allocate %s (%zu bytes) on %s: %s; %s reserved by this pool, %s allocated, "
-               "%s cached but free, largest free block %s, fragmentation %.1f%%",
+               "%s cached but free, largest free block %s, fragmentation %.1f%%%s%s",
                remat_format_bytes(bytes, a, sizeof a), bytes, pool->dev->info.spec, where,
-               remat_format_bytes(reserved, r, sizeof r), remat_format_bytes(allocated, al, sizeof al),
+               remat_format_bytes(reserved, r, sizeof r),
+               remat_format_bytes(allocated, al, sizeof al),
                remat_format_bytes(reserved - allocated, c, sizeof c),
                remat_format_bytes(largest, lb, sizeof lb),
-               reserved ? 100.0 * (1.0 - (double)allocated / (double)reserved) : 0.0);
+               reserved ? 100.0 * (1.0 - (double)allocated / (double)reserved) : 0.0,
+               pool_refusal[0] ? "; the device refused: " : "", pool_refusal);
+    pool_refusal[0] = '\0';
 }
 
 /* Before the pool grows for a large request of `size` bytes: returns to the device every wholly
@@ -400,13 +430,14 @@ static pool_block *pool_obtain(remat_pool *pool, int kind, size_t size, size_t b
         }
     }
     pool_release_smaller(pool, kind, size);
-    remat_status s = pool_try_grow(pool, kind, size, &b);
+    pool_refusal[0] = '\0';
+    remat_status s = pool_grow_noting(pool, kind, size, &b);
     if (s == REMAT_ENOMEM) {
         uint64_t released = 0;
         pool_release_cached(pool, &released);
         if (released) {
             pool->st.n_retries++;
-            s = pool_try_grow(pool, kind, size, &b);
+            s = pool_grow_noting(pool, kind, size, &b);
         }
     }
     if (s == REMAT_ENOMEM && !pool->cfg.no_cache) {
@@ -830,5 +861,6 @@ void remat_pool_destroy(remat_pool *pool)
     free(pool->tags);
     free(pool->streams);
     pool_map_destroy(&pool->live);
+    pool_map_destroy(&pool->tag_index);
     free(pool);
 }

@@ -124,6 +124,7 @@ struct remat_pool {
     remat_pool_stats st;
     pool_tag *tags;
     size_t n_tags, cap_tags;
+    pool_map tag_index; /* tag name -> index in tags (pool_names_*) */
     uint32_t last_tag; /* cache for the fast path */
     pool_block *spare_blocks;
     void **chunks; /* slabs that spare blocks come from */
@@ -165,6 +166,15 @@ void pool_map_destroy(pool_map *m);
 remat_status pool_map_put(pool_map *m, uint64_t key, void *val);
 void *pool_map_get(const pool_map *m, uint64_t key);
 void *pool_map_take(pool_map *m, uint64_t key);
+/* A name index: a map from a seeded hash of each name to its position in an array of names, so
+ * that looking up one of n names costs O(1), whatever names an input picks. The map may start
+ * zeroed (it is allocated on the first add). at(names, i) is the i-th name. */
+typedef const char *(*pool_name_at)(const void *names, size_t i);
+/* Position of name among the n names, or n if it is not there. */
+size_t pool_names_find(const pool_map *index, const char *name, pool_name_at at, const void *names,
+                       size_t n);
+/* Records that the i-th name is name. */
+remat_status pool_names_add(pool_map *index, const char *name, size_t i);
 
 /* ---- pool_device.c: every device call of the pool, counted for fault injection --------------- */
 remat_status pool_dev_malloc(remat_pool *pool, size_t bytes, void **out);

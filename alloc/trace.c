@@ -45,6 +45,14 @@ remat_status remat_pool_trace_end(remat_pool *pool)
 
 /* ==== Parsing ================================================================================== */
 
+/* A trace line is a few numbers and a tag of at most 63 characters: 4 KiB is plenty, and a file
+ * of one huge line (or /dev/zero) is refused at once. 16 GiB of trace is some 400 million
+ * events, beyond any one run's. */
+#define TRACE_MAX_LINE 4096
+#define TRACE_MAX_LINE_TEXT "4096"
+#define TRACE_MAX_BYTES ((uint64_t)16 << 30)
+#define TRACE_MAX_BYTES_TEXT "16 GiB"
+
 typedef struct {
     uint64_t bytes;
     uint64_t line;
@@ -64,7 +72,8 @@ struct remat_trace {
 
 typedef struct {
     remat_trace *t;
-    pool_map live; /* id + 1 -> slot + 1 of the live allocation */
+    pool_map live;      /* id + 1 -> slot + 1 of the live allocation */
+    pool_map tag_index; /* tag name -> index in t->tags (pool_names_*) */
     const char *name;
     uint64_t line;
 } trace_parser;
@@ -94,6 +103,11 @@ static int parse_u64(const char *s, uint64_t *out)
     return 1;
 }
 
+static const char *trace_tag_at(const void *tags, size_t i)
+{
+    return ((const char(*)[64])tags)[i];
+}
+
 static remat_status trace_intern_tag(trace_parser *p, const char *tag, uint32_t *out)
 {
     remat_trace *t = p->t;
@@ -103,11 +117,13 @@ static remat_status trace_intern_tag(trace_parser *p, const char *tag, uint32_t 
         *out = 0;
         return REMAT_OK;
     }
-    for (size_t i = 1; i < t->n_tags; i++)
-        if (strcmp(t->tags[i], tag) == 0) {
-            *out = (uint32_t)i;
-            return REMAT_OK;
-        }
+    size_t i = pool_names_find(&p->tag_index, tag, trace_tag_at, t->tags, t->n_tags);
+    if (i < t->n_tags) {
+        *out = (uint32_t)i;
+        return REMAT_OK;
+    }
+    if (t->n_tags > UINT32_MAX - 1)
+        return parse_error(p, "%s", "more than 2^32 - 1 distinct tags");
     if (t->n_tags == t->cap_tags) {
         size_t cap = t->cap_tags * 2;
         char(*tags)[64] = realloc(t->tags, cap * sizeof *tags);
@@ -116,6 +132,7 @@ static remat_status trace_intern_tag(trace_parser *p, const char *tag, uint32_t 
         t->tags = tags;
         t->cap_tags = cap;
     }
+    REMAT_TRY(pool_names_add(&p->tag_index, tag, t->n_tags));
     snprintf(t->tags[t->n_tags], 64, "%s", tag);
     *out = (uint32_t)t->n_tags++;
     return REMAT_OK;
@@ -191,6 +208,40 @@ static remat_status parse_line(trace_parser *p, char *line)
     return parse_error(p, "unknown event '%.40s' (expected 'a' or 'f')", tok[0]);
 }
 
+/* Reads the next line (its newline dropped) into buf, which holds TRACE_MAX_LINE + 1 bytes, and
+ * counts it in p->line; *got is 0 at the end of the file. A line or a file above the limits, a NUL
+ * byte and a read error are errors (never an early end that would drop the rest of the trace). */
+static remat_status trace_read_line(trace_parser *p, FILE *f, char *buf, uint64_t *total, int *got)
+{
+    size_t n = 0;
+    int c;
+    *got = 0;
+    while ((c = getc_unlocked(f)) != EOF && c != '\n') {
+        if (n == TRACE_MAX_LINE) {
+            p->line++;
+            return parse_error(
+                p, "%s", "the line is longer than the limit of " TRACE_MAX_LINE_TEXT " bytes");
+        }
+        if (c == '\0') {
+            p->line++;
+            return parse_error(p, "%s", "a NUL byte: a trace is text");
+        }
+        buf[n++] = (char)c;
+    }
+    if (ferror(f))
+        return remat_fail(REMAT_EIO, "%s:%llu: read error: %s", p->name,
+                          (unsigned long long)p->line + 1, strerror(errno));
+    if (c == EOF && n == 0)
+        return REMAT_OK;
+    *total += n + (c == '\n');
+    p->line++;
+    if (*total > TRACE_MAX_BYTES)
+        return parse_error(p, "%s", "the trace is larger than the limit of " TRACE_MAX_BYTES_TEXT);
+    buf[n] = '\0';
+    *got = 1;
+    return REMAT_OK;
+}
+
 void remat_trace_free(remat_trace *trace)
 {
     if (!trace)
@@ -217,20 +268,19 @@ remat_status remat_trace_parse(FILE *f, const char *name, remat_trace **out)
     }
     snprintf(p.t->tags[0], 64, "untagged");
     p.t->n_tags = 1;
-    char *line = NULL;
-    size_t cap = 0;
-    remat_status s = REMAT_OK;
-    while (s == REMAT_OK && getline(&line, &cap, f) != -1) {
-        p.line++;
+    char line[TRACE_MAX_LINE + 1];
+    uint64_t total = 0;
+    int got = 0;
+    remat_status s;
+    while ((s = trace_read_line(&p, f, line, &total, &got)) == REMAT_OK && got) {
         char *hash = strchr(line, '#');
         if (hash)
             *hash = '\0';
-        s = parse_line(&p, line);
+        if ((s = parse_line(&p, line)) != REMAT_OK)
+            break;
     }
-    if (s == REMAT_OK && ferror(f))
-        s = remat_fail(REMAT_EIO, "%s: read error", p.name);
-    free(line);
     pool_map_destroy(&p.live);
+    pool_map_destroy(&p.tag_index);
     if (s != REMAT_OK) {
         remat_trace_free(p.t);
         return s;

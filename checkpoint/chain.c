@@ -10,6 +10,12 @@
 
 /* Each byte count stays below 2^47 (128 TiB), so sums over 30000 stages never overflow. */
 #define CHAIN_MAX_BYTES ((uint64_t)1 << 47)
+/* A chain file above 64 MiB is refused before it is read whole (30,000 stages take about 5 MiB). */
+#define CHAIN_MAX_FILE ((size_t)64 << 20)
+/* Every schedule runs each forward at most once per stage of the chain plus the backwards once,
+ * so times whose (L + 1) * sum(fwd) + sum(bwd) stays below this bound keep every schedule time,
+ * and ratios of them, finite. */
+#define CHAIN_MAX_TIME 1e300
 
 /* ==== sizes ============================================================================== */
 
@@ -132,6 +138,21 @@ static remat_status chain_validate_stage(const remat_chain *c, int i)
     return REMAT_OK;
 }
 
+/* The worst schedule's time: every forward once per stage (L + 1 times), the dearest backward. */
+static double chain_worst_time(const remat_chain *c)
+{
+    double fwd = 0, bwd = 0;
+    for (int i = 0; i < c->n_stages; i++) {
+        const remat_stage *s = &c->stages[i];
+        double b = s->bwd;
+        for (int k = 0; k < s->n_options; k++)
+            b = s->options[k].bwd > b ? s->options[k].bwd : b;
+        fwd += s->fwd;
+        bwd += b;
+    }
+    return fwd * ((double)c->n_stages + 1) + bwd;
+}
+
 remat_status chain_validate(const remat_chain *c)
 {
     if (!c)
@@ -145,6 +166,12 @@ remat_status chain_validate(const remat_chain *c)
                           (unsigned long long)c->input_bytes);
     for (int i = 0; i < c->n_stages; i++)
         REMAT_TRY(chain_validate_stage(c, i));
+    double worst = chain_worst_time(c);
+    if (!(worst <= CHAIN_MAX_TIME))
+        return remat_fail(REMAT_EPARSE,
+                          "stages: the times are too large: (stages + 1) * sum(fwd) + sum(bwd) is "
+                          "%g, above the limit of %g (scale the times down)",
+                          worst, CHAIN_MAX_TIME);
     return REMAT_OK;
 }
 
@@ -295,6 +322,49 @@ static remat_status chain_from_json(const cJSON *root, remat_chain **out)
     return REMAT_OK;
 }
 
+static int chain_name_cmp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Refuses an object that repeats a key (cJSON would silently keep the first), at any depth; path
+ * names obj in the message. Keys are sorted, so a hostile object of many keys costs n log n. */
+static remat_status chain_check_keys(const cJSON *obj, char *path, size_t len, size_t cap)
+{
+    int n = 0;
+    const cJSON *v;
+    cJSON_ArrayForEach(v, obj) n++;
+    if (cJSON_IsObject(obj) && n > 1) {
+        const char **keys = malloc((size_t)n * sizeof *keys);
+        if (!keys)
+            return remat_fail(REMAT_ENOMEM, "chain: out of memory");
+        int k = 0;
+        cJSON_ArrayForEach(v, obj) keys[k++] = v->string ? v->string : "";
+        qsort(keys, (size_t)n, sizeof *keys, chain_name_cmp);
+        for (k = 1; k < n && strcmp(keys[k - 1], keys[k]) != 0; k++)
+            ;
+        remat_status s = k < n ? remat_fail(REMAT_EPARSE, "%s: duplicate key '%.64s'",
+                                            len ? path : "chain", keys[k])
+                               : REMAT_OK;
+        free(keys);
+        REMAT_TRY(s);
+    }
+    int i = 0;
+    cJSON_ArrayForEach(v, obj)
+    {
+        if (cJSON_IsObject(v) || cJSON_IsArray(v)) {
+            int w = cJSON_IsArray(obj) ? snprintf(path + len, cap - len, "[%d]", i)
+                                       : snprintf(path + len, cap - len, "%s%.64s", len ? "." : "",
+                                                  v->string ? v->string : "");
+            size_t next = w > 0 && (size_t)w < cap - len ? len + (size_t)w : len;
+            REMAT_TRY(chain_check_keys(v, path, next, cap));
+            path[len] = '\0';
+        }
+        i++;
+    }
+    return REMAT_OK;
+}
+
 remat_status remat_chain_parse(const char *json, size_t len, remat_chain **out)
 {
     if (!json || !out)
@@ -305,7 +375,19 @@ remat_status remat_chain_parse(const char *json, size_t len, remat_chain **out)
         size_t at = end && end >= json ? (size_t)(end - json) : 0;
         return remat_fail(REMAT_EPARSE, "chain: malformed JSON near byte %zu", at);
     }
-    remat_status s = chain_from_json(root, out);
+    /* one JSON value and nothing after it but white space */
+    size_t at = end && end >= json ? (size_t)(end - json) : len;
+    while (at < len &&
+           (json[at] == ' ' || json[at] == '\t' || json[at] == '\n' || json[at] == '\r'))
+        at++;
+    char path[256] = "";
+    remat_status s = at < len ? remat_fail(REMAT_EPARSE,
+                                           "chain: unexpected data after the JSON value at byte "
+                                           "%zu (one object per file)",
+                                           at)
+                              : chain_check_keys(root, path, 0, sizeof path);
+    if (s == REMAT_OK)
+        s = chain_from_json(root, out);
     cJSON_Delete(root);
     return s;
 }
@@ -317,31 +399,13 @@ remat_status remat_chain_load(const char *path, remat_chain **out)
     FILE *f = fopen(path, "rb");
     if (!f)
         return remat_fail(REMAT_EIO, "cannot open chain file '%s': %s", path, strerror(errno));
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    size_t got;
-    while (buf && (got = fread(buf + n, 1, cap - n, f)) > 0) {
-        n += got;
-        if (n == cap) {
-            char *nb = realloc(buf, cap * 2);
-            if (!nb) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = nb;
-            cap *= 2;
-        }
-    }
-    int err = ferror(f);
+    unsigned char *buf = NULL;
+    size_t n = 0;
+    remat_status s = remat_read_capped(f, path, CHAIN_MAX_FILE, 0, &buf, &n);
     fclose(f);
-    if (!buf)
-        return remat_fail(REMAT_ENOMEM, "cannot read chain file '%s': out of memory", path);
-    if (err) {
-        free(buf);
-        return remat_fail(REMAT_EIO, "cannot read chain file '%s'", path);
-    }
-    remat_status s = remat_chain_parse(buf, n, out);
+    if (s != REMAT_OK)
+        return remat_fail_context(s, "chain file");
+    s = remat_chain_parse((const char *)buf, n, out);
     free(buf);
     if (s != REMAT_OK)
         return remat_fail_context(s, "%s", path);

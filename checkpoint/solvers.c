@@ -422,10 +422,15 @@ remat_status remat_schedule_write_json(const remat_schedule *s, const remat_chai
     char name[32];
     fprintf(f,
             "{\"policy\": \"%s\", \"budget_bytes\": %llu, \"feasible\": %s, \"peak_bytes\": %llu, "
-            "\"time\": %.17g, \"base_time\": %.17g, \"overhead\": %.17g, \"ops\": [",
+            "\"time\": ",
             remat_policy_name(&s->policy, name, sizeof name), (unsigned long long)s->budget_bytes,
-            s->feasible ? "true" : "false", (unsigned long long)s->peak_bytes, s->time,
-            s->base_time, s->overhead);
+            s->feasible ? "true" : "false", (unsigned long long)s->peak_bytes);
+    remat_json_number(f, s->time);
+    fprintf(f, ", \"base_time\": ");
+    remat_json_number(f, s->base_time);
+    fprintf(f, ", \"overhead\": ");
+    remat_json_number(f, s->overhead);
+    fprintf(f, ", \"ops\": [");
     for (size_t k = 0; k < s->n_ops; k++) {
         const remat_op *op = &s->ops[k];
         if (op->stage < 0 || op->stage >= chain->n_stages)

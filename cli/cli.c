@@ -33,7 +33,10 @@ int cli_exit_code(remat_status s)
     case REMAT_OK: return EXIT_OK;
     case REMAT_EINVAL:
     case REMAT_EPARSE:
-    case REMAT_EIO: return EXIT_USAGE;
+    case REMAT_EIO:
+    /* a request this build or device cannot do (kernels on a sim device, a chain beyond the
+     * solvers' limits) is fixed by changing the command, not by retrying it */
+    case REMAT_EUNSUPPORTED: return EXIT_USAGE;
     default: return EXIT_RUNTIME;
     }
 }

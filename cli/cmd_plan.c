@@ -1,6 +1,7 @@
 /* cli/cmd_plan.c: `remat plan CHAIN.json --budget SIZE|PCT [--policy P] [--slots N] [--curve]
  * [--json]`: a checkpoint schedule for a chain file, or the whole overhead-versus-memory curve. */
 #include "cli/cli.h"
+#include "core/core.h"
 
 #include <getopt.h>
 #include <stdlib.h>
@@ -177,14 +178,19 @@ static int plan_curve(const remat_chain *c, const plan_args *a, uint64_t store_a
     for (int i = 0; i < c->n_stages; i++)
         base += c->stages[i].fwd + c->stages[i].bwd;
     if (a->json) {
-        printf("{\"policy\": \"optimal\", \"store_all_peak_bytes\": %llu, \"base_time\": %.17g, "
-               "\"points\": [",
-               (unsigned long long)store_all, base);
-        for (size_t i = 0; i < n; i++)
-            printf("%s{\"budget_bytes\": %llu, \"peak_bytes\": %llu, \"time\": %.17g, "
-                   "\"overhead\": %.17g}",
-                   i ? ", " : "", (unsigned long long)pts[i].budget_bytes,
-                   (unsigned long long)pts[i].peak_bytes, pts[i].time, pts[i].overhead);
+        /* remat_json_number: JSON has no nan or inf (the loader keeps times finite anyway) */
+        printf("{\"policy\": \"optimal\", \"store_all_peak_bytes\": %llu, \"base_time\": ",
+               (unsigned long long)store_all);
+        remat_json_number(stdout, base);
+        printf(", \"points\": [");
+        for (size_t i = 0; i < n; i++) {
+            printf("%s{\"budget_bytes\": %llu, \"peak_bytes\": %llu, \"time\": ", i ? ", " : "",
+                   (unsigned long long)pts[i].budget_bytes, (unsigned long long)pts[i].peak_bytes);
+            remat_json_number(stdout, pts[i].time);
+            printf(", \"overhead\": ");
+            remat_json_number(stdout, pts[i].overhead);
+            printf("}");
+        }
         printf("]}\n");
     } else {
         char h[32];

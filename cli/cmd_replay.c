@@ -102,6 +102,13 @@ static int replay_parse(int argc, char **argv, replay_args *a)
         else if (c == 'l') {
             if (cli_parse_size("replay", "--limit", optarg, &a->limit) != 0)
                 return -1;
+            /* 0 is the pool's "no limit": a limit that rounds to 0 bytes would silently be none */
+            if (a->limit == 0)
+                return cli_usage_error("replay",
+                                       "--limit '%s' is 0 bytes; a limit must be at least 1 byte "
+                                       "(leave --limit out for no limit)",
+                                       optarg),
+                       -1;
         } else if (c == 'b')
             a->baseline = 1;
         else if (c == 'e')

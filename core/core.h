@@ -36,6 +36,16 @@ static inline uint64_t remat_sat_mul(uint64_t a, uint64_t b)
     return a != 0 && b > UINT64_MAX / a ? UINT64_MAX : a * b;
 }
 
+/* Reads f to its end into *buf (malloc'd, NUL-terminated, *len bytes without the NUL), refusing a
+ * file of more than max bytes (REMAT_EPARSE, naming max) before holding much more than that. The
+ * first `have` bytes may already be in *buf (a header read to choose max); the buffer is freed and
+ * *buf set to NULL on failure. A read error is REMAT_EIO with its errno, never an end of file. */
+remat_status remat_read_capped(FILE *f, const char *name, size_t max, size_t have,
+                               unsigned char **buf, size_t *len);
+
+/* Writes v as a JSON number, or null when it is not finite (JSON has no nan or inf). */
+void remat_json_number(FILE *f, double v);
+
 #define REMAT_TRY(expr)                                                                            \
     do {                                                                                           \
         remat_status try_s_ = (expr);                                                              \

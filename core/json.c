@@ -1,5 +1,7 @@
-/* core/json.c: the one JSON string writer every module and the CLI share. */
+/* core/json.c: the JSON string and number writers every module and the CLI share. */
 #include "core/core.h"
+
+#include <math.h>
 
 void remat_json_string(FILE *f, const char *s)
 {
@@ -16,4 +18,12 @@ void remat_json_string(FILE *f, const char *s)
             fputc(ch, f);
     }
     fputc('"', f);
+}
+
+void remat_json_number(FILE *f, double v)
+{
+    if (isfinite(v))
+        fprintf(f, "%.17g", v);
+    else
+        fputs("null", f);
 }

@@ -6,42 +6,107 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 enum { GPT_TOKENS_MAGIC = 20240520, GPT_HEADER_INTS = 256 };
 
 /* ==== Files ================================================================================ */
+
+/* A file with NUL bytes is no text: most likely a token file of another format or a damaged
+ * header, and reading it as text would train on garbage. */
+static remat_status gpt_not_text(const char *path, int32_t magic, size_t nul_at)
+{
+    return remat_fail(REMAT_EPARSE,
+                      "%s: not a token file: it starts with magic %d (an llm.c token file starts "
+                      "with %d) and it is not text (a NUL byte at offset %zu)",
+                      path, (int)magic, GPT_TOKENS_MAGIC, nul_at);
+}
+
+/* A text file is read as one token per byte, 4 bytes each in memory: 1 GiB of text is the most. */
+#define GPT_TEXT_MAX ((size_t)1 << 30)
+
+/* The header checks of an llm.c token file (len bytes of it in b). */
+static remat_status gpt_llmc_header(const char *path, const unsigned char *b, size_t len,
+                                    size_t *tokens)
+{
+    int32_t h[GPT_HEADER_INTS];
+    if (len < sizeof h)
+        return remat_fail(REMAT_EPARSE, "%s: truncated token file header", path);
+    memcpy(h, b, sizeof h);
+    if (h[1] != 1)
+        return remat_fail(REMAT_EPARSE, "%s: unsupported token file version %d (expected 1)", path,
+                          (int)h[1]);
+    if (h[2] < 0)
+        return remat_fail(REMAT_EPARSE, "%s: negative token count %d", path, (int)h[2]);
+    *tokens = (size_t)h[2];
+    return REMAT_OK;
+}
+
+static remat_status gpt_too_large(const char *path, int llmc, size_t tokens)
+{
+    if (llmc)
+        return remat_fail(REMAT_EPARSE,
+                          "%s: trailing bytes: the header announces %zu tokens, the file holds "
+                          "more than %zu bytes of tokens",
+                          path, tokens, 2 * tokens);
+    return remat_fail(REMAT_EPARSE,
+                      "%s: a text file is read as one token per byte, and this one is larger than "
+                      "the limit of 1 GiB",
+                      path);
+}
+
+/* Reads the rest of f after the `have` bytes in b, up to what the header allows: /dev/zero, a FIFO
+ * or a runaway file is refused instead of read until memory runs out. Frees b on failure. */
+static remat_status gpt_read_rest(FILE *f, const char *path, unsigned char *b, size_t have,
+                                  unsigned char **buf, size_t *len)
+{
+    int32_t magic = 0;
+    if (have >= 4)
+        memcpy(&magic, b, 4);
+    int llmc = magic == GPT_TOKENS_MAGIC;
+    size_t tokens = 0;
+    const unsigned char *nul = llmc ? NULL : memchr(b, 0, have);
+    struct stat st;
+    remat_status s = llmc ? gpt_llmc_header(path, b, have, &tokens) : REMAT_OK;
+    /* an llm.c file holds exactly what its header announces (one byte more shows trailing
+     * bytes); text holds up to GPT_TEXT_MAX */
+    size_t max = llmc ? have + 2 * tokens + 1 : GPT_TEXT_MAX;
+    if (s != REMAT_OK)
+        ;
+    else if (nul) /* binary from its first bytes on: refused before the rest is read */
+        s = gpt_not_text(path, magic, (size_t)(nul - b));
+    else if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size > max)
+        s = gpt_too_large(path, llmc, tokens);
+    else if ((s = remat_read_capped(f, path, max, have, &b, len)) == REMAT_EPARSE)
+        return gpt_too_large(path, llmc, tokens); /* remat_read_capped freed b */
+    else if (s == REMAT_OK)
+        *buf = b;
+    if (s != REMAT_OK && b)
+        free(b);
+    return s;
+}
 
 static remat_status gpt_read_all(const char *path, unsigned char **buf, size_t *len)
 {
     FILE *f = fopen(path, "rb");
     if (!f)
         return remat_fail(REMAT_EIO, "cannot open %s: %s", path, strerror(errno));
-    size_t cap = 1 << 16, n = 0;
-    unsigned char *b = malloc(cap);
-    while (b) {
-        n += fread(b + n, 1, cap - n, f);
-        if (n < cap)
-            break;
-        unsigned char *nb = realloc(b, cap * 2);
-        if (!nb) {
+    unsigned char *b = malloc(GPT_HEADER_INTS * 4);
+    remat_status s;
+    if (!b) {
+        s = remat_fail(REMAT_ENOMEM, "cannot read %s: out of memory", path);
+    } else {
+        size_t have = fread(b, 1, GPT_HEADER_INTS * 4, f);
+        if (ferror(f)) {
+            int err = errno;
             free(b);
-            b = NULL;
-            break;
+            s = remat_fail(REMAT_EIO, "cannot read %s: %s", path, strerror(err));
+        } else {
+            s = gpt_read_rest(f, path, b, have, buf, len);
         }
-        b = nb;
-        cap *= 2;
     }
-    int err = ferror(f);
     fclose(f);
-    if (!b)
-        return remat_fail(REMAT_ENOMEM, "cannot read %s: out of memory", path);
-    if (err) {
-        free(b);
-        return remat_fail(REMAT_EIO, "cannot read %s", path);
-    }
-    *buf = b;
-    *len = n;
-    return REMAT_OK;
+    return s;
 }
 
 static remat_status gpt_tokens_alloc(gpt_tokens *out, size_t n)
@@ -58,15 +123,9 @@ static remat_status gpt_tokens_from_llmc(const char *path, const unsigned char *
                                          gpt_tokens *out)
 {
     int32_t h[GPT_HEADER_INTS];
-    if (len < sizeof h)
-        return remat_fail(REMAT_EPARSE, "%s: truncated token file header", path);
-    memcpy(h, b, sizeof h);
-    if (h[1] != 1)
-        return remat_fail(REMAT_EPARSE, "%s: unsupported token file version %d (expected 1)", path,
-                          (int)h[1]);
-    if (h[2] < 0)
-        return remat_fail(REMAT_EPARSE, "%s: negative token count %d", path, (int)h[2]);
-    size_t n = (size_t)h[2], have = (len - sizeof h) / 2;
+    size_t n;
+    REMAT_TRY(gpt_llmc_header(path, b, len, &n));
+    size_t have = (len - sizeof h) / 2;
     if (have != n || (len - sizeof h) % 2)
         return remat_fail(REMAT_EPARSE,
                           "%s: the header announces %zu tokens, the file holds %zu bytes of tokens",
@@ -93,8 +152,11 @@ remat_status gpt_tokens_load(const char *path, gpt_tokens *out)
     if (len >= 4)
         memcpy(&magic, b, 4);
     remat_status s = REMAT_OK;
+    const unsigned char *nul = memchr(b, 0, len);
     if (magic == GPT_TOKENS_MAGIC) {
         s = gpt_tokens_from_llmc(path, b, len, out);
+    } else if (nul) {
+        s = gpt_not_text(path, magic, (size_t)(nul - b));
     } else if ((s = gpt_tokens_alloc(out, len)) == REMAT_OK) {
         for (size_t i = 0; i < len; i++) {
             out->tokens[i] = b[i];

@@ -98,6 +98,12 @@ static remat_status gpt_header_to_config(const char *path, const int32_t *h, gpt
     return REMAT_OK;
 }
 
+static remat_status gpt_read_error(const char *path, const char *what)
+{
+    return remat_fail(REMAT_EIO, "cannot read %s: read error in the %s: %s", path, what,
+                      strerror(errno));
+}
+
 remat_status gpt_weights_read(const char *path, gpt_config *cfg, float **params)
 {
     if (!path || !cfg || !params)
@@ -109,9 +115,11 @@ remat_status gpt_weights_read(const char *path, gpt_config *cfg, float **params)
     remat_status s = REMAT_OK;
     float *p = NULL;
     if (fread(h, sizeof h, 1, f) != 1) {
-        s = remat_fail(REMAT_EPARSE,
-                       "%s: truncated header (an llm.c weights file starts with %zu bytes)", path,
-                       sizeof h);
+        s = ferror(f)
+                ? gpt_read_error(path, "header")
+                : remat_fail(REMAT_EPARSE,
+                             "%s: truncated header (an llm.c weights file starts with %zu bytes)",
+                             path, sizeof h);
         goto done;
     }
     gpt_config c;
@@ -137,6 +145,10 @@ remat_status gpt_weights_read(const char *path, gpt_config *cfg, float **params)
         goto done;
     }
     size_t got = fread(p, sizeof(float), lay.total, f);
+    if (ferror(f)) { /* a read error is an error, not a short file */
+        s = gpt_read_error(path, "parameters");
+        goto done;
+    }
     if (got != lay.total) {
         s = remat_fail(REMAT_EPARSE,
                        "%s: truncated: the header announces %zu parameters, the file holds %zu",

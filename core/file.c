@@ -1,0 +1,57 @@
+/* core/file.c: reading a whole input file with a size limit, so that /dev/zero, a FIFO or a
+ * runaway file is refused with a message instead of filling memory, and a read error is an error,
+ * never an early end of file. */
+#include "core/core.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+remat_status remat_read_capped(FILE *f, const char *name, size_t max, size_t have,
+                               unsigned char **buf, size_t *len)
+{
+    if (!f || !name || !buf || !len || (have && !*buf) || have > max)
+        return remat_fail(REMAT_EINVAL, "remat_read_capped: bad arguments");
+    size_t cap = have + ((size_t)1 << 16), n = have;
+    unsigned char *b = realloc(have ? *buf : NULL, cap + 1);
+    if (!b)
+        return remat_fail(REMAT_ENOMEM, "cannot read %s: out of memory", name);
+    for (;;) {
+        if (n == cap) {
+            /* one byte past the limit tells a file of exactly max bytes from a longer one */
+            size_t next = cap > max / 2 ? max + 1 : cap * 2;
+            if (cap > max || next <= cap)
+                break;
+            unsigned char *nb = realloc(b, next + 1);
+            if (!nb) {
+                free(b);
+                *buf = NULL;
+                return remat_fail(REMAT_ENOMEM, "cannot read %s: out of memory after %zu bytes",
+                                  name, n);
+            }
+            b = nb;
+            cap = next;
+        }
+        size_t got = fread(b + n, 1, cap - n, f);
+        n += got;
+        if (got == 0)
+            break;
+    }
+    *buf = b;
+    if (ferror(f)) {
+        int err = errno;
+        free(b);
+        *buf = NULL;
+        return remat_fail(REMAT_EIO, "cannot read %s: read error after %zu bytes: %s", name, n,
+                          strerror(err));
+    }
+    if (n > max) {
+        free(b);
+        *buf = NULL;
+        return remat_fail(REMAT_EPARSE, "%s: the file is larger than the limit of %zu bytes", name,
+                          max);
+    }
+    b[n] = '\0';
+    *len = n;
+    return REMAT_OK;
+}
