@@ -207,12 +207,12 @@ typedef struct {
  * see nothing, and the profile never holds more than one stage needs). A round measures the
  * embedding, one block (round mod L: blocks share one shape) under the default and every save
  * option back to back, the head, and the per-step work outside the stages (zeroing gradients,
- * copying the batch). After one warm-up round: at least `reps` rounds (1..64), and more until
- * the time of 4 store-all steps by the estimate (at least 250 ms) has passed. Each time is the
- * first quartile of its rounds (each variant from its own samples). The chain's
- * fwd is the forward without grad; a forward-with-grad's excess over it goes into the backward;
- * an option's backward is never below the default's plus the share of the forward it recomputes
- * (by FLOPs); the work outside the stages goes into the embedding's backward. Leaves the
+ * copying the batch). After one warm-up round: at least `reps` rounds (1..64), and more (up to
+ * 64) until the time of 4 store-all steps has passed (a step's time as the rounds ran it; at
+ * least 250 ms). Each time is the first quartile of its own rounds. The chain's fwd is the
+ * forward without grad; a forward-with-grad's excess over it goes into the backward; an option's
+ * backward is never below the default's plus the share of the forward it recomputes (by FLOPs);
+ * the work outside the stages goes into the embedding's backward. Leaves the
  * gradients zero. `inputs` are B*T host tokens of a real batch; info may be NULL. */
 remat_status gpt_model_profile(gpt_model *m, const int *inputs, int reps, remat_chain **out,
                                gpt_profile_info *info);

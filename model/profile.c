@@ -169,8 +169,8 @@ static remat_status gpt_prof_fixed(gpt_prof *p, double *ms)
 }
 
 /* One round: the embedding (whose output becomes the blocks' and the head's input), block
- * `round mod L` under each variant back to back (so a change of load hits them alike), the
- * head. */
+ * `round mod L` under each variant back to back (starting with variant `round mod 5`, so no
+ * variant always follows the forward without grad), the head. */
 static remat_status gpt_prof_round_run(gpt_prof *p, const remat_chain *ch, int round,
                                        gpt_prof_round *r)
 {
@@ -181,8 +181,10 @@ static remat_status gpt_prof_round_run(gpt_prof *p, const remat_chain *ch, int r
     REMAT_TRY(gpt_prof_nograd(p, ch, 0, &r->embed_fn));
     REMAT_TRY(gpt_callbacks.forward(m, 0, -2, p->a0, p->x, NULL));
     REMAT_TRY(gpt_prof_nograd(p, ch, blk, &r->block_fn));
-    for (int v = 0; v < GPT_PROF_VARIANTS; v++)
+    for (int k = 0; k < GPT_PROF_VARIANTS; k++) {
+        int v = (k + round) % GPT_PROF_VARIANTS; /* each variant in every position in turn */
         REMAT_TRY(gpt_prof_with_grad(p, ch, blk, v - 1, &r->block_fall[v], &r->block_b[v]));
+    }
     REMAT_TRY(gpt_prof_nograd(p, ch, L + 1, &r->head_fn));
     return gpt_prof_with_grad(p, ch, L + 1, -1, &r->head_fall, &r->head_b);
 }
@@ -275,12 +277,18 @@ static void gpt_prof_store(const gpt_prof *p, remat_chain *ch, gpt_profile_info 
         info->default_bwd = blk.bwd;
 }
 
-/* A store-all step's time by the current estimate. */
-static double gpt_prof_step_estimate(const gpt_prof *p)
+/* The time of a store-all step as the rounds so far ran it: their mean, disturbances included,
+ * so that the profile's cost is counted in steps of the same machine state (on a loaded machine
+ * the rounds and the steps slow alike, and the profile takes more rounds of it). */
+static double gpt_prof_step_ms(const gpt_prof *p)
 {
-    return GPT_PROF_EST(p, embed_fall) + GPT_PROF_EST(p, embed_b) +
-           p->m->cfg.layers * (GPT_PROF_EST(p, block_fall[0]) + GPT_PROF_EST(p, block_b[0])) +
-           GPT_PROF_EST(p, head_fall) + GPT_PROF_EST(p, head_b) + GPT_PROF_EST(p, fixed);
+    double sum = 0;
+    for (int r = 0; r < p->n_rounds; r++) {
+        const gpt_prof_round *x = &p->rounds[r];
+        sum += x->embed_fall + x->embed_b + x->head_fall + x->head_b + x->fixed +
+               p->m->cfg.layers * (x->block_fall[0] + x->block_b[0]);
+    }
+    return p->n_rounds ? sum / p->n_rounds : 0;
 }
 
 /* One warm-up round (every buffer and code path touched once), then rounds until there are at
@@ -296,7 +304,7 @@ static remat_status gpt_prof_run(gpt_prof *p, const remat_chain *ch, int reps)
         p->n_rounds++;
         if (p->n_rounds < reps)
             continue;
-        double window = GPT_PROF_STEPS_WINDOW * gpt_prof_step_estimate(p);
+        double window = GPT_PROF_STEPS_WINDOW * gpt_prof_step_ms(p);
         if (gpt_now_ms() - t0 >=
             (window > GPT_PROF_MIN_WINDOW_MS ? window : GPT_PROF_MIN_WINDOW_MS))
             break;
