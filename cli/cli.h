@@ -88,6 +88,15 @@ int train_trace_finish(const char *path, remat_pool *pool, FILE *f, int rc);
 struct gpt_memprof;
 int train_memprof_report(const struct gpt_memprof *p, int json);
 
+/* `remat train` and `remat curve` (cli/train_memory.c): the profiled chain of m into *out. With
+ * path (--profile-file): read from it when its key (model, batch, seq, device, dtype) matches;
+ * otherwise profile and write it there (replacing a profile of another key, saying so). A file
+ * that is no profile is refused (exit 2). Options measured below the default's backward are
+ * warned about on stderr. One "profile:" line to `note` (NULL: none). Returns the exit code. */
+struct gpt_model;
+int train_profile(const char *cmd, struct gpt_model *m, const int *inputs, int reps,
+                  const char *path, FILE *note, remat_chain **out);
+
 int cmd_memviz(int argc, char **argv);
 void cmd_memviz_usage(FILE *f);
 

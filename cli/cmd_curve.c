@@ -18,7 +18,8 @@ void cmd_curve_usage(FILE *f)
     fprintf(
         f,
         "usage: remat curve [--model M] [--batch B] [--seq T] [--device SPEC] [--policies LIST]\n"
-        "                   [--points N] [--steps K] [--reps R] [--out DIR] [--trace FILE]\n\n"
+        "                   [--points N] [--steps K] [--reps R] [--out DIR] [--trace FILE]\n"
+        "                   [--profile-file FILE]\n\n"
         "Profiles the model, then for each policy trains K real steps at each memory budget and\n"
         "records the predicted and measured activation peak and step time. Fixed policies\n"
         "(store-all, sqrt, periodic:K, llmc-selective, megatron-selective, selective:OPTION) are\n"
@@ -38,7 +39,11 @@ void cmd_curve_usage(FILE *f)
         "  --points N      budgets per sweeping policy (default 8)\n"
         "  --steps K       measured steps per point after one warm-up step (default 4; the\n"
         "                  standard errors and the dominance verdicts need K >= 3)\n"
-        "  --reps R        profiling rounds (default 3; see `remat profile --help`)\n"
+        "  --reps R        profiling rounds, at least (default 3, at most 64; see\n"
+        "                  `remat profile --help`)\n"
+        "  --profile-file F  reuse the stage profile in F when it was measured for the same\n"
+        "                  model, batch, seq, device and dtype; else profile and write it to F\n"
+        "                  (as `remat train --profile-file`)\n"
         "  --out DIR       where curve.csv and curve.png go (default curve; created)\n"
         "  --trace FILE    also record the pool's allocation trace of the whole sweep\n"
         "curve.csv, one row per policy and budget, sorted by policy (as listed) then budget:\n"
@@ -65,14 +70,14 @@ void cmd_curve_usage(FILE *f)
 /* ==== Options ============================================================================== */
 
 typedef struct {
-    const char *model, *device, *policies, *out, *trace;
+    const char *model, *device, *policies, *out, *trace, *profile_file;
     long batch, points, steps, reps;
     gpt_overrides ov;
 } curve_opts;
 
 static int curve_parse(int argc, char **argv, curve_opts *o)
 {
-    enum { O_SEQ = 256, O_POINTS, O_STEPS, O_REPS, O_TRACE };
+    enum { O_SEQ = 256, O_POINTS, O_STEPS, O_REPS, O_TRACE, O_PROFILE_FILE };
     static const struct option opts[] = {{"model", required_argument, NULL, 'm'},
                                          {"device", required_argument, NULL, 'D'},
                                          {"batch", required_argument, NULL, 'b'},
@@ -83,6 +88,7 @@ static int curve_parse(int argc, char **argv, curve_opts *o)
                                          {"reps", required_argument, NULL, O_REPS},
                                          {"out", required_argument, NULL, 'o'},
                                          {"trace", required_argument, NULL, O_TRACE},
+                                         {"profile-file", required_argument, NULL, O_PROFILE_FILE},
                                          {NULL, 0, NULL, 0}};
     *o = (curve_opts){.device = "auto",
                       .policies = "store-all,sqrt,periodic:2,llmc-selective,megatron-selective,"
@@ -103,6 +109,7 @@ static int curve_parse(int argc, char **argv, curve_opts *o)
         case 'p': o->policies = optarg; break;
         case 'o': o->out = optarg; break;
         case O_TRACE: o->trace = optarg; break;
+        case O_PROFILE_FILE: o->profile_file = optarg; break;
         case 'b':
             if (cli_parse_int("curve", "--batch", optarg, 1, 1 << 20, &o->batch))
                 return -1;
@@ -121,7 +128,7 @@ static int curve_parse(int argc, char **argv, curve_opts *o)
                 return -1;
             break;
         case O_REPS:
-            if (cli_parse_int("curve", "--reps", optarg, 1, 1000, &o->reps))
+            if (cli_parse_int("curve", "--reps", optarg, 1, 64, &o->reps))
                 return -1;
             break;
         default:
@@ -314,8 +321,10 @@ static int curve_open(curve_run *r)
         return cli_fail("curve", s, "cannot set the weights");
     fprintf(stderr, "curve: profiling the stages (%ld reps)...\n", r->o.reps);
     gpt_loader_next(&r->loader, r->inputs, r->targets);
-    if ((s = gpt_model_profile(r->model, r->inputs, (int)r->o.reps, &r->chain)) != REMAT_OK)
-        return cli_fail("curve", s, "cannot profile the model");
+    int rc = train_profile("curve", r->model, r->inputs, (int)r->o.reps, r->o.profile_file, stderr,
+                           &r->chain);
+    if (rc != EXIT_OK)
+        return rc;
     if ((s = remat_store_all_peak(r->chain, &r->store_all_peak)) != REMAT_OK)
         return cli_fail("curve", s, "store-all peak");
     remat_policy all = {.kind = REMAT_POLICY_STORE_ALL};

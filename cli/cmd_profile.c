@@ -13,20 +13,23 @@ void cmd_profile_usage(FILE *f)
             "usage: remat profile [--model M] [--batch B] [--seq T] [--device SPEC] -o CHAIN.json\n"
             "                     [--reps N] [--seed S] [--layers L --channels C --heads NH "
             "--vocab V]\n\n"
-            "Runs 2 warm-up steps, then rounds of 7 forward+backward steps (no update) on one\n"
-            "batch of the built-in corpus: 6 store-all steps with every block on one save variant\n"
-            "(default, 2 options, default, 2 options) and one periodic:2 step; at least N rounds,\n"
-            "more (up to 40) until 4 s have passed. It times every stage in wall time and writes\n"
-            "a chain file for `remat plan`: per stage the forward time without grad (what a\n"
-            "recomputation runs) and the backward time in ms (the 10th percentile of the samples,\n"
-            "blocks pooled; a forward-with-grad's excess over the forward without grad goes into\n"
-            "the backward; the step's time outside its stages goes to the embedding's backward),\n"
-            "the bytes it keeps for its backward, its workspaces, and per block save option\n"
-            "(recompute-gelu, recompute-gelu-ln, recompute-attn, recompute-attn-gelu-ln) the bytes\n"
-            "kept and the backward time, from the ratio of that option's steps to the nearest\n"
-            "default step (so a change of load cancels out), its recomputation included. N is\n"
-            "--reps (default 5). --model, --seq and the architecture options are as in\n"
-            "`remat train`; --batch defaults to 8, --device to auto.\n");
+            "Measures the model stage by stage on one batch of the built-in corpus, as Rotor\n"
+            "does: each stage's forward without grad, forward-with-grad and backward on its own,\n"
+            "with only that call's buffers live, so the profile needs less memory than any\n"
+            "schedule. A round times the embedding, one block under the default and every save\n"
+            "option (recompute-gelu, recompute-gelu-ln, recompute-attn, recompute-attn-gelu-ln)\n"
+            "back to back, and the head; after one warm-up round it runs at least N rounds and\n"
+            "more until the time of 4 training steps (at least 250 ms) has passed. Each time is\n"
+            "the first quartile of its rounds (wall-clock ms; interference only adds time).\n"
+            "The chain file for `remat plan` holds per stage the forward time without grad (what\n"
+            "a recomputation runs) and the backward time (a forward-with-grad's excess over the\n"
+            "forward without grad goes into the backward; the step's work outside its stages into\n"
+            "the embedding's backward), the bytes kept and workspaces, and per block option the\n"
+            "bytes kept and the backward time. An option's backward is never below the default's\n"
+            "plus the share of the forward it recomputes (by FLOPs); one measured more than 3%%\n"
+            "below the default's is raised and warned about on stderr. N is --reps (default 5,\n"
+            "at most 64). --model, --seq and the architecture options are as in `remat train`;\n"
+            "--batch defaults to 4, --device to auto.\n");
 }
 
 typedef struct {
@@ -50,7 +53,7 @@ static int profile_parse(int argc, char **argv, profile_opts *o)
                                          {"heads", required_argument, NULL, O_HEADS},
                                          {"vocab", required_argument, NULL, O_VOCAB},
                                          {NULL, 0, NULL, 0}};
-    *o = (profile_opts){.device = "auto", .batch = 8, .reps = 5, .seed = 1337};
+    *o = (profile_opts){.device = "auto", .batch = 4, .reps = 5, .seed = 1337};
     long v;
     opterr = 0;
     optind = 1;
@@ -120,6 +123,7 @@ typedef struct {
     remat_chain *chain;
     float *params;
     int *inputs;
+    gpt_profile_key key;
 } profile_run;
 
 static void profile_close(profile_run *r)
@@ -159,8 +163,8 @@ static remat_status profile_measure(profile_run *r, const profile_opts *o, const
     r->inputs = corpus.tokens; /* bytes below 128: valid for any vocabulary of at least 128 */
     for (size_t i = 0; i < n; i++)
         r->inputs[i] %= cfg.vocab;
-    *what = "profiling failed";
-    return gpt_model_profile(r->model, r->inputs, (int)o->reps, &r->chain);
+    *what = "cannot describe the device";
+    return gpt_profile_key_of(r->model, &r->key);
 }
 
 int cmd_profile(int argc, char **argv)
@@ -172,11 +176,11 @@ int cmd_profile(int argc, char **argv)
     memset(&r, 0, sizeof r);
     const char *what = "";
     remat_status s = profile_measure(&r, &o, &what);
-    if (s == REMAT_OK) {
-        what = "cannot write the chain";
-        s = remat_chain_save(r.chain, o.out);
-    }
     int rc = s == REMAT_OK ? EXIT_OK : cli_fail("profile", s, what);
+    if (rc == EXIT_OK)
+        rc = train_profile("profile", r.model, r.inputs, (int)o.reps, NULL, NULL, &r.chain);
+    if (rc == EXIT_OK && (s = gpt_profile_save(o.out, r.chain, &r.key)) != REMAT_OK)
+        rc = cli_fail("profile", s, "cannot write the chain");
     if (rc == EXIT_OK) {
         const remat_chain *c = r.chain;
         printf("%s: %d stages (embed, %d blocks, head); block: fwd %.3f ms, bwd %.3f ms", o.out,

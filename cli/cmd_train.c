@@ -5,8 +5,10 @@
 
 #include <getopt.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -17,7 +19,7 @@ void cmd_train_usage(FILE *f)
         "usage: remat train [--model M] [--data FILE] [--device SPEC] [--batch B] [--seq T]\n"
         "                   [--steps N] [--policy P] [--budget SIZE|PCT] [--seed S] [--save FILE]\n"
         "                   [--json] [--lr X] [--shuffle] [--analytic] [--baseline]\n"
-        "                   [--trace FILE] [--profile-memory]\n"
+        "                   [--trace FILE] [--profile-memory] [--profile-file FILE]\n"
         "                   [--layers L --channels C --heads NH --vocab V]\n\n"
         "Trains llm.c's GPT-2 with every parameter, gradient, optimizer state and activation in\n"
         "remat's pool, the activations following a checkpoint plan.\n"
@@ -26,7 +28,7 @@ void cmd_train_usage(FILE *f)
         "  --data FILE     llm.c token file, or any other file read as bytes (vocab 256);\n"
         "                  default: the built-in corpus\n"
         "  --device SPEC   auto (default), host, cuda:N\n"
-        "  --batch B       sequences per step (default 8)\n"
+        "  --batch B       sequences per step (default 4, as in `remat curve`, `remat profile`)\n"
         "  --seq T         tokens per sequence (default: the model's maxT)\n"
         "  --steps N       optimizer steps (default 50)\n"
         "  --policy P      store-all (default), sqrt, periodic:K, revolve, optimal, or a fixed\n"
@@ -36,11 +38,17 @@ void cmd_train_usage(FILE *f)
         "                  (recompute-gelu, recompute-gelu-ln, recompute-attn,\n"
         "                  recompute-attn-gelu-ln)\n"
         "  --budget X      activation budget: bytes (512MiB) or a percentage of store-all (50%%);\n"
-        "                  default 100%%\n"
+        "                  default 100%% for every policy (fixed policies need no more); the\n"
+        "                  run's header prints the budget used\n"
         "  --seed S        init seed (default 1337); --shuffle also draws the batch order from it\n"
         "  --lr X          AdamW learning rate (default 3e-4; betas 0.9/0.95, eps 1e-8, wd 0)\n"
         "  --save FILE     write the trained weights (llm.c format) at the end\n"
-        "  --analytic      plan on FLOP counts instead of profiling the stages first\n"
+        "  --analytic      plan on FLOP counts instead of profiling the stages first (store-all\n"
+        "                  never profiles: it plans nothing)\n"
+        "  --profile-file F  reuse the stage profile in F when it was measured for the same\n"
+        "                  model, batch, seq, device and dtype; else profile and write it to F\n"
+        "                  (replacing a profile of another key); a file that is no profile is\n"
+        "                  refused. F is a chain file `remat plan` reads.\n"
         "  --baseline      also run each step's forward and backward under store-all, interleaved\n"
         "                  (alternating which goes first), to measure the policy's overhead and\n"
         "                  store-all's activation peak in the same run; the losses must agree\n"
@@ -52,7 +60,11 @@ void cmd_train_usage(FILE *f)
         "                  handed out, and the most bytes live under each tag while it ran\n"
         "                  (with --json: one {\"memory_profile\": ...} object after the summary)\n"
         "  --json          one JSON object a line: {\"step\", \"loss\", \"ms\", \"peak_bytes\"},\n"
-        "                  then a summary object\n"
+        "                  then a summary object (with the process's peak RSS, peak_rss_bytes)\n"
+        "Before allocating, the run's memory (parameters, gradients, AdamW states, the plan's\n"
+        "activations) is checked against the device's free memory (on the host MemAvailable):\n"
+        "a run that cannot fit exits 1 naming both. A non-finite loss stops the run: at step 1\n"
+        "(the weights or data as given) exit 2, later (diverged) exit 1.\n"
         "On a machine shared with other work, OMP_WAIT_POLICY=passive keeps the CPU kernels' idle\n"
         "OpenMP workers from spinning (measured: several times faster steps under load).\n"
         "Exit codes: 0 ok, 1 runtime failure (out of memory, infeasible budget), 2 bad usage or "
@@ -65,9 +77,9 @@ typedef struct {
     const char *model, *data, *device, *policy, *budget, *save;
     long batch, steps, seed;
     double lr;
-    int json, shuffle, analytic, baseline;
+    int json, shuffle, analytic, baseline, batch_given;
     gpt_overrides ov;
-    const char *trace;
+    const char *trace, *profile_file;
     int profile_memory;
 } train_opts;
 
@@ -84,7 +96,8 @@ static int train_parse(int argc, char **argv, train_opts *o)
         O_SEQ,
         O_BASELINE,
         O_TRACE,
-        O_PROFILE_MEMORY
+        O_PROFILE_MEMORY,
+        O_PROFILE_FILE
     };
     static const struct option opts[] = {{"model", required_argument, NULL, 'm'},
                                          {"data", required_argument, NULL, 'd'},
@@ -103,13 +116,14 @@ static int train_parse(int argc, char **argv, train_opts *o)
                                          {"baseline", no_argument, NULL, O_BASELINE},
                                          {"trace", required_argument, NULL, O_TRACE},
                                          {"profile-memory", no_argument, NULL, O_PROFILE_MEMORY},
+                                         {"profile-file", required_argument, NULL, O_PROFILE_FILE},
                                          {"layers", required_argument, NULL, O_LAYERS},
                                          {"channels", required_argument, NULL, O_CHANNELS},
                                          {"heads", required_argument, NULL, O_HEADS},
                                          {"vocab", required_argument, NULL, O_VOCAB},
                                          {NULL, 0, NULL, 0}};
     *o = (train_opts){
-        .device = "auto", .policy = "store-all", .batch = 8, .steps = 50, .seed = 1337, .lr = 3e-4};
+        .device = "auto", .policy = "store-all", .batch = 4, .steps = 50, .seed = 1337, .lr = 3e-4};
     long v;
     opterr = 0;
     optind = 1;
@@ -128,9 +142,11 @@ static int train_parse(int argc, char **argv, train_opts *o)
         case O_BASELINE: o->baseline = 1; break;
         case O_TRACE: o->trace = optarg; break;
         case O_PROFILE_MEMORY: o->profile_memory = 1; break;
+        case O_PROFILE_FILE: o->profile_file = optarg; break;
         case 'b':
             if (cli_parse_int("train", "--batch", optarg, 1, 1 << 20, &o->batch))
                 return -1;
+            o->batch_given = 1;
             break;
         case 'n':
             if (cli_parse_int("train", "--steps", optarg, 1, 100000000, &o->steps))
@@ -198,6 +214,9 @@ typedef struct {
     remat_schedule *sched;
     remat_schedule *base_sched; /* store-all, with --baseline */
     uint64_t store_all_peak;
+    remat_policy pol;     /* --policy, store-all for the selective ones */
+    int selective;        /* the block option of a selective policy, else -1 */
+    uint64_t budget;      /* activation budget in bytes */
     FILE *trace;          /* --trace: the temporary file being written */
     gpt_memprof *memprof; /* --profile-memory */
 } train_run;
@@ -248,12 +267,140 @@ static int train_load_data(train_run *r)
     return EXIT_OK;
 }
 
-/* Opens the device, the pool and the model, and sets the initial weights. */
-static int train_open_model(train_run *r)
+/* The first non-finite value of n floats, or -1. */
+static long train_first_non_finite(const float *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(v[i]))
+            return (long)i;
+    return -1;
+}
+
+/* Weights from a file must be finite: a NaN or inf gives a NaN loss from the first step. */
+static int train_check_weights(const train_run *r)
+{
+    if (!r->host_params)
+        return EXIT_OK;
+    gpt_param_layout lay;
+    gpt_layout_params(&r->cfg, &lay);
+    long i = train_first_non_finite(r->host_params, lay.total);
+    if (i < 0)
+        return EXIT_OK;
+    int t = GPT_N_PARAMS - 1;
+    while (t > 0 && lay.offset[t] > (size_t)i)
+        t--;
+    return cli_usage_error("train", "%s: parameter %s[%zu] is %g: the weights are unusable",
+                           r->o.model, gpt_param_names[t], (size_t)i - lay.offset[t],
+                           (double)r->host_params[i]);
+}
+
+/* Parses --policy and resolves --budget against the store-all peak of r->chain into r->pol,
+ * r->selective, r->budget. Returns an exit code. */
+static int train_resolve_policy(train_run *r)
+{
+    r->selective = gpt_selective_option(r->o.policy);
+    if (r->selective == -2)
+        return cli_usage_error("train",
+                               "--policy %s: unknown save option (recompute-gelu, "
+                               "recompute-gelu-ln, recompute-attn, recompute-attn-gelu-ln)",
+                               r->o.policy);
+    remat_status s = remat_policy_parse(r->selective >= 0 ? "store-all" : r->o.policy, &r->pol);
+    if (s != REMAT_OK)
+        return cli_fail("train", s, "--policy");
+    uint64_t bytes = 0;
+    double pct = 100; /* the one default, for every policy */
+    int is_pct = 1;
+    if (r->o.budget && remat_parse_budget(r->o.budget, &bytes, &pct, &is_pct) != REMAT_OK)
+        return cli_usage_error("train", "--budget: %s", remat_last_error());
+    if ((s = remat_store_all_peak(r->chain, &r->store_all_peak)) != REMAT_OK)
+        return cli_fail("train", s, "store-all peak");
+    r->budget = is_pct ? remat_budget_of_percent(pct, r->store_all_peak) : bytes;
+    return EXIT_OK;
+}
+
+static remat_status train_make_plan(const train_run *r, remat_schedule **out)
+{
+    return r->selective >= 0 ? gpt_plan_selective(r->chain, r->selective, r->budget, out)
+                             : remat_plan(r->chain, &r->pol, r->budget, out);
+}
+
+/* MemAvailable of /proc/meminfo in bytes; 0 when it cannot be read. */
+static uint64_t train_mem_available(void)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    char line[256];
+    unsigned long long kib = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %llu kB", &kib) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return (uint64_t)kib * 1024;
+}
+
+/* Before anything large is allocated: the model's size (from its dimensions, without
+ * allocating), its chain and the plan's activation peak on it against the device's free memory
+ * (MemAvailable on the host). Leaves the analytic chain in r->chain. Returns an exit code: 1
+ * when the run cannot fit. */
+static int train_check_memory(train_run *r)
+{
+    uint64_t persistent = 0;
+    remat_status s =
+        gpt_model_estimate(r->dev, &r->cfg, (int)r->o.batch, r->T, &persistent, &r->chain);
+    if (s != REMAT_OK)
+        return cli_fail("train", s, "the run does not fit in memory");
+    int rc = train_resolve_policy(r);
+    if (rc != EXIT_OK)
+        return rc;
+    remat_schedule *plan = NULL;
+    if ((s = train_make_plan(r, &plan)) != REMAT_OK)
+        return cli_fail("train", s, "cannot plan");
+    /* optimal re-plans on measured times: any schedule within the budget */
+    uint64_t act =
+        r->pol.kind == REMAT_POLICY_OPTIMAL && r->selective < 0 && r->budget > plan->peak_bytes
+            ? (r->budget < r->store_all_peak ? r->budget : r->store_all_peak)
+            : plan->peak_bytes;
+    remat_schedule_free(plan);
+    remat_device_info info;
+    if ((s = remat_device_info_get(r->dev, &info)) != REMAT_OK)
+        return cli_fail("train", s, "cannot query the device");
+    uint64_t avail = info.kind == REMAT_DEVICE_HOST ? train_mem_available() : info.free_bytes;
+    if (info.kind == REMAT_DEVICE_HOST && avail == 0)
+        avail = info.free_bytes;
+    uint64_t need = persistent + act;
+    if (need <= avail)
+        return EXIT_OK;
+    char nb[32], pb[32], ab[32], fb[32], name[48];
+    return cli_fail(
+        "train",
+        remat_fail(REMAT_ENOMEM,
+                   "batch %ld x %d does not fit in memory: it needs %s (parameters, gradients "
+                   "and AdamW states %s, activations %s under %s) but %s has %s %s; lower "
+                   "--batch or --seq, or recompute (--policy optimal --budget 50%%)",
+                   r->o.batch, r->T, remat_format_bytes(need, nb, sizeof nb),
+                   remat_format_bytes(persistent, pb, sizeof pb),
+                   remat_format_bytes(act, ab, sizeof ab),
+                   r->selective >= 0 ? r->o.policy : remat_policy_name(&r->pol, name, sizeof name),
+                   info.spec, info.kind == REMAT_DEVICE_HOST ? "MemAvailable" : "free",
+                   remat_format_bytes(avail, fb, sizeof fb)),
+        "");
+}
+
+/* Opens the device and checks the run fits before allocating anything large. */
+static int train_open_device(train_run *r)
 {
     remat_status s = remat_device_open(r->o.device, &r->dev);
     if (s != REMAT_OK)
         return cli_fail("train", s, "cannot open the device");
+    return train_check_memory(r);
+}
+
+/* Opens the pool and the model, and sets the initial weights: GPT-2 init straight into the
+ * model's parameters where they are host memory, so no host copy of them is ever made; a
+ * weights file's host copy is freed once the model holds it. */
+static int train_open_model(train_run *r)
+{
+    remat_status s;
     if ((s = remat_pool_create(r->dev, NULL, &r->pool)) != REMAT_OK)
         return cli_fail("train", s, "cannot create the pool");
     if (r->o.trace && train_trace_begin(r->o.trace, r->pool, &r->trace) != EXIT_OK)
@@ -261,6 +408,11 @@ static int train_open_model(train_run *r)
     s = gpt_model_create(r->dev, r->pool, &r->cfg, (int)r->o.batch, r->T, &r->model);
     if (s != REMAT_OK)
         return cli_fail("train", s, "cannot create the model");
+    float *direct = gpt_model_host_params(r->model);
+    if (!r->host_params && direct) {
+        gpt_init_params(&r->cfg, (uint64_t)r->o.seed, direct);
+        return EXIT_OK;
+    }
     if (!r->host_params) {
         r->host_params = malloc(gpt_model_layout(r->model)->total * sizeof(float));
         if (!r->host_params)
@@ -269,55 +421,30 @@ static int train_open_model(train_run *r)
     }
     if ((s = gpt_model_set_params(r->model, r->host_params)) != REMAT_OK)
         return cli_fail("train", s, "cannot set the weights");
+    free(r->host_params);
+    r->host_params = NULL;
     return EXIT_OK;
 }
 
-/* Profiles (or describes) the chain and plans it under the budget. */
+/* Profiles the chain (not for store-all, which plans nothing; not with --analytic) and plans it
+ * under the budget. */
 static int train_plan(train_run *r)
 {
-    remat_policy pol;
-    int selective = gpt_selective_option(r->o.policy);
-    remat_status s = selective >= 0 ? remat_policy_parse("store-all", &pol)
-                                    : remat_policy_parse(r->o.policy, &pol);
-    if (selective == -2)
-        return cli_usage_error("train",
-                               "--policy %s: unknown save option (recompute-gelu, "
-                               "recompute-gelu-ln, recompute-attn, recompute-attn-gelu-ln)",
-                               r->o.policy);
-    if (s != REMAT_OK)
-        return cli_fail("train", s, "--policy");
-    uint64_t bytes = 0;
-    double pct = 100;
-    int is_pct = 1;
-    if (r->o.budget && remat_parse_budget(r->o.budget, &bytes, &pct, &is_pct) != REMAT_OK)
-        return cli_usage_error("train", "--budget: %s", remat_last_error());
-    if (r->o.analytic) {
-        s = gpt_model_chain(r->model, &r->chain);
-    } else {
+    remat_status s;
+    if (!r->o.analytic && !(r->pol.kind == REMAT_POLICY_STORE_ALL && r->selective < 0)) {
         gpt_loader probe = r->loader;
         probe.order = NULL;
         probe.next = 0;
         gpt_loader_next(&probe, r->inputs, r->targets);
-        s = gpt_model_profile(r->model, r->inputs, 3, &r->chain);
-        if (s == REMAT_ENOMEM) {
-            /* Profiling runs store-all steps; where those do not fit, plan on FLOP counts. */
-            fprintf(stderr, "remat train: cannot profile (%s); planning on FLOP counts as --analytic\n",
-                    remat_last_error());
-            s = gpt_model_chain(r->model, &r->chain);
-        }
+        remat_chain *measured = NULL;
+        int rc = train_profile("train", r->model, r->inputs, 3, r->o.profile_file,
+                               r->o.json ? NULL : stdout, &measured);
+        if (rc != EXIT_OK)
+            return rc;
+        remat_chain_free(r->chain);
+        r->chain = measured;
     }
-    if (s != REMAT_OK)
-        return cli_fail("train", s, "cannot describe the model's stages");
-    if ((s = remat_store_all_peak(r->chain, &r->store_all_peak)) != REMAT_OK)
-        return cli_fail("train", s, "store-all peak");
-    uint64_t budget = is_pct ? remat_budget_of_percent(pct, r->store_all_peak) : bytes;
-    /* Fixed policies ignore the budget when none is given; the DP plans at 100%. */
-    if (!r->o.budget && pol.kind != REMAT_POLICY_OPTIMAL && pol.kind != REMAT_POLICY_STORE_ALL)
-        budget = 4 * r->store_all_peak;
-    if (selective >= 0 && !r->o.budget)
-        budget = 4 * r->store_all_peak;
-    if ((s = selective >= 0 ? gpt_plan_selective(r->chain, selective, budget, &r->sched)
-                            : remat_plan(r->chain, &pol, budget, &r->sched)) != REMAT_OK)
+    if ((s = train_make_plan(r, &r->sched)) != REMAT_OK)
         return cli_fail("train", s, "cannot plan");
     remat_policy all = {.kind = REMAT_POLICY_STORE_ALL};
     if (r->o.baseline &&
@@ -343,13 +470,14 @@ static void train_print_plan(const train_run *r)
     remat_format_bytes(r->sched->peak_bytes, pb, sizeof pb);
     remat_format_bytes(r->sched->budget_bytes, bb, sizeof bb);
     remat_format_bytes(r->store_all_peak, sb, sizeof sb);
-    printf("model: L %d, C %d, NH %d, V %d (padded %d), batch %ld x %d; %zu parameters\n",
+    printf("model: L %d, C %d, NH %d, V %d (padded %d), batch %ld x %d%s; %zu parameters\n",
            r->cfg.layers, r->cfg.channels, r->cfg.heads, r->cfg.vocab, r->cfg.padded_vocab,
-           r->o.batch, r->T, gpt_model_layout(r->model)->total);
-    printf("plan: %s, budget %s (%.0f%% of store-all's %s): activation peak %s, predicted "
+           r->o.batch, r->T, r->o.batch_given ? "" : " (default batch)",
+           gpt_model_layout(r->model)->total);
+    printf("plan: %s, budget %s (%.0f%% of store-all's %s%s): activation peak %s, predicted "
            "overhead %.1f%%\n",
-           name, bb, 100.0 * (double)r->sched->budget_bytes / (double)r->store_all_peak, sb, pb,
-           100 * r->sched->overhead);
+           name, bb, 100.0 * (double)r->sched->budget_bytes / (double)r->store_all_peak, sb,
+           r->o.budget ? "" : "; the default", pb, 100 * r->sched->overhead);
 }
 
 typedef struct {
@@ -457,6 +585,21 @@ static int train_loop(train_run *r, train_totals *tot)
                 printf("\n");
             return cli_fail("train", s, "training step failed");
         }
+        if (!isfinite(loss)) {
+            if (tty && !r->o.json && step > 1)
+                printf("\n");
+            if (step == 1) /* before any update: the weights or data as given */
+                return cli_usage_error("train",
+                                       "the loss is %f at step 1, before any update: the weights "
+                                       "%s give no finite loss on this data",
+                                       loss, r->o.model ? r->o.model : "(GPT-2 init)");
+            return cli_fail("train",
+                            remat_fail(REMAT_EINTERNAL,
+                                       "the loss became %f at step %ld: training diverged "
+                                       "(--lr %g too high?)",
+                                       loss, step, r->o.lr),
+                            "");
+        }
         double ms = tot->ms[step - 1];
         if (pool_peak > tot->peak_max)
             tot->peak_max = pool_peak;
@@ -467,9 +610,6 @@ static int train_loop(train_run *r, train_totals *tot)
             tot->first_loss = loss;
         tot->last_loss = loss;
         train_report_step(r, step, loss, ms, pool_peak, tty);
-        if (!isfinite(loss))
-            return cli_fail(
-                "train", remat_fail(REMAT_EINTERNAL, "loss became %f at step %ld", loss, step), "");
     }
     return EXIT_OK;
 }
@@ -490,8 +630,16 @@ static double train_median(double *v, long steps)
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
+/* The process's peak resident set (getrusage ru_maxrss, KiB on Linux) in bytes. */
+static uint64_t train_peak_rss(void)
+{
+    struct rusage ru;
+    return getrusage(RUSAGE_SELF, &ru) == 0 ? (uint64_t)ru.ru_maxrss * 1024 : 0;
+}
+
 static void train_summary(const train_run *r, train_totals *t)
 {
+    uint64_t rss = train_peak_rss();
     t->ms_median = train_median(t->ms, r->o.steps);
     double fb = train_median(t->fb_ms, r->o.steps);
     double base = r->o.baseline ? train_median(t->base_ms, r->o.steps) : 0;
@@ -510,12 +658,13 @@ static void train_summary(const train_run *r, train_totals *t)
                "\"predicted_act_peak_bytes\": %llu, \"measured_act_peak_bytes\": %llu, "
                "\"store_all_act_peak_bytes\": %llu, \"predicted_overhead\": %.6f, "
                "\"persistent_bytes\": %llu, \"peak_bytes\": %llu, \"parameters\": %zu, "
-               "\"fwd_bwd_median_ms\": %.3f",
+               "\"fwd_bwd_median_ms\": %.3f, \"batch\": %ld, \"peak_rss_bytes\": %llu",
                (unsigned long long)r->sched->budget_bytes, t->first_loss, t->last_loss, mean_ms,
                t->ms_median, t->ms_min, tok_s, (unsigned long long)r->sched->peak_bytes,
                (unsigned long long)t->act_peak_max, (unsigned long long)r->store_all_peak,
                r->sched->overhead, (unsigned long long)gpt_model_persistent_bytes(r->model),
-               (unsigned long long)t->peak_max, gpt_model_layout(r->model)->total, fb);
+               (unsigned long long)t->peak_max, gpt_model_layout(r->model)->total, fb, r->o.batch,
+               (unsigned long long)rss);
         if (r->o.baseline)
             printf(", \"store_all_fwd_bwd_median_ms\": %.3f, \"measured_overhead\": %.6f, "
                    "\"store_all_measured_act_peak_bytes\": %llu",
@@ -532,9 +681,11 @@ static void train_summary(const train_run *r, train_totals *t)
            r->o.steps, log((double)r->cfg.vocab));
     printf("activation peak: measured %s, predicted %s (%+.2f%%), store-all %s (%.0f%%)\n", mp, pp,
            100 * dev, sp, 100.0 * (double)t->act_peak_max / (double)r->store_all_peak);
+    char rb[32];
     printf("pool peak %s; step %.1f ms median, %.1f ms mean, %.1f ms min; %.0f tokens/s; predicted "
            "overhead %.1f%%\n",
            tp, t->ms_median, mean_ms, t->ms_min, tok_s, 100 * r->sched->overhead);
+    printf("process peak RSS %s\n", remat_format_bytes(rss, rb, sizeof rb));
     if (r->o.baseline) {
         char bp[32];
         remat_format_bytes(t->base_act_peak_max, bp, sizeof bp);
@@ -545,11 +696,20 @@ static void train_summary(const train_run *r, train_totals *t)
     }
 }
 
+/* Writes the weights: straight from the model's parameters where they are host memory, else
+ * through a host copy made only now. */
 static int train_save(train_run *r)
 {
-    remat_status s = gpt_model_get_params(r->model, r->host_params);
+    const float *params = gpt_model_host_params(r->model);
+    remat_status s = REMAT_OK;
+    if (!params) {
+        r->host_params = malloc(gpt_model_layout(r->model)->total * sizeof(float));
+        s = r->host_params ? gpt_model_get_params(r->model, r->host_params)
+                           : remat_fail(REMAT_ENOMEM, "out of host memory for the weights");
+        params = r->host_params;
+    }
     if (s == REMAT_OK)
-        s = gpt_weights_write(r->o.save, gpt_model_config(r->model), r->host_params);
+        s = gpt_weights_write(r->o.save, gpt_model_config(r->model), params);
     if (s != REMAT_OK)
         return cli_fail("train", s, "cannot save the weights");
     if (!r->o.json)
@@ -566,7 +726,11 @@ int cmd_train(int argc, char **argv)
     remat_status s = gpt_resolve(r.o.model, &r.o.ov, &r.cfg, &r.T, &r.host_params);
     if (s != REMAT_OK)
         return cli_fail("train", s, "");
-    int rc = train_load_data(&r);
+    int rc = train_check_weights(&r);
+    if (rc == EXIT_OK)
+        rc = train_open_device(&r);
+    if (rc == EXIT_OK)
+        rc = train_load_data(&r);
     if (rc == EXIT_OK)
         rc = train_open_model(&r);
     if (rc == EXIT_OK)

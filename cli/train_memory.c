@@ -184,3 +184,60 @@ int train_memprof_report(const struct gpt_memprof *p, int json)
     free(sorted);
     return EXIT_OK;
 }
+
+/* ==== Profiling (train, curve) ============================================================= */
+
+/* Warns (stderr) of each option the profile measured below the default's backward: an option
+ * only adds work, so the measurement was disturbed; the chain holds the raised value. */
+static void train_profile_warn(const char *cmd, const gpt_profile_info *info, const remat_chain *ch)
+{
+    if (!info->contradicted || ch->n_stages < 3)
+        return;
+    const remat_stage *blk = &ch->stages[1];
+    for (int o = 0; o < blk->n_options && o < GPT_N_BLOCK_OPTIONS; o++)
+        if (info->measured_option_bwd[o] < info->default_bwd * 0.97)
+            fprintf(stderr,
+                    "remat %s: warning: the profile measured %s's backward at %.3f ms, below "
+                    "the default's %.3f ms, though it only adds work (a disturbed measurement; "
+                    "is the machine busy?): using %.3f ms\n",
+                    cmd, blk->options[o].name, info->measured_option_bwd[o], info->default_bwd,
+                    blk->options[o].bwd);
+}
+
+int train_profile(const char *cmd, gpt_model *m, const int *inputs, int reps, const char *path,
+                  FILE *note, remat_chain **out)
+{
+    gpt_profile_key key;
+    char why[256] = "";
+    remat_status s = REMAT_OK;
+    if (path) {
+        if ((s = gpt_profile_key_of(m, &key)) == REMAT_OK)
+            s = gpt_profile_load(path, &key, out, why, sizeof why);
+        if (s != REMAT_OK)
+            return cli_fail(cmd, s, "--profile-file");
+        if (*out) {
+            if (note)
+                fprintf(note, "profile: read %s (same model, batch, seq, device and dtype)\n",
+                        path);
+            return EXIT_OK;
+        }
+    }
+    gpt_profile_info info;
+    if ((s = gpt_model_profile(m, inputs, reps, out, &info)) != REMAT_OK)
+        return cli_fail(cmd, s, "cannot profile the model's stages");
+    train_profile_warn(cmd, &info, *out);
+    if (path && (s = gpt_profile_save(path, *out, &key)) != REMAT_OK)
+        return cli_fail(cmd, s, "--profile-file");
+    if (note) {
+        char pb[32];
+        int replaced = path && strcmp(why, "no such file") != 0;
+        fprintf(note, "profile: %d rounds stage by stage in %.2f s, at most %s live", info.rounds,
+                info.elapsed_ms / 1e3, remat_format_bytes(info.peak_bytes, pb, sizeof pb));
+        if (path)
+            fprintf(note, "; written to %s", path);
+        if (replaced)
+            fprintf(note, " (replacing a profile of another key: %s)", why);
+        fprintf(note, "\n");
+    }
+    return EXIT_OK;
+}

@@ -171,6 +171,15 @@ const gpt_param_layout *gpt_model_layout(const gpt_model *m);
  * activation use is its allocated bytes minus this. */
 uint64_t gpt_model_persistent_bytes(const gpt_model *m);
 
+/* What a B x T model would take, without allocating it: *persistent the pool bytes of its
+ * parameters, gradients, AdamW states and targets (gpt_model_persistent_bytes' value), *chain
+ * its chain as gpt_model_chain gives it (same byte counts, analytic times). A size too large for
+ * any machine (a single buffer above 128 TiB) is REMAT_ENOMEM naming it. */
+remat_status gpt_model_estimate(remat_device *dev, const gpt_config *cfg, int B, int T,
+                                uint64_t *persistent, remat_chain **chain);
+/* The model's parameters where they are host memory (host device): layout.total floats to read
+ * or fill in place, saving a host copy; NULL on other devices. */
+float *gpt_model_host_params(gpt_model *m);
 /* Copies all parameters from / to host memory (layout.total floats); gradients to host. */
 remat_status gpt_model_set_params(gpt_model *m, const float *host);
 remat_status gpt_model_get_params(gpt_model *m, float *host);
@@ -179,21 +188,55 @@ remat_status gpt_model_get_grads(gpt_model *m, float *host);
 /* The model's chain (L + 2 stages, names "embed", "block0".., "head") with the exact byte counts
  * the callbacks use and analytic times (FLOPs, in GFLOP). */
 remat_status gpt_model_chain(const gpt_model *m, remat_chain **out);
-/* The same chain with measured wall times in milliseconds, timing every stage callback in real
- * forward+backward steps through remat_run: two warm-up steps, then rounds of seven: store-all
- * steps with every block made with one save variant (as a selective policy runs it: default,
- * option 1, option 2, default, option 3, option 4) and one periodic:2 step (forwards without grad,
- * F_ck / F_n). At least `reps` rounds, more (up to 40) while they have taken under 4 s. A stage's
- * default forward and backward are the 10th percentile of their samples (blocks share one shape,
- * so all blocks' samples are pooled). A block's forward without grad, and its forward-with-grad
- * plus backward under each option, are the default's times the median ratio of its steps to the
- * nearest default step (so a load change cancels). The chain's fwd is the forward without grad;
- * each variant's forward-with-grad excess over it is added to that variant's backward (one B
- * follows each F_all). A store-all step's time outside its stages (zeroing gradients, copying the
- * batch, the executor) is added to the embedding's backward, which runs once per step. Allocates
- * the steps' activations from m->pool; leaves the gradients zero. `inputs` are B*T host tokens of
- * a real batch; reps 1..1000. */
-remat_status gpt_model_profile(gpt_model *m, const int *inputs, int reps, remat_chain **out);
+/* What a profile did and found (all zero before it ran). */
+typedef struct {
+    int rounds;          /* measured rounds (after one warm-up round) */
+    double elapsed_ms;   /* its wall time, warm-up and allocations included */
+    uint64_t peak_bytes; /* the most bytes the profile's buffers held at once */
+    double default_bwd;  /* a block's default backward (ms, as stored in the chain) */
+    /* Each option's backward as measured, before the floor (default backward plus the share of
+     * the forward it recomputes) is applied; the chain holds max(measured, floor). */
+    double measured_option_bwd[GPT_N_BLOCK_OPTIONS];
+    int contradicted; /* options measured more than 3% below the default backward */
+} gpt_profile_info;
+
+/* The same chain with measured wall times in milliseconds, stage by stage: each stage's forward
+ * without grad, forward-with-grad and backward called on its own with only that call's buffers
+ * live (input, output or ā, output gradient, input gradient, workspace), from a pool of the
+ * profile's own on the model's device (destroyed before returning, so m->pool and a trace on it
+ * see nothing, and the profile never holds more than one stage needs). A round measures the
+ * embedding, one block (round mod L: blocks share one shape) under the default and every save
+ * option back to back, the head, and the per-step work outside the stages (zeroing gradients,
+ * copying the batch). After one warm-up round: at least `reps` rounds (1..64), and more (up to
+ * 64) until the time of 4 store-all steps has passed (a step's time as the rounds ran it; at
+ * least 250 ms). Each time is the first quartile of its own rounds. The chain's fwd is the
+ * forward without grad; a forward-with-grad's excess over it goes into the backward; an option's
+ * backward is never below the default's plus the share of the forward it recomputes (by FLOPs);
+ * the work outside the stages goes into the embedding's backward. Leaves the
+ * gradients zero. `inputs` are B*T host tokens of a real batch; info may be NULL. */
+remat_status gpt_model_profile(gpt_model *m, const int *inputs, int reps, remat_chain **out,
+                               gpt_profile_info *info);
+/* What a profile's times depend on: the architecture, the batch shape, the device and the
+ * dtype. A profile file is the chain JSON (readable by `remat plan`) with this as its "key"
+ * object. */
+typedef struct {
+    int layers, channels, heads, vocab, batch, seq;
+    char device[64];       /* the device's canonical spec: "host", "cuda:0" */
+    char device_name[128]; /* "host (jemalloc)", "NVIDIA H200" */
+    char dtype[8];         /* "fp32", the trainer's only one */
+} gpt_profile_key;
+remat_status gpt_profile_key_of(const gpt_model *m, gpt_profile_key *out);
+/* Writes ch with the key to path (through a unique temporary file beside it, renamed). */
+remat_status gpt_profile_save(const char *path, const remat_chain *ch, const gpt_profile_key *key);
+/* Reads a profile file for key: REMAT_OK with *out the chain when its key matches; REMAT_OK with
+ * *out NULL and `why` saying so ("no such file", or the first difference: "batch 8, this run 4")
+ * when the file does not exist or was profiled for another key; REMAT_EPARSE when the file is no
+ * profile file (malformed, no complete key) or its chain is invalid; REMAT_EIO unreadable. */
+remat_status gpt_profile_load(const char *path, const gpt_profile_key *key, remat_chain **out,
+                              char *why, size_t why_n);
+/* GFLOP of a block's forward, and of what save option o recomputes in its backward. */
+double gpt_block_forward_gflop(const gpt_model *m);
+double gpt_option_extra_gflop(const gpt_model *m, int o);
 
 /* One forward and backward of the batch (B*T host inputs and targets) under `sched` on `chain`
  * (from gpt_model_chain or gpt_model_profile): zeroes the gradients, runs the schedule through

@@ -1,42 +1,60 @@
 /* model/profile.c: measures the model's stages (forward and backward of each save option) into a
  * chain with times in milliseconds, the input of `remat profile` and of `remat train`'s planning.
+ *
+ * Stage by stage, as Rotor profiles: each stage's forward and backward is called on its own, with
+ * only the buffers that one call needs live (its input, its output or ā, its output gradient, its
+ * input gradient, its workspace), so the profile never holds more than the largest single stage
+ * does, less than any schedule's peak. The buffers come from a pool of the profile's own on the
+ * model's device, destroyed at the end: the model's pool (and an allocation trace recorded on it)
+ * never sees them.
  */
 #include "core/core.h"
 #include "model/stages.h"
 
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
-/* Forward variants of a stage, indexed by callback option + 2: 0 without grad (F_ck / F_n),
- * 1 the default forward-with-grad, 2 + k save option k. Backward variants, indexed by option + 1:
- * 0 the default, 1 + k save option k. */
-enum {
-    GPT_PROF_FWD_VARIANTS = 2 + GPT_N_BLOCK_OPTIONS,
-    GPT_PROF_BWD_VARIANTS = 1 + GPT_N_BLOCK_OPTIONS
-};
+/* Rounds at most (each one sample of every measured variant), and the least wall time a profile
+ * spans: on a shared machine a burst of load can cover a whole round, so a few rounds of a tiny
+ * model would all be disturbed alike. */
+enum { GPT_PROF_MAX_ROUNDS = 64, GPT_PROF_MIN_WINDOW_MS = 250 };
+/* The profile stops after GPT_PROF_STEPS_WINDOW training steps' worth of its own estimate (warm-up
+ * included), once it has its `reps` rounds: cheap next to training, and reusable (profile files).
+ */
+#define GPT_PROF_STEPS_WINDOW 4.0
+/* An option's backward measured below the default's by more than this share contradicts the
+ * work it adds: it is raised to the floor either way, and counted in info->contradicted. */
+#define GPT_PROF_CONTRADICTION 0.03
 
-/* One measured round: store-all steps, each with every block made with one save variant (as a
- * selective policy runs it), the default before every two options (D 1 2 D 3 4), so that each
- * option's step runs next to a default one; then one periodic:2 step, whose forwards without
- * grad (first pass and recomputations) time F_ck / F_n where a recomputing schedule runs them. */
-enum {
-    GPT_PROF_ROUND = GPT_PROF_BWD_VARIANTS + (GPT_N_BLOCK_OPTIONS + 1) / 2,
-    GPT_PROF_NOGRAD_STEP = -1
-};
+/* Variants of the blocks: index 0 the default, 1 + k save option k. */
+enum { GPT_PROF_VARIANTS = 1 + GPT_N_BLOCK_OPTIONS };
 
-/* The kind of step k of a round: a backward variant or GPT_PROF_NOGRAD_STEP. */
-static int gpt_prof_round_kind(int k)
-{
-    if (k == GPT_PROF_ROUND - 1)
-        return GPT_PROF_NOGRAD_STEP;
-    return k % 3 == 0 ? 0 : k - k / 3;
-}
+/* One round's samples, in ms. Embedding and head: forward without grad, forward-with-grad,
+ * backward. Blocks: forward without grad, and forward-with-grad and backward per variant. */
+typedef struct {
+    double embed_fn, embed_fall, embed_b;
+    double head_fn, head_fall, head_b;
+    double block_fn, block_fall[GPT_PROF_VARIANTS], block_b[GPT_PROF_VARIANTS];
+    double fixed; /* per-step work outside the stages: zeroing the gradients, copying the batch */
+} gpt_prof_round;
+
+typedef struct {
+    gpt_model *m;
+    remat_pool *pool; /* the profile's own */
+    void *a0, *x;     /* the batch's tokens; the embedding's output, input of blocks and head */
+    gpt_prof_round rounds[GPT_PROF_MAX_ROUNDS];
+    int n_rounds;
+} gpt_prof;
 
 /* The clock of the profile: wall time, on the host as on a GPU (every stage callback ends with
- * the kernels synchronised). A training step is measured in wall time; process CPU time would
- * count each OpenMP/BLAS thread's share (spinning included), so stages with more parallel work
- * would look dearer than they are. */
+ * the kernels synchronised). Process CPU time would count each OpenMP/BLAS thread's share
+ * (spinning included), so stages with more parallel work would look dearer than they are. */
 static double gpt_now_ms(void)
 {
     struct timespec ts;
@@ -44,135 +62,131 @@ static double gpt_now_ms(void)
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
-/* Series of samples: the embedding, the blocks (all one shape, so their samples are pooled), the
- * head. */
-enum { GPT_PROF_EMBED, GPT_PROF_BLOCKS, GPT_PROF_HEAD, GPT_PROF_SERIES };
-
-/* Samples of one profiling session: stage times of real forward+backward steps, taken inside
- * remat_run (so caches, pool calls and the order of stages are those of training). */
-typedef struct {
-    gpt_model *m;
-    int cap;            /* samples per series and variant, and recorded steps */
-    int recording;      /* 0 during the warm-up steps */
-    int kind;           /* of the current step: a backward variant or GPT_PROF_NOGRAD_STEP */
-    double *fwd;        /* [GPT_PROF_SERIES][GPT_PROF_FWD_VARIANTS][cap] */
-    double *bwd;        /* [GPT_PROF_SERIES][GPT_PROF_BWD_VARIANTS][cap] */
-    int *n_fwd, *n_bwd; /* samples taken per series and variant */
-    double *fixed;      /* [cap]: per store-all step, its wall time minus its stages' */
-    int n_fixed;
-    double stage_ms;     /* sum of the current step's stage times */
-    double block_ms;     /* sum of its blocks' forward-with-grad and backward times */
-    double block_fwd_ms; /* sum of its blocks' forward times (with grad, or in the periodic step
-                            without) */
-    int block_fwd_n;     /* how many */
-    double *step_blocks; /* [cap]: block_ms of each recorded step, in order */
-    double *step_fwd;    /* [cap]: its block_fwd_ms / block_fwd_n */
-    int *step_kind;      /* [cap]: its kind */
-    int n_steps;
-    double *scratch; /* [cap] */
-} gpt_prof;
-
-static int gpt_prof_series(const gpt_prof *p, int stage)
+static remat_status gpt_prof_alloc(gpt_prof *p, uint64_t bytes, void **out)
 {
-    return stage == 0                  ? GPT_PROF_EMBED
-           : stage <= p->m->cfg.layers ? GPT_PROF_BLOCKS
-                                       : GPT_PROF_HEAD;
-}
-
-/* Adds a stage time to the step's sums, and to its series when recording and `keep` (the
- * periodic step keeps only its forwards without grad). */
-static void gpt_prof_push(gpt_prof *p, int series_kind, int is_forward, double *series, int *count,
-                          int keep, double ms)
-{
-    p->stage_ms += ms;
-    if (series_kind == GPT_PROF_BLOCKS && p->kind != GPT_PROF_NOGRAD_STEP)
-        p->block_ms += ms;
-    if (series_kind == GPT_PROF_BLOCKS && is_forward && keep)
-        p->block_fwd_ms += ms, p->block_fwd_n++;
-    if (p->recording && keep && *count < p->cap)
-        series[(*count)++] = ms;
-}
-
-static remat_status gpt_prof_forward(void *ctx, int stage, int option, const void *in, void *out,
-                                     void *tmp)
-{
-    gpt_prof *p = ctx;
-    REMAT_TRY(p->m->k->status(p->m->kc));
-    double t0 = gpt_now_ms();
-    REMAT_TRY(gpt_callbacks.forward(p->m, stage, option, in, out, tmp));
-    int k = gpt_prof_series(p, stage);
-    size_t series = (size_t)k * GPT_PROF_FWD_VARIANTS + (size_t)(option + 2);
-    int keep = p->kind != GPT_PROF_NOGRAD_STEP || option == -2;
-    gpt_prof_push(p, k, 1, p->fwd + series * p->cap, &p->n_fwd[series], keep, gpt_now_ms() - t0);
+    *out = NULL;
+    if (bytes == 0)
+        return REMAT_OK;
+    *out = remat_alloc_tagged(p->pool, (size_t)bytes, p->m->stream, "profile");
+    if (!*out)
+        return remat_fail_context(REMAT_ENOMEM, "the profile cannot allocate %llu bytes",
+                                  (unsigned long long)bytes);
     return REMAT_OK;
 }
 
-static remat_status gpt_prof_backward(void *ctx, int stage, int option, const void *in,
-                                      const void *saved, const void *dout, void *din, void *tmp)
+static void gpt_prof_release(gpt_prof *p, void **ptr)
 {
-    gpt_prof *p = ctx;
-    REMAT_TRY(p->m->k->status(p->m->kc));
+    if (*ptr)
+        remat_free(p->pool, *ptr);
+    *ptr = NULL;
+}
+
+/* The stage's input: the tokens for the embedding, else the embedding's output. */
+static const void *gpt_prof_input(const gpt_prof *p, int stage)
+{
+    return stage == 0 ? p->a0 : p->x;
+}
+
+/* |a_stage|, the size of the stage's input and of its input gradient. */
+static uint64_t gpt_prof_in_bytes(const remat_chain *ch, int stage)
+{
+    return stage == 0 ? ch->input_bytes : ch->stages[stage - 1].out_bytes;
+}
+
+/* The forward without grad of `stage` (output a_{i+1} and forward workspace live): its time. */
+static remat_status gpt_prof_nograd(gpt_prof *p, const remat_chain *ch, int stage, double *ms)
+{
+    const remat_stage *st = &ch->stages[stage];
+    void *out = NULL, *tmp = NULL;
+    remat_status s = gpt_prof_alloc(p, st->out_bytes, &out);
+    if (s == REMAT_OK)
+        s = gpt_prof_alloc(p, st->fwd_tmp_bytes, &tmp);
+    if (s == REMAT_OK)
+        s = p->m->k->status(p->m->kc);
     double t0 = gpt_now_ms();
-    REMAT_TRY(gpt_callbacks.backward(p->m, stage, option, in, saved, dout, din, tmp));
-    int k = gpt_prof_series(p, stage);
-    size_t series = (size_t)k * GPT_PROF_BWD_VARIANTS + (size_t)(option + 1);
-    int keep = p->kind != GPT_PROF_NOGRAD_STEP;
-    gpt_prof_push(p, k, 0, p->bwd + series * p->cap, &p->n_bwd[series], keep, gpt_now_ms() - t0);
-    return REMAT_OK;
+    if (s == REMAT_OK)
+        s = gpt_callbacks.forward(p->m, stage, -2, gpt_prof_input(p, stage), out, tmp);
+    *ms = gpt_now_ms() - t0;
+    gpt_prof_release(p, &tmp);
+    gpt_prof_release(p, &out);
+    return s;
 }
 
-static remat_status gpt_prof_input(void *ctx, void *a0)
+/* The forward-with-grad of `stage` under `option` (-1 the default) into its ā, then its backward
+ * from it: their times. Live during the forward: input, ā, forward workspace; during the
+ * backward: input, ā, output gradient, input gradient, backward workspace. */
+static remat_status gpt_prof_with_grad(gpt_prof *p, const remat_chain *ch, int stage, int option,
+                                       double *fall_ms, double *b_ms)
 {
-    return gpt_callbacks.input(((gpt_prof *)ctx)->m, a0);
-}
-
-static remat_status gpt_prof_seed(void *ctx, void *d_last)
-{
-    return gpt_callbacks.seed(((gpt_prof *)ctx)->m, d_last);
-}
-
-/* Sets the option of every block's forward-with-grad in the store-all schedule `s`: block l gets
- * backward variant (l + shift) mod GPT_PROF_BWD_VARIANTS when mixed, else variant `shift` (0 the
- * default, 1 + k option k). */
-static void gpt_prof_set_options(const gpt_model *m, remat_schedule *s, int shift, int mixed)
-{
-    for (size_t k = 0; k < s->n_ops; k++) {
-        int i = s->ops[k].stage;
-        if (s->ops[k].kind == REMAT_OP_F_ALL && i >= 1 && i <= m->cfg.layers)
-            s->ops[k].option = (mixed ? i - 1 + shift : shift) % GPT_PROF_BWD_VARIANTS - 1;
+    const remat_stage *st = &ch->stages[stage];
+    gpt_model *m = p->m;
+    uint64_t saved = option < 0 ? st->saved_bytes : st->options[option].saved_bytes;
+    void *abar = NULL, *tmp = NULL, *dout = NULL, *din = NULL;
+    const void *in = gpt_prof_input(p, stage);
+    remat_status s = gpt_prof_alloc(p, saved, &abar);
+    if (s == REMAT_OK)
+        s = gpt_prof_alloc(p, st->fwd_tmp_bytes, &tmp);
+    if (s == REMAT_OK)
+        s = m->k->status(m->kc);
+    m->head_grad_done = 0; /* the head adds its weight gradient once per forward-with-grad */
+    double t0 = gpt_now_ms();
+    if (s == REMAT_OK)
+        s = gpt_callbacks.forward(m, stage, option, in, abar, tmp);
+    *fall_ms = gpt_now_ms() - t0;
+    gpt_prof_release(p, &tmp);
+    if (s == REMAT_OK)
+        s = gpt_prof_alloc(p, st->out_bytes, &dout);
+    if (s == REMAT_OK)
+        s = gpt_prof_alloc(p, gpt_prof_in_bytes(ch, stage), &din);
+    if (s == REMAT_OK)
+        s = gpt_prof_alloc(p, st->bwd_tmp_bytes, &tmp);
+    if (s == REMAT_OK) {
+        m->k->zero(m->kc, dout, (size_t)st->out_bytes); /* a defined gradient, no NaN garbage */
+        s = m->k->status(m->kc);
     }
+    t0 = gpt_now_ms();
+    if (s == REMAT_OK)
+        s = gpt_callbacks.backward(m, stage, option, in, abar, dout, din, tmp);
+    *b_ms = gpt_now_ms() - t0;
+    gpt_prof_release(p, &tmp);
+    gpt_prof_release(p, &din);
+    gpt_prof_release(p, &dout);
+    gpt_prof_release(p, &abar);
+    return s;
 }
 
-/* One forward+backward as gpt_model_forward_backward runs it (targets copied, gradients zeroed,
- * the schedule run), timing every stage. A recorded store-all step also records its blocks' time
- * and what it took beyond its stages (`fixed`). */
-static remat_status gpt_prof_step(gpt_prof *p, const remat_schedule *s, const remat_chain *ch)
+/* What a step runs outside its stages: zeroing the gradients and copying the batch in. */
+static remat_status gpt_prof_fixed(gpt_prof *p, double *ms)
 {
     gpt_model *m = p->m;
-    static const remat_callbacks cb = {.forward = gpt_prof_forward,
-                                       .backward = gpt_prof_backward,
-                                       .input = gpt_prof_input,
-                                       .seed = gpt_prof_seed};
     REMAT_TRY(m->k->status(m->kc));
     double t0 = gpt_now_ms();
     REMAT_TRY(gpt_callbacks.input(m, m->targets)); /* the batch's tokens serve as targets */
     m->k->zero(m->kc, m->grads, m->lay.total * sizeof(float));
-    m->head_grad_done = 0;
-    p->stage_ms = 0;
-    p->block_ms = 0;
-    p->block_fwd_ms = 0;
-    p->block_fwd_n = 0;
-    REMAT_TRY(remat_run(s, ch, m->pool, m->stream, &cb, p));
     REMAT_TRY(m->k->status(m->kc));
-    double fixed = gpt_now_ms() - t0 - p->stage_ms;
-    if (p->recording && p->kind != GPT_PROF_NOGRAD_STEP && p->n_fixed < p->cap)
-        p->fixed[p->n_fixed++] = fixed > 0 ? fixed : 0;
-    if (p->recording && p->n_steps < p->cap) {
-        p->step_blocks[p->n_steps] = p->block_ms;
-        p->step_fwd[p->n_steps] = p->block_fwd_n ? p->block_fwd_ms / p->block_fwd_n : 0;
-        p->step_kind[p->n_steps++] = p->kind;
-    }
+    *ms = gpt_now_ms() - t0;
     return REMAT_OK;
+}
+
+/* One round: the embedding (whose output becomes the blocks' and the head's input), block
+ * `round mod L` under each variant back to back (starting with variant `round mod 5`, so no
+ * variant always follows the forward without grad), the head. */
+static remat_status gpt_prof_round_run(gpt_prof *p, const remat_chain *ch, int round,
+                                       gpt_prof_round *r)
+{
+    gpt_model *m = p->m;
+    int L = m->cfg.layers, blk = 1 + round % L;
+    REMAT_TRY(gpt_prof_fixed(p, &r->fixed));
+    REMAT_TRY(gpt_prof_with_grad(p, ch, 0, -1, &r->embed_fall, &r->embed_b));
+    REMAT_TRY(gpt_prof_nograd(p, ch, 0, &r->embed_fn));
+    REMAT_TRY(gpt_callbacks.forward(m, 0, -2, p->a0, p->x, NULL));
+    REMAT_TRY(gpt_prof_nograd(p, ch, blk, &r->block_fn));
+    for (int k = 0; k < GPT_PROF_VARIANTS; k++) {
+        int v = (k + round) % GPT_PROF_VARIANTS; /* each variant in every position in turn */
+        REMAT_TRY(gpt_prof_with_grad(p, ch, blk, v - 1, &r->block_fall[v], &r->block_b[v]));
+    }
+    REMAT_TRY(gpt_prof_nograd(p, ch, L + 1, &r->head_fn));
+    return gpt_prof_with_grad(p, ch, L + 1, -1, &r->head_fall, &r->head_b);
 }
 
 static int gpt_cmp_double(const void *a, const void *b)
@@ -181,230 +195,181 @@ static int gpt_cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* The q-quantile of n samples (sorted in place; linear interpolation), `none` when there are
- * none. */
-static double gpt_quantile(double *v, int n, double q, double none)
+/* The q-quantile of n samples (sorted in place; linear interpolation). n >= 1. */
+static double gpt_quantile(double *v, int n, double q)
 {
-    if (n <= 0)
-        return none;
     qsort(v, (size_t)n, sizeof *v, gpt_cmp_double);
     double x = q * (n - 1);
     int i = (int)x;
     return i + 1 < n ? v[i] + (x - i) * (v[i + 1] - v[i]) : v[i];
 }
 
-/* A stage's time from its samples: their 10th percentile. On a shared machine interference only
- * adds time, in bursts that can cover every block of a step or several steps: a low quantile
- * keeps the undisturbed samples where a median follows a burst that hit a third of them; the
- * 10th and not the least, so that one lucky sample does not set it. */
-static double gpt_estimate(double *v, int n, double none)
+/* A time from its per-round samples: their first quartile. Interference on a shared machine
+ * only adds time, to single calls (a thread descheduled, measured: the same 1 ms call taking 1,
+ * 3.5 or 6 ms in consecutive rounds) as well as to whole rounds: a low quantile keeps the
+ * undisturbed calls, and not the least sample, so that one lucky call does not set it. Each
+ * variant is estimated from its own samples: a per-round ratio to the default would carry the
+ * disturbance of either call. */
+static double gpt_prof_field(const gpt_prof *p, size_t offset)
 {
-    return gpt_quantile(v, n, 0.1, none);
+    double v[GPT_PROF_MAX_ROUNDS];
+    for (int r = 0; r < p->n_rounds; r++)
+        v[r] = *(const double *)((const char *)&p->rounds[r] + offset);
+    return gpt_quantile(v, p->n_rounds, 0.25);
 }
 
-/* The forward time of series k, forward variant v; `none` when it has no samples. */
-static double gpt_prof_fwd_estimate(gpt_prof *p, int k, int v, double none)
+#define GPT_PROF_EST(p, field) gpt_prof_field(p, offsetof(gpt_prof_round, field))
+
+/* Share of a block's forward FLOPs that option o recomputes in its backward. */
+static double gpt_prof_recompute_share(const gpt_model *m, int o)
 {
-    size_t series = (size_t)k * GPT_PROF_FWD_VARIANTS + (size_t)v;
-    return gpt_estimate(p->fwd + series * p->cap, p->n_fwd[series], none);
+    double share = gpt_option_extra_gflop(m, o) / gpt_block_forward_gflop(m);
+    return share < 1 ? share : 1;
 }
 
-/* The least sample of a backward series (0 when none): noise only ever adds time, so the least
- * time a backward was measured to take bounds it from below; an estimate under it (a ratio
- * taken while the neighbouring default step was disturbed) is raised to it. */
-static double gpt_prof_bwd_floor(const gpt_prof *p, int k, int v)
+/* The estimate of one stage's times into st: fwd the forward without grad (what a recomputation
+ * runs), bwd the backward plus the forward-with-grad's excess over fwd (a schedule runs exactly
+ * one backward after each forward-with-grad). */
+static void gpt_prof_set_stage(remat_stage *st, double fn, double fall, double b)
 {
-    size_t series = (size_t)k * GPT_PROF_BWD_VARIANTS + (size_t)v;
-    const double *x = p->bwd + series * p->cap;
-    double least = p->n_bwd[series] ? x[0] : 0;
-    for (int i = 1; i < p->n_bwd[series]; i++)
-        least = x[i] < least ? x[i] : least;
-    return least;
+    st->fwd = fn;
+    st->bwd = b + fall - fn;
+    if (st->bwd < b)
+        st->bwd = b; /* a forward without grad measured dearer than with: keep the backward */
 }
 
-static double gpt_at_least(double x, double floor) { return x > floor ? x : floor; }
-
-/* value[i] of recorded step i over that of the nearest default step (the mean of the two when
- * both neighbours are as near); 0 when there is none. A change of load that lasts longer than a
- * step slows both alike, so it cancels out of the ratio. */
-static double gpt_prof_step_ratio(const gpt_prof *p, const double *value, int i)
-{
-    for (int d = 1; d < p->n_steps; d++) {
-        double sum = 0;
-        int n = 0;
-        if (i - d >= 0 && p->step_kind[i - d] == 0)
-            sum += value[i - d], n++;
-        if (i + d < p->n_steps && p->step_kind[i + d] == 0)
-            sum += value[i + d], n++;
-        if (n)
-            return sum > 0 ? value[i] * n / sum : 0;
-    }
-    return 0;
-}
-
-/* dflt times the median over the steps of kind `kind` of value[step] over the nearest default
- * step's; `none` when no such step ran next to a default one. */
-static double gpt_prof_relative(gpt_prof *p, const double *value, int kind, double dflt,
-                                double none)
-{
-    int n = 0;
-    for (int i = 0; i < p->n_steps; i++)
-        if (p->step_kind[i] == kind) {
-            double r = gpt_prof_step_ratio(p, value, i);
-            if (r > 0)
-                p->scratch[n++] = r;
-        }
-    return n ? dflt * gpt_quantile(p->scratch, n, 0.5, 0) : none;
-}
-
-/* Writes each stage's times into the chain. The chain has one forward time per stage, charged to
- * every forward: it gets the forward without grad (what F_ck / F_n recompute), and each
- * forward-with-grad's excess over it goes into the backward of the same variant, because a
- * schedule runs exactly one B after each F_all (a stage never timed without grad keeps its
- * default forward-with-grad time and no excess). A block's cost under a save option, forward
- * plus backward, is the default's times its steps' ratio to the neighbouring default steps (as a
- * selective plan runs it, every block the same option). The per-step costs outside the stages
- * (zeroing the gradients, copying the batch, the executor's pool calls) are charged to the
+/* Writes the times into the chain. A block option's backward is its forward-with-grad plus
+ * backward, minus the forward without grad (what the chain charges to the forward); never less than
+ * the default's backward plus the share of the forward it recomputes (by FLOPs): an option cannot
+ * be cheaper than the work it adds. The step's work outside its stages is charged to the
  * embedding's backward, which every schedule runs exactly once per step. */
-static void gpt_prof_store(gpt_prof *p, remat_chain *ch)
+static void gpt_prof_store(const gpt_prof *p, remat_chain *ch, gpt_profile_info *info)
 {
-    double fwd[GPT_PROF_SERIES][GPT_PROF_FWD_VARIANTS], bwd[GPT_PROF_SERIES][GPT_PROF_BWD_VARIANTS];
-    for (int k = 0; k < GPT_PROF_SERIES; k++) {
-        /* A variant never run (no recomputation in a short chain; no options outside the blocks)
-         * takes the default forward-with-grad's time. */
-        fwd[k][1] = gpt_prof_fwd_estimate(p, k, 1, 0);
-        fwd[k][0] = gpt_prof_fwd_estimate(p, k, 0, fwd[k][1]);
-        for (int v = 2; v < GPT_PROF_FWD_VARIANTS; v++)
-            fwd[k][v] = gpt_prof_fwd_estimate(p, k, v, fwd[k][1]);
-        for (int v = 0; v < GPT_PROF_BWD_VARIANTS; v++) {
-            size_t series = (size_t)k * GPT_PROF_BWD_VARIANTS + (size_t)v;
-            bwd[k][v] = gpt_estimate(p->bwd + series * p->cap, p->n_bwd[series], 0);
-        }
+    const gpt_model *m = p->m;
+    int L = m->cfg.layers;
+    gpt_prof_set_stage(&ch->stages[0], GPT_PROF_EST(p, embed_fn), GPT_PROF_EST(p, embed_fall),
+                       GPT_PROF_EST(p, embed_b));
+    ch->stages[0].bwd += GPT_PROF_EST(p, fixed);
+    gpt_prof_set_stage(&ch->stages[L + 1], GPT_PROF_EST(p, head_fn), GPT_PROF_EST(p, head_fall),
+                       GPT_PROF_EST(p, head_b));
+    remat_stage blk = {0};
+    double fall = GPT_PROF_EST(p, block_fall[0]);
+    gpt_prof_set_stage(&blk, GPT_PROF_EST(p, block_fn), fall, GPT_PROF_EST(p, block_b[0]));
+    double option_bwd[GPT_N_BLOCK_OPTIONS];
+    for (int o = 0; o < GPT_N_BLOCK_OPTIONS; o++) {
+        double measured =
+            GPT_PROF_EST(p, block_fall[1 + o]) + GPT_PROF_EST(p, block_b[1 + o]) - blk.fwd;
+        double floor = blk.bwd + blk.fwd * gpt_prof_recompute_share(m, o);
+        if (info)
+            info->measured_option_bwd[o] = measured;
+        if (info && measured < blk.bwd * (1 - GPT_PROF_CONTRADICTION))
+            info->contradicted++;
+        option_bwd[o] = measured > floor ? measured : floor;
     }
-    /* The blocks' variants, relative to the default steps next to them: each save option's
-     * forward-with-grad plus backward, and the forward without grad. */
-    double dflt = fwd[GPT_PROF_BLOCKS][1] + bwd[GPT_PROF_BLOCKS][0];
-    fwd[GPT_PROF_BLOCKS][0] = gpt_prof_relative(p, p->step_fwd, GPT_PROF_NOGRAD_STEP,
-                                                fwd[GPT_PROF_BLOCKS][1], fwd[GPT_PROF_BLOCKS][0]);
-    for (int i = 0; i < ch->n_stages; i++) {
-        remat_stage *st = &ch->stages[i];
-        int k = gpt_prof_series(p, i);
-        double nograd = fwd[k][0];
-        st->fwd = nograd;
-        st->bwd = gpt_at_least(bwd[k][0] + fwd[k][1] - nograd, gpt_prof_bwd_floor(p, k, 0));
-        for (int o = 0; o < st->n_options && o < GPT_N_BLOCK_OPTIONS; o++) {
-            double own = bwd[k][1 + o] + fwd[k][2 + o];
-            st->options[o].bwd =
-                gpt_at_least(gpt_prof_relative(p, p->step_blocks, 1 + o, dflt, own) - nograd,
-                             gpt_prof_bwd_floor(p, k, 1 + o));
-        }
+    for (int l = 1; l <= L; l++) {
+        remat_stage *st = &ch->stages[l];
+        st->fwd = blk.fwd;
+        st->bwd = blk.bwd;
+        for (int o = 0; o < st->n_options && o < GPT_N_BLOCK_OPTIONS; o++)
+            st->options[o].bwd = option_bwd[o];
     }
-    ch->stages[0].bwd += gpt_estimate(p->fixed, p->n_fixed, 0);
+    if (info)
+        info->default_bwd = blk.bwd;
 }
 
-/* Runs a step of kind `kind`: a store-all step with every block at that backward variant, or the
- * periodic step. */
-static remat_status gpt_prof_kind_step(gpt_prof *p, remat_schedule *all,
-                                       const remat_schedule *nograd, const remat_chain *ch,
-                                       int kind)
+/* The time of a store-all step as the rounds so far ran it: their mean, disturbances included,
+ * so that the profile's cost is counted in steps of the same machine state (on a loaded machine
+ * the rounds and the steps slow alike, and the profile takes more rounds of it). */
+static double gpt_prof_step_ms(const gpt_prof *p)
 {
-    p->kind = kind;
-    if (kind == GPT_PROF_NOGRAD_STEP)
-        return nograd ? gpt_prof_step(p, nograd, ch) : REMAT_OK;
-    gpt_prof_set_options(p->m, all, kind, 0);
-    return gpt_prof_step(p, all, ch);
+    double sum = 0;
+    for (int r = 0; r < p->n_rounds; r++) {
+        const gpt_prof_round *x = &p->rounds[r];
+        sum += x->embed_fall + x->embed_b + x->head_fall + x->head_b + x->fixed +
+               p->m->cfg.layers * (x->block_fall[0] + x->block_b[0]);
+    }
+    return p->n_rounds ? sum / p->n_rounds : 0;
 }
 
-/* The measured rounds span at least this long (up to GPT_PROF_MAX_ROUNDS rounds): on a shared
- * machine a burst of load lasts a second or so, which would cover every step of a few short
- * rounds, and the options' per-step ratios (see gpt_prof_relative) need a few rounds to average
- * out the steps' noise (with 2 s, 3 to 4 rounds of `small` at batch 8, option costs still moved
- * by +-1 ms a block from run to run). Long steps reach reps rounds first: no extra cost there. */
-enum { GPT_PROF_WINDOW_MS = 4000, GPT_PROF_MAX_ROUNDS = 40 };
-
-/* Two warm-up steps (store-all with the variants mixed across blocks, so every option's buffers
- * have been touched once, then the periodic one), then at least reps rounds, more while they
- * have taken less than GPT_PROF_WINDOW_MS. */
-static remat_status gpt_prof_run(gpt_prof *p, remat_chain *ch, int reps)
+/* One warm-up round (every buffer and code path touched once), then rounds until there are at
+ * least reps, and either GPT_PROF_MAX_ROUNDS or the time of GPT_PROF_STEPS_WINDOW steps (at
+ * least GPT_PROF_MIN_WINDOW_MS) has passed. */
+static remat_status gpt_prof_run(gpt_prof *p, const remat_chain *ch, int reps)
 {
-    uint64_t peak;
-    remat_schedule *all = NULL, *nograd = NULL;
-    remat_policy store_all = {.kind = REMAT_POLICY_STORE_ALL};
-    remat_policy periodic = {.kind = REMAT_POLICY_PERIODIC, .period = 2};
-    REMAT_TRY(remat_store_all_peak(ch, &peak));
-    REMAT_TRY(remat_plan(ch, &store_all, peak, &all));
-    /* A chain too short to recompute anything has no forward without grad: no periodic step. */
-    if (remat_plan(ch, &periodic, 2 * peak, &nograd) != REMAT_OK)
-        nograd = NULL;
-    p->recording = 0;
-    p->kind = 0;
-    gpt_prof_set_options(p->m, all, 0, 1);
-    remat_status st = gpt_prof_step(p, all, ch);
-    if (st == REMAT_OK)
-        st = gpt_prof_kind_step(p, all, nograd, ch, GPT_PROF_NOGRAD_STEP);
-    p->recording = 1;
     double t0 = gpt_now_ms();
-    for (int k = 0; st == REMAT_OK; k++) {
-        int round = k / GPT_PROF_ROUND;
-        if (k % GPT_PROF_ROUND == 0 && round >= reps &&
-            (round >= GPT_PROF_MAX_ROUNDS || gpt_now_ms() - t0 >= GPT_PROF_WINDOW_MS))
+    gpt_prof_round warm;
+    REMAT_TRY(gpt_prof_round_run(p, ch, 0, &warm));
+    while (p->n_rounds < GPT_PROF_MAX_ROUNDS) {
+        REMAT_TRY(gpt_prof_round_run(p, ch, p->n_rounds, &p->rounds[p->n_rounds]));
+        p->n_rounds++;
+        if (p->n_rounds < reps)
+            continue;
+        double window = GPT_PROF_STEPS_WINDOW * gpt_prof_step_ms(p);
+        if (gpt_now_ms() - t0 >=
+            (window > GPT_PROF_MIN_WINDOW_MS ? window : GPT_PROF_MIN_WINDOW_MS))
             break;
-        st = gpt_prof_kind_step(p, all, nograd, ch, gpt_prof_round_kind(k % GPT_PROF_ROUND));
     }
-    remat_schedule_free(all);
-    remat_schedule_free(nograd);
-    REMAT_TRY(st);
-    gpt_prof_store(p, ch);
     return REMAT_OK;
 }
 
-static void gpt_prof_free(gpt_prof *p)
+/* Allocates the tokens and the embedding's output, and fills the tokens. */
+static remat_status gpt_prof_open(gpt_prof *p, const remat_chain *ch)
 {
-    free(p->fwd);
-    free(p->bwd);
-    free(p->n_fwd);
-    free(p->n_bwd);
-    free(p->fixed);
-    free(p->step_blocks);
-    free(p->step_fwd);
-    free(p->step_kind);
-    free(p->scratch);
+    REMAT_TRY(remat_pool_create(p->m->dev, NULL, &p->pool));
+    REMAT_TRY(gpt_prof_alloc(p, ch->input_bytes, &p->a0));
+    REMAT_TRY(gpt_prof_alloc(p, ch->stages[0].out_bytes, &p->x));
+    return gpt_callbacks.input(p->m, p->a0);
 }
 
-remat_status gpt_model_profile(gpt_model *m, const int *inputs, int reps, remat_chain **out)
+/* Frees the profile's buffers and pool, reporting the pool's peak in info. */
+static void gpt_prof_close(gpt_prof *p, gpt_profile_info *info)
 {
-    if (!m || !inputs || !out || reps < 1 || reps > 1000)
-        return remat_fail(REMAT_EINVAL, "gpt_model_profile: bad arguments (reps %d)", reps);
+    if (!p->pool)
+        return;
+    remat_pool_stats ps;
+    if (remat_pool_stats_get(p->pool, &ps) == REMAT_OK && info)
+        info->peak_bytes = ps.allocated.peak;
+    gpt_prof_release(p, &p->x);
+    gpt_prof_release(p, &p->a0);
+    remat_pool_destroy(p->pool);
+    p->pool = NULL;
+}
+
+remat_status gpt_model_profile(gpt_model *m, const int *inputs, int reps, remat_chain **out,
+                               gpt_profile_info *info)
+{
+    if (!m || !inputs || !out || reps < 1 || reps > GPT_PROF_MAX_ROUNDS)
+        return remat_fail(REMAT_EINVAL, "gpt_model_profile: bad arguments (reps %d, 1..%d)", reps,
+                          GPT_PROF_MAX_ROUNDS);
     for (size_t i = 0; i < m->N; i++)
         if (inputs[i] < 0 || inputs[i] >= m->cfg.vocab)
             return remat_fail(REMAT_EINVAL,
                               "token %d at position %zu is outside the vocabulary [0, %d)",
                               inputs[i], i, m->cfg.vocab);
+    if (info)
+        memset(info, 0, sizeof *info);
     remat_chain *ch = NULL;
     REMAT_TRY(gpt_model_chain(m, &ch));
-    /* A series and variant gets at most one sample per block and store-all step, and two (first
-     * pass and recomputation) per block and periodic step. */
-    size_t rounds = reps > GPT_PROF_MAX_ROUNDS ? (size_t)reps : GPT_PROF_MAX_ROUNDS;
-    size_t cap = rounds * GPT_PROF_ROUND * 2 * (size_t)m->cfg.layers;
-    size_t nf = (size_t)GPT_PROF_SERIES * GPT_PROF_FWD_VARIANTS;
-    size_t nb = (size_t)GPT_PROF_SERIES * GPT_PROF_BWD_VARIANTS;
-    gpt_prof p = {.m = m,
-                  .cap = (int)cap,
-                  .fwd = malloc(nf * cap * sizeof(double)),
-                  .bwd = malloc(nb * cap * sizeof(double)),
-                  .n_fwd = calloc(nf, sizeof(int)),
-                  .n_bwd = calloc(nb, sizeof(int)),
-                  .fixed = malloc(cap * sizeof(double)),
-                  .step_blocks = malloc(cap * sizeof(double)),
-                  .step_fwd = malloc(cap * sizeof(double)),
-                  .step_kind = malloc(cap * sizeof(int)),
-                  .scratch = malloc(cap * sizeof(double))};
+    gpt_prof *p = calloc(1, sizeof *p);
+    if (!p) {
+        remat_chain_free(ch);
+        return remat_fail(REMAT_ENOMEM, "cannot allocate the profile's samples");
+    }
+    p->m = m;
     m->step_inputs = inputs;
-    remat_status s = p.fwd && p.bwd && p.n_fwd && p.n_bwd && p.fixed && p.step_blocks &&
-                             p.step_fwd && p.step_kind && p.scratch
-                         ? gpt_prof_run(&p, ch, reps)
-                         : remat_fail(REMAT_ENOMEM, "cannot allocate the profile's samples");
-    gpt_prof_free(&p);
+    double t0 = gpt_now_ms();
+    remat_status s = gpt_prof_open(p, ch);
+    if (s == REMAT_OK)
+        s = gpt_prof_run(p, ch, reps);
+    if (s == REMAT_OK)
+        gpt_prof_store(p, ch, info);
+    if (info) {
+        info->rounds = p->n_rounds;
+        info->elapsed_ms = gpt_now_ms() - t0;
+    }
+    gpt_prof_close(p, info);
+    free(p);
+    m->head_grad_done = 0;
     m->k->zero(m->kc, m->grads, m->lay.total * sizeof(float));
     if (s == REMAT_OK)
         s = m->k->status(m->kc);
@@ -414,4 +379,196 @@ remat_status gpt_model_profile(gpt_model *m, const int *inputs, int reps, remat_
     }
     *out = ch;
     return REMAT_OK;
+}
+
+/* ==== Profile files ======================================================================== */
+
+remat_status gpt_profile_key_of(const gpt_model *m, gpt_profile_key *out)
+{
+    if (!m || !out)
+        return remat_fail(REMAT_EINVAL, "gpt_profile_key_of: arguments must not be NULL");
+    remat_device_info info;
+    REMAT_TRY(remat_device_info_get(m->dev, &info));
+    memset(out, 0, sizeof *out);
+    out->layers = m->cfg.layers;
+    out->channels = m->cfg.channels;
+    out->heads = m->cfg.heads;
+    out->vocab = m->cfg.vocab;
+    out->batch = m->B;
+    out->seq = m->T;
+    snprintf(out->device, sizeof out->device, "%s", info.spec);
+    snprintf(out->device_name, sizeof out->device_name, "%s", info.name);
+    snprintf(out->dtype, sizeof out->dtype, "fp32");
+    return REMAT_OK;
+}
+
+/* The key's integer fields, by name, for writing and comparing alike. */
+static int gpt_key_ints(const gpt_profile_key *k, const char **names, int *vals)
+{
+    static const char *const n[] = {"layers", "channels", "heads", "vocab", "batch", "seq"};
+    const int v[] = {k->layers, k->channels, k->heads, k->vocab, k->batch, k->seq};
+    for (int i = 0; i < 6; i++)
+        names[i] = n[i], vals[i] = v[i];
+    return 6;
+}
+
+static void gpt_key_strings(const gpt_profile_key *k, const char **names, const char **vals)
+{
+    names[0] = "device", vals[0] = k->device;
+    names[1] = "device_name", vals[1] = k->device_name;
+    names[2] = "dtype", vals[2] = k->dtype;
+}
+
+static cJSON *gpt_key_json(const gpt_profile_key *k)
+{
+    const char *names[6], *snames[3], *svals[3];
+    int vals[6], n = gpt_key_ints(k, names, vals);
+    cJSON *o = cJSON_CreateObject();
+    for (int i = 0; o && i < n; i++)
+        if (!cJSON_AddNumberToObject(o, names[i], vals[i]))
+            break;
+    gpt_key_strings(k, snames, svals);
+    for (int i = 0; o && i < 3; i++)
+        if (!cJSON_AddStringToObject(o, snames[i], svals[i]))
+            break;
+    return o;
+}
+
+/* Reads the whole of a small file (at most 64 MiB) into a NUL-terminated buffer. */
+static remat_status gpt_read_file(const char *path, char **out, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return remat_fail(REMAT_EIO, "cannot open profile file '%s': %s", path, strerror(errno));
+    size_t cap = 1 << 16, n = 0, got;
+    char *buf = malloc(cap + 1);
+    while (buf && (got = fread(buf + n, 1, cap - n, f)) > 0) {
+        n += got;
+        if (n == cap && cap >= (64u << 20))
+            break;
+        if (n == cap) {
+            char *nb = realloc(buf, 2 * cap + 1);
+            if (!nb)
+                free(buf);
+            buf = nb;
+            cap *= 2;
+        }
+    }
+    int err = ferror(f), big = n == cap && fgetc(f) != EOF;
+    fclose(f);
+    if (!buf)
+        return remat_fail(REMAT_ENOMEM, "cannot read profile file '%s': out of memory", path);
+    if (err || big) {
+        free(buf);
+        return remat_fail(err ? REMAT_EIO : REMAT_EPARSE, "profile file '%s': %s", path,
+                          err ? "read error" : "larger than 64 MiB");
+    }
+    buf[n] = 0;
+    *out = buf;
+    *len = n;
+    return REMAT_OK;
+}
+
+/* Compares the file's key object with key: 0 when equal, else 1 with the first difference in
+ * why ("batch 8, this run 4"); -1 when a field is missing or of the wrong type. */
+static int gpt_key_differs(const cJSON *obj, const gpt_profile_key *key, char *why, size_t n)
+{
+    const char *names[6], *snames[3], *svals[3];
+    int vals[6], k = gpt_key_ints(key, names, vals);
+    for (int i = 0; i < k; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, names[i]);
+        if (!cJSON_IsNumber(v))
+            return -1;
+        if (v->valuedouble != vals[i]) {
+            snprintf(why, n, "%s %.0f, this run %d", names[i], v->valuedouble, vals[i]);
+            return 1;
+        }
+    }
+    gpt_key_strings(key, snames, svals);
+    for (int i = 0; i < 3; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, snames[i]);
+        if (!cJSON_IsString(v))
+            return -1;
+        if (strcmp(v->valuestring, svals[i]) != 0) {
+            snprintf(why, n, "%s '%s', this run '%s'", snames[i], v->valuestring, svals[i]);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+remat_status gpt_profile_load(const char *path, const gpt_profile_key *key, remat_chain **out,
+                              char *why, size_t why_n)
+{
+    if (!path || !key || !out || !why || why_n == 0)
+        return remat_fail(REMAT_EINVAL, "gpt_profile_load: arguments must not be NULL");
+    *out = NULL;
+    why[0] = 0;
+    FILE *probe = fopen(path, "rb");
+    if (!probe && errno == ENOENT) {
+        snprintf(why, why_n, "no such file");
+        return REMAT_OK;
+    }
+    if (probe)
+        fclose(probe);
+    char *buf = NULL;
+    size_t len = 0;
+    REMAT_TRY(gpt_read_file(path, &buf, &len));
+    cJSON *root = cJSON_ParseWithLength(buf, len);
+    const cJSON *k = root ? cJSON_GetObjectItemCaseSensitive(root, "key") : NULL;
+    int d = cJSON_IsObject(k) ? gpt_key_differs(k, key, why, why_n) : -1;
+    remat_status s = REMAT_OK;
+    if (d < 0)
+        s = remat_fail(REMAT_EPARSE,
+                       "'%s' is not a profile file (no complete \"key\" object of model, batch, "
+                       "seq, device and dtype)",
+                       path);
+    else if (d == 0 && (s = remat_chain_parse(buf, len, out)) != REMAT_OK)
+        s = remat_fail_context(s, "profile file '%s'", path);
+    cJSON_Delete(root);
+    free(buf);
+    return s;
+}
+
+remat_status gpt_profile_save(const char *path, const remat_chain *ch, const gpt_profile_key *key)
+{
+    if (!path || !ch || !key)
+        return remat_fail(REMAT_EINVAL, "gpt_profile_save: arguments must not be NULL");
+    /* The chain as remat_chain_save writes it (validated), with the key added. */
+    REMAT_TRY(remat_chain_save(ch, path));
+    char *buf = NULL;
+    size_t len = 0;
+    REMAT_TRY(gpt_read_file(path, &buf, &len));
+    cJSON *root = cJSON_ParseWithLength(buf, len);
+    free(buf);
+    cJSON *k = root ? gpt_key_json(key) : NULL;
+    char *text = NULL;
+    if (k && cJSON_AddItemToObject(root, "key", k))
+        text = cJSON_Print(root);
+    else
+        cJSON_Delete(k);
+    cJSON_Delete(root);
+    if (!text)
+        return remat_fail(REMAT_ENOMEM, "cannot build profile file '%s'", path);
+    char tmp[4096];
+    remat_status s = REMAT_OK;
+    if (snprintf(tmp, sizeof tmp, "%s.XXXXXX", path) >= (int)sizeof tmp)
+        s = remat_fail(REMAT_EINVAL, "profile file path too long: '%s'", path);
+    int fd = s == REMAT_OK ? mkstemp(tmp) : -1;
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (s == REMAT_OK && !f)
+        s = remat_fail(REMAT_EIO, "cannot write profile file '%s': %s", path, strerror(errno));
+    if (f) {
+        int bad = fputs(text, f) < 0 || fputc('\n', f) == EOF;
+        bad |= fclose(f) != 0;
+        if (bad || rename(tmp, path) != 0) {
+            s = remat_fail(REMAT_EIO, "cannot write profile file '%s': %s", path, strerror(errno));
+            remove(tmp);
+        }
+    } else if (fd >= 0) {
+        close(fd);
+        remove(tmp);
+    }
+    cJSON_free(text);
+    return s;
 }

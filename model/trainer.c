@@ -114,6 +114,57 @@ uint64_t gpt_model_persistent_bytes(const gpt_model *m)
     return m->persistent;
 }
 
+/* ==== Memory estimate ====================================================================== */
+
+/* The largest single buffer of a B x T model in bytes, in double (no wrap-around): a parameter
+ * tensor set, an attention matrix [B,NH,T,T], or the logits [B*T,Vp]. */
+static double gpt_largest_buffer(const gpt_config *c, int B, int T)
+{
+    gpt_param_layout lay;
+    gpt_layout_params(c, &lay);
+    double att = (double)B * c->heads * (double)T * T * 4,
+           logits = (double)B * T * c->padded_vocab * 4;
+    double params = (double)lay.total * 4, big = att > logits ? att : logits;
+    return big > params ? big : params;
+}
+
+remat_status gpt_model_estimate(remat_device *dev, const gpt_config *cfg, int B, int T,
+                                uint64_t *persistent, remat_chain **chain)
+{
+    if (!dev || !cfg || !persistent || !chain || B < 1 || T < 1)
+        return remat_fail(REMAT_EINVAL, "gpt_model_estimate: bad arguments");
+    gpt_config c = *cfg;
+    REMAT_TRY(gpt_config_check(&c));
+    double big = gpt_largest_buffer(&c, B, T);
+    if (big > (double)(1ull << 47)) {
+        char b[32];
+        return remat_fail(REMAT_ENOMEM,
+                          "batch %d x %d needs a single buffer of %s (attention, logits or "
+                          "parameters): more than any machine has",
+                          B, T, remat_format_bytes((uint64_t)big, b, sizeof b));
+    }
+    gpt_model *m = calloc(1, sizeof *m);
+    if (!m)
+        return remat_fail(REMAT_ENOMEM, "cannot allocate the model's estimate");
+    m->cfg = c;
+    m->B = B;
+    m->T = T;
+    m->N = (size_t)B * T;
+    gpt_layout_params(&c, &m->lay);
+    remat_status s = kern_open(dev, &m->k, &m->kc);
+    if (s == REMAT_OK) {
+        gpt_stages_layout(m);
+        s = gpt_model_chain(m, chain);
+        kern_close(m->kc);
+    }
+    /* As gpt_model_buffers allocates them: four flat float buffers and the targets, each
+     * rounded to the pool's 512 bytes. */
+    uint64_t flat = (m->lay.total * sizeof(float) + 511) / 512 * 512;
+    *persistent = 4 * flat + (m->N * sizeof(int) + 511) / 512 * 512;
+    free(m);
+    return s;
+}
+
 /* ==== Parameters =========================================================================== */
 
 static remat_status gpt_copy(gpt_model *m, void *dst, const void *src, size_t bytes, int to_device)
@@ -124,6 +175,11 @@ static remat_status gpt_copy(gpt_model *m, void *dst, const void *src, size_t by
         return REMAT_OK;
     }
     return remat_device_copy(m->dev, dst, src, bytes, to_device);
+}
+
+float *gpt_model_host_params(gpt_model *m)
+{
+    return m && m->host_memory ? m->params : NULL;
 }
 
 remat_status gpt_model_set_params(gpt_model *m, const float *host)
@@ -173,8 +229,13 @@ static void gpt_stage_set(remat_stage *st, const char *name, double fwd, double 
     st->bwd_tmp_bytes = btmp;
 }
 
+double gpt_block_forward_gflop(const gpt_model *m)
+{
+    return gpt_gflop_matmuls(m) + gpt_gflop_attention(m) + gpt_gflop_elementwise(m, 60);
+}
+
 /* Extra backward GFLOP of each block option: what it recomputes. */
-static double gpt_option_extra(const gpt_model *m, int opt)
+double gpt_option_extra_gflop(const gpt_model *m, int opt)
 {
     double gelu = gpt_gflop_elementwise(m, 4 * 8), ln = gpt_gflop_elementwise(m, 2 * 8);
     double attn = gpt_gflop_attention(m) +
@@ -199,7 +260,7 @@ remat_status gpt_model_chain(const gpt_model *m, remat_chain **out)
     ch->input_bytes = m->input_bytes;
     double embed = gpt_gflop_elementwise(m, 2);
     gpt_stage_set(&ch->stages[0], "embed", embed, 2 * embed, m->act_bytes, m->act_bytes, 0, 0);
-    double blk = gpt_gflop_matmuls(m) + gpt_gflop_attention(m) + gpt_gflop_elementwise(m, 60);
+    double blk = gpt_block_forward_gflop(m);
     for (int l = 0; l < L; l++) {
         remat_stage *st = &ch->stages[1 + l];
         char name[32];
@@ -216,7 +277,7 @@ remat_status gpt_model_chain(const gpt_model *m, remat_chain **out)
             snprintf(st->options[o].name, sizeof st->options[o].name, "%s",
                      gpt_block_option_names[o]);
             st->options[o].saved_bytes = m->saved[1 + o].bytes;
-            st->options[o].bwd = st->bwd + gpt_option_extra(m, o);
+            st->options[o].bwd = st->bwd + gpt_option_extra_gflop(m, o);
         }
     }
     double head = 2.0 * (double)m->N * m->cfg.channels * m->cfg.padded_vocab / 1e9;
