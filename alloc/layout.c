@@ -11,93 +11,152 @@
  * lowest first, drops to the lowest free offset) then runs when the winner is above the lower
  * bound.
  *
- * The placed buffers form a doubly linked list sorted by offset; placing one walks it once,
- * skipping buffers whose lifetimes do not overlap, so a placement costs O(placed buffers). */
+ * The placed buffers are kept sorted by offset in chunks of up to LAYOUT_CHUNK; each chunk knows
+ * the hull of its lifetimes, whether a query's lifetime overlaps all of them, and the largest gap
+ * between its own buffers. Placing a buffer walks the chunks once: a chunk whose lifetimes all miss
+ * it is skipped, one whose lifetimes all overlap it and whose gaps are too small is taken whole,
+ * and only the others are walked buffer by buffer. On a training step (offsets follow lifetimes)
+ * that makes a placement about O(chunks); in the worst case it is O(placed buffers). */
 #include "core/core.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #define LAYOUT_NONE UINT32_MAX
+#define LAYOUT_CHUNK 64
+
+typedef struct {
+    uint32_t n;
+    uint64_t min_first, max_first, min_last, max_last; /* lifetime hull and core */
+    uint64_t max_end;                                  /* highest end of a buffer in the chunk */
+    uint64_t max_gap; /* largest gap between its buffers if all of them overlap a query */
+    uint64_t off[LAYOUT_CHUNK], end[LAYOUT_CHUNK], first[LAYOUT_CHUNK], last[LAYOUT_CHUNK];
+} layout_chunk;
 
 typedef struct {
     size_t n;
     const uint64_t *size; /* aligned sizes */
     const uint64_t *first, *last;
-    /* the placed list, indexed by buffer */
-    uint64_t *off;
-    uint32_t *next, *prev;
-    uint32_t head, tail;
+    uint64_t *off; /* the placement being built */
+    /* the placed buffers: chunks (from `chunks`) in offset order in `seq` */
+    layout_chunk *chunks;
+    uint32_t *seq;
+    size_t n_seq, n_chunks;
 } layout_ctx;
 
-/* ---- The placed list ------------------------------------------------------------------------- */
+/* ---- The placed set -------------------------------------------------------------------------- */
 
 static void layout_reset(layout_ctx *c)
 {
-    c->head = c->tail = LAYOUT_NONE;
+    c->n_seq = c->n_chunks = 0;
 }
 
-/* Links buffer i (with c->off[i] set) after node p (LAYOUT_NONE: at the head). */
-static void layout_link_after(layout_ctx *c, uint32_t p, uint32_t i)
+/* Recomputes a chunk's summary after its buffers changed. */
+static void layout_summarise(layout_chunk *ch)
 {
-    uint32_t nx = p == LAYOUT_NONE ? c->head : c->next[p];
-    c->prev[i] = p;
-    c->next[i] = nx;
-    if (p == LAYOUT_NONE)
-        c->head = i;
-    else
-        c->next[p] = i;
-    if (nx == LAYOUT_NONE)
-        c->tail = i;
-    else
-        c->prev[nx] = i;
+    ch->min_first = ch->min_last = UINT64_MAX;
+    ch->max_first = ch->max_last = 0;
+    uint64_t cursor = ch->off[0], gap = 0;
+    for (uint32_t e = 0; e < ch->n; e++) {
+        if (ch->first[e] < ch->min_first)
+            ch->min_first = ch->first[e];
+        if (ch->first[e] > ch->max_first)
+            ch->max_first = ch->first[e];
+        if (ch->last[e] < ch->min_last)
+            ch->min_last = ch->last[e];
+        if (ch->last[e] > ch->max_last)
+            ch->max_last = ch->last[e];
+        if (ch->off[e] > cursor && ch->off[e] - cursor > gap)
+            gap = ch->off[e] - cursor;
+        if (ch->end[e] > cursor)
+            cursor = ch->end[e];
+    }
+    ch->max_end = cursor, ch->max_gap = gap;
 }
 
-static void layout_unlink(layout_ctx *c, uint32_t i)
-{
-    uint32_t p = c->prev[i], nx = c->next[i];
-    if (p == LAYOUT_NONE)
-        c->head = nx;
-    else
-        c->next[p] = nx;
-    if (nx == LAYOUT_NONE)
-        c->tail = p;
-    else
-        c->prev[nx] = p;
-}
-
-/* Inserts buffer i at offset `off`, keeping the list sorted; `hint` is a node at or after the
- * right place (LAYOUT_NONE: search from the tail). */
-static void layout_insert(layout_ctx *c, uint32_t i, uint64_t off, uint32_t hint)
+/* Adds buffer i at offset `off`, keeping the chunks sorted by offset (a full chunk splits). */
+static void layout_insert(layout_ctx *c, uint32_t i, uint64_t off)
 {
     c->off[i] = off;
-    uint32_t p = hint == LAYOUT_NONE ? c->tail : c->prev[hint];
-    while (p != LAYOUT_NONE && c->off[p] > off)
-        p = c->prev[p];
-    layout_link_after(c, p, i);
+    if (c->n_seq == 0) {
+        c->seq[c->n_seq++] = (uint32_t)c->n_chunks;
+        c->chunks[c->n_chunks++].n = 0;
+    }
+    /* the last chunk starting at or below off (else the first) */
+    size_t lo = 0, hi = c->n_seq;
+    while (hi - lo > 1) {
+        size_t mid = (lo + hi) / 2;
+        if (c->chunks[c->seq[mid]].off[0] <= off)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    layout_chunk *ch = &c->chunks[c->seq[lo]];
+    uint32_t p = ch->n;
+    while (p > 0 && ch->off[p - 1] > off)
+        p--;
+    size_t tail = ch->n - p;
+    memmove(&ch->off[p + 1], &ch->off[p], tail * sizeof ch->off[0]);
+    memmove(&ch->end[p + 1], &ch->end[p], tail * sizeof ch->end[0]);
+    memmove(&ch->first[p + 1], &ch->first[p], tail * sizeof ch->first[0]);
+    memmove(&ch->last[p + 1], &ch->last[p], tail * sizeof ch->last[0]);
+    ch->off[p] = off, ch->end[p] = off + c->size[i];
+    ch->first[p] = c->first[i], ch->last[p] = c->last[i];
+    ch->n++;
+    if (ch->n == LAYOUT_CHUNK) { /* split: the upper half goes to a new chunk after this one */
+        layout_chunk *up = &c->chunks[c->n_chunks];
+        uint32_t half = LAYOUT_CHUNK / 2;
+        up->n = LAYOUT_CHUNK - half;
+        memcpy(up->off, &ch->off[half], up->n * sizeof up->off[0]);
+        memcpy(up->end, &ch->end[half], up->n * sizeof up->end[0]);
+        memcpy(up->first, &ch->first[half], up->n * sizeof up->first[0]);
+        memcpy(up->last, &ch->last[half], up->n * sizeof up->last[0]);
+        ch->n = half;
+        layout_summarise(up);
+        memmove(&c->seq[lo + 2], &c->seq[lo + 1], (c->n_seq - lo - 1) * sizeof c->seq[0]);
+        c->seq[lo + 1] = (uint32_t)c->n_chunks++;
+        c->n_seq++;
+    }
+    layout_summarise(ch);
+}
+
+/* Tracks the walk in offset order: `cursor` is the top of the overlapping buffers seen so far. */
+typedef struct {
+    uint64_t s, cursor, best_gap, best_off;
+    int best_fit, done;
+} layout_walk;
+
+/* One overlapping buffer at [o, end): the gap below it is a candidate. */
+static void layout_step(layout_walk *w, uint64_t o, uint64_t end)
+{
+    if (o > w->cursor && o - w->cursor >= w->s && o - w->cursor < w->best_gap) {
+        w->best_gap = o - w->cursor, w->best_off = w->cursor;
+        w->done = !w->best_fit || w->best_gap == w->s;
+    }
+    if (end > w->cursor)
+        w->cursor = end;
 }
 
 /* The offset for buffer i among the placed buffers whose lifetimes overlap its own: the smallest
- * gap that holds it (best_fit) or the lowest one, else the top of those buffers. *hint receives the
- * node just above the chosen gap (LAYOUT_NONE for the top). */
-static uint64_t layout_find(const layout_ctx *c, uint32_t i, int best_fit, uint32_t *hint)
+ * gap that holds it (best_fit) or the lowest one, else the top of those buffers. */
+static uint64_t layout_find(const layout_ctx *c, uint32_t i, int best_fit)
 {
-    uint64_t s = c->size[i], f = c->first[i], l = c->last[i];
-    uint64_t cursor = 0, best_gap = UINT64_MAX, best_off = 0;
-    *hint = LAYOUT_NONE;
-    for (uint32_t j = c->head; j != LAYOUT_NONE; j = c->next[j]) {
-        if (c->first[j] > l || c->last[j] < f)
+    uint64_t f = c->first[i], l = c->last[i];
+    layout_walk w = {c->size[i], 0, UINT64_MAX, 0, best_fit, 0};
+    for (size_t k = 0; k < c->n_seq && !w.done; k++) {
+        const layout_chunk *ch = &c->chunks[c->seq[k]];
+        if (ch->min_first > l || ch->max_last < f)
+            continue; /* no lifetime overlaps */
+        if (ch->max_first <= l && ch->min_last >= f && ch->max_gap < w.s) {
+            /* all overlap and no gap inside holds it (gaps only shrink with a higher cursor) */
+            layout_step(&w, ch->off[0], ch->max_end);
             continue;
-        uint64_t o = c->off[j];
-        if (o > cursor && o - cursor >= s && o - cursor < best_gap) {
-            best_gap = o - cursor, best_off = cursor, *hint = j;
-            if (!best_fit || best_gap == s)
-                return best_off;
         }
-        if (o + c->size[j] > cursor)
-            cursor = o + c->size[j];
+        for (uint32_t e = 0; e < ch->n && !w.done; e++)
+            if (ch->first[e] <= l && ch->last[e] >= f)
+                layout_step(&w, ch->off[e], ch->end[e]);
     }
-    return *hint == LAYOUT_NONE ? cursor : best_off;
+    return w.best_gap == UINT64_MAX ? w.cursor : w.best_off;
 }
 
 /* Places the buffers in `order` (zero-sized ones sit at 0 and take no room); returns the arena. */
@@ -106,34 +165,13 @@ static uint64_t layout_place(layout_ctx *c, const uint32_t *order, int best_fit)
     uint64_t arena = 0;
     layout_reset(c);
     for (size_t k = 0; k < c->n; k++) {
-        uint32_t i = order[k], hint;
+        uint32_t i = order[k];
         if (c->size[i] == 0) {
             c->off[i] = 0;
             continue;
         }
-        uint64_t off = layout_find(c, i, best_fit, &hint);
-        layout_insert(c, i, off, hint);
-        if (off + c->size[i] > arena)
-            arena = off + c->size[i];
-    }
-    return arena;
-}
-
-/* Compaction: each placed buffer, lowest offset first, moves to the lowest offset free over its
- * lifetime (never higher than where it is). Returns the new arena. */
-static uint64_t layout_compact(layout_ctx *c, uint32_t *scratch)
-{
-    size_t m = 0;
-    for (uint32_t j = c->head; j != LAYOUT_NONE; j = c->next[j])
-        scratch[m++] = j;
-    uint64_t arena = 0;
-    for (size_t k = 0; k < m; k++) {
-        uint32_t i = scratch[k], hint;
-        layout_unlink(c, i);
-        uint64_t off = layout_find(c, i, 0, &hint);
-        if (off > c->off[i]) /* cannot happen: its own place is free; keep it to be safe */
-            off = c->off[i], hint = LAYOUT_NONE;
-        layout_insert(c, i, off, hint);
+        uint64_t off = layout_find(c, i, best_fit);
+        layout_insert(c, i, off);
         if (off + c->size[i] > arena)
             arena = off + c->size[i];
     }
@@ -322,20 +360,22 @@ remat_status remat_layout_plan(const remat_layout_buffer *bufs, size_t n, uint64
     uint32_t *u32 = malloc(sizeof *u32 * n * 6);
     layout_key *keys = malloc(sizeof *keys * n);
     layout_event *ev = malloc(sizeof *ev * 2 * n);
+    /* every chunk but the last holds at least LAYOUT_CHUNK / 2 buffers */
+    size_t cap_chunks = n / (LAYOUT_CHUNK / 2) + 2;
+    layout_chunk *chunks = malloc(sizeof *chunks * cap_chunks);
     remat_status s = REMAT_OK;
-    if (!u64 || !u32 || !keys || !ev) {
+    if (!u64 || !u32 || !keys || !ev || !chunks) {
         s = remat_fail(REMAT_ENOMEM, "remat_layout_plan: out of host memory for %zu buffers", n);
         goto done;
     }
     uint64_t *size = u64, *first = u64 + n, *last = u64 + 2 * n, *off = u64 + 3 * n;
     uint64_t *breadth = u64 + 4 * n, *best = u64 + 5 * n;
     uint64_t *at = u64 + 6 * n, *lvl = u64 + 8 * n;
-    uint32_t *order = u32, *nx = u32 + n, *pv = u32 + 2 * n, *scratch = u32 + 3 * n;
-    uint32_t *pos = u32 + 4 * n;
+    uint32_t *order = u32, *pos = u32 + n, *seq = u32 + 3 * n;
     s = layout_check(bufs, n, align, size, first, last);
     if (s != REMAT_OK)
         goto done;
-    layout_ctx c = {n, size, first, last, off, nx, pv, LAYOUT_NONE, LAYOUT_NONE};
+    layout_ctx c = {n, size, first, last, off, chunks, seq, 0, 0};
     uint64_t lb = layout_sweep(&c, ev, at, lvl, pos, breadth);
 
     /* Every heuristic; keep the smallest arena (the first on ties), stop at the lower bound. */
@@ -351,20 +391,17 @@ remat_status remat_layout_plan(const remat_layout_buffer *bufs, size_t n, uint64
     }
     const char *name = layout_heuristics[best_h].name;
     if (best_arena > lb) {
-        /* Compaction of the winner: rebuild its list in offset order, then drop buffers while
-         * that lowers the arena. */
-        for (size_t i = 0; i < n; i++)
-            keys[i] = (layout_key){best[i], 0, 0, (uint32_t)i};
-        qsort(keys, n, sizeof *keys, layout_key_cmp);
-        layout_reset(&c);
-        for (size_t k = 0; k < n; k++) {
-            uint32_t i = keys[k].idx;
-            off[i] = best[i];
-            if (size[i])
-                layout_link_after(&c, c.tail, i);
-        }
+        /* Compaction: place again, lowest offset first, each at the lowest free offset. A
+         * buffer's old place stays free (every buffer placed before it, overlapping it in time,
+         * lay wholly below it and has only moved down), so nothing moves up and the arena never
+         * grows. Repeat while it shrinks. */
         for (int pass = 0; pass < 4 && best_arena > lb; pass++) {
-            uint64_t arena = layout_compact(&c, scratch);
+            for (size_t i = 0; i < n; i++)
+                keys[i] = (layout_key){best[i], 0, 0, (uint32_t)i};
+            qsort(keys, n, sizeof *keys, layout_key_cmp);
+            for (size_t k = 0; k < n; k++)
+                order[k] = keys[k].idx;
+            uint64_t arena = layout_place(&c, order, 0);
             if (arena >= best_arena)
                 break;
             best_arena = arena;
@@ -379,5 +416,6 @@ done:
     free(u32);
     free(keys);
     free(ev);
+    free(chunks);
     return s;
 }
