@@ -230,6 +230,31 @@ typedef struct {
 remat_status remat_trace_replay(const remat_trace *trace, remat_device *dev,
                                 const remat_pool_config *cfg, remat_replay_result *out);
 
+/* ==== Offset planning (alloc/layout.c) ===================================================== */
+
+/* One buffer of a planned layout: `bytes` live from op `first` to op `last`, inclusive (first <= last). */
+typedef struct {
+    uint64_t bytes;
+    uint64_t first, last;
+} remat_layout_buffer;
+typedef struct {
+    uint64_t arena_bytes;       /* size of the arena holding every buffer at its offset */
+    uint64_t lower_bound_bytes; /* the most (aligned) bytes live at any op: no layout can be smaller */
+    const char *heuristic;      /* static string: which heuristic gave the layout */
+} remat_layout_result;
+/* Assigns offsets (multiples of `align`, a power of two; 0 = 512) so that no two buffers live at a
+ * same op overlap, trying several heuristics and keeping the smallest arena. offsets[i] for bufs[i].
+ * Each size is rounded up to `align`; a 0-byte buffer takes no room (offset 0). The heuristics:
+ * greedy by size, by breadth (bytes live at the buffer's busiest op), by area (size x lifetime) and
+ * by lifetime length, each placing a buffer into the smallest gap among the placed buffers whose
+ * lifetimes overlap its own, and lifetime order with first fit; then, if the best is above the lower
+ * bound, a compaction pass. Stops early at the lower bound. heuristic names the winner, e.g.
+ * "greedy-by-size best-fit" ("empty" for n = 0). NULL pointers (bufs and offsets may be NULL when
+ * n = 0), first > last, an align that is not a power of two, and sizes that overflow 64 bits when
+ * aligned or added up are REMAT_EINVAL naming the problem. */
+remat_status remat_layout_plan(const remat_layout_buffer *bufs, size_t n, uint64_t align,
+                               uint64_t *offsets, remat_layout_result *out);
+
 /* ==== Checkpoint scheduler (checkpoint/) =================================================== */
 
 /* An alternative forward-with-grad variant of a stage: fewer saved bytes, a dearer backward. */
