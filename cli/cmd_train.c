@@ -17,7 +17,7 @@ void cmd_train_usage(FILE *f)
         "usage: remat train [--model M] [--data FILE] [--device SPEC] [--batch B] [--seq T]\n"
         "                   [--steps N] [--policy P] [--budget SIZE|PCT] [--seed S] [--save FILE]\n"
         "                   [--json] [--lr X] [--shuffle] [--analytic] [--baseline]\n"
-        "                   [--trace FILE] [--profile-memory]\n"
+        "                   [--trace FILE] [--profile-memory] [--layout planned|pool]\n"
         "                   [--layers L --channels C --heads NH --vocab V]\n\n"
         "Trains llm.c's GPT-2 with every parameter, gradient, optimizer state and activation in\n"
         "remat's pool, the activations following a checkpoint plan.\n"
@@ -51,6 +51,9 @@ void cmd_train_usage(FILE *f)
         "  --profile-memory after the run, a table per stage, pass and tag: calls, time, bytes\n"
         "                  handed out, and the most bytes live under each tag while it ran\n"
         "                  (with --json: one {\"memory_profile\": ...} object after the summary)\n"
+        "  --layout L      planned (default): each step's activations in one arena at offsets\n"
+        "                  planned before the step, so the predicted peak (the arena) is what\n"
+        "                  the pool holds; pool: each buffer from the caching pool as it comes\n"
         "  --json          one JSON object a line: {\"step\", \"loss\", \"ms\", \"peak_bytes\"},\n"
         "                  then a summary object\n"
         "On a machine shared with other work, OMP_WAIT_POLICY=passive keeps the CPU kernels' idle\n"
@@ -69,6 +72,7 @@ typedef struct {
     gpt_overrides ov;
     const char *trace;
     int profile_memory;
+    remat_layout_mode layout;
 } train_opts;
 
 static int train_parse(int argc, char **argv, train_opts *o)
@@ -84,7 +88,8 @@ static int train_parse(int argc, char **argv, train_opts *o)
         O_SEQ,
         O_BASELINE,
         O_TRACE,
-        O_PROFILE_MEMORY
+        O_PROFILE_MEMORY,
+        O_LAYOUT
     };
     static const struct option opts[] = {{"model", required_argument, NULL, 'm'},
                                          {"data", required_argument, NULL, 'd'},
@@ -103,6 +108,7 @@ static int train_parse(int argc, char **argv, train_opts *o)
                                          {"baseline", no_argument, NULL, O_BASELINE},
                                          {"trace", required_argument, NULL, O_TRACE},
                                          {"profile-memory", no_argument, NULL, O_PROFILE_MEMORY},
+                                         {"layout", required_argument, NULL, O_LAYOUT},
                                          {"layers", required_argument, NULL, O_LAYERS},
                                          {"channels", required_argument, NULL, O_CHANNELS},
                                          {"heads", required_argument, NULL, O_HEADS},
@@ -128,6 +134,12 @@ static int train_parse(int argc, char **argv, train_opts *o)
         case O_BASELINE: o->baseline = 1; break;
         case O_TRACE: o->trace = optarg; break;
         case O_PROFILE_MEMORY: o->profile_memory = 1; break;
+        case O_LAYOUT:
+            if (remat_layout_mode_parse(optarg, &o->layout) != REMAT_OK) {
+                cli_usage_error("train", "--layout: %s", remat_last_error());
+                return -1;
+            }
+            break;
         case 'b':
             if (cli_parse_int("train", "--batch", optarg, 1, 1 << 20, &o->batch))
                 return -1;
@@ -286,6 +298,7 @@ static int train_plan(train_run *r)
                                r->o.policy);
     if (s != REMAT_OK)
         return cli_fail("train", s, "--policy");
+    pol.layout = r->o.layout;
     uint64_t bytes = 0;
     double pct = 100;
     int is_pct = 1;
@@ -316,10 +329,11 @@ static int train_plan(train_run *r)
         budget = 4 * r->store_all_peak;
     if (selective >= 0 && !r->o.budget)
         budget = 4 * r->store_all_peak;
-    if ((s = selective >= 0 ? gpt_plan_selective(r->chain, selective, budget, &r->sched)
-                            : remat_plan(r->chain, &pol, budget, &r->sched)) != REMAT_OK)
+    if ((s = selective >= 0
+                 ? gpt_plan_selective(r->chain, selective, budget, r->o.layout, &r->sched)
+                 : remat_plan(r->chain, &pol, budget, &r->sched)) != REMAT_OK)
         return cli_fail("train", s, "cannot plan");
-    remat_policy all = {.kind = REMAT_POLICY_STORE_ALL};
+    remat_policy all = {.kind = REMAT_POLICY_STORE_ALL, .layout = r->o.layout};
     if (r->o.baseline &&
         (s = remat_plan(r->chain, &all, r->store_all_peak, &r->base_sched)) != REMAT_OK)
         return cli_fail("train", s, "cannot plan the store-all baseline");
