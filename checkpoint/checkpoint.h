@@ -90,4 +90,20 @@ remat_status ckpt_optimal_plan(const remat_chain *c, int slots, uint64_t budget,
 /* Smallest budget any schedule of the optimal DP's structure fits in (exact, in bytes). */
 remat_status ckpt_optimal_min_budget(const remat_chain *c, uint64_t *out);
 
+/* remat_plan without a layout (peak_bytes = the simulated peak); remat_plan itself (layout.c) adds
+ * the planned layout and re-plans until the arena fits. */
+remat_status ckpt_plan_ops(const remat_chain *chain, const remat_policy *policy,
+                           uint64_t budget_bytes, remat_schedule **out);
+
+/* ---- planned layout (layout.c) ---------------------------------------------------------- */
+
+/* Every buffer remat_run allocates for ops, in its order, with lifetimes in op indices; the
+ * simulated peak (most bytes live at any op) in *live_peak. Caller frees *out. */
+remat_status ckpt_layout_buffers(const remat_chain *c, const remat_op *ops, size_t n_ops,
+                                 remat_layout_buffer **out, size_t *n_out, uint64_t *live_peak);
+/* remat_min_budget under the planned layout: the arena of the policy's least-memory schedule. */
+remat_status ckpt_layout_min_budget(const remat_chain *c, const remat_policy *p, uint64_t *out);
+/* Digest of ops and of the chain's byte counts: a layout is used only for what it was made for. */
+uint64_t ckpt_layout_key(const remat_chain *c, const remat_op *ops, size_t n_ops);
+
 #endif

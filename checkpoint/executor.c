@@ -1,5 +1,7 @@
 /* checkpoint/executor.c: remat_run: drives a trainer's callbacks through a schedule, allocating
- * every activation, gradient and workspace from the pool in the simulator's exact order. */
+ * every activation, gradient and workspace in the simulator's exact order: from the pool, or, with
+ * a planned layout, at the planned offsets of one arena block (the n-th buffer the run asks for is
+ * the layout's n-th buffer: both walk the same state machine). */
 #include "checkpoint/checkpoint.h"
 
 #include <stdlib.h>
@@ -14,6 +16,9 @@ typedef struct {
     const remat_callbacks *cb;
     void *ctx;
     void **a, **abar, **d; /* [L+1] each: live buffers by kind and index */
+    const remat_schedule_layout *lay; /* NULL: every buffer from the pool */
+    char *arena;                      /* lay's arena block */
+    size_t next;                      /* the layout's next buffer */
 } exec_run;
 
 static void **exec_slot(exec_run *r, ckpt_buf b)
@@ -23,12 +28,27 @@ static void **exec_slot(exec_run *r, ckpt_buf b)
                                      : &r->d[b.index];
 }
 
-/* Allocates `bytes` (NULL for 0) from the pool. */
-static remat_status exec_alloc(exec_run *r, uint64_t bytes, void **out)
+/* The layout's next buffer, born at op `op` (SIZE_MAX: before the first op). */
+static remat_status exec_planned(exec_run *r, uint64_t bytes, size_t op, void **out)
+{
+    const remat_layout_buffer *b = r->next < r->lay->n_buffers ? &r->lay->buffers[r->next] : NULL;
+    uint64_t first = op == SIZE_MAX ? 0 : op;
+    if (!b || b->bytes != bytes || b->first != first)
+        return remat_fail(REMAT_EINTERNAL,
+                          "remat_run: allocation %zu (%llu bytes at op %llu) is not the layout's",
+                          r->next, (unsigned long long)bytes, (unsigned long long)first);
+    *out = r->arena + r->lay->offsets[r->next++];
+    return REMAT_OK;
+}
+
+/* Allocates `bytes` (NULL for 0) from the pool or the arena, for op `op`. */
+static remat_status exec_alloc(exec_run *r, uint64_t bytes, size_t op, void **out)
 {
     *out = NULL;
     if (bytes == 0)
         return REMAT_OK;
+    if (r->lay)
+        return exec_planned(r, bytes, op, out);
     *out = remat_alloc_tagged(r->pool, (size_t)bytes, r->stream, EXEC_TAG);
     if (!*out)
         return remat_fail_context(REMAT_ENOMEM, "remat_run: %llu bytes", (unsigned long long)bytes);
@@ -37,7 +57,7 @@ static remat_status exec_alloc(exec_run *r, uint64_t bytes, void **out)
 
 static void exec_release(exec_run *r, void **p)
 {
-    if (*p)
+    if (*p && !r->lay)
         remat_free(r->pool, *p);
     *p = NULL;
 }
@@ -68,12 +88,12 @@ static remat_status exec_compute(exec_run *r, const remat_op *op, const ckpt_eff
 }
 
 /* Performs one op exactly as ckpt_state_apply accounted it. */
-static remat_status exec_op(exec_run *r, const remat_op *op, const ckpt_effect *eff)
+static remat_status exec_op(exec_run *r, size_t k, const remat_op *op, const ckpt_effect *eff)
 {
     void *out = NULL, *tmp = NULL;
-    remat_status s = exec_alloc(r, eff->out_bytes, &out);
+    remat_status s = exec_alloc(r, eff->out_bytes, k, &out);
     if (s == REMAT_OK)
-        s = exec_alloc(r, eff->tmp_bytes, &tmp);
+        s = exec_alloc(r, eff->tmp_bytes, k, &tmp);
     if (s == REMAT_OK)
         s = exec_compute(r, op, eff, out, tmp);
     exec_release(r, &tmp);
@@ -92,8 +112,8 @@ static remat_status exec_op(exec_run *r, const remat_op *op, const ckpt_effect *
 static remat_status exec_start(exec_run *r)
 {
     int L = r->chain->n_stages;
-    REMAT_TRY(exec_alloc(r, chain_act_bytes(r->chain, 0), &r->a[0]));
-    REMAT_TRY(exec_alloc(r, chain_act_bytes(r->chain, L), &r->d[L]));
+    REMAT_TRY(exec_alloc(r, chain_act_bytes(r->chain, 0), SIZE_MAX, &r->a[0]));
+    REMAT_TRY(exec_alloc(r, chain_act_bytes(r->chain, L), SIZE_MAX, &r->d[L]));
     REMAT_TRY(r->cb->input(r->ctx, r->a[0]));
     if (r->cb->seed)
         return r->cb->seed(r->ctx, r->d[L]);
@@ -109,7 +129,7 @@ static remat_status exec_steps(exec_run *r, const remat_schedule *sched, ckpt_st
         char why[160];
         if (ckpt_state_apply(st, &sched->ops[k], &eff, why, sizeof why) != 0)
             return remat_fail(REMAT_EINVAL, "remat_run: op %zu is invalid: %s", k, why);
-        REMAT_TRY(exec_op(r, &sched->ops[k], &eff));
+        REMAT_TRY(exec_op(r, k, &sched->ops[k], &eff));
     }
     if (!st->done)
         return remat_fail(REMAT_EINVAL, "remat_run: the schedule ends before B 0");
@@ -132,24 +152,42 @@ static remat_status exec_check(const remat_schedule *sched, const remat_chain *c
     return chain_validate(chain);
 }
 
+/* Uses sched's layout if it was planned for these ops and sizes: takes its arena block. */
+static remat_status exec_arena(exec_run *r, const remat_schedule *sched)
+{
+    const remat_schedule_layout *lay = sched->layout;
+    if (!lay || lay->key != ckpt_layout_key(r->chain, sched->ops, sched->n_ops))
+        return REMAT_OK;
+    if (lay->arena_bytes > 0) {
+        r->arena = remat_alloc_tagged(r->pool, (size_t)lay->arena_bytes, r->stream, EXEC_TAG);
+        if (!r->arena)
+            return remat_fail_context(REMAT_ENOMEM, "remat_run: the planned arena of %llu bytes",
+                                      (unsigned long long)lay->arena_bytes);
+    }
+    r->lay = lay;
+    return REMAT_OK;
+}
+
 remat_status remat_run(const remat_schedule *sched, const remat_chain *chain, remat_pool *pool,
                        remat_stream stream, const remat_callbacks *cb, void *ctx)
 {
     REMAT_TRY(exec_check(sched, chain, pool, cb));
     size_t n = (size_t)chain->n_stages + 1;
-    exec_run r = {chain,
-                  pool,
-                  stream,
-                  cb,
-                  ctx,
-                  calloc(n, sizeof(void *)),
-                  calloc(n, sizeof(void *)),
-                  calloc(n, sizeof(void *))};
+    exec_run r = {.chain = chain,
+                  .pool = pool,
+                  .stream = stream,
+                  .cb = cb,
+                  .ctx = ctx,
+                  .a = calloc(n, sizeof(void *)),
+                  .abar = calloc(n, sizeof(void *)),
+                  .d = calloc(n, sizeof(void *))};
     ckpt_state st;
     remat_status s = r.a && r.abar && r.d ? ckpt_state_init(&st, chain)
                                           : remat_fail(REMAT_ENOMEM, "remat_run: out of memory");
     if (s == REMAT_OK) {
-        s = exec_steps(&r, sched, &st);
+        s = exec_arena(&r, sched);
+        if (s == REMAT_OK)
+            s = exec_steps(&r, sched, &st);
         ckpt_state_free(&st);
     }
     for (size_t k = 0; r.a && r.abar && r.d && k < n; k++) {
@@ -157,6 +195,8 @@ remat_status remat_run(const remat_schedule *sched, const remat_chain *chain, re
         exec_release(&r, &r.abar[k]);
         exec_release(&r, &r.d[k]);
     }
+    if (r.arena)
+        remat_free(pool, r.arena);
     free(r.a);
     free(r.abar);
     free(r.d);

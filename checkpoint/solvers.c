@@ -264,6 +264,8 @@ remat_status remat_min_budget(const remat_chain *chain, const remat_policy *poli
         return remat_fail(REMAT_EINVAL, "remat_min_budget: out must not be NULL");
     REMAT_TRY(chain_validate(chain));
     REMAT_TRY(solver_check_policy(policy));
+    if (policy->layout != REMAT_LAYOUT_POOL)
+        return ckpt_layout_min_budget(chain, policy, out);
     if (policy->kind == REMAT_POLICY_OPTIMAL)
         return ckpt_optimal_min_budget(chain, out);
     if (policy->kind == REMAT_POLICY_REVOLVE)
@@ -354,8 +356,8 @@ static remat_status solver_build(const remat_chain *c, const remat_policy *p, ui
     return solver_fixed(c, p, l);
 }
 
-remat_status remat_plan(const remat_chain *chain, const remat_policy *policy, uint64_t budget_bytes,
-                        remat_schedule **out)
+remat_status ckpt_plan_ops(const remat_chain *chain, const remat_policy *policy,
+                           uint64_t budget_bytes, remat_schedule **out)
 {
     if (!out)
         return remat_fail(REMAT_EINVAL, "remat_plan: out must not be NULL");
@@ -393,14 +395,6 @@ remat_status remat_plan(const remat_chain *chain, const remat_policy *policy, ui
     return REMAT_OK;
 }
 
-void remat_schedule_free(remat_schedule *s)
-{
-    if (!s)
-        return;
-    free(s->ops);
-    free(s);
-}
-
 /* ==== plan JSON ============================================================================== */
 
 static const char *solver_op_name(remat_op_kind k)
@@ -430,7 +424,18 @@ remat_status remat_schedule_write_json(const remat_schedule *s, const remat_chai
     remat_json_number(f, s->base_time);
     fprintf(f, ", \"overhead\": ");
     remat_json_number(f, s->overhead);
-    fprintf(f, ", \"ops\": [");
+    fprintf(f, ", ");
+    if (s->layout)
+        fprintf(f,
+                "\"layout\": \"planned\", \"arena_bytes\": %llu, \"lower_bound_bytes\": %llu, "
+                "\"live_peak_bytes\": %llu, \"layout_heuristic\": ",
+                (unsigned long long)s->layout->arena_bytes,
+                (unsigned long long)s->layout->lower_bound_bytes,
+                (unsigned long long)s->layout->live_peak_bytes);
+    if (s->layout)
+        remat_json_string(f, s->layout->heuristic ? s->layout->heuristic : "");
+    fprintf(f, s->layout ? ", " : "\"layout\": \"pool\", ");
+    fprintf(f, "\"ops\": [");
     for (size_t k = 0; k < s->n_ops; k++) {
         const remat_op *op = &s->ops[k];
         if (op->stage < 0 || op->stage >= chain->n_stages)

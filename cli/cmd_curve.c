@@ -19,7 +19,7 @@ void cmd_curve_usage(FILE *f)
         f,
         "usage: remat curve [--model M] [--batch B] [--seq T] [--device SPEC] [--policies LIST]\n"
         "                   [--points N] [--steps K] [--reps R] [--out DIR] [--trace FILE]\n"
-        "                   [--profile-file FILE]\n\n"
+        "                   [--profile-file FILE] [--layout planned|pool]\n\n"
         "Profiles the model, then for each policy trains K real steps at each memory budget and\n"
         "records the predicted and measured activation peak and step time. Fixed policies\n"
         "(store-all, sqrt, periodic:K, llmc-selective, megatron-selective, selective:OPTION) are\n"
@@ -46,6 +46,9 @@ void cmd_curve_usage(FILE *f)
         "                  (as `remat train --profile-file`)\n"
         "  --out DIR       where curve.csv and curve.png go (default curve; created)\n"
         "  --trace FILE    also record the pool's allocation trace of the whole sweep\n"
+        "  --layout L      planned (default): each step's activations in one arena at offsets\n"
+        "                  planned before the step (the predicted peak is the arena); pool: each\n"
+        "                  buffer from the caching pool as the step goes\n"
         "curve.csv, one row per policy and budget, sorted by policy (as listed) then budget:\n"
         "  policy, budget_bytes, predicted_peak, measured_peak (bytes of activations),\n"
         "  predicted_time (the profile's ms), measured_ms (median forward+backward wall time),\n"
@@ -73,11 +76,12 @@ typedef struct {
     const char *model, *device, *policies, *out, *trace, *profile_file;
     long batch, points, steps, reps;
     gpt_overrides ov;
+    remat_layout_mode layout;
 } curve_opts;
 
 static int curve_parse(int argc, char **argv, curve_opts *o)
 {
-    enum { O_SEQ = 256, O_POINTS, O_STEPS, O_REPS, O_TRACE, O_PROFILE_FILE };
+    enum { O_SEQ = 256, O_POINTS, O_STEPS, O_REPS, O_TRACE, O_PROFILE_FILE, O_LAYOUT };
     static const struct option opts[] = {{"model", required_argument, NULL, 'm'},
                                          {"device", required_argument, NULL, 'D'},
                                          {"batch", required_argument, NULL, 'b'},
@@ -89,6 +93,7 @@ static int curve_parse(int argc, char **argv, curve_opts *o)
                                          {"out", required_argument, NULL, 'o'},
                                          {"trace", required_argument, NULL, O_TRACE},
                                          {"profile-file", required_argument, NULL, O_PROFILE_FILE},
+                                         {"layout", required_argument, NULL, O_LAYOUT},
                                          {NULL, 0, NULL, 0}};
     *o = (curve_opts){.device = "auto",
                       .policies = "store-all,sqrt,periodic:2,llmc-selective,megatron-selective,"
@@ -110,6 +115,12 @@ static int curve_parse(int argc, char **argv, curve_opts *o)
         case 'o': o->out = optarg; break;
         case O_TRACE: o->trace = optarg; break;
         case O_PROFILE_FILE: o->profile_file = optarg; break;
+        case O_LAYOUT:
+            if (remat_layout_mode_parse(optarg, &o->layout) != REMAT_OK) {
+                cli_usage_error("curve", "--layout: %s", remat_last_error());
+                return -1;
+            }
+            break;
         case 'b':
             if (cli_parse_int("curve", "--batch", optarg, 1, 1 << 20, &o->batch))
                 return -1;
@@ -327,7 +338,7 @@ static int curve_open(curve_run *r)
         return rc;
     if ((s = remat_store_all_peak(r->chain, &r->store_all_peak)) != REMAT_OK)
         return cli_fail("curve", s, "store-all peak");
-    remat_policy all = {.kind = REMAT_POLICY_STORE_ALL};
+    remat_policy all = {.kind = REMAT_POLICY_STORE_ALL, .layout = r->o.layout};
     if ((s = remat_plan(r->chain, &all, r->store_all_peak, &r->base_sched)) != REMAT_OK)
         return cli_fail("curve", s, "cannot plan store-all");
     return EXIT_OK;
@@ -558,7 +569,7 @@ static remat_status curve_plan(const curve_run *r, const curve_policy *cp, uint6
                                remat_schedule **out)
 {
     if (cp->selective >= 0)
-        return gpt_plan_selective(r->chain, cp->selective, budget, out);
+        return gpt_plan_selective(r->chain, cp->selective, budget, r->o.layout, out);
     return remat_plan(r->chain, &cp->pol, budget, out);
 }
 
@@ -569,7 +580,8 @@ static remat_status curve_budgets(const curve_run *r, const curve_policy *cp, ui
 {
     if (cp->selective >= 0) {
         remat_schedule *s;
-        REMAT_TRY(gpt_plan_selective(r->chain, cp->selective, 4 * r->store_all_peak, &s));
+        REMAT_TRY(
+            gpt_plan_selective(r->chain, cp->selective, 4 * r->store_all_peak, r->o.layout, &s));
         budgets[0] = s->peak_bytes;
         remat_schedule_free(s);
         *n = 1;
@@ -898,6 +910,8 @@ int cmd_curve(int argc, char **argv)
     if (curve_parse(argc, argv, &r.o) != 0 ||
         curve_parse_policies(r.o.policies, pols, &n_pols) != 0)
         return EXIT_USAGE;
+    for (size_t p = 0; p < n_pols; p++)
+        pols[p].pol.layout = r.o.layout;
     float *weights = NULL;
     remat_status s = gpt_resolve(r.o.model, &r.o.ov, &r.cfg, &r.T, &weights);
     free(weights);

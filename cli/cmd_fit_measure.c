@@ -58,6 +58,12 @@ static remat_status measure_fixed(const remat_chain *c, remat_act_policy p, rema
     s->ops = ops;
     s->n_ops = (size_t)k;
     s->feasible = 1;
+    /* the planned layout, as remat_plan gives every other schedule: one arena, no fragmentation */
+    remat_status st = remat_schedule_plan_layout(s, c);
+    if (st != REMAT_OK) {
+        remat_schedule_free(s);
+        return st;
+    }
     *out = s;
     return REMAT_OK;
 }

@@ -11,7 +11,8 @@ void cmd_plan_usage(FILE *f)
 {
     fprintf(
         f, "usage: remat plan CHAIN.json --budget SIZE|PCT [--policy P] [--slots N] [--curve] "
-           "[--json]\n\n"
+           "[--json]\n"
+           "                  [--layout planned|pool]\n\n"
            "Plans which activations to keep and which to recompute so that training the chain\n"
            "(stages, times and bytes; see docs/checkpoint.md) fits the memory budget.\n\n"
            "  --budget SIZE|PCT  bytes (80GB, 512MiB, ...) or a percentage of the store-all peak "
@@ -20,7 +21,10 @@ void cmd_plan_usage(FILE *f)
            "  --slots N          memory discretisation of optimal (default 500; exact when all\n"
            "                     sizes share a unit giving at most 10,000 slots)\n"
            "  --curve            the Pareto frontier of overhead against peak memory (optimal)\n"
-           "  --json             one JSON object (DESIGN.md plan JSON)\n\n"
+           "  --json             one JSON object (DESIGN.md plan JSON)\n"
+           "  --layout L         planned (default): the buffers get offsets in one arena, the\n"
+           "                     peak is the arena's size and never exceeds the budget; pool:\n"
+           "                     no arena, the peak is the most bytes live at any op\n\n"
            "Exit codes: 0 ok, 1 infeasible budget (the message gives the minimum), 2 bad usage or\n"
            "bad chain file.\n");
 }
@@ -29,6 +33,7 @@ typedef struct {
     const char *chain_path, *budget_text;
     remat_policy policy;
     int curve, json;
+    remat_layout_mode layout;
 } plan_args;
 
 static int plan_parse_args(int argc, char **argv, plan_args *a)
@@ -36,7 +41,8 @@ static int plan_parse_args(int argc, char **argv, plan_args *a)
     static const struct option opts[] = {
         {"budget", required_argument, NULL, 'b'}, {"policy", required_argument, NULL, 'p'},
         {"slots", required_argument, NULL, 's'},  {"curve", no_argument, NULL, 'c'},
-        {"json", no_argument, NULL, 'j'},         {NULL, 0, NULL, 0}};
+        {"json", no_argument, NULL, 'j'},         {"layout", required_argument, NULL, 'l'},
+        {NULL, 0, NULL, 0}};
     memset(a, 0, sizeof *a);
     a->policy.kind = REMAT_POLICY_OPTIMAL;
     long slots = 0;
@@ -56,10 +62,14 @@ static int plan_parse_args(int argc, char **argv, plan_args *a)
             a->curve = 1;
         else if (c == 'j')
             a->json = 1;
-        else
+        else if (c == 'l') {
+            if (remat_layout_mode_parse(optarg, &a->layout) != REMAT_OK)
+                return cli_usage_error("plan", "--layout: %s", remat_last_error());
+        } else
             return cli_bad_option("plan", argv);
     }
     a->policy.slots = (int)slots;
+    a->policy.layout = a->layout;
     if (optind >= argc)
         return cli_usage_error("plan", "missing CHAIN.json");
     a->chain_path = argv[optind++];
@@ -129,13 +139,16 @@ static void plan_print_ops(const remat_schedule *s, const remat_chain *c)
 }
 
 /* One comparison line: policy p's own plan with no budget limit. */
-static void plan_print_reference(const remat_chain *c, const char *policy, uint64_t budget,
-                                 uint64_t store_all)
+static void plan_print_reference(const remat_chain *c, const char *policy, remat_layout_mode layout,
+                                 uint64_t budget, uint64_t store_all)
 {
     remat_policy p;
     remat_schedule *s = NULL;
     char h[32];
-    if (remat_policy_parse(policy, &p) != REMAT_OK || remat_plan(c, &p, UINT64_MAX, &s) != REMAT_OK)
+    if (remat_policy_parse(policy, &p) != REMAT_OK)
+        return;
+    p.layout = layout;
+    if (remat_plan(c, &p, UINT64_MAX, &s) != REMAT_OK)
         return;
     printf("  %-10s peak %9s (%5.1f%%), overhead %+6.1f%%, %s this budget\n", policy,
            remat_format_bytes(s->peak_bytes, h, sizeof h),
@@ -154,11 +167,24 @@ static void plan_print_text(const remat_schedule *s, const remat_chain *c, uint6
     printf("peak      %s (%llu bytes), %.1f%% of store-all\n",
            remat_format_bytes(s->peak_bytes, h, sizeof h), (unsigned long long)s->peak_bytes,
            store_all ? 100.0 * (double)s->peak_bytes / (double)store_all : 0.0);
+    if (s->layout)
+        printf("layout    planned: arena %s (%llu bytes), lower bound %llu bytes (%+.2f%%; "
+               "%zu buffers, %s)\n",
+               remat_format_bytes(s->layout->arena_bytes, h, sizeof h),
+               (unsigned long long)s->layout->arena_bytes,
+               (unsigned long long)s->layout->lower_bound_bytes,
+               s->layout->lower_bound_bytes
+                   ? 100.0 *
+                         ((double)s->layout->arena_bytes / (double)s->layout->lower_bound_bytes - 1)
+                   : 0.0,
+               s->layout->n_buffers, s->layout->heuristic ? s->layout->heuristic : "-");
+    else
+        printf("layout    pool: no arena, the peak is the most bytes live at any op\n");
     printf("time      %.6g (store-all %.6g), overhead %+.2f%%\n", s->time, s->base_time,
            100 * s->overhead);
     printf("compare:\n");
-    plan_print_reference(c, "store-all", s->budget_bytes, store_all);
-    plan_print_reference(c, "sqrt", s->budget_bytes, store_all);
+    plan_print_reference(c, "store-all", s->policy.layout, s->budget_bytes, store_all);
+    plan_print_reference(c, "sqrt", s->policy.layout, s->budget_bytes, store_all);
     printf(
         "schedule (%zu ops; F_ck keeps its input, F_n frees it, F_all stores for the backward):\n",
         s->n_ops);

@@ -20,6 +20,7 @@ void cmd_train_usage(FILE *f)
         "                   [--steps N] [--policy P] [--budget SIZE|PCT] [--seed S] [--save FILE]\n"
         "                   [--json] [--lr X] [--shuffle] [--analytic] [--baseline]\n"
         "                   [--trace FILE] [--profile-memory] [--profile-file FILE]\n"
+        "                   [--layout planned|pool]\n"
         "                   [--layers L --channels C --heads NH --vocab V]\n\n"
         "Trains llm.c's GPT-2 with every parameter, gradient, optimizer state and activation in\n"
         "remat's pool, the activations following a checkpoint plan.\n"
@@ -59,6 +60,9 @@ void cmd_train_usage(FILE *f)
         "  --profile-memory after the run, a table per stage, pass and tag: calls, time, bytes\n"
         "                  handed out, and the most bytes live under each tag while it ran\n"
         "                  (with --json: one {\"memory_profile\": ...} object after the summary)\n"
+        "  --layout L      planned (default): each step's activations in one arena at offsets\n"
+        "                  planned before the step, so the predicted peak (the arena) is what\n"
+        "                  the pool holds; pool: each buffer from the caching pool as it comes\n"
         "  --json          one JSON object a line: {\"step\", \"loss\", \"ms\", \"peak_bytes\"},\n"
         "                  then a summary object (with the process's peak RSS, peak_rss_bytes)\n"
         "Before allocating, the run's memory (parameters, gradients, AdamW states, the plan's\n"
@@ -81,6 +85,7 @@ typedef struct {
     gpt_overrides ov;
     const char *trace, *profile_file;
     int profile_memory;
+    remat_layout_mode layout;
 } train_opts;
 
 static int train_parse(int argc, char **argv, train_opts *o)
@@ -97,7 +102,8 @@ static int train_parse(int argc, char **argv, train_opts *o)
         O_BASELINE,
         O_TRACE,
         O_PROFILE_MEMORY,
-        O_PROFILE_FILE
+        O_PROFILE_FILE,
+        O_LAYOUT
     };
     static const struct option opts[] = {{"model", required_argument, NULL, 'm'},
                                          {"data", required_argument, NULL, 'd'},
@@ -117,6 +123,7 @@ static int train_parse(int argc, char **argv, train_opts *o)
                                          {"trace", required_argument, NULL, O_TRACE},
                                          {"profile-memory", no_argument, NULL, O_PROFILE_MEMORY},
                                          {"profile-file", required_argument, NULL, O_PROFILE_FILE},
+                                         {"layout", required_argument, NULL, O_LAYOUT},
                                          {"layers", required_argument, NULL, O_LAYERS},
                                          {"channels", required_argument, NULL, O_CHANNELS},
                                          {"heads", required_argument, NULL, O_HEADS},
@@ -143,6 +150,12 @@ static int train_parse(int argc, char **argv, train_opts *o)
         case O_TRACE: o->trace = optarg; break;
         case O_PROFILE_MEMORY: o->profile_memory = 1; break;
         case O_PROFILE_FILE: o->profile_file = optarg; break;
+        case O_LAYOUT:
+            if (remat_layout_mode_parse(optarg, &o->layout) != REMAT_OK) {
+                cli_usage_error("train", "--layout: %s", remat_last_error());
+                return -1;
+            }
+            break;
         case 'b':
             if (cli_parse_int("train", "--batch", optarg, 1, 1 << 20, &o->batch))
                 return -1;
@@ -185,9 +198,7 @@ static int train_parse(int argc, char **argv, train_opts *o)
                 return -1;
             o->ov.vocab = (int)v;
             break;
-        default:
-            cli_bad_option("train", argv);
-            return -1;
+        default: cli_bad_option("train", argv); return -1;
         }
     }
     if (optind < argc) {
@@ -307,6 +318,7 @@ static int train_resolve_policy(train_run *r)
     remat_status s = remat_policy_parse(r->selective >= 0 ? "store-all" : r->o.policy, &r->pol);
     if (s != REMAT_OK)
         return cli_fail("train", s, "--policy");
+    r->pol.layout = r->o.layout;
     uint64_t bytes = 0;
     double pct = 100; /* the one default, for every policy */
     int is_pct = 1;
@@ -320,8 +332,9 @@ static int train_resolve_policy(train_run *r)
 
 static remat_status train_make_plan(const train_run *r, remat_schedule **out)
 {
-    return r->selective >= 0 ? gpt_plan_selective(r->chain, r->selective, r->budget, out)
-                             : remat_plan(r->chain, &r->pol, r->budget, out);
+    return r->selective >= 0
+               ? gpt_plan_selective(r->chain, r->selective, r->budget, r->o.layout, out)
+               : remat_plan(r->chain, &r->pol, r->budget, out);
 }
 
 /* MemAvailable of /proc/meminfo in bytes; 0 when it cannot be read. */
@@ -446,7 +459,7 @@ static int train_plan(train_run *r)
     }
     if ((s = train_make_plan(r, &r->sched)) != REMAT_OK)
         return cli_fail("train", s, "cannot plan");
-    remat_policy all = {.kind = REMAT_POLICY_STORE_ALL};
+    remat_policy all = {.kind = REMAT_POLICY_STORE_ALL, .layout = r->o.layout};
     if (r->o.baseline &&
         (s = remat_plan(r->chain, &all, r->store_all_peak, &r->base_sched)) != REMAT_OK)
         return cli_fail("train", s, "cannot plan the store-all baseline");

@@ -308,16 +308,46 @@ typedef enum {
     REMAT_POLICY_OPTIMAL,  /* Rotor's DP with per-stage options */
 } remat_policy_kind;
 
+/* Where remat_run puts a schedule's buffers (activations, stored states, gradients, workspaces). */
+typedef enum {
+    /* The default: before the step, every buffer gets an offset in one arena (no two buffers live
+     * at the same op overlap); the step takes that arena from the pool as one block and hands out
+     * the offsets, so it never fragments, and the plan's peak is the arena's size. */
+    REMAT_LAYOUT_PLANNED,
+    /* Every buffer is allocated from the caching pool when the step reaches it; the plan's peak
+     * is the most bytes live at any op, and fragmentation comes on top. */
+    REMAT_LAYOUT_POOL,
+} remat_layout_mode;
+
+/* Parses "planned" or "pool"; anything else is REMAT_EINVAL naming the text. */
+remat_status remat_layout_mode_parse(const char *text, remat_layout_mode *out);
+
 typedef struct {
     remat_policy_kind kind;
     int period; /* PERIODIC: K */
     int slots;  /* OPTIMAL: memory discretisation; 0 = default (500) */
+    remat_layout_mode layout; /* 0 = REMAT_LAYOUT_PLANNED */
 } remat_policy;
 
 /* Parses "optimal", "store-all", "sqrt", "periodic:K", "revolve". */
 remat_status remat_policy_parse(const char *text, remat_policy *out);
 /* Writes the canonical name ("periodic:4") into buf and returns buf. */
 const char *remat_policy_name(const remat_policy *p, char *buf, size_t n);
+
+/* A schedule's planned layout: every buffer remat_run allocates for it, in the executor's order
+ * (a_0, d_L, then each op's output and then its workspace; buffers of 0 bytes are left out), with
+ * its lifetime in op indices (live from op `first` to op `last`, inclusive) and its offset in one
+ * arena. Offsets are multiples of 512 (the pool's alignment) and each size is rounded up to 512. */
+typedef struct {
+    uint64_t arena_bytes;       /* the arena's size: the schedule's peak */
+    uint64_t lower_bound_bytes; /* most (rounded) bytes live at any op: no layout is smaller */
+    uint64_t live_peak_bytes;   /* most bytes live at any op, unrounded (remat_simulate's peak) */
+    const char *heuristic;      /* static string: which placement heuristic gave the layout */
+    size_t n_buffers;
+    remat_layout_buffer *buffers; /* [n_buffers] */
+    uint64_t *offsets;            /* [n_buffers] */
+    uint64_t key; /* digest of the ops and the chain's sizes it was planned for (see remat_run) */
+} remat_schedule_layout;
 
 /* A schedule: an op list plus what the simulator says of it. */
 typedef struct {
@@ -326,8 +356,10 @@ typedef struct {
     remat_policy policy;
     uint64_t budget_bytes;
     int feasible;
-    uint64_t peak_bytes; /* simulated, temporaries included */
+    /* Planned layout: the arena's size; pool layout: simulated, temporaries included. */
+    uint64_t peak_bytes;
     double time, base_time, overhead;
+    remat_schedule_layout *layout; /* NULL: no planned layout (remat_run uses the pool) */
 } remat_schedule;
 
 /* Result of simulating an op list under the cost model. */
@@ -348,12 +380,25 @@ remat_status remat_simulate(const remat_chain *chain, const remat_op *ops, size_
  * REMAT_EINFEASIBLE with the minimum feasible budget in the message; *out is still not set.
  * Every plan is re-simulated: peak_bytes <= budget_bytes always. optimal discretises memory in
  * policy->slots units (sizes rounded up, budget down); it is exact when all sizes and the budget
- * share a unit giving at most 10,000 slots. See docs/checkpoint.md. */
+ * share a unit giving at most 10,000 slots. See docs/checkpoint.md.
+ * With policy->layout REMAT_LAYOUT_PLANNED (the default) the schedule comes with its layout and
+ * peak_bytes is the arena's size: when the layout of the policy's schedule exceeds the budget,
+ * the schedule is planned again under the budget less the excess (a few times at most, then the
+ * policy's least-memory schedule), so the arena never exceeds budget_bytes; if none fits,
+ * REMAT_EINFEASIBLE names the smallest arena found. */
 remat_status remat_plan(const remat_chain *chain, const remat_policy *policy,
                         uint64_t budget_bytes, remat_schedule **out);
+/* Frees s, its ops and its layout. */
 void remat_schedule_free(remat_schedule *s);
 
-/* Smallest budget for which `policy` yields a feasible schedule on chain. */
+/* Plans the layout of s's ops on chain (replacing any layout s had) and sets s->peak_bytes to
+ * the arena's size; for schedules built or edited by hand. An invalid op list is REMAT_EINVAL
+ * naming the op. */
+remat_status remat_schedule_plan_layout(remat_schedule *s, const remat_chain *chain);
+
+/* Smallest budget for which `policy` yields a feasible schedule on chain. Under the planned
+ * layout (policy->layout, the default): the arena of the policy's least-memory schedule, which
+ * remat_plan always accepts. */
 remat_status remat_min_budget(const remat_chain *chain, const remat_policy *policy,
                               uint64_t *out);
 /* Store-all peak (the 100% reference for percentage budgets). */
@@ -407,7 +452,11 @@ typedef struct {
 } remat_callbacks;
 
 /* Runs `sched` on `chain` through `cb`, allocating activations, gradients and workspaces from
- * `pool` on `stream`. Every buffer is freed before return, on success and on failure. */
+ * `pool` on `stream`. Every buffer is freed before return, on success and on failure.
+ * With a layout (sched->layout, planned for these very ops and chain sizes) the run takes one
+ * block of layout->arena_bytes from the pool under "act" and hands every buffer out at its planned
+ * offset: the "act" peak is exactly the arena. Without one, or when the ops or the chain's sizes
+ * changed since it was planned (its key differs), every buffer is allocated from the pool. */
 remat_status remat_run(const remat_schedule *sched, const remat_chain *chain, remat_pool *pool,
                        remat_stream stream, const remat_callbacks *cb, void *ctx);
 

@@ -283,8 +283,9 @@ remat_status gpt_memprof_status(const gpt_memprof *p);
  * selective policy; -2: selective:OPTION with an unknown OPTION. */
 int gpt_selective_option(const char *policy);
 /* Store-all with every block's forward made with `option`, simulated on chain (peak, time,
- * overhead filled); REMAT_EINFEASIBLE when its peak exceeds budget. */
+ * overhead filled) and, with layout REMAT_LAYOUT_PLANNED, laid out (the peak is then the arena);
+ * REMAT_EINFEASIBLE when its peak exceeds budget. */
 remat_status gpt_plan_selective(const remat_chain *chain, int option, uint64_t budget,
-                                remat_schedule **out);
+                                remat_layout_mode layout, remat_schedule **out);
 
 #endif

@@ -15,6 +15,7 @@ struct gpt_memprof {
     char tags[GPT_MEMPROF_TAGS][64];
     int n_tags;
     remat_status error; /* the first failure of a pool query inside a callback */
+    remat_chain *chain; /* the model's byte counts, for buffers inside a planned arena */
 };
 
 static double memprof_now_ms(void)
@@ -24,12 +25,16 @@ static double memprof_now_ms(void)
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
-static uint64_t memprof_block(const gpt_memprof *p, const void *ptr)
+/* Bytes of the pool block behind ptr; a buffer inside a planned arena (not a block of its own)
+ * counts its chain size `bytes`, rounded as the pool rounds. */
+static uint64_t memprof_block(const gpt_memprof *p, const void *ptr, uint64_t bytes)
 {
-    size_t bytes = 0;
-    if (ptr && remat_pool_block_size(p->m->pool, ptr, &bytes) != REMAT_OK)
+    size_t block = 0;
+    if (!ptr)
         return 0;
-    return bytes;
+    if (remat_pool_block_size(p->m->pool, ptr, &block) != REMAT_OK)
+        return (bytes + 511) / 512 * 512;
+    return block;
 }
 
 /* Raises the row's per-tag peaks to what the pool holds now. */
@@ -74,7 +79,11 @@ static remat_status memprof_forward(void *ctx, int stage, int option, const void
         return gpt_callbacks.forward(p->m, stage, option, in, out, tmp);
     gpt_memprof_row *row = memprof_row(p, stage, 0);
     row->calls++;
-    row->alloc_bytes += memprof_block(p, out) + memprof_block(p, tmp);
+    const remat_stage *st = &p->chain->stages[stage];
+    uint64_t out_bytes = option == -2 ? st->out_bytes
+                         : option < 0 ? st->saved_bytes
+                                      : st->options[option].saved_bytes;
+    row->alloc_bytes += memprof_block(p, out, out_bytes) + memprof_block(p, tmp, st->fwd_tmp_bytes);
     memprof_sample(p, row);
     double t0 = memprof_now_ms();
     remat_status s = gpt_callbacks.forward(p->m, stage, option, in, out, tmp);
@@ -90,7 +99,9 @@ static remat_status memprof_backward(void *ctx, int stage, int option, const voi
         return gpt_callbacks.backward(p->m, stage, option, in, saved, dout, din, tmp);
     gpt_memprof_row *row = memprof_row(p, stage, 1);
     row->calls++;
-    row->alloc_bytes += memprof_block(p, din) + memprof_block(p, tmp);
+    const remat_stage *st = &p->chain->stages[stage];
+    uint64_t din_bytes = stage == 0 ? p->chain->input_bytes : p->chain->stages[stage - 1].out_bytes;
+    row->alloc_bytes += memprof_block(p, din, din_bytes) + memprof_block(p, tmp, st->bwd_tmp_bytes);
     memprof_sample(p, row);
     double t0 = memprof_now_ms();
     remat_status s = gpt_callbacks.backward(p->m, stage, option, in, saved, dout, din, tmp);
@@ -165,6 +176,12 @@ remat_status gpt_memprof_attach(gpt_model *m, gpt_memprof **out)
         free(p);
         return remat_fail(REMAT_ENOMEM, "cannot allocate the memory profile");
     }
+    remat_status s = gpt_model_chain(m, &p->chain);
+    if (s != REMAT_OK) {
+        free(p->rows);
+        free(p);
+        return s;
+    }
     p->m = m;
     p->n_rows = 2 * stages;
     for (int i = 0; i < p->n_rows; i++) {
@@ -182,6 +199,7 @@ void gpt_memprof_detach(gpt_memprof *p)
         return;
     if (p->m && p->m->memprof == p)
         p->m->memprof = NULL;
+    remat_chain_free(p->chain);
     free(p->rows);
     free(p);
 }

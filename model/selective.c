@@ -25,13 +25,13 @@ int gpt_selective_option(const char *policy)
 }
 
 remat_status gpt_plan_selective(const remat_chain *chain, int option, uint64_t budget,
-                                remat_schedule **out)
+                                remat_layout_mode layout, remat_schedule **out)
 {
     if (!chain || !out || option < 0 || option >= GPT_N_BLOCK_OPTIONS)
         return remat_fail(REMAT_EINVAL, "gpt_plan_selective: bad arguments (option %d)", option);
     uint64_t store_all_peak;
     REMAT_TRY(remat_store_all_peak(chain, &store_all_peak));
-    remat_policy all = {.kind = REMAT_POLICY_STORE_ALL};
+    remat_policy all = {.kind = REMAT_POLICY_STORE_ALL, .layout = REMAT_LAYOUT_POOL};
     remat_schedule *s = NULL;
     REMAT_TRY(remat_plan(chain, &all, store_all_peak, &s));
     for (size_t k = 0; k < s->n_ops; k++)
@@ -41,16 +41,20 @@ remat_status gpt_plan_selective(const remat_chain *chain, int option, uint64_t b
     remat_status st = remat_simulate(chain, s->ops, s->n_ops, &sim);
     if (st == REMAT_OK && !sim.valid)
         st = remat_fail(REMAT_EINTERNAL, "selective schedule invalid: %s", sim.why);
-    if (st == REMAT_OK && sim.peak_bytes > budget)
+    s->peak_bytes = sim.peak_bytes;
+    s->policy.layout = layout;
+    /* the options changed the buffers: lay out the edited ops (the peak becomes the arena) */
+    if (st == REMAT_OK && layout == REMAT_LAYOUT_PLANNED)
+        st = remat_schedule_plan_layout(s, chain);
+    if (st == REMAT_OK && s->peak_bytes > budget)
         st =
             remat_fail(REMAT_EINFEASIBLE, "selective:%s peaks at %llu bytes, above the budget %llu",
-                       gpt_block_option_names[option], (unsigned long long)sim.peak_bytes,
+                       gpt_block_option_names[option], (unsigned long long)s->peak_bytes,
                        (unsigned long long)budget);
     if (st != REMAT_OK) {
         remat_schedule_free(s);
         return st;
     }
-    s->peak_bytes = sim.peak_bytes;
     s->time = sim.time;
     s->overhead = s->base_time > 0 ? sim.time / s->base_time - 1 : 0;
     s->budget_bytes = budget;

@@ -66,10 +66,13 @@ static remat_chain *uniform_chain(int L, uint64_t act, uint64_t saved)
     return c;
 }
 
+/* These tests check the cost model's byte accounting (peaks of a few bytes), so they plan without
+ * an arena (REMAT_LAYOUT_POOL); the planned layout has its own tests (test_checkpoint_layout.c). */
 static remat_policy policy_of(const char *text)
 {
     remat_policy p;
     cr_assert_eq(remat_policy_parse(text, &p), REMAT_OK, "%s", text);
+    p.layout = REMAT_LAYOUT_POOL;
     return p;
 }
 

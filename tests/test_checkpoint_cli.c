@@ -185,7 +185,8 @@ Test(plan_cli, slots_option_keeps_the_plan_within_budget)
                    "{\"fwd\": 1, \"bwd\": 1, \"out_bytes\": 5003, \"saved_bytes\": 5003},"
                    "{\"fwd\": 3, \"bwd\": 5, \"out_bytes\": 1009, \"saved_bytes\": 11003}]}");
     for (int slots = 3; slots <= 3000; slots *= 7) {
-        cli_run(&r, "plan %s --budget 60%% --slots %d --json", path, slots);
+        /* the DP's rounding under test, without the arena's 512-byte rounding */
+        cli_run(&r, "plan %s --budget 60%% --slots %d --json --layout pool", path, slots);
         cr_assert_eq(r.code, 0, "slots %d: %s", slots, r.err);
         cJSON *j = cJSON_Parse(r.out);
         cr_assert(j);
@@ -194,4 +195,111 @@ Test(plan_cli, slots_option_keeps_the_plan_within_budget)
         cJSON_Delete(j);
     }
     unlink(path);
+}
+
+/* ==== the planned layout ===================================================================== */
+
+static double layout_num(const cJSON *j, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItem(j, key);
+    cr_assert(cJSON_IsNumber(v), "no number %s", key);
+    return v->valuedouble;
+}
+
+Test(plan_cli, planned_layout_is_the_default_and_its_arena_fits_the_budget)
+{
+    const char *path = fixture(0, good_chain);
+    const char *policies[] = {"optimal", "store-all", "sqrt", "periodic:2", "revolve"};
+    const char *budgets[] = {"60%", "100%", "100%", "100%", "70%"};
+    for (int p = 0; p < 5; p++) {
+        cli_run(&r, "plan %s --budget %s --policy %s --json", path, budgets[p], policies[p]);
+        cr_assert_eq(r.code, 0, "%s: %s", policies[p], r.err);
+        cJSON *j = cJSON_Parse(r.out);
+        cr_assert(j, "%s", r.out);
+        cr_assert_str_eq(cJSON_GetObjectItem(j, "layout")->valuestring, "planned");
+        double arena = layout_num(j, "arena_bytes"), lb = layout_num(j, "lower_bound_bytes");
+        cr_assert_eq(arena, layout_num(j, "peak_bytes"), "%s", policies[p]);
+        cr_assert_leq(arena, layout_num(j, "budget_bytes"), "%s", policies[p]);
+        cr_assert_geq(arena, lb);
+        cr_assert_geq(lb, layout_num(j, "live_peak_bytes"));
+        cJSON_Delete(j);
+        cli_run(&r, "plan %s --budget %s --policy %s --json --layout pool", path, budgets[p],
+                policies[p]);
+        cr_assert_eq(r.code, 0, "%s: %s", policies[p], r.err);
+        j = cJSON_Parse(r.out);
+        cr_assert(j, "%s", r.out);
+        cr_assert_str_eq(cJSON_GetObjectItem(j, "layout")->valuestring, "pool");
+        cr_assert_null(cJSON_GetObjectItem(j, "arena_bytes"));
+        cJSON_Delete(j);
+    }
+    cli_run(&r, "plan %s --budget 60%%", path);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    cr_assert(strstr(r.out, "layout    planned: arena"), "%s", r.out);
+    cli_run(&r, "plan %s --budget 60%% --layout heap", path);
+    cr_assert_eq(r.code, 2);
+    cr_assert(strstr(r.err, "'heap'"), "%s", r.err);
+    unlink(path);
+}
+
+/* Byte-sized stages: the arena rounds each buffer to 512, so a budget the pool layout meets may be
+ * refused; the refusal's minimum is then accepted. */
+Test(plan_cli, planned_infeasible_names_a_minimum_that_plans)
+{
+    const char *path =
+        fixture(0, "{\"input_bytes\": 1001, \"stages\": ["
+                   "{\"fwd\": 1, \"bwd\": 2, \"out_bytes\": 3001, \"saved_bytes\": 9007},"
+                   "{\"fwd\": 2, \"bwd\": 3, \"out_bytes\": 2003, \"saved_bytes\": 7001},"
+                   "{\"fwd\": 1, \"bwd\": 1, \"out_bytes\": 5003, \"saved_bytes\": 5003},"
+                   "{\"fwd\": 3, \"bwd\": 5, \"out_bytes\": 1009, \"saved_bytes\": 11003}]}");
+    cli_run(&r, "plan %s --budget 1KiB --json", path);
+    cr_assert_eq(r.code, 1, "%s", r.err);
+    const char *m = strstr(r.err, "planned layout: ");
+    cr_assert(m, "%s", r.err);
+    const char *open = strchr(m, '(');
+    cr_assert(open, "%s", r.err);
+    unsigned long long min = strtoull(open + 1, NULL, 10);
+    cr_assert_gt(min, 0, "%s", r.err);
+    cli_run(&r, "plan %s --budget %lluB --json", path, min);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    cJSON *j = cJSON_Parse(r.out);
+    cr_assert(j);
+    cr_assert_leq(layout_num(j, "arena_bytes"), (double)min);
+    cJSON_Delete(j);
+    cli_run(&r, "plan %s --budget %lluB --json", path, min - 1);
+    cr_assert_eq(r.code, 1, "%s", r.out);
+    unlink(path);
+}
+
+Test(plan_cli, train_layouts_train_alike_and_the_arena_is_the_measured_peak)
+{
+    static cli_result a, b;
+    const char *run = "train --model tiny --batch 2 --seq 32 --steps 3 --device host --analytic "
+                      "--json --policy optimal --budget 50%";
+    cli_run(&a, "%s --layout planned", run);
+    cr_assert_eq(a.code, 0, "%s", a.err);
+    cli_run(&b, "%s --layout pool", run);
+    cr_assert_eq(b.code, 0, "%s", b.err);
+    const char *sa = strstr(a.out, "{\"summary\""), *sb = strstr(b.out, "{\"summary\"");
+    cr_assert(sa && sb, "%s\n%s", a.out, b.out);
+    /* every step's loss is the same under both layouts (the arena changes addresses only) */
+    for (const char *la = a.out, *lb = b.out; la < sa;
+         la = strchr(la, '\n') + 1, lb = strchr(lb, '\n') + 1) {
+        const char *xa = strstr(la, "\"loss\": "), *xb = strstr(lb, "\"loss\": ");
+        cr_assert(xa && xb);
+        cr_assert_eq(strtod(xa + 8, NULL), strtod(xb + 8, NULL), "%.60s vs %.60s", la, lb);
+    }
+    cJSON *ja = cJSON_Parse(sa), *jb = cJSON_Parse(sb);
+    cr_assert(ja && jb);
+    cr_assert_eq(layout_num(ja, "final_loss"), layout_num(jb, "final_loss"));
+    cr_assert_eq(layout_num(ja, "measured_act_peak_bytes"),
+                 layout_num(ja, "predicted_act_peak_bytes"));
+    cr_assert_leq(layout_num(ja, "predicted_act_peak_bytes"), layout_num(ja, "budget_bytes"));
+    cJSON_Delete(ja);
+    cJSON_Delete(jb);
+    cli_run(&a, "%s --layout arena", run);
+    cr_assert_eq(a.code, 2);
+    cr_assert(strstr(a.err, "'arena'"), "%s", a.err);
+    cli_run(&a, "curve --model tiny --layout arena");
+    cr_assert_eq(a.code, 2);
+    cr_assert(strstr(a.err, "'arena'"), "%s", a.err);
 }

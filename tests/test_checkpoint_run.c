@@ -274,3 +274,65 @@ Test(run, failures_stop_the_run_and_free_everything)
     remat_device_close(dev);
     remat_chain_free(c);
 }
+
+/* ==== planned and pool layouts =============================================================== */
+
+/* Like run_policy with an explicit layout; returns the pool's "act" peak. */
+static uint64_t run_layout(trainer *t, const remat_chain *c, const char *policy, int pct,
+                           remat_layout_mode layout, remat_schedule **plan)
+{
+    remat_policy p;
+    cr_assert_eq(remat_policy_parse(policy, &p), REMAT_OK);
+    p.layout = layout;
+    uint64_t all, min;
+    cr_assert_eq(remat_store_all_peak(c, &all), REMAT_OK);
+    cr_assert_eq(remat_min_budget(c, &p, &min), REMAT_OK);
+    uint64_t budget = all * (uint64_t)pct / 100 < min ? min : all * (uint64_t)pct / 100;
+    cr_assert_eq(remat_plan(c, &p, budget, plan), REMAT_OK, "%s: %s", policy, remat_last_error());
+    remat_device *dev;
+    remat_pool *pool;
+    cr_assert_eq(remat_device_open("host", &dev), REMAT_OK);
+    cr_assert_eq(remat_pool_create(dev, NULL, &pool), REMAT_OK);
+    cr_assert_eq(remat_run(*plan, c, pool, NULL, &tr_callbacks, t), REMAT_OK, "%s: %s", policy,
+                 remat_last_error());
+    remat_stat act;
+    cr_assert_eq(remat_pool_tag_stats(pool, "act", &act), REMAT_OK);
+    cr_assert_eq(act.current, 0);
+    remat_pool_destroy(pool);
+    remat_device_close(dev);
+    return act.peak;
+}
+
+Test(run, planned_and_pool_layouts_give_store_all_gradients_bitwise)
+{
+    static trainer ref, t;
+    const char *policies[] = {"store-all", "optimal", "sqrt", "periodic:3", "revolve", "optimal"};
+    int pcts[] = {100, 45, 100, 100, 50, 1};
+    for (int L = 2; L <= RUN_MAXL; L += 7) {
+        trainer_init(&ref, L);
+        remat_chain *c = trainer_chain(&ref);
+        remat_schedule *plan;
+        run_layout(&ref, c, "store-all", 100, REMAT_LAYOUT_POOL, &plan);
+        remat_schedule_free(plan);
+        for (int p = 0; p < 6; p++)
+            for (int lay = 0; lay < 2; lay++) {
+                remat_layout_mode mode = lay ? REMAT_LAYOUT_POOL : REMAT_LAYOUT_PLANNED;
+                trainer_init(&t, L);
+                uint64_t peak = run_layout(&t, c, policies[p], pcts[p], mode, &plan);
+                if (mode == REMAT_LAYOUT_PLANNED) {
+                    cr_assert(plan->layout);
+                    cr_assert_eq(peak, plan->layout->arena_bytes, "%s L=%d", policies[p], L);
+                } else {
+                    cr_assert_null(plan->layout);
+                }
+                cr_assert_eq(peak, plan->peak_bytes, "%s L=%d %s", policies[p], L,
+                             lay ? "pool" : "planned");
+                cr_assert_eq(memcmp(t.dw, ref.dw, sizeof t.dw), 0, "%s L=%d %s: weight grads",
+                             policies[p], L, lay ? "pool" : "planned");
+                cr_assert_eq(memcmp(t.db, ref.db, sizeof t.db), 0, "%s L=%d", policies[p], L);
+                cr_assert_eq(memcmp(t.d0, ref.d0, sizeof t.d0), 0, "%s L=%d", policies[p], L);
+                remat_schedule_free(plan);
+            }
+        remat_chain_free(c);
+    }
+}
