@@ -116,8 +116,8 @@ def _timed(fn, device, reps, min_time):
 
 class _MemoryWindow:
     """Live bytes above the start of a window, and their peak. CUDA: the caching allocator's
-    counters. CPU: the profiler's memory events (every allocation and free, attributed to the op
-    running), replayed in time order, so the peak is exact at op granularity."""
+    counters. CPU: every allocation and free the profiler records (its "[memory]" events, each
+    with its time and size), replayed in order."""
 
     def __init__(self, device):
         self.device = device
@@ -128,7 +128,8 @@ class _MemoryWindow:
             self.base = torch.cuda.memory_allocated(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
         else:
-            self.prof = torch.autograd.profiler.profile(use_kineto=False, profile_memory=True)
+            self.prof = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU],
+                                               profile_memory=True)
             self.prof.__enter__()
         return self
 
@@ -141,10 +142,11 @@ class _MemoryWindow:
         self.prof.__exit__(*exc)
         if exc[0] is not None:
             return False
-        events = sorted(self.prof.function_events, key=lambda e: e.time_range.start)
+        events = [e for e in self.prof.profiler.kineto_results.events() if e.name() == "[memory]"]
+        events.sort(key=lambda e: e.start_us())  # stable: same-time events keep their order
         live = peak = 0
         for e in events:
-            live += e.self_cpu_memory_usage
+            live += e.nbytes()
             peak = max(peak, live)
         self.peak, self.end = peak, live
         return False
@@ -189,95 +191,101 @@ class Chain:
         return f"<remat Chain {self.name!r}: {len(self.stages)} stages>"
 
 
-def _profile_stage(i, m, x, exclude, device, reps, min_time):
-    """One stage's row of the chain: times, output and saved bytes, workspaces."""
+def _profile_stage(i, m, x, exclude, device, reps, min_time, timing):
+    """One stage's row of the chain (times, output and saved bytes, workspaces) and its output
+    without grad, for the next stage."""
     name = f"{i}:{type(m).__name__}"[:47]
-    in_ptr = _storage(x)[0]
     grad_in = x.is_floating_point()
 
     def leaf():
         return x.detach().requires_grad_(grad_in)
 
+    _sync(device)
+    t0 = time.perf_counter()
     with torch.no_grad():
-        y = _check_output(i, m, m(x))
-    seed = torch.ones_like(y) if y.is_floating_point() else None
-    # Saved bytes: what autograd keeps for the backward (hooks), and the output.
-    tracker = _SavedTracker(exclude | {in_ptr})
-    with torch.enable_grad(), tracker.hooks():
-        xin = leaf()
-        y = _check_output(i, m, m(xin))
-    out_ptr, out_bytes = _storage(y)
+        y_next = _check_output(i, m, m(x))
+    _sync(device)
+    t_fwd = t_fwd_grad = time.perf_counter() - t0
+    seed = torch.ones_like(y_next) if y_next.is_floating_point() else None
+    # One forward with grad under the saved-tensor hooks and a memory window: the bytes autograd
+    # keeps (parameters and the stage input excluded, the output included), and the workspace:
+    # the peak above what the forward leaves.
+    tracker = _SavedTracker(exclude | {_storage(x)[0]})
+    xin = leaf()
+    with torch.enable_grad(), tracker.hooks(), _MemoryWindow(device) as w:
+        out = _check_output(i, m, m(xin))
+    fwd_tmp = max(0, w.peak - w.end)
+    out_ptr, out_bytes = _storage(out)
     saved = dict(tracker.storages)
     saved[out_ptr] = out_bytes
-    saved_bytes = sum(saved.values())
-    needs_backward = y.requires_grad and seed is not None
-    del y, xin
-
-    def fwd_nograd():
-        with torch.no_grad():
-            m(x)
-
-    def fwd_grad():
-        with torch.enable_grad():
-            return m(leaf())
-
-    def fwd_bwd():
-        with torch.enable_grad():
-            out = m(leaf())
-        if needs_backward:
-            t0 = time.perf_counter()
-            torch.autograd.backward(out, seed)
-            _sync(device)
-            return time.perf_counter() - t0
-        return 0.0
-
-    t_fwd = _timed(fwd_nograd, device, reps, min_time)
-    t_fwd_grad = _timed(fwd_grad, device, reps, min_time)
-    bwd_samples = [fwd_bwd() for _ in range(max(reps, 1))]
-    t_bwd = statistics.median(bwd_samples)
-    # Workspaces: the peak of a forward-with-grad above what it leaves (ā and the output), and
-    # of a backward above its input gradient and the parameter gradients it creates.
-    params = [p for p in m.parameters() if p.requires_grad]
-    with torch.enable_grad():
-        xin = leaf()
-        with _MemoryWindow(device) as w:
-            out = m(xin)
-    fwd_tmp = max(0, w.peak - w.end)
-    bwd_tmp = 0
+    needs_backward = out.requires_grad and seed is not None
+    # The backward's workspace: its peak above the input gradient and the parameter gradients it
+    # creates (gradients that existed are put back afterwards).
+    bwd_tmp, t_bwd = 0, 0.0
     if needs_backward:
+        params = [p for p in m.parameters() if p.requires_grad]
         old = [p.grad for p in params]
         for p in params:
             p.grad = None
+        t0 = time.perf_counter()
         with _MemoryWindow(device) as w:
             torch.autograd.backward(out, seed)
+        t_bwd = time.perf_counter() - t0
         grads = sum(_storage(p.grad)[1] for p in params if p.grad is not None)
         din = _storage(xin.grad)[1] if xin.grad is not None else 0
         bwd_tmp = max(0, w.peak - din - grads)
         for p, g in zip(params, old):
             p.grad = g
     del out, xin
+
+    if timing:
+        def fwd_nograd():
+            with torch.no_grad():
+                m(x)
+
+        def fwd_grad():
+            with torch.enable_grad():
+                return m(leaf())
+
+        def fwd_bwd():
+            with torch.enable_grad():
+                o = m(leaf())
+            if not needs_backward:
+                return 0.0
+            _sync(device)
+            t0 = time.perf_counter()
+            torch.autograd.backward(o, seed)
+            _sync(device)
+            return time.perf_counter() - t0
+
+        fwd_bwd()  # warm-up: first calls pay for allocation and kernel selection
+        t_fwd = _timed(fwd_nograd, device, reps, min_time)
+        t_fwd_grad = _timed(fwd_grad, device, reps, min_time)
+        t_bwd = statistics.median([fwd_bwd() for _ in range(max(reps, 1))])
     ms = 1000.0
-    return {"name": name, "fwd": t_fwd * ms, "bwd": (t_bwd + max(0.0, t_fwd_grad - t_fwd)) * ms,
-            "out_bytes": out_bytes, "saved_bytes": max(saved_bytes, out_bytes),
-            "fwd_tmp_bytes": int(fwd_tmp), "bwd_tmp_bytes": int(bwd_tmp)}
+    row = {"name": name, "fwd": t_fwd * ms, "bwd": (t_bwd + max(0.0, t_fwd_grad - t_fwd)) * ms,
+           "out_bytes": out_bytes, "saved_bytes": max(sum(saved.values()), out_bytes),
+           "fwd_tmp_bytes": int(fwd_tmp), "bwd_tmp_bytes": int(bwd_tmp)}
+    return row, y_next
 
 
-def profile(module_or_list, sample_input, reps=3, min_time=0.02, name="torch"):
+def profile(module_or_list, sample_input, reps=3, min_time=0.02, timing=True, name="torch"):
     """Measures each stage of the sequence on sample_input, as Rotor does: forward time without
     grad, backward time (plus what a forward with grad costs beyond one without), output bytes,
     the bytes autograd saves (saved-tensor hooks, parameters and the stage input excluded, the
     output included) and the forward and backward workspaces (peak live bytes above what the op
-    leaves). Each time is the median of at least `reps` runs and `min_time` seconds. Parameter
-    gradients are left as they were. Returns a Chain."""
+    leaves: CUDA's allocator counters, or on CPU the profiler's allocation events). Each time is
+    the median of at least `reps` runs and `min_time` seconds after a warm-up; timing=False
+    keeps the times of the single measuring run (enough where only bytes matter, as in fit).
+    Parameter gradients are left as they were. Returns a Chain."""
     mods = _stages(module_or_list)
     _check_sample(mods, sample_input)
     device = sample_input.device
     exclude = _owned_storages(mods)
     rows, x = [], sample_input
     for i, m in enumerate(mods):
-        rows.append(_profile_stage(i, m, x, exclude, device, reps, min_time))
-        with torch.no_grad():
-            x = m(x)
+        row, x = _profile_stage(i, m, x, exclude, device, reps, min_time, timing)
+        rows.append(row)
     chain = Chain(name, _storage(sample_input)[1], rows)
     chain.c_chain()  # validated by libremat now, not at first use
     return chain
@@ -584,7 +592,8 @@ def fit(module_or_list, sample_input, card="a100-80gb", optimizer="adamw", dtype
     at two batch sizes (`batches`, samples taken along dim 0 of sample_input) and extended
     linearly; model states come from the parameter count, `optimizer` and `dtype` (fp32, or
     bf16/fp16 mixed precision with fp32 master weights), ZeRO `zero` over `gpus`; then libremat's
-    fit arithmetic (remat_fit_chain) answers. Activations are as measured, in the dtype the model
+    fit arithmetic (remat_fit_chain) answers. The profile runs once per stage (timing=False)
+    unless timing=True is passed: times only shape the overheads. Activations are as measured, in the dtype the model
     ran in. Returns a dict like `remat fit --json`, with `largest_batch` per policy (None where a
     policy is not available: the selective ones need stage options); print_result prints it as
     `remat fit` does."""
@@ -593,7 +602,6 @@ def fit(module_or_list, sample_input, card="a100-80gb", optimizer="adamw", dtype
     b1, b2 = (int(b) for b in batches)
     if not (1 <= b1 < b2):
         raise ValueError(f"remat.torch: batches {batches!r} must be two sizes 1 <= b1 < b2")
-    chains = [profile(mods, _batch_of(sample_input, b), **profile_kw) for b in (b1, b2)]
     card_name, card_bytes = _card(card)
     req = _lib.FitRequest()
     _lib.load().remat_fit_request_init(ctypes.byref(req))
@@ -607,6 +615,8 @@ def fit(module_or_list, sample_input, card="a100-80gb", optimizer="adamw", dtype
             setattr(req, field, _lib.parse_enum(fn, text))
         except RematError as e:
             raise ValueError(f"remat.torch: {field} {text!r}: {e}") from None
+    profile_kw.setdefault("timing", False)
+    chains = [profile(mods, _batch_of(sample_input, b), **profile_kw) for b in (b1, b2)]
     res = _lib.FitResult()
     try:
         _lib.call("remat_fit_chain", ctypes.byref(req), chains[0].c_chain().ptr, b1,
