@@ -49,8 +49,12 @@ def time_steps(model, run, x, reps):
 
 
 def real_peak(model, run, x):
+    """Peak live bytes of one step, parameter gradients included (they are created in it)."""
+    for p in model.parameters():
+        p.grad = None  # before the window: freeing the last step's gradients is not this step
+    xin = x.detach().requires_grad_()
     with _MemoryWindow(x.device) as w:
-        step(model, run, x)
+        run(xin).square().mean().backward()
     return w.peak
 
 
@@ -82,8 +86,10 @@ def main():
     full = chain.store_all_bytes()
     base = time_steps(blocks, blocks, x, a.reps)
     base_peak = real_peak(blocks, blocks, x)
+    grads = sum(p.numel() * p.element_size() for p in blocks.parameters())
     print(f"plain autograd: {1000 * base:.1f} ms/step, modelled activations {mib(full):.1f} MiB, "
-          f"real step peak {mib(base_peak):.1f} MiB")
+          f"real step peak {mib(base_peak):.1f} MiB (parameter gradients {mib(grads):.1f} MiB "
+          "included in every real peak)")
 
     def per_block(inp):
         for b in blocks:

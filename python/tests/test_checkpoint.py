@@ -95,7 +95,7 @@ def test_real_step_memory_is_below_store_all():
 
     def step_peak(run):
         for p in model.parameters():
-            p.grad = None
+            p.grad = None  # outside the window: the last step's gradients are not this step's
         with _MemoryWindow(x.device) as w:
             run(x).square().mean().backward()
         return w.peak
