@@ -120,7 +120,7 @@ deps:
 	@bash scripts/deps.sh
 
 test: deps
-	@$(MAKE) --no-print-directory tests cli examples
+	@$(MAKE) --no-print-directory tests cli examples lib
 	@scripts/run-tests.sh $(BUILD)
 
 bench: deps

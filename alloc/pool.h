@@ -200,8 +200,11 @@ void pool_fence_destroy_spares(remat_pool *pool);
 
 /* ---- pool.c ----------------------------------------------------------------------------------- */
 /* ---- pool_lock.c: the lock, biased towards the first thread that allocates ------------------ */
-/* A token of the calling thread (the address of a thread-local byte). */
-extern _Thread_local char pool_thread_token __attribute__((tls_model("initial-exec")));
+/* A token of the calling thread (the address of a thread-local byte). Default TLS model: an
+ * initial-exec variable marks libremat.so STATIC_TLS, and with cudart_static's page-aligned TLS
+ * block no dlopen (Python's ctypes, torch's CUDAPluggableAllocator) can then load it. Programs
+ * linked with libremat.a still get the direct access: the linker relaxes it. */
+extern _Thread_local char pool_thread_token;
 static inline uintptr_t pool_self(void) { return (uintptr_t)&pool_thread_token; }
 void pool_lock_wait(const remat_pool *pool);
 /* With the lock held and the bias not settled for good (bias_off == 0): revokes the bias if

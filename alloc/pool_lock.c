@@ -36,7 +36,7 @@
 
 #define POOL_SPINS 128 /* busy-wait rounds before a waiter yields its core */
 
-_Thread_local char pool_thread_token __attribute__((tls_model("initial-exec")));
+_Thread_local char pool_thread_token;
 
 static void pool_cpu_relax(void)
 {

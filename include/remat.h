@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h> /* ssize_t */
 
 #ifdef __cplusplus
 extern "C" {
@@ -613,12 +614,48 @@ typedef struct {
  * max_batch entries 0. All byte arithmetic saturates, so no size wraps modulo 2^64. */
 remat_status remat_fit(const remat_fit_request *req, remat_fit_result *out);
 
+/* Plans training for a model known by its parameter count (req->model.params_only: the stored
+ * parameters; the shape fields are ignored) and its chain measured at two batch sizes b1 < b2
+ * (the same stages and options at both, e.g. `remat.torch.profile` at two batches). The chain at
+ * batch b is the line through c1 and c2, field by field (bytes rounded up, never below zero), so
+ * per-sample and fixed bytes are both kept. States, workspace and reserve are remat_fit's;
+ * out->per_gpu is at req->batch under req->policy (for optimal, its peak within the card or its
+ * minimum); max_batch is filled for store-all, full-recompute and optimal, and for the selective
+ * policies only when some stage carries their option ("recompute-gelu"/"recompute-act",
+ * "recompute-attn"), else -1. Inference requests, differing chains and b2 <= b1 are REMAT_EINVAL. */
+remat_status remat_fit_chain(const remat_fit_request *req, const remat_chain *c1, uint64_t b1,
+                             const remat_chain *c2, uint64_t b2, remat_fit_result *out);
+
 /* KV cache bytes per token per GPU: MHA/GQA 2 x layers x kv_heads x head_dim elements (kv heads
  * split over tp, at least one per GPU); MLA layers x (kv_lora_rank + qk_rope_dim) elements,
  * replicated on every GPU under plain tensor parallelism. The model is validated first (a
  * zeroed one is REMAT_EINVAL); a bare parameter count has no cache (0). */
 remat_status remat_kv_bytes_per_token(const remat_model_desc *m, remat_dtype kv, int tp,
                                       uint64_t *out);
+
+/* ==== PyTorch allocator (alloc/torch_alloc.c) ============================================== */
+/* remat's pool as PyTorch's CUDA allocator: torch >= 2.0 loads remat_torch_alloc and
+ * remat_torch_free from libremat.so through torch.cuda.memory.CUDAPluggableAllocator(path,
+ * "remat_torch_alloc", "remat_torch_free") and calls them for every CUDA tensor. One pool per
+ * device index is created on first use (tag "torch"); PyTorch's own memory statistics stay empty
+ * with a pluggable allocator, so remat_torch_stats reads the pool's. */
+
+/* Sets what the pools created from now on use: kind "cuda" (the default: device index N is
+ * cuda:N), or "host" / "sim:SIZE" (every index on that device, for testing), and a limit in bytes
+ * (0 = the device's). Once any pool exists this is REMAT_EINVAL ("already in use"); a bad kind is
+ * REMAT_EINVAL naming it. */
+remat_status remat_torch_configure(const char *kind, uint64_t limit_bytes);
+/* Allocates size bytes on device for stream (a cudaStream_t); NULL on failure (negative size, no
+ * such device, the limit reached) with remat_last_error() saying why, as remat_alloc. */
+void *remat_torch_alloc(ssize_t size, int device, void *stream);
+/* Returns ptr (from remat_torch_alloc on the same device) to its pool; size and stream are
+ * PyTorch's and unused. NULL is a no-op; an unknown pointer is ignored with a message. */
+void remat_torch_free(void *ptr, ssize_t size, int device, void *stream);
+/* The pool statistics of device (all zeros before its first allocation). */
+remat_status remat_torch_stats(int device, remat_pool_stats *out);
+/* Destroys every pool, so remat_torch_configure may be called again; REMAT_EINVAL (and nothing
+ * destroyed) while blocks are still allocated. */
+remat_status remat_torch_release(void);
 
 #ifdef __cplusplus
 }

@@ -2,6 +2,8 @@
  * that fits per activation policy. Formulas and their sources: docs/planner.md. */
 #include "plan/plan.h"
 
+#include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define FIT_MAX_CARD (1ull << 47) /* 128 TiB per GPU: anything above is a typo */
@@ -459,5 +461,202 @@ remat_status remat_fit(const remat_fit_request *req, remat_fit_result *out)
     out->fits = out->per_gpu.total <= r.card_bytes;
     uint64_t fixed = PLAN_CONTEXT_BYTES + out->per_gpu.workspace;
     out->pool_bytes = r.card_bytes > fixed ? r.card_bytes - fixed : 0;
+    return REMAT_OK;
+}
+
+/* ==== Training from a measured chain (remat_fit_chain) ====================================== */
+/* The model is known by its parameter count and by its chain measured at two batch sizes; the
+ * chain at any batch is the line through the two. The request sits first in the probe's
+ * context, so the generic batch search (largest_fitting) passes it through unchanged. */
+
+typedef struct {
+    remat_fit_request req; /* first: probes receive &ctx->req */
+    const remat_chain *c1, *c2;
+    uint64_t b1, b2;
+} fit_chain_ctx;
+
+/* v1 at b1, v2 at b2, evaluated at b, rounded up and clamped to [0, 2^48]. */
+static long double fit_line(long double v1, long double v2, const fit_chain_ctx *x, uint64_t b)
+{
+    long double slope = (v2 - v1) / (long double)(x->b2 - x->b1);
+    long double v = v1 + slope * ((long double)b - (long double)x->b1);
+    if (v < 0)
+        v = 0;
+    return v > (long double)(1ull << 48) ? (long double)(1ull << 48) : v;
+}
+
+static uint64_t fit_line_bytes(uint64_t v1, uint64_t v2, const fit_chain_ctx *x, uint64_t b)
+{
+    return (uint64_t)ceill(fit_line((long double)v1, (long double)v2, x, b));
+}
+
+static remat_status fit_chain_at(const fit_chain_ctx *x, uint64_t b, remat_chain **out)
+{
+    const remat_chain *c1 = x->c1, *c2 = x->c2;
+    remat_chain *c = NULL;
+    REMAT_TRY(remat_chain_new(c1->n_stages, &c));
+    memcpy(c->name, c1->name, sizeof c->name); /* the batch is the caller's business */
+    c->input_bytes = fit_line_bytes(c1->input_bytes, c2->input_bytes, x, b);
+    for (int i = 0; i < c1->n_stages; i++) {
+        const remat_stage *s1 = &c1->stages[i], *s2 = &c2->stages[i];
+        remat_stage *s = &c->stages[i];
+        memcpy(s->name, s1->name, sizeof s->name);
+        s->fwd = (double)fit_line(s1->fwd, s2->fwd, x, b);
+        s->bwd = (double)fit_line(s1->bwd, s2->bwd, x, b);
+        s->out_bytes = fit_line_bytes(s1->out_bytes, s2->out_bytes, x, b);
+        s->saved_bytes = fit_line_bytes(s1->saved_bytes, s2->saved_bytes, x, b);
+        if (s->saved_bytes < s->out_bytes)
+            s->saved_bytes = s->out_bytes;
+        s->fwd_tmp_bytes = fit_line_bytes(s1->fwd_tmp_bytes, s2->fwd_tmp_bytes, x, b);
+        s->bwd_tmp_bytes = fit_line_bytes(s1->bwd_tmp_bytes, s2->bwd_tmp_bytes, x, b);
+        if (s1->n_options == 0)
+            continue;
+        s->options = calloc((size_t)s1->n_options, sizeof *s->options);
+        if (!s->options) {
+            remat_chain_free(c);
+            return remat_fail(REMAT_ENOMEM, "remat_fit_chain: out of host memory");
+        }
+        s->n_options = s1->n_options;
+        for (int k = 0; k < s1->n_options; k++) {
+            const remat_stage_option *o1 = &s1->options[k], *o2 = &s2->options[k];
+            memcpy(s->options[k].name, o1->name, sizeof o1->name);
+            s->options[k].saved_bytes = fit_line_bytes(o1->saved_bytes, o2->saved_bytes, x, b);
+            s->options[k].bwd = (double)fit_line(o1->bwd, o2->bwd, x, b);
+        }
+    }
+    *out = c;
+    return REMAT_OK;
+}
+
+/* Does any stage carry the option a fixed selective policy runs? */
+static int fit_chain_has_option(const remat_chain *c, remat_act_policy p)
+{
+    const char *a = p == REMAT_ACT_LLMC ? "recompute-gelu" : "recompute-attn";
+    const char *b = p == REMAT_ACT_LLMC ? "recompute-act" : "recompute-attn";
+    for (int i = 0; i < c->n_stages; i++)
+        for (int k = 0; k < c->stages[i].n_options; k++)
+            if (!strcmp(c->stages[i].options[k].name, a) ||
+                !strcmp(c->stages[i].options[k].name, b))
+                return 1;
+    return 0;
+}
+
+/* Activation peak (and overhead) of policy p at batch b, as training_activations does for the
+ * analytic chain. */
+static remat_status fit_chain_activations(const fit_chain_ctx *x, remat_act_policy p, uint64_t b,
+                                          uint64_t budget, uint64_t *bytes, double *overhead)
+{
+    remat_chain *c = NULL;
+    REMAT_TRY(fit_chain_at(x, b, &c));
+    uint64_t peak = 0;
+    double ov = 0;
+    remat_status s = REMAT_OK;
+    if (p != REMAT_ACT_OPTIMAL) {
+        peak = plan_chain_peak(c, p);
+        ov = plan_chain_overhead(c, p);
+    } else if (optimal_lower_bound(c) > budget) {
+        peak = UINT64_MAX; /* hopeless: skip the scheduler */
+    } else {
+        s = plan_optimal_min_budget(c, &peak);
+        if (s == REMAT_OK && peak <= budget)
+            s = plan_optimal_at(c, budget, &peak, &ov);
+    }
+    remat_chain_free(c);
+    *bytes = peak;
+    if (overhead)
+        *overhead = ov;
+    return s;
+}
+
+static remat_status fit_chain_probe(const remat_fit_request *r, const remat_fit_bytes *states,
+                                    int policy, uint64_t batch, int *fits)
+{
+    const fit_chain_ctx *x = (const fit_chain_ctx *)r;
+    uint64_t budget = act_budget(r, states), act = 0;
+    *fits = 0;
+    if (budget == 0 || batch == 0)
+        return REMAT_OK;
+    remat_status s = fit_chain_activations(x, (remat_act_policy)policy, batch, budget, &act, NULL);
+    if (s == REMAT_EINFEASIBLE) {
+        remat_clear_error();
+        return REMAT_OK;
+    }
+    REMAT_TRY(s);
+    *fits = act <= budget;
+    return REMAT_OK;
+}
+
+static remat_status fit_chain_check(const remat_fit_request *req, const remat_chain *c1,
+                                    uint64_t b1, const remat_chain *c2, uint64_t b2)
+{
+    if (!c1 || !c2 || c1->n_stages < 1)
+        return remat_fail(REMAT_EINVAL, "remat_fit_chain: needs two chains");
+    if (b1 < 1 || b2 <= b1)
+        return remat_fail(REMAT_EINVAL,
+                          "remat_fit_chain: batch sizes %llu and %llu: need 1 <= b1 < b2",
+                          (unsigned long long)b1, (unsigned long long)b2);
+    if (c1->n_stages != c2->n_stages)
+        return remat_fail(REMAT_EINVAL, "remat_fit_chain: the chains have %d and %d stages",
+                          c1->n_stages, c2->n_stages);
+    for (int i = 0; i < c1->n_stages; i++)
+        if (c1->stages[i].n_options != c2->stages[i].n_options)
+            return remat_fail(REMAT_EINVAL,
+                              "remat_fit_chain: stage %d has %d options at batch %llu, %d at %llu",
+                              i, c1->stages[i].n_options, (unsigned long long)b1,
+                              c2->stages[i].n_options, (unsigned long long)b2);
+    if (req->inference)
+        return remat_fail(REMAT_EINVAL, "remat_fit_chain: plans training only");
+    if (req->model.params_only == 0)
+        return remat_fail(REMAT_EINVAL,
+                          "remat_fit_chain: model.params_only must hold the parameter count");
+    return fit_check(req);
+}
+
+remat_status remat_fit_chain(const remat_fit_request *req, const remat_chain *c1, uint64_t b1,
+                             const remat_chain *c2, uint64_t b2, remat_fit_result *out)
+{
+    if (!req || !out)
+        return remat_fail(REMAT_EINVAL, "remat_fit_chain: req and out must not be NULL");
+    REMAT_TRY(fit_chain_check(req, c1, b1, c2, b2));
+    memset(out, 0, sizeof *out);
+    fit_chain_ctx x = {.req = *req, .c1 = c1, .c2 = c2, .b1 = b1, .b2 = b2};
+    out->params = out->active_params = req->model.params_only;
+    remat_fit_bytes *b = &out->per_gpu;
+    training_states(&x.req, b);
+    remat_fit_bytes states = *b;
+    uint64_t budget = act_budget(&x.req, &states);
+    remat_status s =
+        fit_chain_activations(&x, req->policy, (uint64_t)req->batch, budget, &b->activations, NULL);
+    if (s == REMAT_EINFEASIBLE) /* optimal at a batch that does not fit: report its minimum */
+        remat_clear_error();
+    else
+        REMAT_TRY(s);
+    fit_finish(b);
+    out->fits = b->total <= req->card_bytes;
+    /* Every sample adds at least its input and its output gradient. */
+    uint64_t grow = fit_line_bytes(c1->input_bytes, c2->input_bytes, &x, 2) -
+                    fit_line_bytes(c1->input_bytes, c2->input_bytes, &x, 1);
+    uint64_t hi = grow ? req->card_bytes / grow + 1 : FIT_MAX_BATCH;
+    hi = hi > FIT_MAX_BATCH ? FIT_MAX_BATCH : hi;
+    for (int p = 0; p < REMAT_ACT_COUNT; p++) {
+        out->max_batch[p] = -1;
+        if ((p == REMAT_ACT_LLMC || p == REMAT_ACT_MEGATRON) &&
+            !fit_chain_has_option(c1, (remat_act_policy)p))
+            continue;
+        uint64_t best = 0, act = 0;
+        s = largest_fitting(&x.req, &states, p, hi, fit_chain_probe, &best);
+        if (s == REMAT_OK && best > 0)
+            s = fit_chain_activations(&x, (remat_act_policy)p, best, budget, &act,
+                                      &out->overhead[p]);
+        if (s != REMAT_OK && p == REMAT_ACT_OPTIMAL) {
+            remat_clear_error(); /* the scheduler failed: optimal stays unplanned */
+            out->overhead[p] = 0;
+            continue;
+        }
+        REMAT_TRY(s);
+        out->max_batch[p] = (long)best;
+    }
+    uint64_t fixed = PLAN_CONTEXT_BYTES + out->per_gpu.workspace;
+    out->pool_bytes = req->card_bytes > fixed ? req->card_bytes - fixed : 0;
     return REMAT_OK;
 }

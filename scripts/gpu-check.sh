@@ -24,6 +24,14 @@ step() { # step NAME COMMAND...: runs one check, records pass/fail and its last 
 for s in "$build"/gpu/gpu_*; do
     [ -x "$s" ] && step "$(basename "$s")" "$s"
 done
+# A PyTorch job on remat's pool, where torch >= 2.0 sees the GPU (bench/torch_gpu_pool.py).
+py=${PYTHON:-/usr/bin/python3}
+if "$py" -c 'import sys, torch; sys.exit(not (int(torch.__version__.split(".")[0]) >= 2 and torch.cuda.is_available()))' 2>/dev/null; then
+    step torch_gpu_pool env GLIBC_TUNABLES=glibc.rtld.optional_static_tls=8192 \
+        REMAT_LIBRARY="$PWD/$build/libremat.so" "$py" bench/torch_gpu_pool.py
+else
+    echo "torch_gpu_pool: skipped (needs torch >= 2.0 with CUDA for $py)"
+fi
 echo
 echo "==== gpu-check summary"
 cat "$table"

@@ -2,7 +2,8 @@
 # scripts/run-bench.sh BUILD: runs every benchmark suite (every BUILD/bench/bench_*, PyTorch side by
 # side where torch is importable, and `remat curve` on the `small` preset) and prints a compact
 # summary of ratios, each against a baseline measured in the same run.
-# REMAT_BENCH_FILTER=regex limits the suites (names: bench_pool, ..., torch_compare, curve);
+# REMAT_BENCH_FILTER=regex limits the suites (names: bench_pool, ..., torch_compare,
+# torch_checkpoint, curve);
 # REMAT_BENCH_REPS sets repetitions (default here 3, to keep the whole run near 10 minutes on a
 # loaded 2-core machine); REMAT_BENCH_CURVE_STEPS sets the curve's measured steps per point (8).
 set -u
@@ -29,6 +30,17 @@ done 2>&1
 if want torch_compare; then
     echo "==== torch_compare"
     bench/torch_compare.sh "$build" 2>&1 | tee -a /dev/stderr | grep -E '^(ratio|summary|torch_compare)' >> "$summary" 2>/dev/null
+fi 2>&1
+if want torch_checkpoint; then
+    echo "==== torch_checkpoint (remat.torch against torch.utils.checkpoint at equal memory)"
+    py=${PYTHON:-/usr/bin/python3}
+    if "$py" -c 'import torch' 2>/dev/null; then
+        GLIBC_TUNABLES=glibc.rtld.optional_static_tls=8192 REMAT_LIBRARY="$PWD/$build/libremat.so" \
+            OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} "$py" bench/torch_checkpoint.py 2>&1 |
+            tee -a /dev/stderr | grep -E '^summary' >> "$summary" 2>/dev/null
+    else
+        echo "summary torch_checkpoint skipped: PyTorch is not installed for $py" >> "$summary"
+    fi
 fi 2>&1
 if want curve; then
     echo "==== curve (remat curve --model small)"

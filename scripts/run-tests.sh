@@ -21,6 +21,31 @@ for t in "$build"/tests/test_*; do
         [ "${f:-0}" -eq 0 ] && failed=$((failed + 1))
     fi
 done
+# The Python suite (python/tests, pytest) joins the counts wherever PyTorch imports. libremat links
+# jemalloc, whose static TLS must be reserved at start-up for a later dlopen: GLIBC_TUNABLES.
+py=${PYTHON:-/usr/bin/python3}
+if ldd "$build/libremat.so" 2>/dev/null | grep -q 'lib[at]san'; then
+    echo "python tests: skipped (a sanitizer build: its runtime cannot be dlopen'ed by Python)"
+elif ! "$py" -c 'import torch, pytest' 2>/dev/null; then
+    echo "python tests: skipped (torch or pytest is not importable by $py; scripts/deps.sh installs them)"
+else
+    out=$(GLIBC_TUNABLES=glibc.rtld.optional_static_tls=8192 PYTHONPATH="$PWD/python" \
+          REMAT_LIBRARY="$PWD/$build/libremat.so" OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} \
+          OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive} PYTHONDONTWRITEBYTECODE=1 \
+          "$py" -m pytest -q -p no:cacheprovider python/tests 2>&1); rc=$?
+    last=$(printf '%s\n' "$out" | grep -E '[0-9]+ (passed|failed|error)' | tail -1)
+    p=$(printf '%s' "$last" | sed -n 's/.*\b\([0-9][0-9]*\) passed.*/\1/p')
+    f=$(printf '%s' "$last" | sed -n 's/.*\b\([0-9][0-9]*\) failed.*/\1/p')
+    e=$(printf '%s' "$last" | sed -n 's/.*\b\([0-9][0-9]*\) error.*/\1/p')
+    echo "python tests: ${last:-no summary}"
+    passed=$((passed + ${p:-0}))
+    failed=$((failed + ${f:-0} + ${e:-0}))
+    if [ $rc -ne 0 ]; then
+        printf '%s\n' "$out" | tail -60
+        bins_failed+=("python/tests")
+        [ $((${f:-0} + ${e:-0})) -eq 0 ] && failed=$((failed + 1))
+    fi
+fi
 echo "[====] Synthesis: Tested: $((passed + failed)) | Passing: $passed | Failing: $failed | Crashing: 0"
 echo "$passed passed, $failed failed"
 [ ${#bins_failed[@]} -eq 0 ] || { echo "failing test binaries: ${bins_failed[*]}"; exit 1; }

@@ -1,0 +1,130 @@
+#!/usr/bin/env python3
+"""bench/torch_checkpoint.py: remat.torch.checkpoint against PyTorch's own tools at equal memory,
+on a GPT-2-small-shaped block stack (12 blocks, C 768, 12 heads) on CPU, all measured in one run.
+
+For every baseline (torch.utils.checkpoint per block, checkpoint_sequential with S segments) the
+memory is that baseline's activation peak under remat's cost model (checkpoint_sequential with S
+segments is remat's periodic:K, K = L/S: the same kept inputs, the last segment stored whole), and
+remat's optimal schedule is planned for exactly that budget; both run forward+backward and their
+median step times are compared with the plain (store-all) step of the same run. Then remat alone
+at fractions of the store-all activation memory: the overhead-versus-memory curve, measured and
+predicted. Each configuration's real peak (the CPU allocator's events) is printed beside it.
+
+Lines starting "summary" are what scripts/run-bench.sh collects. REMAT_BENCH_REPS sets the timed
+steps per configuration (default 3, after one warm-up step).
+"""
+import argparse
+import os
+import statistics
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "python"))
+sys.path.insert(0, os.path.join(HERE, "..", "python", "tests"))
+
+import torch  # noqa: E402
+import torch.utils.checkpoint as tck  # noqa: E402
+
+import models  # noqa: E402
+import remat.torch as rt  # noqa: E402
+from remat.torch import _MemoryWindow  # noqa: E402
+
+
+def step(model, run, x):
+    for p in model.parameters():
+        p.grad = None
+    xin = x.detach().requires_grad_()
+    run(xin).square().mean().backward()
+
+
+def time_steps(model, run, x, reps):
+    step(model, run, x)  # warm-up
+    samples = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        step(model, run, x)
+        samples.append(time.perf_counter() - t0)
+    return statistics.median(samples)
+
+
+def real_peak(model, run, x):
+    """Peak live bytes of one step, parameter gradients included (they are created in it)."""
+    for p in model.parameters():
+        p.grad = None  # before the window: freeing the last step's gradients is not this step
+    xin = x.detach().requires_grad_()
+    with _MemoryWindow(x.device) as w:
+        run(xin).square().mean().backward()
+    return w.peak
+
+
+def mib(n):
+    return n / 2**20
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--layers", type=int, default=12)
+    ap.add_argument("--channels", type=int, default=768)
+    ap.add_argument("--heads", type=int, default=12)
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--seq", type=int, default=128)
+    ap.add_argument("--reps", type=int, default=int(os.environ.get("REMAT_BENCH_REPS", "3")))
+    ap.add_argument("--segments", default="2,3,4,6", help="checkpoint_sequential segment counts")
+    ap.add_argument("--fractions", default="0.8,0.5,0.33,0.2,0.1",
+                    help="remat budgets as fractions of the store-all activation memory")
+    a = ap.parse_args()
+    torch.manual_seed(0)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
+    blocks = torch.nn.Sequential(*[models.Block(a.channels, a.heads) for _ in range(a.layers)])
+    x = torch.randn(a.batch, a.seq, a.channels)
+    L = a.layers
+    print(f"torch_checkpoint: {L} blocks, C {a.channels}, {a.heads} heads, batch {a.batch}, "
+          f"seq {a.seq}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
+          f"{a.reps} timed steps per configuration")
+    chain = rt.profile(blocks, x.requires_grad_(), reps=3, min_time=0.05)
+    full = chain.store_all_bytes()
+    base = time_steps(blocks, blocks, x, a.reps)
+    base_peak = real_peak(blocks, blocks, x)
+    grads = sum(p.numel() * p.element_size() for p in blocks.parameters())
+    print(f"plain autograd: {1000 * base:.1f} ms/step, modelled activations {mib(full):.1f} MiB, "
+          f"real step peak {mib(base_peak):.1f} MiB (parameter gradients {mib(grads):.1f} MiB "
+          "included in every real peak)")
+
+    def per_block(inp):
+        for b in blocks:
+            inp = tck.checkpoint(b, inp, use_reentrant=True)
+        return inp
+
+    baselines = [("per-block checkpoint", per_block, "periodic:1")]
+    for s in (int(v) for v in a.segments.split(",") if v):
+        if 1 < s < L and L % s == 0:
+            baselines.append((f"checkpoint_sequential({s})",
+                              lambda inp, s=s: tck.checkpoint_sequential(blocks, s, inp),
+                              f"periodic:{L // s}"))
+    for name, run, policy in baselines:
+        mem = chain.plan(full, policy=policy)["peak_bytes"]
+        ck = rt.checkpoint(blocks, x, mem, chain=chain)
+        t_torch = time_steps(blocks, run, x, a.reps)
+        t_remat = time_steps(blocks, ck, x, a.reps)
+        p_torch, p_remat = real_peak(blocks, run, x), real_peak(blocks, ck, x)
+        print(f"summary torch_checkpoint {name:<26} memory {mib(mem):7.1f} MiB "
+              f"({100 * mem / full:5.1f}% of store-all): torch {100 * (t_torch / base - 1):+6.1f}%"
+              f"  remat {100 * (t_remat / base - 1):+6.1f}% (predicted "
+              f"{100 * ck.plan['overhead']:+.1f}%)  remat/torch time {t_remat / t_torch:.3f}  "
+              f"real peaks torch {mib(p_torch):.1f} MiB remat {mib(p_remat):.1f} MiB")
+    for f in (float(v) for v in a.fractions.split(",") if v):
+        try:
+            ck = rt.checkpoint(blocks, x, f, chain=chain)
+        except ValueError as e:
+            print(f"summary torch_checkpoint remat at {100 * f:.0f}%: {e}")
+            continue
+        t = time_steps(blocks, ck, x, a.reps)
+        print(f"summary torch_checkpoint remat at {100 * f:3.0f}% of store-all "
+              f"({mib(ck.plan['peak_bytes']):7.1f} MiB): overhead measured "
+              f"{100 * (t / base - 1):+6.1f}% predicted {100 * ck.plan['overhead']:+6.1f}%  "
+              f"real step peak {mib(real_peak(blocks, ck, x)):.1f} MiB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,712 @@
+"""remat for PyTorch: optimal activation checkpointing of a sequence of modules, batch fitting from
+a measured profile, and remat's pool as PyTorch's CUDA allocator.
+
+    import remat.torch as rt
+    ck = rt.checkpoint(torch.nn.Sequential(*blocks), sample_input, budget="50%")
+    loss_fn(ck(x), y).backward()     # the schedule runs inside autograd
+    rt.profile(seq, sample_input).save("chain.json")     # for `remat plan`
+    rt.fit(seq, sample_input, card="a100-80gb")          # largest batch per policy
+
+Everything that decides (the solver, the simulator, the fit arithmetic) is libremat's, called
+through ctypes; this module measures the model and replays the schedule. Works with PyTorch 1.13
+and 2.x. See docs/python.md.
+"""
+import ctypes
+import json
+import math
+import os
+import statistics
+import time
+
+import torch
+
+from . import _lib
+from ._lib import RematError
+
+__all__ = ["RematError", "Chain", "Checkpointed", "profile", "checkpoint", "fit", "use_pool",
+           "pool_stats"]
+
+# ==== Inputs ===================================================================================
+
+
+def _stages(module_or_list):
+    """The list of modules of an nn.Sequential or of a list/tuple of modules (TypeError else)."""
+    if isinstance(module_or_list, torch.nn.Sequential):
+        mods = list(module_or_list.children())
+    elif isinstance(module_or_list, (list, tuple, torch.nn.ModuleList)):
+        mods = list(module_or_list)
+    else:
+        raise TypeError("remat.torch: the model must be an nn.Sequential or a list of nn.Module "
+                        f"(the chain's stages), not {type(module_or_list).__name__}")
+    if not mods:
+        raise ValueError("remat.torch: the model has no stages (an empty sequence)")
+    for i, m in enumerate(mods):
+        if not isinstance(m, torch.nn.Module):
+            raise TypeError(f"remat.torch: stage {i} is a {type(m).__name__}, not an nn.Module")
+    return mods
+
+
+def _check_sample(mods, x):
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"remat.torch: the sample input must be a tensor, not {type(x).__name__}")
+    for i, m in enumerate(mods):
+        for name, t in list(m.named_parameters()) + list(m.named_buffers()):
+            if t.device != x.device:
+                raise ValueError(f"remat.torch: the sample input is on {x.device} but stage {i} "
+                                 f"({type(m).__name__}) has {name} on {t.device}; move the "
+                                 "input or the model so both are on one device")
+
+
+def _check_output(i, m, y):
+    if not isinstance(y, torch.Tensor):
+        raise TypeError(f"remat.torch: stage {i} ({type(m).__name__}) returned a "
+                        f"{type(y).__name__}, not a tensor: every stage must map one tensor to "
+                        "one tensor")
+    return y
+
+
+def _storage(t):
+    """(address, bytes) of the storage behind t: what holding t keeps alive."""
+    s = t.untyped_storage() if hasattr(t, "untyped_storage") else t.storage()
+    return s.data_ptr(), s.nbytes()
+
+
+def _owned_storages(mods):
+    """Storages of parameters and buffers: model state, never counted as activations."""
+    return {_storage(t)[0] for m in mods for t in list(m.parameters()) + list(m.buffers())}
+
+
+class _SavedTracker:
+    """Records the storages autograd saves for backward (saved-tensor hooks), less `exclude`."""
+
+    def __init__(self, exclude):
+        self.exclude = exclude
+        self.storages = {}
+
+    def pack(self, t):
+        if isinstance(t, torch.Tensor):
+            ptr, n = _storage(t)
+            if ptr not in self.exclude and n > 0:
+                self.storages[ptr] = n
+        return t
+
+    def hooks(self):
+        return torch.autograd.graph.saved_tensors_hooks(self.pack, lambda t: t)
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(fn, device, reps, min_time):
+    """Median seconds of fn() over at least `reps` runs and at least `min_time` seconds."""
+    samples, start = [], time.perf_counter()
+    while len(samples) < reps or (time.perf_counter() - start < min_time and len(samples) < 100):
+        _sync(device)
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        samples.append(time.perf_counter() - t0)
+    return statistics.median(samples)
+
+
+# ==== Memory timelines =========================================================================
+
+
+class _MemoryWindow:
+    """Live bytes above the start of a window, and their peak. CUDA: the caching allocator's
+    counters. CPU: every allocation and free the profiler records (its "[memory]" events, each
+    with its time and size), replayed in order."""
+
+    def __init__(self, device):
+        self.device = device
+
+    def __enter__(self):
+        if self.device.type == "cuda":
+            _sync(self.device)
+            self.base = torch.cuda.memory_allocated(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+        else:
+            self.prof = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU],
+                                               profile_memory=True)
+            self.prof.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self.device.type == "cuda":
+            _sync(self.device)
+            self.peak = torch.cuda.max_memory_allocated(self.device) - self.base
+            self.end = torch.cuda.memory_allocated(self.device) - self.base
+            return False
+        self.prof.__exit__(*exc)
+        if exc[0] is not None:
+            return False
+        events = [e for e in self.prof.profiler.kineto_results.events() if e.name() == "[memory]"]
+        events.sort(key=lambda e: e.start_us())  # stable: same-time events keep their order
+        live = peak = 0
+        for e in events:
+            live += e.nbytes()
+            peak = max(peak, live)
+        self.peak, self.end = peak, live
+        return False
+
+
+# ==== Profiling ================================================================================
+
+
+class Chain:
+    """A measured chain: per stage its times (ms) and bytes, in remat's chain format
+    (docs/checkpoint.md). `save(path)` writes the file `remat plan` reads."""
+
+    def __init__(self, name, input_bytes, stages):
+        self.name, self.input_bytes, self.stages = name, int(input_bytes), stages
+        self._c = None
+
+    def to_dict(self):
+        return {"name": self.name, "input_bytes": self.input_bytes, "stages": self.stages}
+
+    def to_json(self):
+        return json.dumps(self.to_dict())
+
+    def c_chain(self):
+        """The chain parsed (and validated) by libremat."""
+        if self._c is None:
+            self._c = _lib.OwnedChain.parse(self.to_json())
+        return self._c
+
+    def save(self, path):
+        self.c_chain().save(path)
+
+    def store_all_bytes(self):
+        out = _lib.c_u64()
+        _lib.call("remat_store_all_peak", self.c_chain().ptr, ctypes.byref(out))
+        return out.value
+
+    def plan(self, budget, policy="optimal"):
+        """remat_plan at `budget` (see checkpoint()); returns the plan dict."""
+        return _plan(self, budget, policy)
+
+    def __repr__(self):
+        return f"<remat Chain {self.name!r}: {len(self.stages)} stages>"
+
+
+def _profile_stage(i, m, x, exclude, device, reps, min_time, timing):
+    """One stage's row of the chain (times, output and saved bytes, workspaces) and its output
+    without grad, for the next stage."""
+    name = f"{i}:{type(m).__name__}"[:47]
+    grad_in = x.is_floating_point()
+
+    def leaf():
+        return x.detach().requires_grad_(grad_in)
+
+    _sync(device)
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        y_next = _check_output(i, m, m(x))
+    _sync(device)
+    t_fwd = t_fwd_grad = time.perf_counter() - t0
+    seed = torch.ones_like(y_next) if y_next.is_floating_point() else None
+    # One forward with grad under the saved-tensor hooks and a memory window: the bytes autograd
+    # keeps (parameters and the stage input excluded, the output included), and the workspace:
+    # the peak above what the forward leaves.
+    tracker = _SavedTracker(exclude | {_storage(x)[0]})
+    xin = leaf()
+    with torch.enable_grad(), tracker.hooks(), _MemoryWindow(device) as w:
+        out = _check_output(i, m, m(xin))
+    fwd_tmp = max(0, w.peak - w.end)
+    out_ptr, out_bytes = _storage(out)
+    saved = dict(tracker.storages)
+    saved[out_ptr] = out_bytes
+    needs_backward = out.requires_grad and seed is not None
+    # The backward's workspace: its peak above the input gradient and the parameter gradients it
+    # creates (gradients that existed are put back afterwards).
+    bwd_tmp, t_bwd = 0, 0.0
+    if needs_backward:
+        params = [p for p in m.parameters() if p.requires_grad]
+        old = [p.grad for p in params]
+        for p in params:
+            p.grad = None
+        t0 = time.perf_counter()
+        with _MemoryWindow(device) as w:
+            torch.autograd.backward(out, seed)
+        t_bwd = time.perf_counter() - t0
+        grads = sum(_storage(p.grad)[1] for p in params if p.grad is not None)
+        din = _storage(xin.grad)[1] if xin.grad is not None else 0
+        bwd_tmp = max(0, w.peak - din - grads)
+        for p, g in zip(params, old):
+            p.grad = g
+    del out, xin
+
+    if timing:
+        def fwd_nograd():
+            with torch.no_grad():
+                m(x)
+
+        def fwd_grad():
+            with torch.enable_grad():
+                return m(leaf())
+
+        def fwd_bwd():
+            with torch.enable_grad():
+                o = m(leaf())
+            if not needs_backward:
+                return 0.0
+            _sync(device)
+            t0 = time.perf_counter()
+            torch.autograd.backward(o, seed)
+            _sync(device)
+            return time.perf_counter() - t0
+
+        fwd_bwd()  # warm-up: first calls pay for allocation and kernel selection
+        t_fwd = _timed(fwd_nograd, device, reps, min_time)
+        t_fwd_grad = _timed(fwd_grad, device, reps, min_time)
+        t_bwd = statistics.median([fwd_bwd() for _ in range(max(reps, 1))])
+    ms = 1000.0
+    row = {"name": name, "fwd": t_fwd * ms, "bwd": (t_bwd + max(0.0, t_fwd_grad - t_fwd)) * ms,
+           "out_bytes": out_bytes, "saved_bytes": max(sum(saved.values()), out_bytes),
+           "fwd_tmp_bytes": int(fwd_tmp), "bwd_tmp_bytes": int(bwd_tmp)}
+    return row, y_next
+
+
+def profile(module_or_list, sample_input, reps=3, min_time=0.02, timing=True, name="torch"):
+    """Measures each stage of the sequence on sample_input, as Rotor does: forward time without
+    grad, backward time (plus what a forward with grad costs beyond one without), output bytes,
+    the bytes autograd saves (saved-tensor hooks, parameters and the stage input excluded, the
+    output included) and the forward and backward workspaces (peak live bytes above what the op
+    leaves: CUDA's allocator counters, or on CPU the profiler's allocation events). Each time is
+    the median of at least `reps` runs and `min_time` seconds after a warm-up; timing=False
+    keeps the times of the single measuring run (enough where only bytes matter, as in fit).
+    Parameter gradients are left as they were. Returns a Chain."""
+    mods = _stages(module_or_list)
+    _check_sample(mods, sample_input)
+    device = sample_input.device
+    exclude = _owned_storages(mods)
+    rows, x = [], sample_input
+    for i, m in enumerate(mods):
+        row, x = _profile_stage(i, m, x, exclude, device, reps, min_time, timing)
+        rows.append(row)
+    chain = Chain(name, _storage(sample_input)[1], rows)
+    chain.c_chain()  # validated by libremat now, not at first use
+    return chain
+
+
+# ==== Planning =================================================================================
+
+
+def _budget_bytes(chain, budget):
+    """Bytes from an int (bytes), a float in (0, 1] (fraction of store-all) or a string
+    ("512MiB", "50%")."""
+    if isinstance(budget, bool) or budget is None:
+        raise TypeError(f"remat.torch: budget must be bytes, a size string, a percentage or a "
+                        f"fraction, not {budget!r}")
+    if isinstance(budget, int):
+        if budget <= 0:
+            raise ValueError(f"remat.torch: budget {budget} bytes must be positive")
+        return budget
+    if isinstance(budget, float):
+        if not (0 < budget <= 1) or math.isnan(budget):
+            raise ValueError(f"remat.torch: budget {budget} as a fraction of store-all must be in "
+                             "(0, 1]; give bytes as an int")
+        return max(1, int(chain.store_all_bytes() * budget))
+    if isinstance(budget, str):
+        try:
+            nbytes, pct = _lib.parse_budget(budget)
+        except RematError as e:
+            raise ValueError(f"remat.torch: budget {budget!r}: {e}") from None
+        if pct is not None:
+            if pct <= 0:
+                raise ValueError(f"remat.torch: budget {budget!r} must be above 0%")
+            return max(1, int(chain.store_all_bytes() * pct / 100))
+        if nbytes == 0:
+            raise ValueError(f"remat.torch: budget {budget!r} must be positive")
+        return nbytes
+    raise TypeError(f"remat.torch: budget must be bytes, a size string, a percentage or a "
+                    f"fraction, not {type(budget).__name__}")
+
+
+def _ops_list(sched):
+    return [(sched.ops[k].kind, sched.ops[k].stage, sched.ops[k].option)
+            for k in range(sched.n_ops)]
+
+
+def _simulate(c_chain, ops):
+    arr = (_lib.Op * len(ops))(*[_lib.Op(k, s, o) for k, s, o in ops])
+    res = _lib.SimResult()
+    _lib.call("remat_simulate", c_chain.ptr, arr, len(ops), ctypes.byref(res))
+    return res
+
+
+def _plan(chain, budget, policy):
+    nbytes = _budget_bytes(chain, budget)
+    pol = _lib.Policy()
+    try:
+        _lib.call("remat_policy_parse", str(policy).encode(), ctypes.byref(pol))
+    except RematError as e:
+        raise ValueError(f"remat.torch: policy {policy!r}: {e}") from None
+    sched_p = ctypes.POINTER(_lib.Schedule)()
+    try:
+        _lib.call("remat_plan", chain.c_chain().ptr, ctypes.byref(pol), nbytes,
+                  ctypes.byref(sched_p))
+    except RematError as e:
+        if e.code == _lib.EINFEASIBLE:
+            raise ValueError(f"remat.torch: budget {budget!r} ({nbytes} bytes): {e}") from None
+        raise
+    try:
+        s = sched_p.contents
+        ops = _ops_list(s)
+        buf = ctypes.create_string_buffer(64)
+        plan = {"policy": _lib.load().remat_policy_name(ctypes.byref(s.policy), buf, 64).decode(),
+                "budget_bytes": s.budget_bytes, "peak_bytes": s.peak_bytes, "time": s.time,
+                "base_time": s.base_time, "overhead": s.overhead}
+    finally:
+        _lib.load().remat_schedule_free(sched_p)
+    # The same schedule with workspaces zeroed: the bytes the executor itself holds (checkpoints,
+    # saved activations, gradients), which it measures while running.
+    bare = dict(chain.to_dict(), stages=[dict(st, fwd_tmp_bytes=0, bwd_tmp_bytes=0)
+                                         for st in chain.stages])
+    plan["held_bytes"] = _simulate(_lib.OwnedChain.parse(json.dumps(bare)), ops).peak_bytes
+    plan["store_all_bytes"] = chain.store_all_bytes()
+    plan["ops"] = [f"{_lib.OP_NAMES[k]} {s}" for k, s, _ in ops]
+    plan["stages"] = [dict(st) for st in chain.stages]
+    plan["_ops"] = ops
+    return plan
+
+
+# ==== Execution ================================================================================
+
+
+class _Run:
+    """State of one forward+backward under a schedule: plain activations a_i, stored ā_{i+1}
+    (input leaf, output, storages saved), gradients d_i; and the bytes they hold."""
+
+    def __init__(self, mods, ops, exclude, device):
+        self.mods, self.ops, self.exclude, self.device = mods, ops, exclude, device
+        self.acts, self.stored, self.grads = {}, {}, {}
+        self.rng, self.pc, self.peak = {}, 0, 0
+
+    def held_bytes(self):
+        seen = {}
+        for t in list(self.acts.values()) + list(self.grads.values()):
+            if t is not None:
+                ptr, n = _storage(t)
+                seen[ptr] = n
+        for _, out, saved in self.stored.values():
+            seen.update(saved)
+            ptr, n = _storage(out)
+            seen[ptr] = n
+        return sum(seen.values())
+
+    def measure(self):
+        self.peak = max(self.peak, self.held_bytes())
+
+    def activation(self, i):
+        if i in self.acts:
+            return self.acts[i]
+        if i in self.stored:
+            return self.stored[i][1].detach()
+        raise RematError(_lib.EINTERNAL, f"schedule needs a_{i}, which is not live")
+
+    def _call(self, i, x):
+        """Stage i on x; its first run records the RNG state, every later one replays it."""
+        cuda = [self.device] if self.device.type == "cuda" else []
+        if i not in self.rng:
+            self.rng[i] = (torch.get_rng_state(),
+                           [torch.cuda.get_rng_state(d) for d in cuda])
+            return _check_output(i, self.mods[i], self.mods[i](x))
+        with torch.random.fork_rng(devices=cuda):
+            cpu, gpu = self.rng[i]
+            torch.set_rng_state(cpu)
+            for d, st in zip(cuda, gpu):
+                torch.cuda.set_rng_state(st, d)
+            return _check_output(i, self.mods[i], self.mods[i](x))
+
+    def forward_nograd(self, i, keep_input):
+        x = self.activation(i)
+        with torch.no_grad():
+            y = self._call(i, x)
+        if i + 1 not in self.acts and i + 1 not in self.stored:
+            self.acts[i + 1] = y
+        self.measure()
+        if not keep_input and i > 0 and i in self.acts:
+            del self.acts[i]
+
+    def forward_all(self, i):
+        x = self.activation(i)
+        leaf = x.detach().requires_grad_(x.is_floating_point())
+        tracker = _SavedTracker(self.exclude | {_storage(x)[0]})
+        with torch.enable_grad(), tracker.hooks():
+            y = self._call(i, leaf)
+        if i + 1 in self.stored:  # already stored: the recomputed copy is dropped
+            self.measure()
+            return
+        self.stored[i + 1] = (leaf, y, tracker.storages)
+        self.acts.pop(i + 1, None)  # a plain copy is absorbed into ā_{i+1}
+        self.measure()
+
+    def backward(self, i):
+        leaf, y, _ = self.stored[i + 1]
+        dout = self.grads[i + 1]
+        if y.requires_grad:
+            torch.autograd.backward(y, dout)
+        din = None
+        if leaf.requires_grad:
+            din = leaf.grad if leaf.grad is not None else torch.zeros_like(leaf)
+        self.grads[i] = din
+        self.measure()
+        del self.stored[i + 1], self.grads[i + 1]
+        if i > 0:
+            self.acts.pop(i, None)
+
+    def step(self):
+        kind, i, _ = self.ops[self.pc]
+        self.pc += 1
+        if kind == _lib.F_CK:
+            self.forward_nograd(i, keep_input=True)
+        elif kind == _lib.F_N:
+            self.forward_nograd(i, keep_input=False)
+        elif kind == _lib.F_ALL:
+            self.forward_all(i)
+        else:
+            self.backward(i)
+
+    def run_forward(self, x):
+        """The ops before the first backward; returns a_L."""
+        self.acts[0] = x
+        self.measure()
+        while self.pc < len(self.ops) and self.ops[self.pc][0] != _lib.B:
+            self.step()
+        return self.activation(len(self.mods))
+
+    def run_backward(self, d_last):
+        self.grads[len(self.mods)] = d_last
+        self.measure()
+        while self.pc < len(self.ops):
+            self.step()
+        return self.grads.get(0)
+
+
+class _Schedule(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, run, x, *params):
+        ctx.run = run
+        ctx.x_requires_grad = x.requires_grad
+        return run.run_forward(x.detach()).detach()
+
+    @staticmethod
+    def backward(ctx, d_last):
+        run, ctx.run = ctx.run, None
+        with torch.enable_grad():
+            d0 = run.run_backward(d_last)
+        run.owner._last_peak = run.peak
+        # Parameter gradients were accumulated by the stages' own backward calls.
+        return (None, d0 if ctx.x_requires_grad else None) + (None,) * run.n_params
+
+
+class Checkpointed(torch.nn.Module):
+    """The sequence of modules run under a remat schedule. Forward with grad enabled runs the
+    schedule's forward part, and backward the rest, so only the planned activations are kept;
+    without grad it is the plain sequence. `plan` describes the schedule; `last_peak_bytes` is
+    the bytes the executor held at its peak in the last backward (checkpoints, saved activations
+    and gradients, measured from the tensors' storages), the quantity `plan["held_bytes"]`
+    predicts."""
+
+    def __init__(self, mods, plan):
+        super().__init__()
+        self.stages = torch.nn.ModuleList(mods)
+        self.plan = {k: v for k, v in plan.items() if not k.startswith("_")}
+        self._ops = plan["_ops"]
+        self._last_peak = None
+
+    @property
+    def last_peak_bytes(self):
+        return self._last_peak
+
+    def forward(self, x):
+        mods = list(self.stages)
+        if not torch.is_grad_enabled():
+            for i, m in enumerate(mods):
+                x = _check_output(i, m, m(x))
+            return x
+        params = [p for p in self.parameters() if p.requires_grad]
+        run = _Run(mods, self._ops, _owned_storages(mods), x.device)
+        run.owner, run.n_params = self, len(params)
+        # The parameters are inputs only so that the output requires grad even when x does not
+        # (token ids); their gradients reach .grad through the stages' own backward calls.
+        return _Schedule.apply(run, x, *params)
+
+
+def checkpoint(module_or_list, sample_input, budget, policy="optimal", chain=None, **profile_kw):
+    """Profiles the sequence on sample_input (or uses `chain`), plans it under `budget` (bytes,
+    a size string "512MiB", a percentage "50%" or a fraction 0.5 of the store-all peak) with
+    remat's `policy` (optimal, store-all, sqrt, periodic:K, revolve), and returns a Checkpointed
+    module. A budget below the policy's minimum raises ValueError naming the minimum."""
+    mods = _stages(module_or_list)
+    if chain is None:
+        chain = profile(mods, sample_input, **profile_kw)
+    elif len(chain.stages) != len(mods):
+        raise ValueError(f"remat.torch: the chain has {len(chain.stages)} stages, the model "
+                         f"{len(mods)}")
+    else:
+        _check_sample(mods, sample_input)
+    return Checkpointed(mods, _plan(chain, budget, policy))
+
+
+# ==== Fit ======================================================================================
+
+
+def _unique_params(mods):
+    seen = {}
+    for m in mods:
+        for p in m.parameters():
+            seen[id(p)] = p.numel()
+    return sum(seen.values())
+
+
+def _card(card):
+    c = _lib.Card()
+    try:
+        _lib.call("remat_card_lookup", str(card).encode(), ctypes.byref(c))
+        return c.name.decode(), c.bytes
+    except RematError:
+        pass
+    try:
+        return str(card), _lib.parse_size(card)
+    except RematError:
+        raise ValueError(f"remat.torch: card {card!r} is neither a preset (remat fit --list) "
+                         "nor a size such as 80GB") from None
+
+
+def _batch_of(x, b):
+    """x with b samples along dim 0 (sliced or tiled from x)."""
+    n = x.shape[0]
+    if b <= n:
+        return x[:b].contiguous()
+    reps = [math.ceil(b / n)] + [1] * (x.dim() - 1)
+    return x.repeat(*reps)[:b].contiguous()
+
+
+def fit(module_or_list, sample_input, card="a100-80gb", optimizer="adamw", dtype="fp32", gpus=1,
+        zero=0, batches=(1, 2), batch=1, policy="store-all", print_result=False, **profile_kw):
+    """The largest batch per activation policy on `card` for this model: the chain is profiled
+    at two batch sizes (`batches`, samples taken along dim 0 of sample_input) and extended
+    linearly; model states come from the parameter count, `optimizer` and `dtype` (fp32, or
+    bf16/fp16 mixed precision with fp32 master weights), ZeRO `zero` over `gpus`; then libremat's
+    fit arithmetic (remat_fit_chain) answers. The profile runs once per stage (timing=False)
+    unless timing=True is passed: times only shape the overheads. Activations are as measured, in the dtype the model
+    ran in. Returns a dict like `remat fit --json`, with `largest_batch` per policy (None where a
+    policy is not available: the selective ones need stage options); print_result prints it as
+    `remat fit` does."""
+    mods = _stages(module_or_list)
+    _check_sample(mods, sample_input)
+    b1, b2 = (int(b) for b in batches)
+    if not (1 <= b1 < b2):
+        raise ValueError(f"remat.torch: batches {batches!r} must be two sizes 1 <= b1 < b2")
+    card_name, card_bytes = _card(card)
+    req = _lib.FitRequest()
+    _lib.load().remat_fit_request_init(ctypes.byref(req))
+    req.model.params_only = _unique_params(mods)
+    req.card_bytes = card_bytes
+    req.gpus, req.zero, req.batch = int(gpus), int(zero), int(batch)
+    for field, fn, text in (("dtype", "remat_dtype_parse", dtype),
+                            ("optimizer", "remat_optimizer_parse", optimizer),
+                            ("policy", "remat_act_policy_parse", policy)):
+        try:
+            setattr(req, field, _lib.parse_enum(fn, text))
+        except RematError as e:
+            raise ValueError(f"remat.torch: {field} {text!r}: {e}") from None
+    profile_kw.setdefault("timing", False)
+    chains = [profile(mods, _batch_of(sample_input, b), **profile_kw) for b in (b1, b2)]
+    res = _lib.FitResult()
+    try:
+        _lib.call("remat_fit_chain", ctypes.byref(req), chains[0].c_chain().ptr, b1,
+                  chains[1].c_chain().ptr, b2, ctypes.byref(res))
+    except RematError as e:
+        if e.code == _lib.EINVAL:
+            raise ValueError(f"remat.torch: {e}") from None
+        raise
+    largest = {p: (None if res.max_batch[k] < 0 else int(res.max_batch[k]))
+               for k, p in enumerate(_lib.ACT_POLICIES)}
+    out = {"model": chains[0].name, "params": int(res.params), "mode": "training",
+           "card": {"name": card_name, "bytes": card_bytes}, "gpus": int(gpus), "batch": int(batch),
+           "dtype": str(dtype), "optimizer": str(optimizer), "policy": str(policy),
+           "per_gpu_bytes": {f: int(getattr(res.per_gpu, f)) for f in _lib.FIT_PARTS},
+           "max_batch": largest, "largest_batch": largest,
+           "overhead": {p: float(res.overhead[k]) for k, p in enumerate(_lib.ACT_POLICIES)
+                        if largest[p]},
+           "fits": bool(res.fits), "batches_measured": [b1, b2], "chains": chains}
+    if print_result:
+        print(format_fit(out))
+    return out
+
+
+def format_fit(r):
+    """The text `remat fit` prints, for a fit() result."""
+    fb = _lib.format_bytes
+    lines = [f"model      torch: {r['params']} parameters",
+             f"mode       training: {r['dtype']} {r['optimizer']}, ZeRO-0 over {r['gpus']} GPU, "
+             f"batch {r['batch']}, policy {r['policy']} (activations measured at batches "
+             f"{r['batches_measured'][0]} and {r['batches_measured'][1]})",
+             f"card       {r['card']['name']}: {fb(r['card']['bytes'])} ({r['card']['bytes']} "
+             "bytes)", "per GPU:"]
+    for part, n in r["per_gpu_bytes"].items():
+        lines.append(f"  {part:<14} {fb(n):>11}  {n}")
+    total, cap = r["per_gpu_bytes"]["total"], r["card"]["bytes"]
+    lines.append(f"fits: yes, {fb(cap - total)} headroom" if r["fits"] else
+                 f"fits: no, {fb(total - cap)} over")
+    lines.append("largest batch per policy:")
+    for p, n in r["largest_batch"].items():
+        if n is None:
+            lines.append(f"  {p:<21} n/a")
+        else:
+            lines.append(f"  {p:<21} {n:<10} recompute overhead "
+                         f"{100 * r['overhead'].get(p, 0.0):.2f}%")
+    return "\n".join(lines)
+
+
+# ==== The pool as PyTorch's CUDA allocator ======================================================
+
+_pool_installed = False
+
+
+def use_pool(limit=None):
+    """Makes remat's caching pool PyTorch's CUDA allocator (torch >= 2.0 with a CUDA device;
+    call before the first CUDA allocation), each device's pool limited to `limit` (bytes or a
+    size string; None = the device). Raises RuntimeError saying why where it cannot."""
+    global _pool_installed
+    major = int(torch.__version__.split(".")[0])
+    if major < 2 or not hasattr(torch.cuda, "memory") or \
+            not hasattr(torch.cuda.memory, "CUDAPluggableAllocator"):
+        raise RuntimeError(f"remat.torch.use_pool: PyTorch {torch.__version__} has no pluggable "
+                           "CUDA allocator (torch.cuda.memory.CUDAPluggableAllocator, PyTorch "
+                           ">= 2.0)")
+    if not torch.cuda.is_available():
+        raise RuntimeError("remat.torch.use_pool: no CUDA device is available to PyTorch")
+    if limit is None:
+        nbytes = 0
+    elif isinstance(limit, int) and not isinstance(limit, bool) and limit > 0:
+        nbytes = limit
+    elif isinstance(limit, str):
+        nbytes = _lib.parse_size(limit)
+    else:
+        raise ValueError(f"remat.torch.use_pool: limit {limit!r}: give bytes or a size string")
+    _lib.call("remat_torch_configure", b"cuda", nbytes)
+    alloc = torch.cuda.memory.CUDAPluggableAllocator(_lib.library_path(), "remat_torch_alloc",
+                                                     "remat_torch_free")
+    torch.cuda.memory.change_current_allocator(alloc)
+    _pool_installed = True
+
+
+def pool_stats(device=0):
+    """remat's statistics for the pool of CUDA device `device` (PyTorch's own memory statistics
+    stay empty under a pluggable allocator): bytes requested/allocated/reserved (current and
+    peak) and the counters of remat_pool_stats."""
+    st = _lib.PoolStats()
+    _lib.call("remat_torch_stats", int(device), ctypes.byref(st))
+    out = {}
+    for f in ("requested", "allocated", "reserved"):
+        s = getattr(st, f)
+        out[f] = {"current": int(s.current), "peak": int(s.peak)}
+    for f in _lib.POOL_COUNTERS:
+        out[f] = int(getattr(st, f))
+    return out
