@@ -4,7 +4,7 @@
 
 #include <stdlib.h>
 
-static const char *inputs[] = {"80GB", "512MiB", "1.5GiB", "123456789", "40 KiB", "7TB"};
+static const char *inputs[] = {"80GB", "512MiB", "1.5GiB", "123456789B", "40 KiB", "7TB"};
 
 static void bench_parse_size(remat_bench_state *st, void *arg)
 {

@@ -46,7 +46,7 @@ def test_budget_below_the_minimum_names_it(small, remat_bin, tmp_path):
     # The minimum named is the one `remat plan` names for the same chain.
     path = tmp_path / "c.json"
     chain.save(str(path))
-    cli = subprocess.run([remat_bin, "plan", str(path), "--budget", "1000"], capture_output=True,
+    cli = subprocess.run([remat_bin, "plan", str(path), "--budget", "1000B"], capture_output=True,
                          text=True)
     assert cli.returncode == 1
     minimum = [w for w in cli.stderr.replace("(", " ").split() if w.isdigit() and int(w) > 1000]
