@@ -17,6 +17,24 @@
 extern "C" {
 #endif
 
+/* REMAT_API marks what libremat exports. The library is built with -fvisibility=hidden, so only
+ * the functions declared here with REMAT_API are visible in libremat.so (and stay global in
+ * libremat.a); every module-private name is hidden. On Windows, define REMAT_SHARED_LIB when
+ * using the DLL (and REMAT_SHARED_LIB_EXPORT when building it). */
+#if defined(_WIN32) || defined(__CYGWIN__)
+#if !defined(REMAT_SHARED_LIB)
+#define REMAT_API
+#elif defined(REMAT_SHARED_LIB_EXPORT)
+#define REMAT_API __declspec(dllexport)
+#else
+#define REMAT_API __declspec(dllimport)
+#endif
+#elif defined(__GNUC__) || defined(__clang__)
+#define REMAT_API __attribute__((visibility("default")))
+#else
+#define REMAT_API
+#endif
+
 #define REMAT_VERSION "0.1.0"
 
 /* ==== Statuses and errors ================================================================== */
@@ -34,16 +52,16 @@ typedef enum {
 } remat_status;
 
 /* A short constant name for a status ("invalid argument", ...). Never NULL. */
-const char *remat_strerror(remat_status s);
+REMAT_API const char *remat_strerror(remat_status s);
 /* The detail message of the last failure on this thread ("" if none). Valid until the next
  * failing call on the same thread. */
-const char *remat_last_error(void);
+REMAT_API const char *remat_last_error(void);
 /* Clears this thread's last-error message. */
-void remat_clear_error(void);
+REMAT_API void remat_clear_error(void);
 /* The library's version string (REMAT_VERSION). */
-const char *remat_version(void);
+REMAT_API const char *remat_version(void);
 /* 1 if this build contains the CUDA backend and kernels, else 0. */
-int remat_built_with_cuda(void);
+REMAT_API int remat_built_with_cuda(void);
 
 /* ==== Sizes ================================================================================ */
 
@@ -52,15 +70,16 @@ int remat_built_with_cuda(void);
  * between number and suffix allowed. "1.5GiB" = 1610612736. Fractions are rounded down to a whole
  * byte. Garbage, negative numbers, empty strings and values above UINT64_MAX fail with
  * REMAT_EINVAL naming the text. */
-remat_status remat_parse_size(const char *text, uint64_t *out);
+REMAT_API remat_status remat_parse_size(const char *text, uint64_t *out);
 
 /* Like remat_parse_size, but also accepts a percentage "40%" (0 < p, decimals allowed); then
  * *is_percent = 1 and *out is unused and *percent holds the number (40.0). */
-remat_status remat_parse_budget(const char *text, uint64_t *out, double *percent, int *is_percent);
+REMAT_API remat_status remat_parse_budget(const char *text, uint64_t *out, double *percent,
+                                          int *is_percent);
 
 /* Writes a human form of `bytes` into buf ("512 B", "1.50 KiB", "37.5 GiB": binary units, three
  * significant digits) and returns buf. n >= 16 is always enough. */
-char *remat_format_bytes(uint64_t bytes, char *buf, size_t n);
+REMAT_API char *remat_format_bytes(uint64_t bytes, char *buf, size_t n);
 
 /* ==== Devices ============================================================================== */
 
@@ -80,19 +99,19 @@ typedef struct {
 /* Opens a device from its spec: "auto" (first usable CUDA device, else host), "cuda:N", "host",
  * "sim:SIZE" (SIZE as remat_parse_size; address space is reserved, never committed). A bad spec is
  * REMAT_EINVAL naming it; a missing driver or GPU is REMAT_EDEVICE ("no CUDA driver found"). */
-remat_status remat_device_open(const char *spec, remat_device **out);
-void remat_device_close(remat_device *dev);
-remat_status remat_device_info_get(const remat_device *dev, remat_device_info *out);
+REMAT_API remat_status remat_device_open(const char *spec, remat_device **out);
+REMAT_API void remat_device_close(remat_device *dev);
+REMAT_API remat_status remat_device_info_get(const remat_device *dev, remat_device_info *out);
 /* Number of usable CUDA devices; 0 (and REMAT_OK) where there is no driver, no GPU, or no CUDA in
  * this build. *why, if not NULL, receives a short reason when the count is 0. */
-remat_status remat_cuda_device_count(int *out, const char **why);
+REMAT_API remat_status remat_cuda_device_count(int *out, const char **why);
 /* Copies bytes between host memory and memory of `dev` (or within either). On host/sim devices
  * this is memcpy (sim memory cannot be touched: REMAT_EUNSUPPORTED). to_device: 1 host->dev,
  * 0 dev->host, 2 dev->dev. Synchronous. */
-remat_status remat_device_copy(remat_device *dev, void *dst, const void *src, size_t bytes,
-                               int to_device);
+REMAT_API remat_status remat_device_copy(remat_device *dev, void *dst, const void *src,
+                                         size_t bytes, int to_device);
 /* Waits for all work on the device (cudaDeviceSynchronize; no-op elsewhere). */
-remat_status remat_device_sync(remat_device *dev);
+REMAT_API remat_status remat_device_sync(remat_device *dev);
 
 /* ==== Caching pool (alloc/) ================================================================ */
 
@@ -125,54 +144,57 @@ typedef struct {
     int no_cache;
 } remat_pool_config; /* may grow: zero-initialise */
 
-remat_status remat_pool_create(remat_device *dev, const remat_pool_config *cfg /* NULL = defaults */,
-                               remat_pool **out);
+REMAT_API remat_status remat_pool_create(remat_device *dev,
+                                         const remat_pool_config *cfg /* NULL = defaults */,
+                                         remat_pool **out);
 /* Returns every segment to the device. Blocks still allocated are released with it. */
-void remat_pool_destroy(remat_pool *pool);
+REMAT_API void remat_pool_destroy(remat_pool *pool);
 /* Allocates `bytes` (rounded up to 512, 512-byte aligned) for use on `stream`; NULL on failure
  * with remat_last_error() saying why (on OOM: requested size, limit or device free memory,
  * reserved, allocated, cached-but-free, largest free block, fragmentation). bytes = 0 gives a
  * distinct 512-byte block. Thread-safe, like every pool call. */
-void *remat_alloc(remat_pool *pool, size_t bytes, remat_stream stream);
+REMAT_API void *remat_alloc(remat_pool *pool, size_t bytes, remat_stream stream);
 /* Returns ptr to the pool; NULL is a no-op. A pointer the pool did not hand out, or a double
  * free, is ignored with a message in remat_last_error() and leaves the pool intact. */
-void remat_free(remat_pool *pool, void *ptr);
-remat_status remat_pool_stats_get(const remat_pool *pool, remat_pool_stats *out);
+REMAT_API void remat_free(remat_pool *pool, void *ptr);
+REMAT_API remat_status remat_pool_stats_get(const remat_pool *pool, remat_pool_stats *out);
 
 /* Like remat_alloc, and counts the requested bytes under `tag` (a word: letters, digits, '_',
  * '-', '.', at most 63 characters; NULL = "untagged"), e.g. "params", "grads", "optim", "act". */
-void *remat_alloc_tagged(remat_pool *pool, size_t bytes, remat_stream stream, const char *tag);
+REMAT_API void *remat_alloc_tagged(remat_pool *pool, size_t bytes, remat_stream stream,
+                                   const char *tag);
 /* Current and peak requested bytes under `tag` (zeros for a tag never used). */
-remat_status remat_pool_tag_stats(const remat_pool *pool, const char *tag, remat_stat *out);
+REMAT_API remat_status remat_pool_tag_stats(const remat_pool *pool, const char *tag,
+                                            remat_stat *out);
 /* Number of tags seen so far ("untagged" is always tag 0), and the i-th one's name and bytes. */
-size_t remat_pool_tag_count(const remat_pool *pool);
-remat_status remat_pool_tag_at(const remat_pool *pool, size_t i, char *name, size_t n,
-                               remat_stat *out);
+REMAT_API size_t remat_pool_tag_count(const remat_pool *pool);
+REMAT_API remat_status remat_pool_tag_at(const remat_pool *pool, size_t i, char *name, size_t n,
+                                         remat_stat *out);
 /* Marks ptr as also used on `stream`: its free then waits for that stream's work too before the
  * block is reused elsewhere (as torch's record_stream). */
-remat_status remat_pool_record_stream(remat_pool *pool, void *ptr, remat_stream stream);
+REMAT_API remat_status remat_pool_record_stream(remat_pool *pool, void *ptr, remat_stream stream);
 /* Returns every cached segment that holds no allocated block to the device. */
-remat_status remat_pool_empty_cache(remat_pool *pool);
+REMAT_API remat_status remat_pool_empty_cache(remat_pool *pool);
 /* Sets every peak (stats and tags) to its current value. */
-remat_status remat_pool_reset_peaks(remat_pool *pool);
+REMAT_API remat_status remat_pool_reset_peaks(remat_pool *pool);
 /* 1 - allocated/reserved now (0 when nothing is reserved). */
-double remat_pool_fragmentation(const remat_pool *pool);
+REMAT_API double remat_pool_fragmentation(const remat_pool *pool);
 /* Writes a JSON object {"device", "stats", "segments": [{"address", "size", "kind",
  * "expandable", "blocks": [{"offset", "size", "requested", "state", "stream", "tag"}]}]} to f. */
-remat_status remat_pool_snapshot(const remat_pool *pool, FILE *f);
+REMAT_API remat_status remat_pool_snapshot(const remat_pool *pool, FILE *f);
 /* Debug invariant check: blocks tile their segments without overlap, no two free neighbours are
  * left unmerged, every free block is indexed and every allocated one is in the live map, and the
  * stats (and per-tag bytes) equal the sums over blocks. REMAT_EINTERNAL naming the first broken
  * invariant. */
-remat_status remat_pool_check(const remat_pool *pool);
+REMAT_API remat_status remat_pool_check(const remat_pool *pool);
 /* Size of the block behind ptr (its rounded size) in *out; REMAT_EINVAL if ptr is not live. */
-remat_status remat_pool_block_size(const remat_pool *pool, const void *ptr, size_t *out);
+REMAT_API remat_status remat_pool_block_size(const remat_pool *pool, const void *ptr, size_t *out);
 
 /* Records every later allocation and free to f in the trace format of DESIGN.md
  * ("a <id> <bytes> <stream> <tag>", "f <id>"); only blocks allocated while recording are freed in
  * the trace. f stays the caller's. */
-remat_status remat_pool_trace_begin(remat_pool *pool, FILE *f);
-remat_status remat_pool_trace_end(remat_pool *pool);
+REMAT_API remat_status remat_pool_trace_begin(remat_pool *pool, FILE *f);
+REMAT_API remat_status remat_pool_trace_end(remat_pool *pool);
 
 /* ---- Fault injection (a testing hook) ---------------------------------------------------- */
 /* Each device call the pool makes passes one of these sites. remat_pool_fault_at(pool, site, n)
@@ -186,19 +208,19 @@ typedef enum {
     REMAT_FAULT_EVENT,        /* event create / record / stream wait (CUDA only) */
     REMAT_FAULT_SITES
 } remat_fault_site;
-remat_status remat_pool_fault_at(remat_pool *pool, remat_fault_site site, uint64_t n);
-uint64_t remat_pool_fault_calls(const remat_pool *pool, remat_fault_site site);
+REMAT_API remat_status remat_pool_fault_at(remat_pool *pool, remat_fault_site site, uint64_t n);
+REMAT_API uint64_t remat_pool_fault_calls(const remat_pool *pool, remat_fault_site site);
 
 /* ---- Traces and replay --------------------------------------------------------------------- */
 typedef struct remat_trace remat_trace;
 
 /* Reads a trace (DESIGN.md format; tags and streams optional). A malformed line, an allocation
  * of a live id or a free of an unknown id is REMAT_EPARSE with "NAME:LINE: why". */
-remat_status remat_trace_load(const char *path, remat_trace **out);
-remat_status remat_trace_parse(FILE *f, const char *name, remat_trace **out);
-void remat_trace_free(remat_trace *trace);
+REMAT_API remat_status remat_trace_load(const char *path, remat_trace **out);
+REMAT_API remat_status remat_trace_parse(FILE *f, const char *name, remat_trace **out);
+REMAT_API void remat_trace_free(remat_trace *trace);
 /* Number of events (allocations + frees) in the trace. */
-size_t remat_trace_events(const remat_trace *trace);
+REMAT_API size_t remat_trace_events(const remat_trace *trace);
 /* One event of a trace: op 'a' (allocation) or 'f' (free); alloc_index numbers the trace's
  * allocations in order (a free names the allocation it frees); for an allocation, its bytes,
  * stream and tag (NULL = untagged); for a free these are 0 / NULL (look them up by alloc_index);
@@ -211,7 +233,8 @@ typedef struct {
     const char *tag; /* owned by the trace */
 } remat_trace_event;
 /* The i-th event (i < remat_trace_events); REMAT_EINVAL for i out of range. */
-remat_status remat_trace_event_at(const remat_trace *trace, size_t i, remat_trace_event *out);
+REMAT_API remat_status remat_trace_event_at(const remat_trace *trace, size_t i,
+                                            remat_trace_event *out);
 
 typedef struct {
     uint64_t events;
@@ -223,8 +246,8 @@ typedef struct {
 /* Runs the trace through a fresh pool on dev with cfg (NULL = defaults); blocks still live at the
  * end are freed. On CUDA every trace stream maps to the default stream. An allocation failure is
  * REMAT_ENOMEM naming the trace line. */
-remat_status remat_trace_replay(const remat_trace *trace, remat_device *dev,
-                                const remat_pool_config *cfg, remat_replay_result *out);
+REMAT_API remat_status remat_trace_replay(const remat_trace *trace, remat_device *dev,
+                                          const remat_pool_config *cfg, remat_replay_result *out);
 
 /* ==== Checkpoint scheduler (checkpoint/) =================================================== */
 
@@ -256,12 +279,12 @@ typedef struct {
 
 /* Reads, parses or writes a chain file (DESIGN.md). Loading validates and names the offending
  * field: REMAT_EPARSE for malformed JSON or bad values, REMAT_EIO for unreadable files. */
-remat_status remat_chain_load(const char *path, remat_chain **out);
-remat_status remat_chain_parse(const char *json, size_t len, remat_chain **out);
-remat_status remat_chain_save(const remat_chain *chain, const char *path);
+REMAT_API remat_status remat_chain_load(const char *path, remat_chain **out);
+REMAT_API remat_status remat_chain_parse(const char *json, size_t len, remat_chain **out);
+REMAT_API remat_status remat_chain_save(const remat_chain *chain, const char *path);
 /* Allocates an empty chain with n stages (all fields zero) for building one in code. */
-remat_status remat_chain_new(int n_stages, remat_chain **out);
-void remat_chain_free(remat_chain *chain);
+REMAT_API remat_status remat_chain_new(int n_stages, remat_chain **out);
+REMAT_API void remat_chain_free(remat_chain *chain);
 
 typedef enum { REMAT_OP_F_CK, REMAT_OP_F_N, REMAT_OP_F_ALL, REMAT_OP_B } remat_op_kind;
 
@@ -286,9 +309,9 @@ typedef struct {
 } remat_policy;
 
 /* Parses "optimal", "store-all", "sqrt", "periodic:K", "revolve". */
-remat_status remat_policy_parse(const char *text, remat_policy *out);
+REMAT_API remat_status remat_policy_parse(const char *text, remat_policy *out);
 /* Writes the canonical name ("periodic:4") into buf and returns buf. */
-const char *remat_policy_name(const remat_policy *p, char *buf, size_t n);
+REMAT_API const char *remat_policy_name(const remat_policy *p, char *buf, size_t n);
 
 /* A schedule: an op list plus what the simulator says of it. */
 typedef struct {
@@ -312,23 +335,23 @@ typedef struct {
 
 /* Simulates ops on chain (DESIGN.md accounting). Returns REMAT_OK even for an invalid schedule
  * (see out->valid); fails only on bad arguments. */
-remat_status remat_simulate(const remat_chain *chain, const remat_op *ops, size_t n_ops,
-                            remat_sim_result *out);
+REMAT_API remat_status remat_simulate(const remat_chain *chain, const remat_op *ops, size_t n_ops,
+                                      remat_sim_result *out);
 
 /* Plans a schedule for chain under budget_bytes with policy. A budget too small for the policy is
  * REMAT_EINFEASIBLE with the minimum feasible budget in the message; *out is still not set.
  * Every plan is re-simulated: peak_bytes <= budget_bytes always. optimal discretises memory in
  * policy->slots units (sizes rounded up, budget down); it is exact when all sizes and the budget
  * share a unit giving at most 10,000 slots. See docs/checkpoint.md. */
-remat_status remat_plan(const remat_chain *chain, const remat_policy *policy,
-                        uint64_t budget_bytes, remat_schedule **out);
-void remat_schedule_free(remat_schedule *s);
+REMAT_API remat_status remat_plan(const remat_chain *chain, const remat_policy *policy,
+                                  uint64_t budget_bytes, remat_schedule **out);
+REMAT_API void remat_schedule_free(remat_schedule *s);
 
 /* Smallest budget for which `policy` yields a feasible schedule on chain. */
-remat_status remat_min_budget(const remat_chain *chain, const remat_policy *policy,
-                              uint64_t *out);
+REMAT_API remat_status remat_min_budget(const remat_chain *chain, const remat_policy *policy,
+                                        uint64_t *out);
 /* Store-all peak (the 100% reference for percentage budgets). */
-remat_status remat_store_all_peak(const remat_chain *chain, uint64_t *out);
+REMAT_API remat_status remat_store_all_peak(const remat_chain *chain, uint64_t *out);
 
 /* One point of the overhead-versus-memory Pareto frontier. */
 typedef struct {
@@ -340,11 +363,12 @@ typedef struct {
  * points sorted by increasing peak, time strictly decreasing; each point's budget_bytes is its
  * plan's peak (the least budget admitting it); the first point is remat_min_budget's. policy may
  * be NULL (optimal, 500 slots); another kind is REMAT_EUNSUPPORTED. Caller frees *out with free(). */
-remat_status remat_curve(const remat_chain *chain, const remat_policy *policy,
-                         remat_curve_point **out, size_t *n_out);
+REMAT_API remat_status remat_curve(const remat_chain *chain, const remat_policy *policy,
+                                   remat_curve_point **out, size_t *n_out);
 
 /* Writes the plan JSON of DESIGN.md ({"policy", "budget_bytes", ...}) to f. */
-remat_status remat_schedule_write_json(const remat_schedule *s, const remat_chain *chain, FILE *f);
+REMAT_API remat_status remat_schedule_write_json(const remat_schedule *s, const remat_chain *chain,
+                                                 FILE *f);
 
 /* ---- Executor ---------------------------------------------------------------------------- */
 
@@ -379,8 +403,9 @@ typedef struct {
 
 /* Runs `sched` on `chain` through `cb`, allocating activations, gradients and workspaces from
  * `pool` on `stream`. Every buffer is freed before return, on success and on failure. */
-remat_status remat_run(const remat_schedule *sched, const remat_chain *chain, remat_pool *pool,
-                       remat_stream stream, const remat_callbacks *cb, void *ctx);
+REMAT_API remat_status remat_run(const remat_schedule *sched, const remat_chain *chain,
+                                 remat_pool *pool, remat_stream stream, const remat_callbacks *cb,
+                                 void *ctx);
 
 /* ==== Planner (plan/) ====================================================================== */
 /* Memory arithmetic for training and inference: what a model needs per GPU on a card, and the
@@ -414,17 +439,18 @@ typedef struct {
 
 /* Copies the preset `name` ("gpt2-124m", "deepseek-r1", "tiny", ...) into *out; an unknown name
  * is REMAT_EINVAL naming it. remat_model_at(i) for i < remat_model_count() lists the presets. */
-remat_status remat_model_lookup(const char *name, remat_model_desc *out);
-size_t remat_model_count(void);
-const remat_model_desc *remat_model_at(size_t i);
+REMAT_API remat_status remat_model_lookup(const char *name, remat_model_desc *out);
+REMAT_API size_t remat_model_count(void);
+REMAT_API const remat_model_desc *remat_model_at(size_t i);
 /* Checks a (generic) description: positive sizes, heads dividing hidden, kv_heads dividing heads,
  * nothing absurd (> 1e15 parameters). REMAT_EINVAL names the offending field and value. */
-remat_status remat_model_validate(const remat_model_desc *m);
+REMAT_API remat_status remat_model_validate(const remat_model_desc *m);
 /* Parameter counts: *total of the main model (MTP excluded), *active per token (MoE: shared plus
  * routed experts in use; dense models: = total). Either pointer may be NULL. */
-remat_status remat_model_params(const remat_model_desc *m, uint64_t *total, uint64_t *active);
+REMAT_API remat_status remat_model_params(const remat_model_desc *m, uint64_t *total,
+                                          uint64_t *active);
 /* Parameters of the MTP module (0 where there is none), embedding and head copies included. */
-uint64_t remat_model_mtp_params(const remat_model_desc *m);
+REMAT_API uint64_t remat_model_mtp_params(const remat_model_desc *m);
 
 /* A GPU preset with the capacity the driver reports (nvidia-smi memory.total). */
 typedef struct {
@@ -435,9 +461,9 @@ typedef struct {
 
 /* Finds a card by name (case-insensitive); unknown names are REMAT_EINVAL naming them.
  * remat_card_at(i) for i < remat_card_count() lists the presets. */
-remat_status remat_card_lookup(const char *name, remat_card *out);
-size_t remat_card_count(void);
-const remat_card *remat_card_at(size_t i);
+REMAT_API remat_status remat_card_lookup(const char *name, remat_card *out);
+REMAT_API size_t remat_card_count(void);
+REMAT_API const remat_card *remat_card_at(size_t i);
 
 typedef enum {
     REMAT_DTYPE_FP32,
@@ -448,13 +474,13 @@ typedef enum {
     REMAT_DTYPE_INT4, /* one fp16 scale per group of 128 */
 } remat_dtype;
 /* "fp32", "bf16", "fp16", "fp8", "int8", "int4"; anything else is REMAT_EINVAL. */
-remat_status remat_dtype_parse(const char *text, remat_dtype *out);
-const char *remat_dtype_name(remat_dtype d);
+REMAT_API remat_status remat_dtype_parse(const char *text, remat_dtype *out);
+REMAT_API const char *remat_dtype_name(remat_dtype d);
 
 typedef enum { REMAT_OPTIM_ADAMW, REMAT_OPTIM_SGD, REMAT_OPTIM_SGD_MOMENTUM } remat_optimizer;
 /* "adamw", "sgd", "sgd-momentum". */
-remat_status remat_optimizer_parse(const char *text, remat_optimizer *out);
-const char *remat_optimizer_name(remat_optimizer o);
+REMAT_API remat_status remat_optimizer_parse(const char *text, remat_optimizer *out);
+REMAT_API const char *remat_optimizer_name(remat_optimizer o);
 
 /* How a training step keeps its activations (docs/planner.md gives each one's bytes). */
 typedef enum {
@@ -466,8 +492,8 @@ typedef enum {
     REMAT_ACT_COUNT,
 } remat_act_policy;
 /* "store-all", "llmc-selective", "megatron-selective", "full-recompute", "optimal". */
-remat_status remat_act_policy_parse(const char *text, remat_act_policy *out);
-const char *remat_act_policy_name(remat_act_policy p);
+REMAT_API remat_status remat_act_policy_parse(const char *text, remat_act_policy *out);
+REMAT_API const char *remat_act_policy_name(remat_act_policy p);
 
 typedef struct {
     remat_model_desc model;
@@ -487,7 +513,7 @@ typedef struct {
 
 /* Defaults: 1 GPU, ZeRO 0, batch 1, seq 0, fp32 AdamW training, store-all, bf16 weights and
  * cache. model and card_bytes are left zero for the caller. */
-void remat_fit_request_init(remat_fit_request *r);
+REMAT_API void remat_fit_request_init(remat_fit_request *r);
 
 typedef struct {
     uint64_t weights, gradients, optimizer; /* model states */
@@ -517,13 +543,13 @@ typedef struct {
 /* Plans req. Bad requests (no model, zero card, gpus < 1, zero stage outside 0-3, training in an
  * integer format, seq beyond 16M, batch beyond 1e9) are REMAT_EINVAL naming the value. A model
  * that does not fit is not an error: out->fits = 0 and max_batch entries 0. */
-remat_status remat_fit(const remat_fit_request *req, remat_fit_result *out);
+REMAT_API remat_status remat_fit(const remat_fit_request *req, remat_fit_result *out);
 
 /* KV cache bytes per token per GPU: MHA/GQA 2 x layers x kv_heads x head_dim elements (kv heads
  * split over tp, at least one per GPU); MLA layers x (kv_lora_rank + qk_rope_dim) elements,
  * replicated on every GPU under plain tensor parallelism. */
-remat_status remat_kv_bytes_per_token(const remat_model_desc *m, remat_dtype kv, int tp,
-                                      uint64_t *out);
+REMAT_API remat_status remat_kv_bytes_per_token(const remat_model_desc *m, remat_dtype kv, int tp,
+                                                uint64_t *out);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,121 @@
+/* tests/test_link.c: what a trainer linking libremat sees: the exported names of libremat.so and
+ * the global names of libremat.a are exactly the REMAT_API functions of include/remat.h, and a
+ * program defining our internal names (tests/link/clash.c) links statically and runs. The build
+ * folder is the one holding the CLI under test ($REMAT_BIN). */
+#include "remat.h"
+#include "tests/cli_run.h"
+
+#include <criterion/criterion.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#define LINK_MAX_NAMES 512
+
+typedef struct {
+    int n;
+    char name[LINK_MAX_NAMES][64];
+} link_names;
+
+static int link_has(const link_names *s, const char *name)
+{
+    for (int i = 0; i < s->n; i++)
+        if (strcmp(s->name[i], name) == 0)
+            return 1;
+    return 0;
+}
+
+static void link_add(link_names *s, const char *name)
+{
+    cr_assert_lt(s->n, LINK_MAX_NAMES);
+    if (!link_has(s, name))
+        snprintf(s->name[s->n++], sizeof s->name[0], "%s", name);
+}
+
+static const char *link_build_dir(void)
+{
+    static char dir[4096];
+    snprintf(dir, sizeof dir, "%s", cli_bin());
+    return dirname(dir);
+}
+
+/* The oracle: every "REMAT_API ... remat_NAME(" declaration of the public header. */
+static void link_declared(link_names *out)
+{
+    char path[4096], line[1024];
+    snprintf(path, sizeof path, "%s/include/remat.h", cli_root());
+    FILE *f = fopen(path, "r");
+    cr_assert(f, "cannot open %s", path);
+    out->n = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, "REMAT_API ", 10) != 0)
+            continue;
+        char *paren = strchr(line, '(');
+        cr_assert(paren, "declaration without '(': %s", line);
+        char *start = paren;
+        while (start > line && (start[-1] == '_' || (start[-1] >= 'a' && start[-1] <= 'z') ||
+                                (start[-1] >= '0' && start[-1] <= '9')))
+            start--;
+        *paren = '\0';
+        link_add(out, start);
+    }
+    fclose(f);
+    cr_assert_gt(out->n, 50, "only %d declarations found in %s", out->n, path);
+}
+
+/* Names of the defined symbols that `nm ARGS FILE` lists (the last field of each line). */
+static void link_nm(const char *args, const char *file, link_names *out)
+{
+    char cmd[8192], line[1024];
+    snprintf(cmd, sizeof cmd, "nm %s '%s/%s'", args, link_build_dir(), file);
+    FILE *p = popen(cmd, "r");
+    cr_assert(p, "cannot run %s", cmd);
+    out->n = 0;
+    while (fgets(line, sizeof line, p)) {
+        char addr[64], type[8], name[512];
+        if (sscanf(line, "%63s %7s %511s", addr, type, name) == 3)
+            link_add(out, name);
+    }
+    cr_assert_eq(pclose(p), 0, "%s failed", cmd);
+}
+
+static void link_assert_same(const link_names *got, const link_names *want, const char *what)
+{
+    for (int i = 0; i < got->n; i++)
+        cr_expect(link_has(want, got->name[i]), "%s exports '%s', not a REMAT_API function", what,
+                  got->name[i]);
+    for (int i = 0; i < want->n; i++)
+        cr_expect(link_has(got, want->name[i]), "%s does not export REMAT_API '%s'", what,
+                  want->name[i]);
+}
+
+Test(link, shared_library_exports_exactly_the_public_api)
+{
+    static link_names want, got;
+    link_declared(&want);
+    link_nm("-D --defined-only", "libremat.so", &got);
+    link_assert_same(&got, &want, "libremat.so");
+}
+
+Test(link, static_archive_keeps_only_the_public_api_global)
+{
+    static link_names want, got;
+    link_declared(&want);
+    link_nm("--defined-only --extern-only", "libremat.a", &got);
+    link_assert_same(&got, &want, "libremat.a");
+}
+
+Test(link, trainer_with_our_internal_names_links_statically_and_runs)
+{
+    char cmd[8192], out[4096] = {0};
+    snprintf(cmd, sizeof cmd, "'%s/link/clash' 2>&1", link_build_dir());
+    FILE *p = popen(cmd, "r");
+    cr_assert(p);
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    out[n] = '\0';
+    int st = pclose(p);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s: status %d: %s", cmd, st, out);
+    cr_assert(strstr(out, "clash: ok"), "%s", out);
+}
