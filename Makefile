@@ -3,6 +3,8 @@
 
 BUILD     ?= build
 PREFIX    ?= /usr/local
+LIBDIR    ?= $(PREFIX)/lib
+DOCDIR    ?= $(PREFIX)/share/doc/remat
 NVCC      ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
 CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
 REMAT_CUDA ?= $(if $(NVCC),1,0)
@@ -24,6 +26,18 @@ CXXFLAGS += -fvisibility=hidden
 LDFLAGS  += -fopenmp $(SANITIZE) $(EXTRA_LDFLAGS)
 LDLIBS   := -lcjson -ljemalloc $(BLAS_LIBS) -lm -lpthread -ldl
 
+# The version lives in include/remat.h only; libremat.so.MAJOR is the SONAME.
+remat_version_part = $(shell sed -n 's/^\#define REMAT_VERSION_$(1) \([0-9]*\)$$/\1/p' include/remat.h)
+VERSION_MAJOR := $(call remat_version_part,MAJOR)
+VERSION := $(VERSION_MAJOR).$(call remat_version_part,MINOR).$(call remat_version_part,PATCH)
+
+# What remat.pc tells a user to link besides libremat: dependencies that pkg-config knows go to
+# Requires.private (their own private libraries follow with --static), the rest to Libs.private.
+PC_DEPS     := $(foreach m,libcjson jemalloc openblas,$(if $(shell pkg-config --exists $(m) && echo y),$(m)))
+PC_NOPC     := $(if $(filter libcjson,$(PC_DEPS)),,-lcjson) $(if $(filter jemalloc,$(PC_DEPS)),,-ljemalloc) \
+               $(if $(filter openblas,$(PC_DEPS)),,-lopenblas)
+PC_SYS      := -lgomp -lm -lpthread -ldl
+
 ifeq ($(REMAT_CUDA),1)
 CPPFLAGS += -DREMAT_HAVE_CUDA -I$(CUDA_HOME)/include
 NVFLAGS  := -O3 -std=c++17 -Iinclude -I. -DREMAT_HAVE_CUDA -Xcompiler -fPIC -Xcompiler -Wall \
@@ -31,6 +45,7 @@ NVFLAGS  := -O3 -std=c++17 -Iinclude -I. -DREMAT_HAVE_CUDA -Xcompiler -fPIC -Xco
             -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
             -gencode arch=compute_90,code=compute_90
 LDLIBS   += -L$(CUDA_HOME)/lib64 -lcudart_static -lrt -lstdc++
+PC_SYS   += -L$(CUDA_HOME)/lib64 -lcudart_static -lrt -lstdc++
 CUDA_SRC := $(wildcard kernels/cuda/*.cu)
 endif
 
@@ -59,6 +74,8 @@ EX_BIN   := $(EX_SRC:examples/%.c=$(BUILD)/examples/%)
 # programs (CLI, tests, benchmarks) that use module headers; examples link LIB_A like a user.
 LIB_A   := $(BUILD)/libremat.a
 LIB_SO  := $(BUILD)/libremat.so
+SONAME  := libremat.so.$(VERSION_MAJOR)
+LIB_SO_FILE := $(BUILD)/libremat.so.$(VERSION)
 LIB_INT := $(BUILD)/obj/libremat-internal.a
 CLI    := $(BUILD)/remat
 
@@ -100,9 +117,14 @@ $(LIB_A): $(LIB_OBJ) libremat.map
 	rm -f $@ && ar rcs $@ $(BUILD)/obj/libremat-api.o
 
 # The version script keeps the static cudart (and anything else linked in) out of the exports.
-$(LIB_SO): $(LIB_OBJ) libremat.map
-	$(CC) -shared -Wl,-soname,libremat.so -Wl,--version-script=libremat.map -o $@ $(LIB_OBJ) \
+# libremat.so.MAJOR.MINOR.PATCH is the file, libremat.so.MAJOR (the SONAME) and libremat.so link to it.
+$(LIB_SO_FILE): $(LIB_OBJ) libremat.map
+	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=libremat.map -o $@ $(LIB_OBJ) \
 	    $(LDFLAGS) $(LDLIBS)
+
+$(LIB_SO): $(LIB_SO_FILE)
+	ln -sf $(notdir $(LIB_SO_FILE)) $(BUILD)/$(SONAME)
+	ln -sf $(SONAME) $@
 
 $(CLI): $(CLI_OBJ) $(LIB_INT)
 	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(LIB_INT) $(LDLIBS)
@@ -189,13 +211,22 @@ gpu-bundle:
 gpu-check: cli benches
 	@scripts/gpu-check.sh $(BUILD)
 
+# Installs the header, the archive, the versioned shared library with its two links, the CLI,
+# remat.pc and the user documentation (docs/*.md, the README) under $(DOCDIR).
 install: lib cli
-	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
+	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(PREFIX)/bin \
+	    $(DESTDIR)$(DOCDIR)
 	install -m 644 include/remat.h $(DESTDIR)$(PREFIX)/include/
-	install -m 644 $(LIB_A) $(LIB_SO) $(DESTDIR)$(PREFIX)/lib/
+	install -m 644 $(LIB_A) $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(LIB_SO_FILE) $(DESTDIR)$(LIBDIR)/
+	ln -sf $(notdir $(LIB_SO_FILE)) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libremat.so
 	install -m 755 $(CLI) $(DESTDIR)$(PREFIX)/bin/
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(shell sed -n 's/#define REMAT_VERSION "\(.*\)"/\1/p' include/remat.h)|' \
-	    -e 's|@LIBS_PRIVATE@|$(LDLIBS)|' remat.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/remat.pc
+	install -m 644 README.md docs/*.md $(DESTDIR)$(DOCDIR)/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@VERSION@|$(VERSION)|' \
+	    -e 's|@REQUIRES_PRIVATE@|$(PC_DEPS)|' -e 's|@LIBS_PRIVATE@|$(strip $(PC_NOPC) $(PC_SYS))|' \
+	    -e 's|@STATIC_DEPS@|$(strip $(if $(PC_DEPS),$(shell pkg-config --libs $(PC_DEPS))) $(PC_NOPC) $(PC_SYS))|' \
+	    remat.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/remat.pc
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h' '*.cc' '*.cu')

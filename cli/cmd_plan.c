@@ -19,7 +19,7 @@ void cmd_plan_usage(FILE *f)
            "  --slots N          memory discretisation of optimal (default 500; exact when all\n"
            "                     sizes share a unit giving at most 10,000 slots)\n"
            "  --curve            the Pareto frontier of overhead against peak memory (optimal)\n"
-           "  --json             one JSON object (DESIGN.md plan JSON)\n\n"
+           "  --json             one JSON object (docs/contracts.md, plan JSON)\n\n"
            "Exit codes: 0 ok, 1 infeasible budget (the message gives the minimum), 2 bad usage or\n"
            "bad chain file.\n");
 }

@@ -35,7 +35,20 @@ extern "C" {
 #define REMAT_API
 #endif
 
-#define REMAT_VERSION "0.1.0"
+/* The version, here and nowhere else (the Makefile reads it from these lines): MAJOR changes
+ * when the ABI does (it is the 0 of the SONAME libremat.so.0), MINOR when API is added, PATCH for
+ * fixes. REMAT_VERSION_NUMBER compares in #if (0.1.0 = 100); remat_version() is the string of the
+ * library actually loaded. */
+#define REMAT_VERSION_MAJOR 0
+#define REMAT_VERSION_MINOR 1
+#define REMAT_VERSION_PATCH 0
+#define REMAT_VERSION_NUMBER                                                                       \
+    (REMAT_VERSION_MAJOR * 10000 + REMAT_VERSION_MINOR * 100 + REMAT_VERSION_PATCH)
+#define REMAT_VERSION_STR_(x) #x
+#define REMAT_VERSION_STR(x) REMAT_VERSION_STR_(x)
+#define REMAT_VERSION                                                                              \
+    REMAT_VERSION_STR(REMAT_VERSION_MAJOR)                                                         \
+    "." REMAT_VERSION_STR(REMAT_VERSION_MINOR) "." REMAT_VERSION_STR(REMAT_VERSION_PATCH)
 
 /* ==== Statuses and errors ================================================================== */
 
@@ -58,7 +71,7 @@ REMAT_API const char *remat_strerror(remat_status s);
 REMAT_API const char *remat_last_error(void);
 /* Clears this thread's last-error message. */
 REMAT_API void remat_clear_error(void);
-/* The library's version string (REMAT_VERSION). */
+/* The library's version string: REMAT_VERSION of the build that made it ("0.1.0"). */
 REMAT_API const char *remat_version(void);
 /* 1 if this build contains the CUDA backend and kernels, else 0. */
 REMAT_API int remat_built_with_cuda(void);
@@ -190,7 +203,7 @@ REMAT_API remat_status remat_pool_check(const remat_pool *pool);
 /* Size of the block behind ptr (its rounded size) in *out; REMAT_EINVAL if ptr is not live. */
 REMAT_API remat_status remat_pool_block_size(const remat_pool *pool, const void *ptr, size_t *out);
 
-/* Records every later allocation and free to f in the trace format of DESIGN.md
+/* Records every later allocation and free to f in the trace format of docs/contracts.md
  * ("a <id> <bytes> <stream> <tag>", "f <id>"); only blocks allocated while recording are freed in
  * the trace. f stays the caller's. */
 REMAT_API remat_status remat_pool_trace_begin(remat_pool *pool, FILE *f);
@@ -214,7 +227,7 @@ REMAT_API uint64_t remat_pool_fault_calls(const remat_pool *pool, remat_fault_si
 /* ---- Traces and replay --------------------------------------------------------------------- */
 typedef struct remat_trace remat_trace;
 
-/* Reads a trace (DESIGN.md format; tags and streams optional). A malformed line, an allocation
+/* Reads a trace (docs/contracts.md; tags and streams optional). A malformed line, an allocation
  * of a live id or a free of an unknown id is REMAT_EPARSE with "NAME:LINE: why". */
 REMAT_API remat_status remat_trace_load(const char *path, remat_trace **out);
 REMAT_API remat_status remat_trace_parse(FILE *f, const char *name, remat_trace **out);
@@ -258,7 +271,7 @@ typedef struct {
     double bwd;
 } remat_stage_option;
 
-/* Stage i maps activation a_i to a_{i+1}. See DESIGN.md, "Checkpoint cost model". */
+/* Stage i maps activation a_i to a_{i+1}. Cost model: docs/checkpoint.md. */
 typedef struct {
     char name[48];
     double fwd, bwd;          /* times, any consistent unit */
@@ -277,7 +290,7 @@ typedef struct {
     remat_stage *stages;
 } remat_chain;
 
-/* Reads, parses or writes a chain file (DESIGN.md). Loading validates and names the offending
+/* Reads, parses, writes a chain file (docs/contracts.md). Loading validates and names the offending
  * field: REMAT_EPARSE for malformed JSON or bad values, REMAT_EIO for unreadable files. */
 REMAT_API remat_status remat_chain_load(const char *path, remat_chain **out);
 REMAT_API remat_status remat_chain_parse(const char *json, size_t len, remat_chain **out);
@@ -333,7 +346,7 @@ typedef struct {
     double time;
 } remat_sim_result;
 
-/* Simulates ops on chain (DESIGN.md accounting). Returns REMAT_OK even for an invalid schedule
+/* Simulates ops on chain (docs/checkpoint.md). Returns REMAT_OK even for an invalid schedule
  * (see out->valid); fails only on bad arguments. */
 REMAT_API remat_status remat_simulate(const remat_chain *chain, const remat_op *ops, size_t n_ops,
                                       remat_sim_result *out);
@@ -366,7 +379,7 @@ typedef struct {
 REMAT_API remat_status remat_curve(const remat_chain *chain, const remat_policy *policy,
                                    remat_curve_point **out, size_t *n_out);
 
-/* Writes the plan JSON of DESIGN.md ({"policy", "budget_bytes", ...}) to f. */
+/* Writes the plan JSON of docs/contracts.md ({"policy", "budget_bytes", ...}) to f. */
 REMAT_API remat_status remat_schedule_write_json(const remat_schedule *s, const remat_chain *chain,
                                                  FILE *f);
 

@@ -119,3 +119,39 @@ Test(link, trainer_with_our_internal_names_links_statically_and_runs)
     cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s: status %d: %s", cmd, st, out);
     cr_assert(strstr(out, "clash: ok"), "%s", out);
 }
+
+Test(link, version_is_one_number_in_the_header_the_library_and_the_soname)
+{
+    char want[64], cmd[8192], line[1024], soname[256] = "";
+    snprintf(want, sizeof want, "%d.%d.%d", REMAT_VERSION_MAJOR, REMAT_VERSION_MINOR,
+             REMAT_VERSION_PATCH);
+    cr_assert_str_eq(REMAT_VERSION, want);
+    cr_assert_str_eq(remat_version(), want);
+    cr_assert_eq(REMAT_VERSION_NUMBER,
+                 REMAT_VERSION_MAJOR * 10000 + REMAT_VERSION_MINOR * 100 + REMAT_VERSION_PATCH);
+
+    /* libremat.so -> libremat.so.MAJOR -> libremat.so.MAJOR.MINOR.PATCH, whose SONAME is the
+     * middle one, so programs linked today keep loading any later 0.x.y. */
+    char path[4096];
+    snprintf(path, sizeof path, "%s/libremat.so", link_build_dir());
+    char *real = realpath(path, NULL);
+    cr_assert(real, "%s does not resolve", path);
+    char file[128];
+    snprintf(file, sizeof file, "/libremat.so.%s", want);
+    cr_assert(strlen(real) > strlen(file) && strcmp(real + strlen(real) - strlen(file), file) == 0,
+              "libremat.so resolves to %s, not ...%s", real, file);
+    free(real);
+
+    snprintf(cmd, sizeof cmd, "readelf -d '%s/libremat.so'", link_build_dir());
+    FILE *p = popen(cmd, "r");
+    cr_assert(p);
+    while (fgets(line, sizeof line, p)) {
+        char *s = strstr(line, "Library soname: [");
+        if (s)
+            sscanf(s + strlen("Library soname: ["), "%255[^]]", soname);
+    }
+    cr_assert_eq(pclose(p), 0, "%s failed", cmd);
+    char want_soname[64];
+    snprintf(want_soname, sizeof want_soname, "libremat.so.%d", REMAT_VERSION_MAJOR);
+    cr_assert_str_eq(soname, want_soname);
+}
