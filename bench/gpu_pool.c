@@ -153,8 +153,10 @@ static void check_expandable(remat_device *dev)
     for (int i = 0; i < 8 && blocks[i]; i++) {
         for (size_t k = 0; k < n; k++)
             host[k] = (unsigned char)(k * 7 + (size_t)i);
-        CHECK(remat_device_copy(dev, blocks[i], host, n, 1) == REMAT_OK, "copy in");
-        CHECK(remat_device_copy(dev, back, blocks[i], n, 0) == REMAT_OK, "copy out");
+        CHECK(remat_device_copy(dev, blocks[i], host, n, REMAT_COPY_HOST_TO_DEVICE) == REMAT_OK,
+              "copy in");
+        CHECK(remat_device_copy(dev, back, blocks[i], n, REMAT_COPY_DEVICE_TO_HOST) == REMAT_OK,
+              "copy out");
         CHECK(memcmp(host, back, n) == 0, "data through block %d", i);
     }
     remat_pool_stats s;

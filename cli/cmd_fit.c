@@ -367,7 +367,7 @@ static void fit_print_header(const remat_fit_request *r)
 {
     const remat_model_desc *m = &r->model;
     uint64_t total = 0, active = 0;
-    remat_model_params(m, &total, &active);
+    (void)!remat_model_params(m, &total, &active); /* remat_fit accepted m */
     printf("model      %s: %llu parameters", m->name, (unsigned long long)total);
     if (active != total)
         printf(", %llu active per token (MoE)", (unsigned long long)active);
@@ -438,8 +438,9 @@ static void fit_print_list(void)
     for (size_t i = 0; i < remat_model_count(); i++) {
         remat_model_desc m;
         uint64_t total = 0, active = 0;
-        remat_model_lookup(remat_model_at(i)->name, &m);
-        remat_model_params(&m, &total, &active);
+        if (remat_model_lookup(remat_model_at(i)->name, &m) != REMAT_OK ||
+            remat_model_params(&m, &total, &active) != REMAT_OK)
+            continue; /* cannot happen: every preset is valid */
         printf("  %-22s %16llu params", m.name, (unsigned long long)total);
         if (active != total)
             printf(" (%llu active)", (unsigned long long)active);

@@ -35,6 +35,18 @@ extern "C" {
 #define REMAT_API
 #endif
 
+/* Attributes of the API (GCC and Clang; empty elsewhere). Ignoring a remat_status is a warning
+ * (REMAT_NODISCARD, on every function returning one): handle it, or write (void)!f(...) where
+ * ignoring is right. REMAT_ALLOC tells the compiler a function returns fresh memory of the size
+ * given by that argument, as malloc does (for alias analysis and object-size checks). */
+#if defined(__GNUC__) || defined(__clang__)
+#define REMAT_NODISCARD __attribute__((warn_unused_result))
+#define REMAT_ALLOC(size_arg) __attribute__((malloc, alloc_size(size_arg)))
+#else
+#define REMAT_NODISCARD
+#define REMAT_ALLOC(size_arg)
+#endif
+
 /* The version, here and nowhere else (the Makefile reads it from these lines): MAJOR changes
  * when the ABI does (it is the 0 of the SONAME libremat.so.0), MINOR when API is added, PATCH for
  * fixes. REMAT_VERSION_NUMBER compares in #if (0.1.0 = 100); remat_version() is the string of the
@@ -83,12 +95,12 @@ REMAT_API int remat_built_with_cuda(void);
  * between number and suffix allowed. "1.5GiB" = 1610612736. Fractions are rounded down to a whole
  * byte. Garbage, negative numbers, empty strings and values above UINT64_MAX fail with
  * REMAT_EINVAL naming the text. */
-REMAT_API remat_status remat_parse_size(const char *text, uint64_t *out);
+REMAT_API REMAT_NODISCARD remat_status remat_parse_size(const char *text, uint64_t *out);
 
 /* Like remat_parse_size, but also accepts a percentage "40%" (0 < p, decimals allowed); then
  * *is_percent = 1 and *out is unused and *percent holds the number (40.0). */
-REMAT_API remat_status remat_parse_budget(const char *text, uint64_t *out, double *percent,
-                                          int *is_percent);
+REMAT_API REMAT_NODISCARD remat_status remat_parse_budget(const char *text, uint64_t *out,
+                                                          double *percent, int *is_percent);
 
 /* Writes a human form of `bytes` into buf ("512 B", "1.50 KiB", "37.5 GiB": binary units, three
  * significant digits) and returns buf. n >= 16 is always enough. */
@@ -112,19 +124,27 @@ typedef struct {
 /* Opens a device from its spec: "auto" (first usable CUDA device, else host), "cuda:N", "host",
  * "sim:SIZE" (SIZE as remat_parse_size; address space is reserved, never committed). A bad spec is
  * REMAT_EINVAL naming it; a missing driver or GPU is REMAT_EDEVICE ("no CUDA driver found"). */
-REMAT_API remat_status remat_device_open(const char *spec, remat_device **out);
+REMAT_API REMAT_NODISCARD remat_status remat_device_open(const char *spec, remat_device **out);
 REMAT_API void remat_device_close(remat_device *dev);
-REMAT_API remat_status remat_device_info_get(const remat_device *dev, remat_device_info *out);
+REMAT_API REMAT_NODISCARD remat_status remat_device_info_get(const remat_device *dev,
+                                                             remat_device_info *out);
 /* Number of usable CUDA devices; 0 (and REMAT_OK) where there is no driver, no GPU, or no CUDA in
  * this build. *why, if not NULL, receives a short reason when the count is 0. */
-REMAT_API remat_status remat_cuda_device_count(int *out, const char **why);
-/* Copies bytes between host memory and memory of `dev` (or within either). On host/sim devices
- * this is memcpy (sim memory cannot be touched: REMAT_EUNSUPPORTED). to_device: 1 host->dev,
- * 0 dev->host, 2 dev->dev. Synchronous. */
-REMAT_API remat_status remat_device_copy(remat_device *dev, void *dst, const void *src,
-                                         size_t bytes, int to_device);
+REMAT_API REMAT_NODISCARD remat_status remat_cuda_device_count(int *out, const char **why);
+/* The direction of remat_device_copy (the values of the int it used to take). */
+typedef enum {
+    REMAT_COPY_DEVICE_TO_HOST = 0,
+    REMAT_COPY_HOST_TO_DEVICE = 1,
+    REMAT_COPY_DEVICE_TO_DEVICE = 2,
+} remat_copy_kind;
+/* Copies bytes between host memory and memory of `dev` (or within either), in direction `kind`.
+ * On host/sim devices this is memcpy (sim memory cannot be touched: REMAT_EUNSUPPORTED); another
+ * kind is REMAT_EINVAL. Synchronous. */
+REMAT_API REMAT_NODISCARD remat_status remat_device_copy(remat_device *dev, void *dst,
+                                                         const void *src, size_t bytes,
+                                                         remat_copy_kind kind);
 /* Waits for all work on the device (cudaDeviceSynchronize; no-op elsewhere). */
-REMAT_API remat_status remat_device_sync(remat_device *dev);
+REMAT_API REMAT_NODISCARD remat_status remat_device_sync(remat_device *dev);
 
 /* ==== Caching pool (alloc/) ================================================================ */
 
@@ -157,57 +177,59 @@ typedef struct {
     int no_cache;
 } remat_pool_config; /* may grow: zero-initialise */
 
-REMAT_API remat_status remat_pool_create(remat_device *dev,
-                                         const remat_pool_config *cfg /* NULL = defaults */,
-                                         remat_pool **out);
+REMAT_API REMAT_NODISCARD remat_status remat_pool_create(
+    remat_device *dev, const remat_pool_config *cfg /* NULL = defaults */, remat_pool **out);
 /* Returns every segment to the device. Blocks still allocated are released with it. */
 REMAT_API void remat_pool_destroy(remat_pool *pool);
 /* Allocates `bytes` (rounded up to 512, 512-byte aligned) for use on `stream`; NULL on failure
  * with remat_last_error() saying why (on OOM: requested size, limit or device free memory,
  * reserved, allocated, cached-but-free, largest free block, fragmentation). bytes = 0 gives a
  * distinct 512-byte block. Thread-safe, like every pool call. */
-REMAT_API void *remat_alloc(remat_pool *pool, size_t bytes, remat_stream stream);
+REMAT_API REMAT_ALLOC(2) void *remat_alloc(remat_pool *pool, size_t bytes, remat_stream stream);
 /* Returns ptr to the pool; NULL is a no-op. A pointer the pool did not hand out, or a double
  * free, is ignored with a message in remat_last_error() and leaves the pool intact. */
 REMAT_API void remat_free(remat_pool *pool, void *ptr);
-REMAT_API remat_status remat_pool_stats_get(const remat_pool *pool, remat_pool_stats *out);
+REMAT_API REMAT_NODISCARD remat_status remat_pool_stats_get(const remat_pool *pool,
+                                                            remat_pool_stats *out);
 
 /* Like remat_alloc, and counts the requested bytes under `tag` (a word: letters, digits, '_',
  * '-', '.', at most 63 characters; NULL = "untagged"), e.g. "params", "grads", "optim", "act". */
-REMAT_API void *remat_alloc_tagged(remat_pool *pool, size_t bytes, remat_stream stream,
-                                   const char *tag);
+REMAT_API REMAT_ALLOC(2) void *remat_alloc_tagged(remat_pool *pool, size_t bytes,
+                                                  remat_stream stream, const char *tag);
 /* Current and peak requested bytes under `tag` (zeros for a tag never used). */
-REMAT_API remat_status remat_pool_tag_stats(const remat_pool *pool, const char *tag,
-                                            remat_stat *out);
+REMAT_API REMAT_NODISCARD remat_status remat_pool_tag_stats(const remat_pool *pool, const char *tag,
+                                                            remat_stat *out);
 /* Number of tags seen so far ("untagged" is always tag 0), and the i-th one's name and bytes. */
 REMAT_API size_t remat_pool_tag_count(const remat_pool *pool);
-REMAT_API remat_status remat_pool_tag_at(const remat_pool *pool, size_t i, char *name, size_t n,
-                                         remat_stat *out);
+REMAT_API REMAT_NODISCARD remat_status remat_pool_tag_at(const remat_pool *pool, size_t i,
+                                                         char *name, size_t n, remat_stat *out);
 /* Marks ptr as also used on `stream`: its free then waits for that stream's work too before the
  * block is reused elsewhere (as torch's record_stream). */
-REMAT_API remat_status remat_pool_record_stream(remat_pool *pool, void *ptr, remat_stream stream);
+REMAT_API REMAT_NODISCARD remat_status remat_pool_record_stream(remat_pool *pool, void *ptr,
+                                                                remat_stream stream);
 /* Returns every cached segment that holds no allocated block to the device. */
-REMAT_API remat_status remat_pool_empty_cache(remat_pool *pool);
+REMAT_API REMAT_NODISCARD remat_status remat_pool_empty_cache(remat_pool *pool);
 /* Sets every peak (stats and tags) to its current value. */
-REMAT_API remat_status remat_pool_reset_peaks(remat_pool *pool);
+REMAT_API REMAT_NODISCARD remat_status remat_pool_reset_peaks(remat_pool *pool);
 /* 1 - allocated/reserved now (0 when nothing is reserved). */
 REMAT_API double remat_pool_fragmentation(const remat_pool *pool);
 /* Writes a JSON object {"device", "stats", "segments": [{"address", "size", "kind",
  * "expandable", "blocks": [{"offset", "size", "requested", "state", "stream", "tag"}]}]} to f. */
-REMAT_API remat_status remat_pool_snapshot(const remat_pool *pool, FILE *f);
+REMAT_API REMAT_NODISCARD remat_status remat_pool_snapshot(const remat_pool *pool, FILE *f);
 /* Debug invariant check: blocks tile their segments without overlap, no two free neighbours are
  * left unmerged, every free block is indexed and every allocated one is in the live map, and the
  * stats (and per-tag bytes) equal the sums over blocks. REMAT_EINTERNAL naming the first broken
  * invariant. */
-REMAT_API remat_status remat_pool_check(const remat_pool *pool);
+REMAT_API REMAT_NODISCARD remat_status remat_pool_check(const remat_pool *pool);
 /* Size of the block behind ptr (its rounded size) in *out; REMAT_EINVAL if ptr is not live. */
-REMAT_API remat_status remat_pool_block_size(const remat_pool *pool, const void *ptr, size_t *out);
+REMAT_API REMAT_NODISCARD remat_status remat_pool_block_size(const remat_pool *pool,
+                                                             const void *ptr, size_t *out);
 
 /* Records every later allocation and free to f in the trace format of docs/contracts.md
  * ("a <id> <bytes> <stream> <tag>", "f <id>"); only blocks allocated while recording are freed in
  * the trace. f stays the caller's. */
-REMAT_API remat_status remat_pool_trace_begin(remat_pool *pool, FILE *f);
-REMAT_API remat_status remat_pool_trace_end(remat_pool *pool);
+REMAT_API REMAT_NODISCARD remat_status remat_pool_trace_begin(remat_pool *pool, FILE *f);
+REMAT_API REMAT_NODISCARD remat_status remat_pool_trace_end(remat_pool *pool);
 
 /* ---- Fault injection (a testing hook) ---------------------------------------------------- */
 /* Each device call the pool makes passes one of these sites. remat_pool_fault_at(pool, site, n)
@@ -221,7 +243,8 @@ typedef enum {
     REMAT_FAULT_EVENT,        /* event create / record / stream wait (CUDA only) */
     REMAT_FAULT_SITES
 } remat_fault_site;
-REMAT_API remat_status remat_pool_fault_at(remat_pool *pool, remat_fault_site site, uint64_t n);
+REMAT_API REMAT_NODISCARD remat_status remat_pool_fault_at(remat_pool *pool, remat_fault_site site,
+                                                           uint64_t n);
 REMAT_API uint64_t remat_pool_fault_calls(const remat_pool *pool, remat_fault_site site);
 
 /* ---- Traces and replay --------------------------------------------------------------------- */
@@ -229,8 +252,9 @@ typedef struct remat_trace remat_trace;
 
 /* Reads a trace (docs/contracts.md; tags and streams optional). A malformed line, an allocation
  * of a live id or a free of an unknown id is REMAT_EPARSE with "NAME:LINE: why". */
-REMAT_API remat_status remat_trace_load(const char *path, remat_trace **out);
-REMAT_API remat_status remat_trace_parse(FILE *f, const char *name, remat_trace **out);
+REMAT_API REMAT_NODISCARD remat_status remat_trace_load(const char *path, remat_trace **out);
+REMAT_API REMAT_NODISCARD remat_status remat_trace_parse(FILE *f, const char *name,
+                                                         remat_trace **out);
 REMAT_API void remat_trace_free(remat_trace *trace);
 /* Number of events (allocations + frees) in the trace. */
 REMAT_API size_t remat_trace_events(const remat_trace *trace);
@@ -246,8 +270,8 @@ typedef struct {
     const char *tag; /* owned by the trace */
 } remat_trace_event;
 /* The i-th event (i < remat_trace_events); REMAT_EINVAL for i out of range. */
-REMAT_API remat_status remat_trace_event_at(const remat_trace *trace, size_t i,
-                                            remat_trace_event *out);
+REMAT_API REMAT_NODISCARD remat_status remat_trace_event_at(const remat_trace *trace, size_t i,
+                                                            remat_trace_event *out);
 
 typedef struct {
     uint64_t events;
@@ -259,8 +283,10 @@ typedef struct {
 /* Runs the trace through a fresh pool on dev with cfg (NULL = defaults); blocks still live at the
  * end are freed. On CUDA every trace stream maps to the default stream. An allocation failure is
  * REMAT_ENOMEM naming the trace line. */
-REMAT_API remat_status remat_trace_replay(const remat_trace *trace, remat_device *dev,
-                                          const remat_pool_config *cfg, remat_replay_result *out);
+REMAT_API REMAT_NODISCARD remat_status remat_trace_replay(const remat_trace *trace,
+                                                          remat_device *dev,
+                                                          const remat_pool_config *cfg,
+                                                          remat_replay_result *out);
 
 /* ==== Checkpoint scheduler (checkpoint/) =================================================== */
 
@@ -292,19 +318,25 @@ typedef struct {
 
 /* Reads, parses, writes a chain file (docs/contracts.md). Loading validates and names the offending
  * field: REMAT_EPARSE for malformed JSON or bad values, REMAT_EIO for unreadable files. */
-REMAT_API remat_status remat_chain_load(const char *path, remat_chain **out);
-REMAT_API remat_status remat_chain_parse(const char *json, size_t len, remat_chain **out);
-REMAT_API remat_status remat_chain_save(const remat_chain *chain, const char *path);
+REMAT_API REMAT_NODISCARD remat_status remat_chain_load(const char *path, remat_chain **out);
+REMAT_API REMAT_NODISCARD remat_status remat_chain_parse(const char *json, size_t len,
+                                                         remat_chain **out);
+REMAT_API REMAT_NODISCARD remat_status remat_chain_save(const remat_chain *chain, const char *path);
 /* Allocates an empty chain with n stages (all fields zero) for building one in code. */
-REMAT_API remat_status remat_chain_new(int n_stages, remat_chain **out);
+REMAT_API REMAT_NODISCARD remat_status remat_chain_new(int n_stages, remat_chain **out);
 REMAT_API void remat_chain_free(remat_chain *chain);
 
 typedef enum { REMAT_OP_F_CK, REMAT_OP_F_N, REMAT_OP_F_ALL, REMAT_OP_B } remat_op_kind;
 
+/* The option values that are not an index into a stage's options: REMAT_OPTION_DEFAULT is the
+ * stage's own forward-with-grad (saved_bytes, bwd); REMAT_OPTION_NO_GRAD is passed to the forward
+ * callback for a forward that keeps nothing for the backward (F_ck, F_n). */
+typedef enum { REMAT_OPTION_NO_GRAD = -2, REMAT_OPTION_DEFAULT = -1 } remat_option_value;
+
 typedef struct {
     remat_op_kind kind;
     int stage;
-    int option; /* F_ALL only: -1 = default, else index into stages[stage].options */
+    int option; /* F_ALL only: REMAT_OPTION_DEFAULT, else index into stages[stage].options */
 } remat_op;
 
 typedef enum {
@@ -322,7 +354,7 @@ typedef struct {
 } remat_policy;
 
 /* Parses "optimal", "store-all", "sqrt", "periodic:K", "revolve". */
-REMAT_API remat_status remat_policy_parse(const char *text, remat_policy *out);
+REMAT_API REMAT_NODISCARD remat_status remat_policy_parse(const char *text, remat_policy *out);
 /* Writes the canonical name ("periodic:4") into buf and returns buf. */
 REMAT_API const char *remat_policy_name(const remat_policy *p, char *buf, size_t n);
 
@@ -348,23 +380,48 @@ typedef struct {
 
 /* Simulates ops on chain (docs/checkpoint.md). Returns REMAT_OK even for an invalid schedule
  * (see out->valid); fails only on bad arguments. */
-REMAT_API remat_status remat_simulate(const remat_chain *chain, const remat_op *ops, size_t n_ops,
-                                      remat_sim_result *out);
+REMAT_API REMAT_NODISCARD remat_status remat_simulate(const remat_chain *chain, const remat_op *ops,
+                                                      size_t n_ops, remat_sim_result *out);
 
 /* Plans a schedule for chain under budget_bytes with policy. A budget too small for the policy is
  * REMAT_EINFEASIBLE with the minimum feasible budget in the message; *out is still not set.
  * Every plan is re-simulated: peak_bytes <= budget_bytes always. optimal discretises memory in
  * policy->slots units (sizes rounded up, budget down); it is exact when all sizes and the budget
  * share a unit giving at most 10,000 slots. See docs/checkpoint.md. */
-REMAT_API remat_status remat_plan(const remat_chain *chain, const remat_policy *policy,
-                                  uint64_t budget_bytes, remat_schedule **out);
+REMAT_API REMAT_NODISCARD remat_status remat_plan(const remat_chain *chain,
+                                                  const remat_policy *policy, uint64_t budget_bytes,
+                                                  remat_schedule **out);
 REMAT_API void remat_schedule_free(remat_schedule *s);
 
+/* A memory budget as the CLI's --budget takes it: a byte count, or a percentage of the chain's
+ * store-all peak (remat_store_all_peak). percent = 0: `bytes`; percent > 0: that percentage
+ * (50 = "50%", above 100 allowed) and bytes must be 0. Build one with remat_budget_parse or
+ * a designated initializer ({.percent = 50}). */
+typedef struct {
+    uint64_t bytes;
+    double percent;
+} remat_budget;
+
+/* Parses "512MiB" (size syntax of remat_parse_size) or "50%" (0 < p, decimals allowed) into
+ * *out. Bad text is REMAT_EINVAL naming it. Syntax: docs/contracts.md, "Sizes and budgets". */
+REMAT_API REMAT_NODISCARD remat_status remat_budget_parse(const char *text, remat_budget *out);
+/* The budget in bytes on chain: bytes, or floor(store-all peak x percent / 100), saturating at
+ * UINT64_MAX (what `remat plan --budget 50%` plans at). A negative, non-finite percent, or one
+ * set together with bytes, is REMAT_EINVAL. */
+REMAT_API REMAT_NODISCARD remat_status remat_budget_resolve(const remat_chain *chain,
+                                                            remat_budget budget, uint64_t *out);
+/* remat_plan at remat_budget_resolve(chain, budget): remat_plan_budget(c, &p, (remat_budget){
+ * .percent = 50}, &s) plans at half the store-all peak. */
+REMAT_API REMAT_NODISCARD remat_status remat_plan_budget(const remat_chain *chain,
+                                                         const remat_policy *policy,
+                                                         remat_budget budget, remat_schedule **out);
+
 /* Smallest budget for which `policy` yields a feasible schedule on chain. */
-REMAT_API remat_status remat_min_budget(const remat_chain *chain, const remat_policy *policy,
-                                        uint64_t *out);
+REMAT_API REMAT_NODISCARD remat_status remat_min_budget(const remat_chain *chain,
+                                                        const remat_policy *policy, uint64_t *out);
 /* Store-all peak (the 100% reference for percentage budgets). */
-REMAT_API remat_status remat_store_all_peak(const remat_chain *chain, uint64_t *out);
+REMAT_API REMAT_NODISCARD remat_status remat_store_all_peak(const remat_chain *chain,
+                                                            uint64_t *out);
 
 /* One point of the overhead-versus-memory Pareto frontier. */
 typedef struct {
@@ -376,26 +433,28 @@ typedef struct {
  * points sorted by increasing peak, time strictly decreasing; each point's budget_bytes is its
  * plan's peak (the least budget admitting it); the first point is remat_min_budget's. policy may
  * be NULL (optimal, 500 slots); another kind is REMAT_EUNSUPPORTED. Caller frees *out with free(). */
-REMAT_API remat_status remat_curve(const remat_chain *chain, const remat_policy *policy,
-                                   remat_curve_point **out, size_t *n_out);
+REMAT_API REMAT_NODISCARD remat_status remat_curve(const remat_chain *chain,
+                                                   const remat_policy *policy,
+                                                   remat_curve_point **out, size_t *n_out);
 
 /* Writes the plan JSON of docs/contracts.md ({"policy", "budget_bytes", ...}) to f. */
-REMAT_API remat_status remat_schedule_write_json(const remat_schedule *s, const remat_chain *chain,
-                                                 FILE *f);
+REMAT_API REMAT_NODISCARD remat_status remat_schedule_write_json(const remat_schedule *s,
+                                                                 const remat_chain *chain, FILE *f);
 
 /* ---- Executor ---------------------------------------------------------------------------- */
 
 /* Callbacks through which remat_run drives the trainer. Buffers are allocated and freed by the
  * executor through the pool; the callbacks only compute into them.
- * - forward: a_{i+1} (out, out_bytes) from a_i (in). option = -2: no grad (F_ck/F_n), out has
- *   out_bytes; option = -1 (default) or k: forward-with-grad, out is ā_{i+1} with saved_bytes of
- *   that option, and a_{i+1} must be its first out_bytes. tmp has fwd_tmp_bytes (may be NULL if
- *   0). For stage 0, in is a_0 as written by `input`.
+ * - forward: a_{i+1} (out, out_bytes) from a_i (in). option = REMAT_OPTION_NO_GRAD (F_ck/F_n):
+ *   out has out_bytes; option = REMAT_OPTION_DEFAULT or k >= 0: forward-with-grad, out is ā_{i+1}
+ *   with saved_bytes of that option, and a_{i+1} must be its first out_bytes. tmp has
+ *   fwd_tmp_bytes (may be NULL if 0). For stage 0, in is a_0 as written by `input`.
  * - backward: d_i (din, size |a_i|) from a_i (in), ā_{i+1} (saved, made with `option`) and d_{i+1}
  *   (dout). tmp has bwd_tmp_bytes. Parameter gradients are the trainer's business.
  * - input: writes a_0 (input_bytes). seed: writes d_L (out_bytes of the last stage); NULL = zeros.
  * Every buffer of 0 bytes is passed as NULL. Buffers come from the pool under the tag "act", so
- * remat_pool_tag_stats(pool, "act") measures exactly the plan's peak_bytes (if nothing else uses it).
+ * remat_pool_tag_stats(pool, "act") measures exactly the plan's peak_bytes (if nothing else uses
+ * it).
  * - save_rng / restore_rng (optional): called before the first forward of a stage and before
  *   every recomputation of it, so stochastic stages recompute exactly.
  * - zero (optional): sets `bytes` bytes at p to zero. The executor cannot touch device memory, so
@@ -416,9 +475,10 @@ typedef struct {
 
 /* Runs `sched` on `chain` through `cb`, allocating activations, gradients and workspaces from
  * `pool` on `stream`. Every buffer is freed before return, on success and on failure. */
-REMAT_API remat_status remat_run(const remat_schedule *sched, const remat_chain *chain,
-                                 remat_pool *pool, remat_stream stream, const remat_callbacks *cb,
-                                 void *ctx);
+REMAT_API REMAT_NODISCARD remat_status remat_run(const remat_schedule *sched,
+                                                 const remat_chain *chain, remat_pool *pool,
+                                                 remat_stream stream, const remat_callbacks *cb,
+                                                 void *ctx);
 
 /* ==== Planner (plan/) ====================================================================== */
 /* Memory arithmetic for training and inference: what a model needs per GPU on a card, and the
@@ -452,16 +512,16 @@ typedef struct {
 
 /* Copies the preset `name` ("gpt2-124m", "deepseek-r1", "tiny", ...) into *out; an unknown name
  * is REMAT_EINVAL naming it. remat_model_at(i) for i < remat_model_count() lists the presets. */
-REMAT_API remat_status remat_model_lookup(const char *name, remat_model_desc *out);
+REMAT_API REMAT_NODISCARD remat_status remat_model_lookup(const char *name, remat_model_desc *out);
 REMAT_API size_t remat_model_count(void);
 REMAT_API const remat_model_desc *remat_model_at(size_t i);
 /* Checks a (generic) description: positive sizes, heads dividing hidden, kv_heads dividing heads,
  * nothing absurd (> 1e15 parameters). REMAT_EINVAL names the offending field and value. */
-REMAT_API remat_status remat_model_validate(const remat_model_desc *m);
+REMAT_API REMAT_NODISCARD remat_status remat_model_validate(const remat_model_desc *m);
 /* Parameter counts: *total of the main model (MTP excluded), *active per token (MoE: shared plus
  * routed experts in use; dense models: = total). Either pointer may be NULL. */
-REMAT_API remat_status remat_model_params(const remat_model_desc *m, uint64_t *total,
-                                          uint64_t *active);
+REMAT_API REMAT_NODISCARD remat_status remat_model_params(const remat_model_desc *m,
+                                                          uint64_t *total, uint64_t *active);
 /* Parameters of the MTP module (0 where there is none), embedding and head copies included. */
 REMAT_API uint64_t remat_model_mtp_params(const remat_model_desc *m);
 
@@ -474,7 +534,7 @@ typedef struct {
 
 /* Finds a card by name (case-insensitive); unknown names are REMAT_EINVAL naming them.
  * remat_card_at(i) for i < remat_card_count() lists the presets. */
-REMAT_API remat_status remat_card_lookup(const char *name, remat_card *out);
+REMAT_API REMAT_NODISCARD remat_status remat_card_lookup(const char *name, remat_card *out);
 REMAT_API size_t remat_card_count(void);
 REMAT_API const remat_card *remat_card_at(size_t i);
 
@@ -487,12 +547,13 @@ typedef enum {
     REMAT_DTYPE_INT4, /* one fp16 scale per group of 128 */
 } remat_dtype;
 /* "fp32", "bf16", "fp16", "fp8", "int8", "int4"; anything else is REMAT_EINVAL. */
-REMAT_API remat_status remat_dtype_parse(const char *text, remat_dtype *out);
+REMAT_API REMAT_NODISCARD remat_status remat_dtype_parse(const char *text, remat_dtype *out);
 REMAT_API const char *remat_dtype_name(remat_dtype d);
 
 typedef enum { REMAT_OPTIM_ADAMW, REMAT_OPTIM_SGD, REMAT_OPTIM_SGD_MOMENTUM } remat_optimizer;
 /* "adamw", "sgd", "sgd-momentum". */
-REMAT_API remat_status remat_optimizer_parse(const char *text, remat_optimizer *out);
+REMAT_API REMAT_NODISCARD remat_status remat_optimizer_parse(const char *text,
+                                                             remat_optimizer *out);
 REMAT_API const char *remat_optimizer_name(remat_optimizer o);
 
 /* How a training step keeps its activations (docs/planner.md gives each one's bytes). */
@@ -505,7 +566,8 @@ typedef enum {
     REMAT_ACT_COUNT,
 } remat_act_policy;
 /* "store-all", "llmc-selective", "megatron-selective", "full-recompute", "optimal". */
-REMAT_API remat_status remat_act_policy_parse(const char *text, remat_act_policy *out);
+REMAT_API REMAT_NODISCARD remat_status remat_act_policy_parse(const char *text,
+                                                              remat_act_policy *out);
 REMAT_API const char *remat_act_policy_name(remat_act_policy p);
 
 typedef struct {
@@ -556,13 +618,15 @@ typedef struct {
 /* Plans req. Bad requests (no model, zero card, gpus < 1, zero stage outside 0-3, training in an
  * integer format, seq beyond 16M, batch beyond 1e9) are REMAT_EINVAL naming the value. A model
  * that does not fit is not an error: out->fits = 0 and max_batch entries 0. */
-REMAT_API remat_status remat_fit(const remat_fit_request *req, remat_fit_result *out);
+REMAT_API REMAT_NODISCARD remat_status remat_fit(const remat_fit_request *req,
+                                                 remat_fit_result *out);
 
 /* KV cache bytes per token per GPU: MHA/GQA 2 x layers x kv_heads x head_dim elements (kv heads
  * split over tp, at least one per GPU); MLA layers x (kv_lora_rank + qk_rope_dim) elements,
  * replicated on every GPU under plain tensor parallelism. */
-REMAT_API remat_status remat_kv_bytes_per_token(const remat_model_desc *m, remat_dtype kv, int tp,
-                                                uint64_t *out);
+REMAT_API REMAT_NODISCARD remat_status remat_kv_bytes_per_token(const remat_model_desc *m,
+                                                                remat_dtype kv, int tp,
+                                                                uint64_t *out);
 
 #ifdef __cplusplus
 }

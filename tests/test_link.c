@@ -52,13 +52,17 @@ static void link_declared(link_names *out)
     while (fgets(line, sizeof line, f)) {
         if (strncmp(line, "REMAT_API ", 10) != 0)
             continue;
-        char *paren = strchr(line, '(');
-        cr_assert(paren, "declaration without '(': %s", line);
-        char *start = paren;
-        while (start > line && (start[-1] == '_' || (start[-1] >= 'a' && start[-1] <= 'z') ||
-                                (start[-1] >= '0' && start[-1] <= '9')))
-            start--;
-        *paren = '\0';
+        /* the first "remat_NAME(" of the line (attributes such as REMAT_ALLOC(2) come before) */
+        char *start = NULL, *end = NULL;
+        for (char *p = strstr(line, "remat_"); p && !start; p = strstr(p + 1, "remat_")) {
+            char *q = p;
+            while (*q == '_' || (*q >= 'a' && *q <= 'z') || (*q >= '0' && *q <= '9'))
+                q++;
+            if (*q == '(')
+                start = p, end = q;
+        }
+        cr_assert(start, "declaration without a remat_ name: %s", line);
+        *end = '\0';
         link_add(out, start);
     }
     fclose(f);
@@ -154,4 +158,43 @@ Test(link, version_is_one_number_in_the_header_the_library_and_the_soname)
     char want_soname[64];
     snprintf(want_soname, sizeof want_soname, "libremat.so.%d", REMAT_VERSION_MAJOR);
     cr_assert_str_eq(soname, want_soname);
+}
+
+/* Compiles `code` with the public header as a user would; returns cc's exit status. */
+static int link_compile(const char *flags, const char *code)
+{
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "cc -x c -std=c11 %s -I'%s/include' -c -o /dev/null - 2>/dev/null",
+             flags, cli_root());
+    FILE *p = popen(cmd, "w");
+    cr_assert(p, "cannot run %s", cmd);
+    fputs(code, p);
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+Test(link, ignoring_a_status_is_a_warning_unless_said)
+{
+    const char *head = "#include <remat.h>\nvoid f(void) { uint64_t v; ";
+    char code[512];
+    snprintf(code, sizeof code, "%s remat_parse_size(\"1\", &v); }\n", head);
+    cr_assert_neq(link_compile("-Werror=unused-result", code), 0, "ignored status compiled");
+    snprintf(code, sizeof code, "%s (void)!remat_parse_size(\"1\", &v); }\n", head);
+    cr_assert_eq(link_compile("-Werror=unused-result", code), 0, "(void)! did not compile");
+    snprintf(code, sizeof code, "%s if (remat_parse_size(\"1\", &v)) return; }\n", head);
+    cr_assert_eq(link_compile("-Werror=unused-result", code), 0,
+                 "a checked status did not compile");
+}
+
+Test(link, the_compiler_knows_the_size_of_a_pool_block)
+{
+    /* alloc_size(2): writing 16 bytes into remat_alloc(pool, 8, ...) is a compile-time error */
+    const char *over = "#include <remat.h>\n#include <string.h>\nvoid g(char *);\n"
+                       "void f(remat_pool *p) { char *x = remat_alloc(p, 8, NULL); "
+                       "memset(x, 1, 16); g(x); }\n";
+    const char *fits = "#include <remat.h>\n#include <string.h>\nvoid g(char *);\n"
+                       "void f(remat_pool *p) { char *x = remat_alloc(p, 8, NULL); "
+                       "memset(x, 1, 8); g(x); }\n";
+    cr_assert_eq(link_compile("-O2 -Wall -Werror", fits), 0);
+    cr_assert_neq(link_compile("-O2 -Wall -Werror", over), 0, "an overflow of 8 bytes compiled");
 }
