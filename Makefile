@@ -232,7 +232,7 @@ format:
 	clang-format -i $$(git ls-files '*.c' '*.h' '*.cc' '*.cu')
 
 clean:
-	rm -rf build build-asan build-tsan build-gpu build-fuzz
+	rm -rf build build-asan build-tsan build-gpu build-fuzz build-nocuda
 
 help:
 	@echo "make [all]        library, CLI, tests, benchmarks, examples (REMAT_CUDA=0: no CUDA)"
@@ -242,7 +242,7 @@ help:
 	@echo "make asan         ASan+UBSan build and test run (build-asan/)"
 	@echo "make tsan         ThreadSanitizer build and the pool's thread test (build-tsan/)"
 	@echo "make gpu-check    GPU tests and benchmarks (needs a GPU)"
-	@echo "make install PREFIX=/usr/local"
+	@echo "make install PREFIX=/usr/local [LIBDIR=...]  (scripts/check-install.sh checks it)"
 	@echo "make format | clean"
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
