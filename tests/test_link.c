@@ -50,6 +50,10 @@ static void link_declared(link_names *out)
     cr_assert(f, "cannot open %s", path);
     out->n = 0;
     while (fgets(line, sizeof line, f)) {
+        /* a declaration at the left margin without REMAT_API would be hidden from users */
+        if (line[0] >= 'a' && line[0] <= 'z' && strncmp(line, "typedef ", 8) != 0)
+            cr_assert(!strstr(line, "remat_") || !strchr(line, '('),
+                      "declared without REMAT_API: %s", line);
         if (strncmp(line, "REMAT_API ", 10) != 0)
             continue;
         /* the first "remat_NAME(" of the line (attributes such as REMAT_ALLOC(2) come before) */
