@@ -5,7 +5,8 @@
  * Conventions: every fallible call returns a remat_status and writes results through
  * out-parameters; on failure remat_last_error() holds a readable, thread-local message. The library
  * never prints, exits or aborts on bad input. remat_alloc is the one exception: like malloc it
- * returns a pointer or NULL (and sets the message). */
+ * returns a pointer or NULL (and sets the message). File formats, size syntax, device specs, CLI
+ * exit codes and the linking contract (exports, versions, pkg-config): docs/contracts.md. */
 #ifndef REMAT_H
 #define REMAT_H
 
