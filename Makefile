@@ -3,6 +3,8 @@
 
 BUILD     ?= build
 PREFIX    ?= /usr/local
+LIBDIR    ?= $(PREFIX)/lib
+DOCDIR    ?= $(PREFIX)/share/doc/remat
 NVCC      ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
 CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
 REMAT_CUDA ?= $(if $(NVCC),1,0)
@@ -18,15 +20,32 @@ CPPFLAGS += -Iinclude -I. $(BLAS_CFLAGS) -D_GNU_SOURCE
 WERROR   ?= -Werror
 CFLAGS   += -std=c11 $(OPT) -g -fPIC -fopenmp -Wall -Wextra $(WERROR) -MMD -MP $(SANITIZE)
 CXXFLAGS += -std=c++17 $(OPT) -g -fPIC -Wall -Wextra $(WERROR) -MMD -MP $(SANITIZE)
+# Only what include/remat.h marks REMAT_API is visible outside the library; everything else is hidden.
+CFLAGS   += -fvisibility=hidden
+CXXFLAGS += -fvisibility=hidden
 LDFLAGS  += -fopenmp $(SANITIZE) $(EXTRA_LDFLAGS)
 LDLIBS   := -lcjson -ljemalloc $(BLAS_LIBS) -lm -lpthread -ldl
+
+# The version lives in include/remat.h only; libremat.so.MAJOR is the SONAME.
+remat_version_part = $(shell sed -n 's/^\#define REMAT_VERSION_$(1) \([0-9]*\)$$/\1/p' include/remat.h)
+VERSION_MAJOR := $(call remat_version_part,MAJOR)
+VERSION := $(VERSION_MAJOR).$(call remat_version_part,MINOR).$(call remat_version_part,PATCH)
+
+# What remat.pc tells a user to link besides libremat: dependencies that pkg-config knows go to
+# Requires.private (their own private libraries follow with --static), the rest to Libs.private.
+PC_DEPS     := $(foreach m,libcjson jemalloc openblas,$(if $(shell pkg-config --exists $(m) && echo y),$(m)))
+PC_NOPC     := $(if $(filter libcjson,$(PC_DEPS)),,-lcjson) $(if $(filter jemalloc,$(PC_DEPS)),,-ljemalloc) \
+               $(if $(filter openblas,$(PC_DEPS)),,-lopenblas)
+PC_SYS      := -lgomp -lm -lpthread -ldl
 
 ifeq ($(REMAT_CUDA),1)
 CPPFLAGS += -DREMAT_HAVE_CUDA -I$(CUDA_HOME)/include
 NVFLAGS  := -O3 -std=c++17 -Iinclude -I. -DREMAT_HAVE_CUDA -Xcompiler -fPIC -Xcompiler -Wall \
+            -Xcompiler -fvisibility=hidden \
             -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
             -gencode arch=compute_90,code=compute_90
 LDLIBS   += -L$(CUDA_HOME)/lib64 -lcudart_static -lrt -lstdc++
+PC_SYS   += -L$(CUDA_HOME)/lib64 -lcudart_static -lrt -lstdc++
 CUDA_SRC := $(wildcard kernels/cuda/*.cu)
 endif
 
@@ -47,10 +66,17 @@ BENCH_SHIM := $(BUILD)/obj/bench/shim.o
 GPU_SRC  := $(wildcard bench/gpu_*.c)
 GPU_BIN  := $(GPU_SRC:bench/%.c=$(BUILD)/gpu/%)
 EX_SRC   := $(wildcard examples/*.c)
+LINK_BIN := $(BUILD)/link/clash
 EX_BIN   := $(EX_SRC:examples/%.c=$(BUILD)/examples/%)
 
-LIB_A  := $(BUILD)/libremat.a
-LIB_SO := $(BUILD)/libremat.so
+# LIB_A and LIB_SO are what users link: only the REMAT_API names of include/remat.h are global in
+# them. LIB_INT holds the same objects with their internal names still linkable, for the in-tree
+# programs (CLI, tests, benchmarks) that use module headers; examples link LIB_A like a user.
+LIB_A   := $(BUILD)/libremat.a
+LIB_SO  := $(BUILD)/libremat.so
+SONAME  := libremat.so.$(VERSION_MAJOR)
+LIB_SO_FILE := $(BUILD)/libremat.so.$(VERSION)
+LIB_INT := $(BUILD)/obj/libremat-internal.a
 CLI    := $(BUILD)/remat
 
 .PHONY: gpu-bundle fuzz fuzzers deps all lib cli tests benches examples test bench run asan tsan gpu-check install clean format help soak
@@ -60,7 +86,7 @@ CLI    := $(BUILD)/remat
 all: lib cli tests benches examples
 lib: $(LIB_A) $(LIB_SO)
 cli: $(CLI)
-tests: $(TEST_BIN)
+tests: $(TEST_BIN) $(LINK_BIN) $(LIB_SO)
 benches: $(BENCH_BIN) $(GPU_BIN)
 examples: $(EX_BIN)
 
@@ -76,38 +102,60 @@ $(BUILD)/obj/%.cu.o: %.cu
 	@mkdir -p $(@D)
 	$(NVCC) $(NVFLAGS) -MMD -MP -c $< -o $@
 
-$(LIB_A): $(LIB_OBJ)
+$(LIB_INT): $(LIB_OBJ)
 	@mkdir -p $(@D)
 	rm -f $@ && ar rcs $@ $^
 
-$(LIB_SO): $(LIB_OBJ)
-	$(CC) -shared -Wl,-soname,libremat.so -o $@ $^ $(LDFLAGS) $(LDLIBS)
+# The user's archive: one relocatable object (ld -r) in which every symbol that is not REMAT_API is
+# made local, so a trainer's own chain_validate or gpt_model_create cannot clash with ours.
+$(LIB_A): $(LIB_OBJ) libremat.map
+	@mkdir -p $(@D)
+	ld -r -o $(BUILD)/obj/libremat-all.o $(LIB_OBJ)
+	sed -n 's/^REMAT_API .*[ *]\(remat_[a-z_0-9]*\)(.*/\1/p' include/remat.h > $(BUILD)/obj/libremat.syms
+	objcopy --localize-hidden --keep-global-symbols=$(BUILD)/obj/libremat.syms \
+	    $(BUILD)/obj/libremat-all.o $(BUILD)/obj/libremat-api.o
+	rm -f $@ && ar rcs $@ $(BUILD)/obj/libremat-api.o
 
-$(CLI): $(CLI_OBJ) $(LIB_A)
-	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(LIB_A) $(LDLIBS)
+# The version script keeps the static cudart (and anything else linked in) out of the exports.
+# libremat.so.MAJOR.MINOR.PATCH is the file, libremat.so.MAJOR (the SONAME) and libremat.so link to it.
+$(LIB_SO_FILE): $(LIB_OBJ) libremat.map
+	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=libremat.map -o $@ $(LIB_OBJ) \
+	    $(LDFLAGS) $(LDLIBS)
+
+$(LIB_SO): $(LIB_SO_FILE)
+	ln -sf $(notdir $(LIB_SO_FILE)) $(BUILD)/$(SONAME)
+	ln -sf $(SONAME) $@
+
+$(CLI): $(CLI_OBJ) $(LIB_INT)
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(LIB_INT) $(LDLIBS)
 
 # Tests find the CLI through REMAT_BIN (set by `make test`), defaulting to build/remat.
-$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TEST_HELPER_OBJ) $(LIB_A)
+$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TEST_HELPER_OBJ) $(LIB_INT)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) -o $@ $< $(TEST_HELPER_OBJ) $(LIB_A) -lcriterion $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $< $(TEST_HELPER_OBJ) $(LIB_INT) -lcriterion $(LDLIBS)
 
-$(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(BENCH_SHIM) $(LIB_A)
+$(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(BENCH_SHIM) $(LIB_INT)
 	@mkdir -p $(@D)
-	$(CXX) $(LDFLAGS) -o $@ $< $(BENCH_SHIM) $(LIB_A) -lbenchmark $(LDLIBS)
+	$(CXX) $(LDFLAGS) -o $@ $< $(BENCH_SHIM) $(LIB_INT) -lbenchmark $(LDLIBS)
 
 # GPU checks (bench/gpu_*.c): plain C programs run by `make gpu-check` on a machine with a GPU.
-$(BUILD)/gpu/%: $(BUILD)/obj/bench/%.o $(LIB_A)
+$(BUILD)/gpu/%: $(BUILD)/obj/bench/%.o $(LIB_INT)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) -o $@ $< $(LIB_A) $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $< $(LIB_INT) $(LDLIBS)
 
 $(BUILD)/examples/%: $(BUILD)/obj/examples/%.o $(LIB_A)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $< $(LIB_A) $(LDLIBS)
 
-# libFuzzer targets (clang): tests/fuzz/fuzz_*.c, linked with the library and the CLI (less main).
-$(BUILD)/fuzz/%: $(BUILD)/obj/tests/fuzz/%.o $(CLI_LIB_OBJ) $(LIB_A)
+# tests/link/*.c: programs linked against the user's archive as a trainer would (run by test_link).
+$(BUILD)/link/%: $(BUILD)/obj/tests/link/%.o $(LIB_A)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $< $(CLI_LIB_OBJ) $(LIB_A) $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $< $(LIB_A) $(LDLIBS)
+
+# libFuzzer targets (clang): tests/fuzz/fuzz_*.c, linked with the library and the CLI (less main).
+$(BUILD)/fuzz/%: $(BUILD)/obj/tests/fuzz/%.o $(CLI_LIB_OBJ) $(LIB_INT)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $< $(CLI_LIB_OBJ) $(LIB_INT) $(LDLIBS)
 
 fuzzers: $(FUZZ_BIN)
 
@@ -146,9 +194,9 @@ tsan: deps
 	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" build-tsan/tsan/tsan_pool
 
 # TSan programs (tests/tsan/*.c): plain C, since Criterion cannot start under TSan.
-$(BUILD)/tsan/%: $(BUILD)/obj/tests/tsan/%.o $(LIB_A)
+$(BUILD)/tsan/%: $(BUILD)/obj/tests/tsan/%.o $(LIB_INT)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) -o $@ $< $(LIB_A) $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $< $(LIB_INT) $(LDLIBS)
 
 # Fuzz every target for FUZZ_SECONDS each (clang, ASan+UBSan, build-fuzz/); seeds in tests/corpus/.
 FUZZ_SECONDS ?= 30
@@ -163,19 +211,28 @@ gpu-bundle:
 gpu-check: cli benches
 	@scripts/gpu-check.sh $(BUILD)
 
+# Installs the header, the archive, the versioned shared library with its two links, the CLI,
+# remat.pc and the user documentation (docs/*.md, the README) under $(DOCDIR).
 install: lib cli
-	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
+	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(PREFIX)/bin \
+	    $(DESTDIR)$(DOCDIR)
 	install -m 644 include/remat.h $(DESTDIR)$(PREFIX)/include/
-	install -m 644 $(LIB_A) $(LIB_SO) $(DESTDIR)$(PREFIX)/lib/
+	install -m 644 $(LIB_A) $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(LIB_SO_FILE) $(DESTDIR)$(LIBDIR)/
+	ln -sf $(notdir $(LIB_SO_FILE)) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libremat.so
 	install -m 755 $(CLI) $(DESTDIR)$(PREFIX)/bin/
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(shell sed -n 's/#define REMAT_VERSION "\(.*\)"/\1/p' include/remat.h)|' \
-	    -e 's|@LIBS_PRIVATE@|$(LDLIBS)|' remat.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/remat.pc
+	install -m 644 README.md docs/*.md $(DESTDIR)$(DOCDIR)/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@VERSION@|$(VERSION)|' \
+	    -e 's|@REQUIRES_PRIVATE@|$(PC_DEPS)|' -e 's|@LIBS_PRIVATE@|$(strip $(PC_NOPC) $(PC_SYS))|' \
+	    -e 's|@STATIC_DEPS@|$(strip $(if $(PC_DEPS),$(shell pkg-config --libs $(PC_DEPS))) $(PC_NOPC) $(PC_SYS))|' \
+	    remat.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/remat.pc
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h' '*.cc' '*.cu')
 
 clean:
-	rm -rf build build-asan build-tsan build-gpu build-fuzz
+	rm -rf build build-asan build-tsan build-gpu build-fuzz build-nocuda
 
 help:
 	@echo "make [all]        library, CLI, tests, benchmarks, examples (REMAT_CUDA=0: no CUDA)"
@@ -185,7 +242,7 @@ help:
 	@echo "make asan         ASan+UBSan build and test run (build-asan/)"
 	@echo "make tsan         ThreadSanitizer build and the pool's thread test (build-tsan/)"
 	@echo "make gpu-check    GPU tests and benchmarks (needs a GPU)"
-	@echo "make install PREFIX=/usr/local"
+	@echo "make install PREFIX=/usr/local [LIBDIR=...]  (scripts/check-install.sh checks it)"
 	@echo "make format | clean"
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -43,7 +43,7 @@ static remat_status device_open_spec(const char *spec, remat_device *dev)
         return device_cuda_open(dev, 0);
     if (strcmp(spec, "auto") == 0) {
         int n = 0;
-        remat_cuda_device_count(&n, NULL);
+        (void)!remat_cuda_device_count(&n, NULL); /* a failure leaves n = 0: host */
         if (n > 0 && device_cuda_open(dev, 0) == REMAT_OK)
             return REMAT_OK;
         memset(dev, 0, sizeof *dev);
@@ -94,11 +94,11 @@ remat_status remat_device_info_get(const remat_device *dev, remat_device_info *o
 }
 
 remat_status remat_device_copy(remat_device *dev, void *dst, const void *src, size_t bytes,
-                               int to_device)
+                               remat_copy_kind to_device)
 {
     if (!dev || (bytes && (!dst || !src)))
         return remat_fail(REMAT_EINVAL, "remat_device_copy: NULL device or buffer");
-    if (to_device < 0 || to_device > 2)
+    if ((int)to_device < 0 || (int)to_device > 2)
         return remat_fail(REMAT_EINVAL, "remat_device_copy: direction %d is not 0, 1 or 2", to_device);
     if (bytes == 0)
         return REMAT_OK;

@@ -369,8 +369,9 @@ remat_status remat_trace_replay(const remat_trace *trace, remat_device *dev,
     double t0 = now_ns();
     remat_status s = replay_events(trace, pool, real_streams, ptrs, &done);
     double t1 = now_ns();
-    remat_pool_stats st;
-    remat_pool_stats_get(pool, &st);
+    remat_pool_stats st = {0};
+    if (s == REMAT_OK)
+        s = remat_pool_stats_get(pool, &st);
     out->events = done;
     out->peak_requested = st.requested.peak;
     out->peak_allocated = st.allocated.peak;

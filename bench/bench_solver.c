@@ -214,9 +214,13 @@ static void bench_median_solve(bench_case *bc, int n, double *wall, double *cpu)
     for (int i = 0; i < n; i++) {
         remat_schedule *s = NULL;
         double w0 = bench_seconds(CLOCK_MONOTONIC), c0 = bench_seconds(CLOCK_THREAD_CPUTIME_ID);
-        remat_plan(bc->chain, &p, bc->budget, &s);
+        remat_status ps = remat_plan(bc->chain, &p, bc->budget, &s);
         w[i] = bench_seconds(CLOCK_MONOTONIC) - w0;
         c[i] = bench_seconds(CLOCK_THREAD_CPUTIME_ID) - c0;
+        if (ps != REMAT_OK) {
+            fprintf(stderr, "bench_solver: %s\n", remat_last_error());
+            exit(1);
+        }
         remat_schedule_free(s);
     }
     *wall = bench_median(w, n);

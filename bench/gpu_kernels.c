@@ -49,7 +49,7 @@ static void *dev_upload(check *c, const void *h, size_t bytes)
     void *d = remat_alloc(c->pool, bytes, kern_stream(c->ctx));
     if (!d)
         die("device alloc");
-    if (remat_device_copy(c->dev, d, h, bytes, 1) != REMAT_OK)
+    if (remat_device_copy(c->dev, d, h, bytes, REMAT_COPY_HOST_TO_DEVICE) != REMAT_OK)
         die("copy to device");
     return d;
 }
@@ -61,7 +61,8 @@ static void compare(check *c, const char *name, const float *cpu, const float *d
     if (c->gpu->status(c->ctx) != REMAT_OK)
         die(name);
     float *g = malloc(n * sizeof *g);
-    if (!g || remat_device_copy(c->dev, g, dev, n * sizeof *g, 0) != REMAT_OK)
+    if (!g ||
+        remat_device_copy(c->dev, g, dev, n * sizeof *g, REMAT_COPY_DEVICE_TO_HOST) != REMAT_OK)
         die("copy from device");
     double diff = 0.0, mag = 1e-6;
     for (size_t i = 0; i < n; i++) {
@@ -319,7 +320,7 @@ static int run_checks(void)
 {
     int count = 0;
     const char *why = NULL;
-    remat_cuda_device_count(&count, &why);
+    (void)!remat_cuda_device_count(&count, &why); /* a failure reads as no GPU */
     if (count == 0) {
         printf("gpu_kernels: no GPU (%s): skipped\n", why ? why : "none found");
         return 0;

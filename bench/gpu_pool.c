@@ -117,14 +117,17 @@ static void check_streams(remat_device *dev)
     CHECK(remat_pool_check(pool) == REMAT_OK, "invariants");
     remat_pool_destroy(pool);
     for (uint64_t n = 1; n <= events + 2; n++) {
-        remat_pool_create(dev, NULL, &pool);
-        remat_pool_fault_at(pool, REMAT_FAULT_EVENT, n);
+        pool = NULL;
+        CHECK(remat_pool_create(dev, NULL, &pool) == REMAT_OK, "pool");
+        if (!pool)
+            break;
+        CHECK(remat_pool_fault_at(pool, REMAT_FAULT_EVENT, n) == REMAT_OK, "fault_at");
         void *x = remat_alloc(pool, 4 << 20, s1);
         remat_free(pool, x);
         void *y = remat_alloc(pool, 4 << 20, s2);
         CHECK(y != NULL, "alloc after event fault %llu", (unsigned long long)n);
         if (y)
-            remat_pool_record_stream(pool, y, s1);
+            (void)!remat_pool_record_stream(pool, y, s1); /* may meet the injected fault */
         remat_free(pool, y);
         CHECK(remat_pool_check(pool) == REMAT_OK, "invariants after event fault %llu", (unsigned long long)n);
         CHECK(remat_pool_empty_cache(pool) == REMAT_OK, "empty cache");
@@ -153,18 +156,20 @@ static void check_expandable(remat_device *dev)
     for (int i = 0; i < 8 && blocks[i]; i++) {
         for (size_t k = 0; k < n; k++)
             host[k] = (unsigned char)(k * 7 + (size_t)i);
-        CHECK(remat_device_copy(dev, blocks[i], host, n, 1) == REMAT_OK, "copy in");
-        CHECK(remat_device_copy(dev, back, blocks[i], n, 0) == REMAT_OK, "copy out");
+        CHECK(remat_device_copy(dev, blocks[i], host, n, REMAT_COPY_HOST_TO_DEVICE) == REMAT_OK,
+              "copy in");
+        CHECK(remat_device_copy(dev, back, blocks[i], n, REMAT_COPY_DEVICE_TO_HOST) == REMAT_OK,
+              "copy out");
         CHECK(memcmp(host, back, n) == 0, "data through block %d", i);
     }
     remat_pool_stats s;
-    remat_pool_stats_get(pool, &s);
+    CHECK(remat_pool_stats_get(pool, &s) == REMAT_OK, "stats");
     CHECK(s.reserved.current < s.allocated.current + (2u << 20), "slack under one granule");
     for (int i = 0; i < 8; i++)
         remat_free(pool, blocks[i]);
     CHECK(remat_pool_check(pool) == REMAT_OK, "invariants");
     CHECK(remat_pool_empty_cache(pool) == REMAT_OK, "trim");
-    remat_pool_stats_get(pool, &s);
+    CHECK(remat_pool_stats_get(pool, &s) == REMAT_OK, "stats");
     CHECK(s.reserved.current == 0, "trimmed to nothing");
     free(host);
     free(back);

@@ -154,8 +154,9 @@ static int policies_on_gpu(int B, int T)
         double ms[5];
         float loss = 0;
         remat_pool_stats before, after;
-        remat_pool_reset_peaks(r.pool);
-        remat_pool_stats_get(r.pool, &before);
+        if (remat_pool_reset_peaks(r.pool) != REMAT_OK ||
+            remat_pool_stats_get(r.pool, &before) != REMAT_OK)
+            return fail(names[p]);
         for (int k = 0; k < 6 && !bad; k++) {
             double t0 = now_ms();
             if (gpt_model_forward_backward(r.model, s, r.chain, in, tg, &loss))
@@ -163,7 +164,8 @@ static int policies_on_gpu(int B, int T)
             if (k > 0)
                 ms[k - 1] = now_ms() - t0;
         }
-        remat_pool_stats_get(r.pool, &after);
+        if (remat_pool_stats_get(r.pool, &after) != REMAT_OK)
+            return fail(names[p]);
         qsort(ms, 5, sizeof ms[0], cmp_double);
         if (p == 0) {
             ref = loss;
@@ -188,7 +190,7 @@ int main(void)
 {
     int n = 0;
     const char *why = "";
-    remat_cuda_device_count(&n, &why);
+    (void)!remat_cuda_device_count(&n, &why); /* a failure reads as no GPU */
     if (n == 0) {
         printf("gpu_train: no GPU (%s); nothing checked\n", why && *why ? why : "no CUDA device");
         return 0;

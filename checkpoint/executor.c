@@ -78,7 +78,7 @@ static remat_status exec_compute(exec_run *r, const remat_op *op, const ckpt_eff
             cb->save_rng(r->ctx, i);
         else if (!eff->first_forward && cb->restore_rng)
             cb->restore_rng(r->ctx, i);
-        int option = op->kind == REMAT_OP_F_ALL ? eff->option : -2;
+        int option = op->kind == REMAT_OP_F_ALL ? eff->option : REMAT_OPTION_NO_GRAD;
         return cb->forward(r->ctx, i, option, exec_input(r, i, eff), out, tmp);
     }
     if (cb->zero && eff->out_bytes > 0)

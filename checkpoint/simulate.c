@@ -1,5 +1,5 @@
 /* checkpoint/simulate.c: the cost model's state machine (shared with the executor) and the
- * simulator that runs any op list through it (DESIGN.md, "Checkpoint cost model"). */
+ * simulator that runs any op list through it (docs/checkpoint.md, "The model"). */
 #include "checkpoint/checkpoint.h"
 
 #include <stdlib.h>

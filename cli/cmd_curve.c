@@ -269,7 +269,7 @@ static double curve_now_ms(void)
 static void curve_close(curve_run *r)
 {
     if (r->tracing) {
-        remat_pool_trace_end(r->pool);
+        (void)!remat_pool_trace_end(r->pool); /* a write error shows in cli_output_close */
         if (cli_output_close(&r->trace, r->sweep_ok) != REMAT_OK)
             cli_fail("curve", REMAT_EIO, "--trace");
     }

@@ -500,7 +500,7 @@ static void fit_print_header(const remat_fit_request *r)
 {
     const remat_model_desc *m = &r->model;
     uint64_t total = 0, active = 0;
-    remat_model_params(m, &total, &active);
+    (void)!remat_model_params(m, &total, &active); /* remat_fit accepted m */
     printf("model      %s", m->name);
     if (!m->params_only)
         printf(" (%s)", remat_arch_name(m->arch));
@@ -614,8 +614,9 @@ static void fit_print_list_json(void)
     for (size_t i = 0; i < remat_model_count(); i++) {
         remat_model_desc m;
         uint64_t total = 0, active = 0;
-        remat_model_lookup(remat_model_at(i)->name, &m);
-        remat_model_params(&m, &total, &active);
+        if (remat_model_lookup(remat_model_at(i)->name, &m) != REMAT_OK ||
+            remat_model_params(&m, &total, &active) != REMAT_OK)
+            continue; /* cannot happen: every preset is valid */
         printf("%s{\"name\": ", i ? ", " : "");
         cli_json_string(stdout, m.name);
         printf(", \"arch\": \"%s\", \"params\": %llu, \"active_params\": %llu, \"context\": %d}",

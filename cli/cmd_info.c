@@ -20,9 +20,11 @@ static int info_device(const char *spec, remat_device_info *out, char *why, size
         snprintf(why, n, "%s", remat_last_error());
         return -1;
     }
-    remat_device_info_get(dev, out);
+    s = remat_device_info_get(dev, out);
+    if (s != REMAT_OK)
+        snprintf(why, n, "%s", remat_last_error());
     remat_device_close(dev);
-    return 0;
+    return s == REMAT_OK ? 0 : -1;
 }
 
 int cmd_info(int argc, char **argv)
@@ -43,7 +45,7 @@ int cmd_info(int argc, char **argv)
 
     int n_cuda = 0;
     const char *why_none = "";
-    remat_cuda_device_count(&n_cuda, &why_none);
+    (void)!remat_cuda_device_count(&n_cuda, &why_none); /* a failure reads as 0 devices */
     remat_device_info host;
     char why[512];
     int have_host = info_device("host", &host, why, sizeof why) == 0;

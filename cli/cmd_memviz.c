@@ -20,7 +20,7 @@ void cmd_memviz_usage(FILE *f)
         f,
         "usage: remat memviz TRACE -o FILE.png|FILE.svg [--device SPEC] [--csv FILE]\n"
         "                    [--title TEXT] [--ymax SIZE]\n\n"
-        "Replays an allocation trace (`remat train --trace`, DESIGN.md format) through the pool\n"
+        "Replays an allocation trace (`remat train --trace`, docs/contracts.md) through the pool\n"
         "and draws the bytes live over the trace's events with gnuplot: one stacked band per\n"
         "tag (params, grads, optim, workspace, act, ...), the pool's allocated and reserved\n"
         "bytes as lines on top, and the peak marked with each tag's bytes at that moment.\n"

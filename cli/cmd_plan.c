@@ -21,7 +21,7 @@ void cmd_plan_usage(FILE *f)
            "  --slots N          memory discretisation of optimal (default 500; exact when all\n"
            "                     sizes share a unit giving at most 10,000 slots)\n"
            "  --curve            the Pareto frontier of overhead against peak memory (optimal)\n"
-           "  --json             one JSON object (DESIGN.md plan JSON)\n"
+           "  --json             one JSON object (docs/contracts.md, plan JSON)\n"
            "  --layout L         planned (default): the buffers get offsets in one arena, the\n"
            "                     peak is the arena's size and never exceeds the budget; pool:\n"
            "                     no arena, the peak is the most bytes live at any op\n\n"

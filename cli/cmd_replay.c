@@ -151,7 +151,8 @@ int cmd_replay(int argc, char **argv)
         s = remat_trace_replay(trace, dev, &cfg, &b);
     }
     remat_device_info info;
-    remat_device_info_get(dev, &info);
+    if (s == REMAT_OK)
+        s = remat_device_info_get(dev, &info);
     remat_device_close(dev);
     remat_trace_free(trace);
     if (s != REMAT_OK)

@@ -27,7 +27,10 @@ int main(void)
     remat_free(pool, again);
 
     remat_pool_stats st;
-    remat_pool_stats_get(pool, &st);
+    if (remat_pool_stats_get(pool, &st) != REMAT_OK) {
+        fprintf(stderr, "hello_pool: %s\n", remat_last_error());
+        return 1;
+    }
     char req[32], res[32];
     printf("hello_pool: %llu allocations, %llu cache hits, %llu device allocations; peak requested %s, "
            "reserved %s\n",

@@ -137,7 +137,7 @@ static remat_status mlp_forward(void *ctx, int stage, int option, const void *in
     float *y = out;
     mlp_linear(l, in, h);
     if (stage == LAYERS) {
-        float loss = 0, *probs = option == -2 ? NULL : y + 1;
+        float loss = 0, *probs = option == REMAT_OPTION_NO_GRAD ? NULL : y + 1;
         for (int r = 0; r < BATCH; r++) {
             float mx = -1e30f, sum = 0;
             for (int c = 0; c < CLASSES; c++)
@@ -154,7 +154,7 @@ static remat_status mlp_forward(void *ctx, int stage, int option, const void *in
     }
     for (int k = 0; k < BATCH * l->out; k++)
         y[k] = mlp_gelu(h[k]);
-    if (option == -1) /* default forward-with-grad: keep h after the output */
+    if (option == REMAT_OPTION_DEFAULT) /* default forward-with-grad: keep h after the output */
         memcpy(y + BATCH * l->out, h, sizeof(float) * BATCH * (size_t)l->out);
     return REMAT_OK;
 }

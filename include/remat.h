@@ -5,7 +5,8 @@
  * Conventions: every fallible call returns a remat_status and writes results through
  * out-parameters; on failure remat_last_error() holds a readable, thread-local message. The library
  * never prints, exits or aborts on bad input. remat_alloc is the one exception: like malloc it
- * returns a pointer or NULL (and sets the message). */
+ * returns a pointer or NULL (and sets the message). File formats, size syntax, device specs, CLI
+ * exit codes and the linking contract (exports, versions, pkg-config): docs/contracts.md. */
 #ifndef REMAT_H
 #define REMAT_H
 
@@ -18,7 +19,50 @@
 extern "C" {
 #endif
 
-#define REMAT_VERSION "0.1.0"
+/* REMAT_API marks what libremat exports. The library is built with -fvisibility=hidden, so only
+ * the functions declared here with REMAT_API are visible in libremat.so (and stay global in
+ * libremat.a); every module-private name is hidden. On Windows, define REMAT_SHARED_LIB when
+ * using the DLL (and REMAT_SHARED_LIB_EXPORT when building it). */
+#if defined(_WIN32) || defined(__CYGWIN__)
+#if !defined(REMAT_SHARED_LIB)
+#define REMAT_API
+#elif defined(REMAT_SHARED_LIB_EXPORT)
+#define REMAT_API __declspec(dllexport)
+#else
+#define REMAT_API __declspec(dllimport)
+#endif
+#elif defined(__GNUC__) || defined(__clang__)
+#define REMAT_API __attribute__((visibility("default")))
+#else
+#define REMAT_API
+#endif
+
+/* Attributes of the API (GCC and Clang; empty elsewhere). Ignoring a remat_status is a warning
+ * (REMAT_NODISCARD, on every function returning one): handle it, or write (void)!f(...) where
+ * ignoring is right. REMAT_ALLOC tells the compiler a function returns fresh memory of the size
+ * given by that argument, as malloc does (for alias analysis and object-size checks). */
+#if defined(__GNUC__) || defined(__clang__)
+#define REMAT_NODISCARD __attribute__((warn_unused_result))
+#define REMAT_ALLOC(size_arg) __attribute__((malloc, alloc_size(size_arg)))
+#else
+#define REMAT_NODISCARD
+#define REMAT_ALLOC(size_arg)
+#endif
+
+/* The version, here and nowhere else (the Makefile reads it from these lines): MAJOR changes
+ * when the ABI does (it is the 0 of the SONAME libremat.so.0), MINOR when API is added, PATCH for
+ * fixes. REMAT_VERSION_NUMBER compares in #if (0.1.0 = 100); remat_version() is the string of the
+ * library actually loaded. */
+#define REMAT_VERSION_MAJOR 0
+#define REMAT_VERSION_MINOR 1
+#define REMAT_VERSION_PATCH 0
+#define REMAT_VERSION_NUMBER                                                                       \
+    (REMAT_VERSION_MAJOR * 10000 + REMAT_VERSION_MINOR * 100 + REMAT_VERSION_PATCH)
+#define REMAT_VERSION_STR_(x) #x
+#define REMAT_VERSION_STR(x) REMAT_VERSION_STR_(x)
+#define REMAT_VERSION                                                                              \
+    REMAT_VERSION_STR(REMAT_VERSION_MAJOR)                                                         \
+    "." REMAT_VERSION_STR(REMAT_VERSION_MINOR) "." REMAT_VERSION_STR(REMAT_VERSION_PATCH)
 
 /* ==== Statuses and errors ================================================================== */
 
@@ -35,16 +79,16 @@ typedef enum {
 } remat_status;
 
 /* A short constant name for a status ("invalid argument", ...). Never NULL. */
-const char *remat_strerror(remat_status s);
+REMAT_API const char *remat_strerror(remat_status s);
 /* The detail message of the last failure on this thread ("" if none). Valid until the next
  * failing call on the same thread. */
-const char *remat_last_error(void);
+REMAT_API const char *remat_last_error(void);
 /* Clears this thread's last-error message. */
-void remat_clear_error(void);
-/* The library's version string (REMAT_VERSION). */
-const char *remat_version(void);
+REMAT_API void remat_clear_error(void);
+/* The library's version string: REMAT_VERSION of the build that made it ("0.1.0"). */
+REMAT_API const char *remat_version(void);
 /* 1 if this build contains the CUDA backend and kernels, else 0. */
-int remat_built_with_cuda(void);
+REMAT_API int remat_built_with_cuda(void);
 
 /* ==== Sizes ================================================================================ */
 
@@ -53,19 +97,20 @@ int remat_built_with_cuda(void);
  * and unit allowed. "1.5GiB" = 1610612736, "512B" = 512. Fractions are rounded down to a whole
  * byte. A number without a unit is ambiguous and fails, except "0". Garbage, negative numbers,
  * empty strings and values above UINT64_MAX fail with REMAT_EINVAL naming the text. */
-remat_status remat_parse_size(const char *text, uint64_t *out);
+REMAT_API REMAT_NODISCARD remat_status remat_parse_size(const char *text, uint64_t *out);
 
 /* Like remat_parse_size, but also accepts a percentage "40%" (0 < p, decimals allowed); then
  * *is_percent = 1 and *out is unused and *percent holds the number (40.0). */
-remat_status remat_parse_budget(const char *text, uint64_t *out, double *percent, int *is_percent);
+REMAT_API REMAT_NODISCARD remat_status remat_parse_budget(const char *text, uint64_t *out,
+                                                          double *percent, int *is_percent);
 
 /* percent % of reference in bytes, rounded down; saturates at UINT64_MAX where the product does
  * not fit (a huge percentage never wraps to a small budget); 0 for percent <= 0 or NaN. */
-uint64_t remat_budget_of_percent(double percent, uint64_t reference);
+REMAT_API uint64_t remat_budget_of_percent(double percent, uint64_t reference);
 
 /* Writes a human form of `bytes` into buf ("512 B", "1.50 KiB", "37.5 GiB": binary units, three
  * significant digits) and returns buf. n >= 16 is always enough. */
-char *remat_format_bytes(uint64_t bytes, char *buf, size_t n);
+REMAT_API char *remat_format_bytes(uint64_t bytes, char *buf, size_t n);
 
 /* ==== Devices ============================================================================== */
 
@@ -85,19 +130,27 @@ typedef struct {
 /* Opens a device from its spec: "auto" (first usable CUDA device, else host), "cuda:N", "host",
  * "sim:SIZE" (SIZE as remat_parse_size; address space is reserved, never committed). A bad spec is
  * REMAT_EINVAL naming it; a missing driver or GPU is REMAT_EDEVICE ("no CUDA driver found"). */
-remat_status remat_device_open(const char *spec, remat_device **out);
-void remat_device_close(remat_device *dev);
-remat_status remat_device_info_get(const remat_device *dev, remat_device_info *out);
+REMAT_API REMAT_NODISCARD remat_status remat_device_open(const char *spec, remat_device **out);
+REMAT_API void remat_device_close(remat_device *dev);
+REMAT_API REMAT_NODISCARD remat_status remat_device_info_get(const remat_device *dev,
+                                                             remat_device_info *out);
 /* Number of usable CUDA devices; 0 (and REMAT_OK) where there is no driver, no GPU, or no CUDA in
  * this build. *why, if not NULL, receives a short reason when the count is 0. */
-remat_status remat_cuda_device_count(int *out, const char **why);
-/* Copies bytes between host memory and memory of `dev` (or within either). On host/sim devices
- * this is memcpy (sim memory cannot be touched: REMAT_EUNSUPPORTED). to_device: 1 host->dev,
- * 0 dev->host, 2 dev->dev. Synchronous. */
-remat_status remat_device_copy(remat_device *dev, void *dst, const void *src, size_t bytes,
-                               int to_device);
+REMAT_API REMAT_NODISCARD remat_status remat_cuda_device_count(int *out, const char **why);
+/* The direction of remat_device_copy (the values of the int it used to take). */
+typedef enum {
+    REMAT_COPY_DEVICE_TO_HOST = 0,
+    REMAT_COPY_HOST_TO_DEVICE = 1,
+    REMAT_COPY_DEVICE_TO_DEVICE = 2,
+} remat_copy_kind;
+/* Copies bytes between host memory and memory of `dev` (or within either), in direction `kind`.
+ * On host/sim devices this is memcpy (sim memory cannot be touched: REMAT_EUNSUPPORTED); another
+ * kind is REMAT_EINVAL. Synchronous. */
+REMAT_API REMAT_NODISCARD remat_status remat_device_copy(remat_device *dev, void *dst,
+                                                         const void *src, size_t bytes,
+                                                         remat_copy_kind kind);
 /* Waits for all work on the device (cudaDeviceSynchronize; no-op elsewhere). */
-remat_status remat_device_sync(remat_device *dev);
+REMAT_API REMAT_NODISCARD remat_status remat_device_sync(remat_device *dev);
 
 /* ==== Caching pool (alloc/) ================================================================ */
 
@@ -130,54 +183,59 @@ typedef struct {
     int no_cache;
 } remat_pool_config; /* may grow: zero-initialise */
 
-remat_status remat_pool_create(remat_device *dev, const remat_pool_config *cfg /* NULL = defaults */,
-                               remat_pool **out);
+REMAT_API REMAT_NODISCARD remat_status remat_pool_create(
+    remat_device *dev, const remat_pool_config *cfg /* NULL = defaults */, remat_pool **out);
 /* Returns every segment to the device. Blocks still allocated are released with it. */
-void remat_pool_destroy(remat_pool *pool);
+REMAT_API void remat_pool_destroy(remat_pool *pool);
 /* Allocates `bytes` (rounded up to 512, 512-byte aligned) for use on `stream`; NULL on failure
  * with remat_last_error() saying why (on OOM: requested size, limit or device free memory,
  * reserved, allocated, cached-but-free, largest free block, fragmentation). bytes = 0 gives a
  * distinct 512-byte block. Thread-safe, like every pool call. */
-void *remat_alloc(remat_pool *pool, size_t bytes, remat_stream stream);
+REMAT_API REMAT_ALLOC(2) void *remat_alloc(remat_pool *pool, size_t bytes, remat_stream stream);
 /* Returns ptr to the pool; NULL is a no-op. A pointer the pool did not hand out, or a double
  * free, is ignored with a message in remat_last_error() and leaves the pool intact. */
-void remat_free(remat_pool *pool, void *ptr);
-remat_status remat_pool_stats_get(const remat_pool *pool, remat_pool_stats *out);
+REMAT_API void remat_free(remat_pool *pool, void *ptr);
+REMAT_API REMAT_NODISCARD remat_status remat_pool_stats_get(const remat_pool *pool,
+                                                            remat_pool_stats *out);
 
 /* Like remat_alloc, and counts the requested bytes under `tag` (a word: letters, digits, '_',
  * '-', '.', at most 63 characters; NULL = "untagged"), e.g. "params", "grads", "optim", "act". */
-void *remat_alloc_tagged(remat_pool *pool, size_t bytes, remat_stream stream, const char *tag);
+REMAT_API REMAT_ALLOC(2) void *remat_alloc_tagged(remat_pool *pool, size_t bytes,
+                                                  remat_stream stream, const char *tag);
 /* Current and peak requested bytes under `tag` (zeros for a tag never used). */
-remat_status remat_pool_tag_stats(const remat_pool *pool, const char *tag, remat_stat *out);
+REMAT_API REMAT_NODISCARD remat_status remat_pool_tag_stats(const remat_pool *pool, const char *tag,
+                                                            remat_stat *out);
 /* Number of tags seen so far ("untagged" is always tag 0), and the i-th one's name and bytes. */
-size_t remat_pool_tag_count(const remat_pool *pool);
-remat_status remat_pool_tag_at(const remat_pool *pool, size_t i, char *name, size_t n,
-                               remat_stat *out);
+REMAT_API size_t remat_pool_tag_count(const remat_pool *pool);
+REMAT_API REMAT_NODISCARD remat_status remat_pool_tag_at(const remat_pool *pool, size_t i,
+                                                         char *name, size_t n, remat_stat *out);
 /* Marks ptr as also used on `stream`: its free then waits for that stream's work too before the
  * block is reused elsewhere (as torch's record_stream). */
-remat_status remat_pool_record_stream(remat_pool *pool, void *ptr, remat_stream stream);
+REMAT_API REMAT_NODISCARD remat_status remat_pool_record_stream(remat_pool *pool, void *ptr,
+                                                                remat_stream stream);
 /* Returns every cached segment that holds no allocated block to the device. */
-remat_status remat_pool_empty_cache(remat_pool *pool);
+REMAT_API REMAT_NODISCARD remat_status remat_pool_empty_cache(remat_pool *pool);
 /* Sets every peak (stats and tags) to its current value. */
-remat_status remat_pool_reset_peaks(remat_pool *pool);
+REMAT_API REMAT_NODISCARD remat_status remat_pool_reset_peaks(remat_pool *pool);
 /* 1 - allocated/reserved now (0 when nothing is reserved). */
-double remat_pool_fragmentation(const remat_pool *pool);
+REMAT_API double remat_pool_fragmentation(const remat_pool *pool);
 /* Writes a JSON object {"device", "stats", "segments": [{"address", "size", "kind",
  * "expandable", "blocks": [{"offset", "size", "requested", "state", "stream", "tag"}]}]} to f. */
-remat_status remat_pool_snapshot(const remat_pool *pool, FILE *f);
+REMAT_API REMAT_NODISCARD remat_status remat_pool_snapshot(const remat_pool *pool, FILE *f);
 /* Debug invariant check: blocks tile their segments without overlap, no two free neighbours are
  * left unmerged, every free block is indexed and every allocated one is in the live map, and the
  * stats (and per-tag bytes) equal the sums over blocks. REMAT_EINTERNAL naming the first broken
  * invariant. */
-remat_status remat_pool_check(const remat_pool *pool);
+REMAT_API REMAT_NODISCARD remat_status remat_pool_check(const remat_pool *pool);
 /* Size of the block behind ptr (its rounded size) in *out; REMAT_EINVAL if ptr is not live. */
-remat_status remat_pool_block_size(const remat_pool *pool, const void *ptr, size_t *out);
+REMAT_API REMAT_NODISCARD remat_status remat_pool_block_size(const remat_pool *pool,
+                                                             const void *ptr, size_t *out);
 
-/* Records every later allocation and free to f in the trace format of DESIGN.md
+/* Records every later allocation and free to f in the trace format of docs/contracts.md
  * ("a <id> <bytes> <stream> <tag>", "f <id>"); only blocks allocated while recording are freed in
  * the trace. f stays the caller's. */
-remat_status remat_pool_trace_begin(remat_pool *pool, FILE *f);
-remat_status remat_pool_trace_end(remat_pool *pool);
+REMAT_API REMAT_NODISCARD remat_status remat_pool_trace_begin(remat_pool *pool, FILE *f);
+REMAT_API REMAT_NODISCARD remat_status remat_pool_trace_end(remat_pool *pool);
 
 /* ---- Fault injection (a testing hook) ---------------------------------------------------- */
 /* Each device call the pool makes passes one of these sites. remat_pool_fault_at(pool, site, n)
@@ -191,19 +249,21 @@ typedef enum {
     REMAT_FAULT_EVENT,        /* event create / record / stream wait (CUDA only) */
     REMAT_FAULT_SITES
 } remat_fault_site;
-remat_status remat_pool_fault_at(remat_pool *pool, remat_fault_site site, uint64_t n);
-uint64_t remat_pool_fault_calls(const remat_pool *pool, remat_fault_site site);
+REMAT_API REMAT_NODISCARD remat_status remat_pool_fault_at(remat_pool *pool, remat_fault_site site,
+                                                           uint64_t n);
+REMAT_API uint64_t remat_pool_fault_calls(const remat_pool *pool, remat_fault_site site);
 
 /* ---- Traces and replay --------------------------------------------------------------------- */
 typedef struct remat_trace remat_trace;
 
-/* Reads a trace (DESIGN.md format; tags and streams optional). A malformed line, an allocation
+/* Reads a trace (docs/contracts.md; tags and streams optional). A malformed line, an allocation
  * of a live id or a free of an unknown id is REMAT_EPARSE with "NAME:LINE: why". */
-remat_status remat_trace_load(const char *path, remat_trace **out);
-remat_status remat_trace_parse(FILE *f, const char *name, remat_trace **out);
-void remat_trace_free(remat_trace *trace);
+REMAT_API REMAT_NODISCARD remat_status remat_trace_load(const char *path, remat_trace **out);
+REMAT_API REMAT_NODISCARD remat_status remat_trace_parse(FILE *f, const char *name,
+                                                         remat_trace **out);
+REMAT_API void remat_trace_free(remat_trace *trace);
 /* Number of events (allocations + frees) in the trace. */
-size_t remat_trace_events(const remat_trace *trace);
+REMAT_API size_t remat_trace_events(const remat_trace *trace);
 /* One event of a trace: op 'a' (allocation) or 'f' (free); alloc_index numbers the trace's
  * allocations in order (a free names the allocation it frees); for an allocation, its bytes,
  * stream and tag (NULL = untagged); for a free these are 0 / NULL (look them up by alloc_index);
@@ -216,7 +276,8 @@ typedef struct {
     const char *tag; /* owned by the trace */
 } remat_trace_event;
 /* The i-th event (i < remat_trace_events); REMAT_EINVAL for i out of range. */
-remat_status remat_trace_event_at(const remat_trace *trace, size_t i, remat_trace_event *out);
+REMAT_API REMAT_NODISCARD remat_status remat_trace_event_at(const remat_trace *trace, size_t i,
+                                                            remat_trace_event *out);
 
 typedef struct {
     uint64_t events;
@@ -228,8 +289,10 @@ typedef struct {
 /* Runs the trace through a fresh pool on dev with cfg (NULL = defaults); blocks still live at the
  * end are freed. On CUDA every trace stream maps to the default stream. An allocation failure is
  * REMAT_ENOMEM naming the trace line. */
-remat_status remat_trace_replay(const remat_trace *trace, remat_device *dev,
-                                const remat_pool_config *cfg, remat_replay_result *out);
+REMAT_API REMAT_NODISCARD remat_status remat_trace_replay(const remat_trace *trace,
+                                                          remat_device *dev,
+                                                          const remat_pool_config *cfg,
+                                                          remat_replay_result *out);
 
 /* ==== Offset planning (alloc/layout.c) ===================================================== */
 
@@ -253,7 +316,7 @@ typedef struct {
  * "greedy-by-size best-fit" ("empty" for n = 0). NULL pointers (bufs and offsets may be NULL when
  * n = 0), first > last, an align that is not a power of two, and sizes that overflow 64 bits when
  * aligned or added up are REMAT_EINVAL naming the problem. */
-remat_status remat_layout_plan(const remat_layout_buffer *bufs, size_t n, uint64_t align,
+REMAT_API REMAT_NODISCARD remat_status remat_layout_plan(const remat_layout_buffer *bufs, size_t n, uint64_t align,
                                uint64_t *offsets, remat_layout_result *out);
 
 /* ==== Checkpoint scheduler (checkpoint/) =================================================== */
@@ -265,7 +328,7 @@ typedef struct {
     double bwd;
 } remat_stage_option;
 
-/* Stage i maps activation a_i to a_{i+1}. See DESIGN.md, "Checkpoint cost model". */
+/* Stage i maps activation a_i to a_{i+1}. Cost model: docs/checkpoint.md. */
 typedef struct {
     char name[48];
     double fwd, bwd;          /* times, any consistent unit */
@@ -284,21 +347,27 @@ typedef struct {
     remat_stage *stages;
 } remat_chain;
 
-/* Reads, parses or writes a chain file (DESIGN.md). Loading validates and names the offending
+/* Reads, parses, writes a chain file (docs/contracts.md). Loading validates and names the offending
  * field: REMAT_EPARSE for malformed JSON or bad values, REMAT_EIO for unreadable files. */
-remat_status remat_chain_load(const char *path, remat_chain **out);
-remat_status remat_chain_parse(const char *json, size_t len, remat_chain **out);
-remat_status remat_chain_save(const remat_chain *chain, const char *path);
+REMAT_API REMAT_NODISCARD remat_status remat_chain_load(const char *path, remat_chain **out);
+REMAT_API REMAT_NODISCARD remat_status remat_chain_parse(const char *json, size_t len,
+                                                         remat_chain **out);
+REMAT_API REMAT_NODISCARD remat_status remat_chain_save(const remat_chain *chain, const char *path);
 /* Allocates an empty chain with n stages (all fields zero) for building one in code. */
-remat_status remat_chain_new(int n_stages, remat_chain **out);
-void remat_chain_free(remat_chain *chain);
+REMAT_API REMAT_NODISCARD remat_status remat_chain_new(int n_stages, remat_chain **out);
+REMAT_API void remat_chain_free(remat_chain *chain);
 
 typedef enum { REMAT_OP_F_CK, REMAT_OP_F_N, REMAT_OP_F_ALL, REMAT_OP_B } remat_op_kind;
+
+/* The option values that are not an index into a stage's options: REMAT_OPTION_DEFAULT is the
+ * stage's own forward-with-grad (saved_bytes, bwd); REMAT_OPTION_NO_GRAD is passed to the forward
+ * callback for a forward that keeps nothing for the backward (F_ck, F_n). */
+typedef enum { REMAT_OPTION_NO_GRAD = -2, REMAT_OPTION_DEFAULT = -1 } remat_option_value;
 
 typedef struct {
     remat_op_kind kind;
     int stage;
-    int option; /* F_ALL only: -1 = default, else index into stages[stage].options */
+    int option; /* F_ALL only: REMAT_OPTION_DEFAULT, else index into stages[stage].options */
 } remat_op;
 
 typedef enum {
@@ -321,7 +390,7 @@ typedef enum {
 } remat_layout_mode;
 
 /* Parses "planned" or "pool"; anything else is REMAT_EINVAL naming the text. */
-remat_status remat_layout_mode_parse(const char *text, remat_layout_mode *out);
+REMAT_API REMAT_NODISCARD remat_status remat_layout_mode_parse(const char *text, remat_layout_mode *out);
 
 typedef struct {
     remat_policy_kind kind;
@@ -331,9 +400,9 @@ typedef struct {
 } remat_policy;
 
 /* Parses "optimal", "store-all", "sqrt", "periodic:K", "revolve". */
-remat_status remat_policy_parse(const char *text, remat_policy *out);
+REMAT_API REMAT_NODISCARD remat_status remat_policy_parse(const char *text, remat_policy *out);
 /* Writes the canonical name ("periodic:4") into buf and returns buf. */
-const char *remat_policy_name(const remat_policy *p, char *buf, size_t n);
+REMAT_API const char *remat_policy_name(const remat_policy *p, char *buf, size_t n);
 
 /* A schedule's planned layout: every buffer remat_run allocates for it, in the executor's order
  * (a_0, d_L, then each op's output and then its workspace; buffers of 0 bytes are left out), with
@@ -372,10 +441,10 @@ typedef struct {
     double time;
 } remat_sim_result;
 
-/* Simulates ops on chain (DESIGN.md accounting). Returns REMAT_OK even for an invalid schedule
+/* Simulates ops on chain (docs/checkpoint.md). Returns REMAT_OK even for an invalid schedule
  * (see out->valid); fails only on bad arguments. */
-remat_status remat_simulate(const remat_chain *chain, const remat_op *ops, size_t n_ops,
-                            remat_sim_result *out);
+REMAT_API REMAT_NODISCARD remat_status remat_simulate(const remat_chain *chain, const remat_op *ops,
+                                                      size_t n_ops, remat_sim_result *out);
 
 /* Plans a schedule for chain under budget_bytes with policy. A budget too small for the policy is
  * REMAT_EINFEASIBLE with the minimum feasible budget in the message; *out is still not set.
@@ -387,23 +456,45 @@ remat_status remat_simulate(const remat_chain *chain, const remat_op *ops, size_
  * the schedule is planned again under the budget less the excess (a few times at most, then the
  * policy's least-memory schedule), so the arena never exceeds budget_bytes; if none fits,
  * REMAT_EINFEASIBLE names the smallest arena found. */
-remat_status remat_plan(const remat_chain *chain, const remat_policy *policy,
+REMAT_API REMAT_NODISCARD remat_status remat_plan(const remat_chain *chain, const remat_policy *policy,
                         uint64_t budget_bytes, remat_schedule **out);
 /* Frees s, its ops and its layout. */
-void remat_schedule_free(remat_schedule *s);
+REMAT_API void remat_schedule_free(remat_schedule *s);
+
+/* A memory budget as the CLI's --budget takes it: a byte count, or a percentage of the chain's
+ * store-all peak (remat_store_all_peak). percent = 0: `bytes`; percent > 0: that percentage
+ * (50 = "50%", above 100 allowed) and bytes must be 0. Build one with remat_budget_parse or
+ * a designated initializer ({.percent = 50}). */
+typedef struct {
+    uint64_t bytes;
+    double percent;
+} remat_budget;
+
+/* Parses "512MiB" (size syntax of remat_parse_size) or "50%" (0 < p, decimals allowed) into
+ * *out. Bad text is REMAT_EINVAL naming it. Syntax: docs/contracts.md, "Sizes and budgets". */
+REMAT_API REMAT_NODISCARD remat_status remat_budget_parse(const char *text, remat_budget *out);
+/* The budget in bytes on chain: bytes, or floor(store-all peak x percent / 100), saturating at
+ * UINT64_MAX (what `remat plan --budget 50%` plans at). A negative, non-finite percent, or one
+ * set together with bytes, is REMAT_EINVAL. */
+REMAT_API REMAT_NODISCARD remat_status remat_budget_resolve(const remat_chain *chain, remat_budget budget, uint64_t *out);
+/* remat_plan at remat_budget_resolve(chain, budget): remat_plan_budget(c, &p, (remat_budget){
+ * .percent = 50}, &s) plans at half the store-all peak. */
+REMAT_API REMAT_NODISCARD remat_status remat_plan_budget(const remat_chain *chain, const remat_policy *policy,
+                               remat_budget budget, remat_schedule **out);
 
 /* Plans the layout of s's ops on chain (replacing any layout s had) and sets s->peak_bytes to
  * the arena's size; for schedules built or edited by hand. An invalid op list is REMAT_EINVAL
  * naming the op. */
-remat_status remat_schedule_plan_layout(remat_schedule *s, const remat_chain *chain);
+REMAT_API REMAT_NODISCARD remat_status remat_schedule_plan_layout(remat_schedule *s, const remat_chain *chain);
 
 /* Smallest budget for which `policy` yields a feasible schedule on chain. Under the planned
  * layout (policy->layout, the default): the arena of the policy's least-memory schedule, which
  * remat_plan always accepts. */
-remat_status remat_min_budget(const remat_chain *chain, const remat_policy *policy,
+REMAT_API REMAT_NODISCARD remat_status remat_min_budget(const remat_chain *chain, const remat_policy *policy,
                               uint64_t *out);
 /* Store-all peak (the 100% reference for percentage budgets). */
-remat_status remat_store_all_peak(const remat_chain *chain, uint64_t *out);
+REMAT_API REMAT_NODISCARD remat_status remat_store_all_peak(const remat_chain *chain,
+                                                            uint64_t *out);
 
 /* One point of the overhead-versus-memory Pareto frontier. */
 typedef struct {
@@ -415,25 +506,28 @@ typedef struct {
  * points sorted by increasing peak, time strictly decreasing; each point's budget_bytes is its
  * plan's peak (the least budget admitting it); the first point is remat_min_budget's. policy may
  * be NULL (optimal, 500 slots); another kind is REMAT_EUNSUPPORTED. Caller frees *out with free(). */
-remat_status remat_curve(const remat_chain *chain, const remat_policy *policy,
-                         remat_curve_point **out, size_t *n_out);
+REMAT_API REMAT_NODISCARD remat_status remat_curve(const remat_chain *chain,
+                                                   const remat_policy *policy,
+                                                   remat_curve_point **out, size_t *n_out);
 
-/* Writes the plan JSON of DESIGN.md ({"policy", "budget_bytes", ...}) to f. */
-remat_status remat_schedule_write_json(const remat_schedule *s, const remat_chain *chain, FILE *f);
+/* Writes the plan JSON of docs/contracts.md ({"policy", "budget_bytes", ...}) to f. */
+REMAT_API REMAT_NODISCARD remat_status remat_schedule_write_json(const remat_schedule *s,
+                                                                 const remat_chain *chain, FILE *f);
 
 /* ---- Executor ---------------------------------------------------------------------------- */
 
 /* Callbacks through which remat_run drives the trainer. Buffers are allocated and freed by the
  * executor through the pool; the callbacks only compute into them.
- * - forward: a_{i+1} (out, out_bytes) from a_i (in). option = -2: no grad (F_ck/F_n), out has
- *   out_bytes; option = -1 (default) or k: forward-with-grad, out is ā_{i+1} with saved_bytes of
- *   that option, and a_{i+1} must be its first out_bytes. tmp has fwd_tmp_bytes (may be NULL if
- *   0). For stage 0, in is a_0 as written by `input`.
+ * - forward: a_{i+1} (out, out_bytes) from a_i (in). option = REMAT_OPTION_NO_GRAD (F_ck/F_n):
+ *   out has out_bytes; option = REMAT_OPTION_DEFAULT or k >= 0: forward-with-grad, out is ā_{i+1}
+ *   with saved_bytes of that option, and a_{i+1} must be its first out_bytes. tmp has
+ *   fwd_tmp_bytes (may be NULL if 0). For stage 0, in is a_0 as written by `input`.
  * - backward: d_i (din, size |a_i|) from a_i (in), ā_{i+1} (saved, made with `option`) and d_{i+1}
  *   (dout). tmp has bwd_tmp_bytes. Parameter gradients are the trainer's business.
  * - input: writes a_0 (input_bytes). seed: writes d_L (out_bytes of the last stage); NULL = zeros.
  * Every buffer of 0 bytes is passed as NULL. Buffers come from the pool under the tag "act", so
- * remat_pool_tag_stats(pool, "act") measures exactly the plan's peak_bytes (if nothing else uses it).
+ * remat_pool_tag_stats(pool, "act") measures exactly the plan's peak_bytes (if nothing else uses
+ * it).
  * - save_rng / restore_rng (optional): called before the first forward of a stage and before
  *   every recomputation of it, so stochastic stages recompute exactly.
  * - zero (optional): sets `bytes` bytes at p to zero. The executor cannot touch device memory, so
@@ -458,7 +552,7 @@ typedef struct {
  * block of layout->arena_bytes from the pool under "act" and hands every buffer out at its planned
  * offset: the "act" peak is exactly the arena. Without one, or when the ops or the chain's sizes
  * changed since it was planned (its key differs), every buffer is allocated from the pool. */
-remat_status remat_run(const remat_schedule *sched, const remat_chain *chain, remat_pool *pool,
+REMAT_API REMAT_NODISCARD remat_status remat_run(const remat_schedule *sched, const remat_chain *chain, remat_pool *pool,
                        remat_stream stream, const remat_callbacks *cb, void *ctx);
 
 /* ==== Planner (plan/) ====================================================================== */
@@ -494,24 +588,24 @@ typedef struct {
 } remat_model_desc;
 
 /* "gpt2", "llama", "deepseek" ("unknown" for anything else). */
-const char *remat_arch_name(remat_arch a);
+REMAT_API const char *remat_arch_name(remat_arch a);
 
 /* Copies the preset `name` ("gpt2-124m", "deepseek-r1", "tiny", ...) into *out; an unknown name
  * is REMAT_EINVAL naming it and the nearest presets. remat_model_at(i) for i < remat_model_count()
  * lists the presets. */
-remat_status remat_model_lookup(const char *name, remat_model_desc *out);
-size_t remat_model_count(void);
-const remat_model_desc *remat_model_at(size_t i);
+REMAT_API REMAT_NODISCARD remat_status remat_model_lookup(const char *name, remat_model_desc *out);
+REMAT_API size_t remat_model_count(void);
+REMAT_API const remat_model_desc *remat_model_at(size_t i);
 /* Checks a (generic) description: positive sizes, heads dividing hidden, kv_heads dividing heads,
  * nothing absurd (> 1e15 parameters). REMAT_EINVAL names the offending field and value. */
-remat_status remat_model_validate(const remat_model_desc *m);
+REMAT_API REMAT_NODISCARD remat_status remat_model_validate(const remat_model_desc *m);
 /* Parameter counts: *total of the main model (MTP excluded), *active per token (MoE: shared plus
  * routed experts in use; dense models: = total). Either pointer may be NULL. The description is
  * validated first (remat_model_validate): a zeroed or bad one is REMAT_EINVAL naming the field. */
-remat_status remat_model_params(const remat_model_desc *m, uint64_t *total, uint64_t *active);
+REMAT_API REMAT_NODISCARD remat_status remat_model_params(const remat_model_desc *m, uint64_t *total, uint64_t *active);
 /* Parameters of the MTP module (0 where there is none, or where m is invalid: then the last
  * error says why), embedding and head copies included. */
-uint64_t remat_model_mtp_params(const remat_model_desc *m);
+REMAT_API uint64_t remat_model_mtp_params(const remat_model_desc *m);
 
 /* A GPU preset with the capacity the driver reports (nvidia-smi memory.total). */
 typedef struct {
@@ -523,9 +617,9 @@ typedef struct {
 /* Finds a card by name (case-insensitive); unknown names are REMAT_EINVAL naming them and the
  * nearest presets (edit distance or prefix: "a100" suggests a100-40gb and a100-80gb).
  * remat_card_at(i) for i < remat_card_count() lists the presets. */
-remat_status remat_card_lookup(const char *name, remat_card *out);
-size_t remat_card_count(void);
-const remat_card *remat_card_at(size_t i);
+REMAT_API REMAT_NODISCARD remat_status remat_card_lookup(const char *name, remat_card *out);
+REMAT_API size_t remat_card_count(void);
+REMAT_API const remat_card *remat_card_at(size_t i);
 
 typedef enum {
     REMAT_DTYPE_FP32,
@@ -536,13 +630,14 @@ typedef enum {
     REMAT_DTYPE_INT4, /* one fp16 scale per group of 128 */
 } remat_dtype;
 /* "fp32", "bf16", "fp16", "fp8", "int8", "int4"; anything else is REMAT_EINVAL. */
-remat_status remat_dtype_parse(const char *text, remat_dtype *out);
-const char *remat_dtype_name(remat_dtype d);
+REMAT_API REMAT_NODISCARD remat_status remat_dtype_parse(const char *text, remat_dtype *out);
+REMAT_API const char *remat_dtype_name(remat_dtype d);
 
 typedef enum { REMAT_OPTIM_ADAMW, REMAT_OPTIM_SGD, REMAT_OPTIM_SGD_MOMENTUM } remat_optimizer;
 /* "adamw", "sgd", "sgd-momentum". */
-remat_status remat_optimizer_parse(const char *text, remat_optimizer *out);
-const char *remat_optimizer_name(remat_optimizer o);
+REMAT_API REMAT_NODISCARD remat_status remat_optimizer_parse(const char *text,
+                                                             remat_optimizer *out);
+REMAT_API const char *remat_optimizer_name(remat_optimizer o);
 
 /* How a training step keeps its activations (docs/planner.md gives each one's bytes). */
 typedef enum {
@@ -554,8 +649,9 @@ typedef enum {
     REMAT_ACT_COUNT,
 } remat_act_policy;
 /* "store-all", "llmc-selective", "megatron-selective", "full-recompute", "optimal". */
-remat_status remat_act_policy_parse(const char *text, remat_act_policy *out);
-const char *remat_act_policy_name(remat_act_policy p);
+REMAT_API REMAT_NODISCARD remat_status remat_act_policy_parse(const char *text,
+                                                              remat_act_policy *out);
+REMAT_API const char *remat_act_policy_name(remat_act_policy p);
 
 typedef struct {
     remat_model_desc model;
@@ -575,7 +671,7 @@ typedef struct {
 
 /* Defaults: 1 GPU, ZeRO 0, batch 1, seq 0, fp32 AdamW training, store-all, bf16 weights and
  * cache. model and card_bytes are left zero for the caller. */
-void remat_fit_request_init(remat_fit_request *r);
+REMAT_API void remat_fit_request_init(remat_fit_request *r);
 
 typedef struct {
     uint64_t weights, gradients, optimizer; /* model states */
@@ -612,7 +708,7 @@ typedef struct {
  * integer format, seq beyond 16M, batch beyond 1e9, a breakdown above 2^64 - 1 bytes) are
  * REMAT_EINVAL naming the value. A model that does not fit is not an error: out->fits = 0 and
  * max_batch entries 0. All byte arithmetic saturates, so no size wraps modulo 2^64. */
-remat_status remat_fit(const remat_fit_request *req, remat_fit_result *out);
+REMAT_API REMAT_NODISCARD remat_status remat_fit(const remat_fit_request *req, remat_fit_result *out);
 
 /* Plans training for a model known by its parameter count (req->model.params_only: the stored
  * parameters; the shape fields are ignored) and its chain measured at two batch sizes b1 < b2
@@ -623,14 +719,14 @@ remat_status remat_fit(const remat_fit_request *req, remat_fit_result *out);
  * minimum); max_batch is filled for store-all, full-recompute and optimal, and for the selective
  * policies only when some stage carries their option ("recompute-gelu"/"recompute-act",
  * "recompute-attn"), else -1. Inference requests, differing chains and b2 <= b1 are REMAT_EINVAL. */
-remat_status remat_fit_chain(const remat_fit_request *req, const remat_chain *c1, uint64_t b1,
+REMAT_API REMAT_NODISCARD remat_status remat_fit_chain(const remat_fit_request *req, const remat_chain *c1, uint64_t b1,
                              const remat_chain *c2, uint64_t b2, remat_fit_result *out);
 
 /* KV cache bytes per token per GPU: MHA/GQA 2 x layers x kv_heads x head_dim elements (kv heads
  * split over tp, at least one per GPU); MLA layers x (kv_lora_rank + qk_rope_dim) elements,
  * replicated on every GPU under plain tensor parallelism. The model is validated first (a
  * zeroed one is REMAT_EINVAL); a bare parameter count has no cache (0). */
-remat_status remat_kv_bytes_per_token(const remat_model_desc *m, remat_dtype kv, int tp,
+REMAT_API REMAT_NODISCARD remat_status remat_kv_bytes_per_token(const remat_model_desc *m, remat_dtype kv, int tp,
                                       uint64_t *out);
 
 /* ==== PyTorch allocator (alloc/torch_alloc.c) ============================================== */
@@ -644,18 +740,18 @@ remat_status remat_kv_bytes_per_token(const remat_model_desc *m, remat_dtype kv,
  * cuda:N), or "host" / "sim:SIZE" (every index on that device, for testing), and a limit in bytes
  * (0 = the device's). Once any pool exists this is REMAT_EINVAL ("already in use"); a bad kind is
  * REMAT_EINVAL naming it. */
-remat_status remat_torch_configure(const char *kind, uint64_t limit_bytes);
+REMAT_API REMAT_NODISCARD remat_status remat_torch_configure(const char *kind, uint64_t limit_bytes);
 /* Allocates size bytes on device for stream (a cudaStream_t); NULL on failure (negative size, no
  * such device, the limit reached) with remat_last_error() saying why, as remat_alloc. */
-void *remat_torch_alloc(ssize_t size, int device, void *stream);
+REMAT_API void *remat_torch_alloc(ssize_t size, int device, void *stream);
 /* Returns ptr (from remat_torch_alloc on the same device) to its pool; size and stream are
  * PyTorch's and unused. NULL is a no-op; an unknown pointer is ignored with a message. */
-void remat_torch_free(void *ptr, ssize_t size, int device, void *stream);
+REMAT_API void remat_torch_free(void *ptr, ssize_t size, int device, void *stream);
 /* The pool statistics of device (all zeros before its first allocation). */
-remat_status remat_torch_stats(int device, remat_pool_stats *out);
+REMAT_API REMAT_NODISCARD remat_status remat_torch_stats(int device, remat_pool_stats *out);
 /* Destroys every pool, so remat_torch_configure may be called again; REMAT_EINVAL (and nothing
  * destroyed) while blocks are still allocated. */
-remat_status remat_torch_release(void);
+REMAT_API REMAT_NODISCARD remat_status remat_torch_release(void);
 
 #ifdef __cplusplus
 }

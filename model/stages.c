@@ -310,7 +310,8 @@ static remat_status gpt_head_record_loss(gpt_model *m, const float *losses)
     if (m->host_memory)
         memcpy(m->losses_host, losses, m->N * sizeof(float));
     else
-        REMAT_TRY(remat_device_copy(m->dev, m->losses_host, losses, m->N * sizeof(float), 0));
+        REMAT_TRY(remat_device_copy(m->dev, m->losses_host, losses, m->N * sizeof(float),
+                                    REMAT_COPY_DEVICE_TO_HOST));
     double sum = 0;
     for (size_t i = 0; i < m->N; i++)
         sum += m->losses_host[i];
@@ -416,7 +417,7 @@ static remat_status gpt_cb_input(void *ctx, void *a0)
     /* The copy is synchronous and not on the kernels' stream: let their queued work (which may
      * still use this block's previous life) finish first. */
     REMAT_TRY(m->k->status(m->kc));
-    return remat_device_copy(m->dev, a0, m->step_inputs, bytes, 1);
+    return remat_device_copy(m->dev, a0, m->step_inputs, bytes, REMAT_COPY_HOST_TO_DEVICE);
 }
 
 /* The loss stage ignores its output gradient (it seeds 1/N itself), so d_L is simply zeroed. */

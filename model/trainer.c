@@ -167,7 +167,8 @@ remat_status gpt_model_estimate(remat_device *dev, const gpt_config *cfg, int B,
 
 /* ==== Parameters =========================================================================== */
 
-static remat_status gpt_copy(gpt_model *m, void *dst, const void *src, size_t bytes, int to_device)
+static remat_status gpt_copy(gpt_model *m, void *dst, const void *src, size_t bytes,
+                             remat_copy_kind to_device)
 {
     REMAT_TRY(m->k->status(m->kc));
     if (m->host_memory) {
@@ -184,17 +185,17 @@ float *gpt_model_host_params(gpt_model *m)
 
 remat_status gpt_model_set_params(gpt_model *m, const float *host)
 {
-    return gpt_copy(m, m->params, host, m->lay.total * sizeof(float), 1);
+    return gpt_copy(m, m->params, host, m->lay.total * sizeof(float), REMAT_COPY_HOST_TO_DEVICE);
 }
 
 remat_status gpt_model_get_params(gpt_model *m, float *host)
 {
-    return gpt_copy(m, host, m->params, m->lay.total * sizeof(float), 0);
+    return gpt_copy(m, host, m->params, m->lay.total * sizeof(float), REMAT_COPY_DEVICE_TO_HOST);
 }
 
 remat_status gpt_model_get_grads(gpt_model *m, float *host)
 {
-    return gpt_copy(m, host, m->grads, m->lay.total * sizeof(float), 0);
+    return gpt_copy(m, host, m->grads, m->lay.total * sizeof(float), REMAT_COPY_DEVICE_TO_HOST);
 }
 
 /* ==== The chain ============================================================================ */
@@ -312,7 +313,7 @@ remat_status gpt_model_forward_backward(gpt_model *m, const remat_schedule *sche
                               "token %d at position %zu is outside the vocabulary [0, %d)",
                               inputs[i] < 0 || inputs[i] >= m->cfg.vocab ? inputs[i] : targets[i],
                               i, m->cfg.vocab);
-    REMAT_TRY(gpt_copy(m, m->targets, targets, m->N * sizeof(int), 1));
+    REMAT_TRY(gpt_copy(m, m->targets, targets, m->N * sizeof(int), REMAT_COPY_HOST_TO_DEVICE));
     m->k->zero(m->kc, m->grads, m->lay.total * sizeof(float));
     m->step_inputs = inputs;
     m->head_grad_done = 0;

@@ -1,5 +1,5 @@
 /* plan/chain.c: the analytic chain of one training step of a model (embedding, blocks, head and
- * loss as stages, DESIGN.md cost model) and the closed-form peaks of the fixed policies. */
+ * loss as stages, docs/checkpoint.md's model) and the closed-form peaks of the fixed policies. */
 #include "plan/plan.h"
 
 #include <math.h>

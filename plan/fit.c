@@ -387,7 +387,8 @@ static void inference_at(const remat_fit_request *r, const remat_fit_bytes *stat
 {
     *b = *states;
     uint64_t per_token = 0;
-    remat_kv_bytes_per_token(&r->model, r->kv_dtype, r->gpus, &per_token);
+    /* fit_check_inference accepted the request, so this cannot fail */
+    (void)!remat_kv_bytes_per_token(&r->model, r->kv_dtype, r->gpus, &per_token);
     b->kv_cache = remat_sat_mul(remat_sat_mul(per_token, batch), seq); /* never wraps to small */
     b->activations = inference_activations(r, batch, seq);
     fit_finish(b);

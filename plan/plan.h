@@ -60,7 +60,7 @@ remat_status plan_chain_build_gpt(const remat_model_desc *m, uint64_t batch, uin
 /* Bytes the training step holds beside the chain: our GPT's targets (round512(4 B T)). */
 uint64_t plan_chain_extra_bytes(const remat_model_desc *m, uint64_t batch, uint64_t seq);
 
-/* Peak bytes and recompute overhead of a fixed policy on chain under the DESIGN.md cost model:
+/* Peak bytes and recompute overhead of a fixed policy on chain under docs/checkpoint.md's model:
  * store-all / llmc / megatron run F_all (with the policy's option) then B; full recompute runs
  * F_ck through the stages, then F_all i, B i from the last stage down. */
 uint64_t plan_chain_peak(const remat_chain *c, remat_act_policy p);

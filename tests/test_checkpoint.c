@@ -194,7 +194,7 @@ Test(simulate, live_output_recompute_and_abar_input)
 
 /* Exhaustive shortest-path search over every op sequence of a chain of up to 6 stages, under a
  * budget: states are what is live; the cost is time. An independent implementation of
- * DESIGN.md's rules. persistent = 1 restricts to schedules that never recompute a live output
+ * checkpoint.md's rules. persistent = 1 restricts to schedules that never recompute a live output
  * and never free an activation once an op kept it (F_ck / F_all on it) before its B. */
 enum { BF_NONE = 0, BF_PLAIN = 1, BF_KEPT = 2, BF_ABAR = 3 /* + variant */ };
 #define BF_MAXL 6

@@ -22,9 +22,9 @@ Test(device, auto_opens_something_usable)
     remat_device *dev = NULL;
     cr_assert_eq(remat_device_open("auto", &dev), REMAT_OK, "%s", remat_last_error());
     remat_device_info info;
-    remat_device_info_get(dev, &info);
+    cr_assert_eq(remat_device_info_get(dev, &info), REMAT_OK);
     int n = 0;
-    remat_cuda_device_count(&n, NULL);
+    cr_assert_eq(remat_cuda_device_count(&n, NULL), REMAT_OK);
     cr_assert_eq(info.kind, n > 0 ? REMAT_DEVICE_CUDA : REMAT_DEVICE_HOST);
     remat_device_close(dev);
 }
@@ -34,12 +34,13 @@ Test(device, sim_capacity_is_the_spec)
     remat_device *dev = NULL;
     cr_assert_eq(remat_device_open("sim:80GB", &dev), REMAT_OK, "%s", remat_last_error());
     remat_device_info info;
-    remat_device_info_get(dev, &info);
+    cr_assert_eq(remat_device_info_get(dev, &info), REMAT_OK);
     cr_assert_eq(info.kind, REMAT_DEVICE_SIM);
     cr_assert_eq(info.total_bytes, 80000000000ull);
     cr_assert_eq(info.free_bytes, 80000000000ull);
     char dst[8];
-    cr_assert_eq(remat_device_copy(dev, dst, "abc", 3, 0), REMAT_EUNSUPPORTED);
+    cr_assert_eq(remat_device_copy(dev, dst, "abc", 3, REMAT_COPY_DEVICE_TO_HOST),
+                 REMAT_EUNSUPPORTED);
     remat_device_close(dev);
 }
 
@@ -82,9 +83,9 @@ Test(device, host_copy_moves_bytes)
     remat_device *dev = NULL;
     cr_assert_eq(remat_device_open("host", &dev), REMAT_OK);
     char a[6] = "hello", b[6] = {0};
-    cr_assert_eq(remat_device_copy(dev, b, a, 6, 1), REMAT_OK);
+    cr_assert_eq(remat_device_copy(dev, b, a, 6, REMAT_COPY_HOST_TO_DEVICE), REMAT_OK);
     cr_assert_str_eq(b, "hello");
-    cr_assert_eq(remat_device_copy(dev, b, a, 6, 7), REMAT_EINVAL);
+    cr_assert_eq(remat_device_copy(dev, b, a, 6, (remat_copy_kind)7), REMAT_EINVAL);
     cr_assert_eq(remat_device_sync(dev), REMAT_OK);
     remat_device_close(dev);
 }

@@ -280,7 +280,7 @@ static void run_walk(const char *policy, const remat_pool_config *cfg, int use_h
     fprintf(stderr, "remat_run %s (%s): failing each of %llu device allocations\n", policy,
                 use_hook ? "pool hook" : "device", (unsigned long long)calls);
     for (uint64_t n = 1; n <= calls; n++) {
-        remat_pool_empty_cache(pool); /* so the n-th call happens again */
+        cr_assert_eq(remat_pool_empty_cache(pool), REMAT_OK); /* so the n-th call happens again */
         if (use_hook) {
             fault_arm(0);
             cr_assert_eq(remat_pool_fault_at(pool, REMAT_FAULT_DEVICE_ALLOC, n), REMAT_OK);
@@ -290,7 +290,7 @@ static void run_walk(const char *policy, const remat_pool_config *cfg, int use_h
         remat_status s = remat_run(sched, c, pool, NULL, &ft_callbacks, &tr);
         if (s != REMAT_OK)
             assert_failed_cleanly(s, n, policy);
-        remat_pool_fault_at(pool, REMAT_FAULT_DEVICE_ALLOC, 0);
+        cr_assert_eq(remat_pool_fault_at(pool, REMAT_FAULT_DEVICE_ALLOC, 0), REMAT_OK);
         assert_pool_empty_and_ok(pool, policy, n);
     }
     fault_arm(0);
@@ -360,7 +360,7 @@ static remat_status gpt_step(remat_device *dev, const remat_pool_config *cfg, fl
     if (pool) {
         remat_status chk = remat_pool_check(pool);
         remat_pool_stats st;
-        remat_pool_stats_get(pool, &st);
+        cr_assert_eq(remat_pool_stats_get(pool, &st), REMAT_OK);
         cr_assert_eq(chk, REMAT_OK, "pool inconsistent after the step");
         cr_assert_eq(st.requested.current, 0, "the step left %llu bytes allocated",
                      (unsigned long long)st.requested.current);

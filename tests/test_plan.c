@@ -273,7 +273,7 @@ Test(accounting, our_gpt_chain_is_the_trainers_chain)
 
 /* ==== Closed-form peaks against a brute-force simulator ===================================== */
 
-/* Simulates ops under DESIGN.md's cost model by tracking what is live. kind: 0 F_ck, 1 F_n,
+/* Simulates ops under the docs/checkpoint.md model by tracking what is live. kind: 0 F_ck, 1 F_n,
  * 2 F_all, 3 B. Returns the peak, or UINT64_MAX if an op's inputs are not live. */
 typedef struct {
     int kind, stage, option;

@@ -242,7 +242,7 @@ static void run_random(const random_run *r)
     model_check_stats(&m, pool);
     cr_assert_eq(remat_pool_empty_cache(pool), REMAT_OK);
     remat_pool_stats st;
-    remat_pool_stats_get(pool, &st);
+    cr_assert_eq(remat_pool_stats_get(pool, &st), REMAT_OK);
     cr_assert_eq(st.reserved.current, 0, "an empty pool still holds %llu bytes",
                  (unsigned long long)st.reserved.current);
     if (!r->expandable)
@@ -291,15 +291,16 @@ Test(pool, size_max_and_null_and_zero)
     remat_device *dev = open_dev("sim:1GiB");
     remat_pool *pool = open_pool(dev, NULL);
     remat_clear_error();
-    cr_assert_null(remat_alloc(pool, SIZE_MAX, NULL));
+    volatile size_t max = SIZE_MAX; /* a constant would be refused at compile time (alloc_size) */
+    cr_assert_null(remat_alloc(pool, max, NULL));
     cr_assert(strstr(remat_last_error(), "cannot allocate"), "%s", remat_last_error());
-    cr_assert_null(remat_alloc(pool, SIZE_MAX - 100, NULL));
+    cr_assert_null(remat_alloc(pool, max - 100, NULL));
     cr_assert_null(remat_alloc(pool, ((size_t)1 << 62) + 1, NULL));
     remat_free(pool, NULL);
     void *a = remat_alloc(pool, 0, NULL), *b = remat_alloc(pool, 0, NULL);
     cr_assert(a && b && a != b);
     remat_pool_stats st;
-    remat_pool_stats_get(pool, &st);
+    cr_assert_eq(remat_pool_stats_get(pool, &st), REMAT_OK);
     cr_assert_eq(st.requested.current, 0);
     cr_assert_eq(st.allocated.current, 1024);
     cr_assert_eq(st.n_ooms, 3);
@@ -318,7 +319,7 @@ Test(pool, bad_and_double_frees_leave_the_pool_intact)
     remat_pool *pool = open_pool(dev, NULL);
     char *a = remat_alloc(pool, 4096, NULL), *b = remat_alloc(pool, 100, NULL);
     remat_pool_stats before, after;
-    remat_pool_stats_get(pool, &before);
+    cr_assert_eq(remat_pool_stats_get(pool, &before), REMAT_OK);
     int on_stack;
     remat_clear_error();
     remat_free(pool, &on_stack);
@@ -329,7 +330,7 @@ Test(pool, bad_and_double_frees_leave_the_pool_intact)
     remat_clear_error();
     remat_free(pool, a);
     cr_assert(strstr(remat_last_error(), "double free"), "%s", remat_last_error());
-    remat_pool_stats_get(pool, &after);
+    cr_assert_eq(remat_pool_stats_get(pool, &after), REMAT_OK);
     cr_assert_eq(after.n_free, before.n_free + 1);
     cr_assert_eq(after.requested.current, before.requested.current - 4096);
     assert_pool_ok(pool);
@@ -350,14 +351,14 @@ Test(pool, small_requests_share_2mib_segments)
     for (int i = 0; i < 4096; i++)
         cr_assert(p[i] = remat_alloc(pool, 512, NULL));
     remat_pool_stats st;
-    remat_pool_stats_get(pool, &st);
+    cr_assert_eq(remat_pool_stats_get(pool, &st), REMAT_OK);
     cr_assert_eq(st.reserved.current, 2 * MiB, "4096 x 512 B should fill exactly one 2 MiB segment");
     cr_assert_eq(st.n_device_alloc, 1);
     for (int i = 0; i < 4096; i += 2)
         remat_free(pool, p[i]);
     for (int i = 1; i < 4096; i += 2)
         remat_free(pool, p[i]);
-    remat_pool_stats_get(pool, &st);
+    cr_assert_eq(remat_pool_stats_get(pool, &st), REMAT_OK);
     cr_assert_eq(st.largest_free_block, 2 * MiB, "freed neighbours must merge back");
     assert_pool_ok(pool);
     remat_pool_destroy(pool);
@@ -371,14 +372,14 @@ Test(pool, large_requests_grow_in_steps_and_best_fit)
     remat_pool_stats st;
     void *big = remat_alloc(pool, 80 * MiB, NULL); /* a quarter of 80 MiB: full 20 MiB buffers */
     void *a = remat_alloc(pool, 3 * MiB, NULL);
-    remat_pool_stats_get(pool, &st);
+    cr_assert_eq(remat_pool_stats_get(pool, &st), REMAT_OK);
     cr_assert_eq(st.reserved.current, 80 * MiB + 18 * MiB,
                  "below 10 MiB: room for 6 x 3 MiB (<= 20 MiB)");
     void *b = remat_alloc(pool, 5 * MiB, NULL); /* fits in the same segment */
-    remat_pool_stats_get(pool, &st);
+    cr_assert_eq(remat_pool_stats_get(pool, &st), REMAT_OK);
     cr_assert_eq(st.n_device_alloc, 2);
     void *c = remat_alloc(pool, 33 * MiB + 1, NULL);
-    remat_pool_stats_get(pool, &st);
+    cr_assert_eq(remat_pool_stats_get(pool, &st), REMAT_OK);
     cr_assert_eq(st.reserved.current, 98 * MiB + 34 * MiB, "at least 10 MiB: rounded up to 2 MiB");
     remat_free(pool, c);
     remat_free(pool, a);
@@ -399,18 +400,18 @@ Test(pool, buffers_of_a_small_pool_follow_its_size)
     remat_pool_stats st;
     void *s = remat_alloc(pool, 100 << 10, NULL); /* a 2 MiB small segment */
     void *a = remat_alloc(pool, 3 * MiB, NULL);   /* no large segment yet: one copy, 4 MiB */
-    remat_pool_stats_get(pool, &st);
+    cr_assert_eq(remat_pool_stats_get(pool, &st), REMAT_OK);
     cr_assert_eq(st.reserved.current, 2 * MiB + 4 * MiB);
     void *b = remat_alloc(pool, 3 * MiB, NULL); /* a quarter of 4 MiB holds no copy: 4 MiB */
-    remat_pool_stats_get(pool, &st);
+    cr_assert_eq(remat_pool_stats_get(pool, &st), REMAT_OK);
     cr_assert_eq(st.reserved.current, 2 * MiB + 8 * MiB);
     void *c = remat_alloc(pool, 40 * MiB, NULL); /* from 10 MiB: exact */
     void *d = remat_alloc(pool, 3 * MiB, NULL);  /* a quarter of 48 MiB: 4 copies, 12 MiB */
-    remat_pool_stats_get(pool, &st);
+    cr_assert_eq(remat_pool_stats_get(pool, &st), REMAT_OK);
     cr_assert_eq(st.reserved.current, 2 * MiB + 48 * MiB + 12 * MiB);
     cr_assert_eq(st.n_device_alloc, 5);
     void *e = remat_alloc(pool, 9 * MiB, NULL); /* the 12 MiB buffer's 9 MiB tail serves it */
-    remat_pool_stats_get(pool, &st);
+    cr_assert_eq(remat_pool_stats_get(pool, &st), REMAT_OK);
     cr_assert_eq(st.n_device_alloc, 5);
     remat_free(pool, a), remat_free(pool, b), remat_free(pool, c);
     remat_free(pool, s), remat_free(pool, d), remat_free(pool, e);
@@ -441,7 +442,7 @@ Test(pool, lasting_medium_blocks_spare_the_segments_of_large_ones)
         assert_pool_ok(pool);
     }
     remat_pool_stats st;
-    remat_pool_stats_get(pool, &st);
+    cr_assert_eq(remat_pool_stats_get(pool, &st), REMAT_OK);
     /* a quarter of >= 96 MiB of large segments caps the buffer at 20 MiB: two 9 MiB per 18 MiB */
     cr_assert_eq(st.reserved.peak, ACTS * 12 * MiB + GRADS / 2 * 18 * MiB, "peak %llu MiB",
                  (unsigned long long)(st.reserved.peak / MiB));
@@ -468,7 +469,7 @@ Test(pool, a_spared_segment_serves_when_the_pool_cannot_grow)
         void *m = remat_alloc(pool, 4 * MiB, NULL);
         cr_assert(m, "%s: %s", specs[k], remat_last_error());
         remat_pool_stats st;
-        remat_pool_stats_get(pool, &st);
+        cr_assert_eq(remat_pool_stats_get(pool, &st), REMAT_OK);
         cr_assert_leq(st.reserved.peak, 20 * MiB);
         cr_assert_eq(st.n_ooms, 0);
         remat_free(pool, m);
@@ -492,11 +493,11 @@ Test(pool, growth_returns_free_segments_too_small_for_the_request)
     void *b = remat_alloc(pool, 200 * MiB, NULL); /* the 300 MiB one, no growth either */
     cr_assert_eq(b, z);
     remat_pool_stats st;
-    remat_pool_stats_get(pool, &st);
+    cr_assert_eq(remat_pool_stats_get(pool, &st), REMAT_OK);
     cr_assert_eq(st.n_device_free, 0);
     void *c = remat_alloc(pool, 150 * MiB, NULL); /* grows; the free 12 MiB segment goes */
     cr_assert(c, "%s", remat_last_error());
-    remat_pool_stats_get(pool, &st);
+    cr_assert_eq(remat_pool_stats_get(pool, &st), REMAT_OK);
     cr_assert_eq(st.n_device_free, 1);
     cr_assert_eq(st.reserved.current, (100 + 300 + 150) * MiB);
     remat_free(pool, a), remat_free(pool, b), remat_free(pool, c);
@@ -514,7 +515,7 @@ Test(pool, oversize_blocks_are_not_split)
     remat_free(pool, big);
     remat_pool_stats st;
     void *small_large = remat_alloc(pool, 12 * MiB, NULL);
-    remat_pool_stats_get(pool, &st);
+    cr_assert_eq(remat_pool_stats_get(pool, &st), REMAT_OK);
     cr_assert_eq(st.n_device_alloc, 2, "a 12 MiB request must not split the 100 MiB cached block");
     void *again = remat_alloc(pool, 90 * MiB, NULL);
     cr_assert_eq(again, big, "an oversize request wasting under 20 MiB reuses the block whole");
@@ -557,16 +558,16 @@ Test(pool, expandable_segments_grow_in_place_and_trim)
     for (int i = 1; i < 10; i++)
         cr_assert_eq((char *)p[i], (char *)p[i - 1] + act, "blocks follow each other in one range");
     remat_pool_stats st;
-    remat_pool_stats_get(pool, &st);
+    cr_assert_eq(remat_pool_stats_get(pool, &st), REMAT_OK);
     cr_assert_lt(st.reserved.current, 10 * act + 2 * MiB, "reserved %llu", (unsigned long long)st.reserved.current);
     for (int i = 0; i < 10; i++)
         remat_free(pool, p[i]);
     assert_pool_ok(pool);
     cr_assert_eq(remat_pool_empty_cache(pool), REMAT_OK);
-    remat_pool_stats_get(pool, &st);
+    cr_assert_eq(remat_pool_stats_get(pool, &st), REMAT_OK);
     cr_assert_eq(st.reserved.current, 0);
     remat_device_info info;
-    remat_device_info_get(dev, &info);
+    cr_assert_eq(remat_device_info_get(dev, &info), REMAT_OK);
     cr_assert_eq(info.free_bytes, info.total_bytes);
     void *again = remat_alloc(pool, 30 * MiB, NULL); /* the range is reused after a full trim */
     cr_assert(again);
@@ -701,7 +702,9 @@ Test(pool, fences_survive_split_and_merge)
             void *p = remat_alloc(pool, bytes, (remat_stream)(uintptr_t)(1 + rng_below(&rng, 3)));
             cr_assert(p, "%s", remat_last_error());
             if (rng_below(&rng, 4) == 0)
-                remat_pool_record_stream(pool, p, (remat_stream)(uintptr_t)(1 + rng_below(&rng, 3)));
+                cr_assert_eq(remat_pool_record_stream(
+                                 pool, p, (remat_stream)(uintptr_t)(1 + rng_below(&rng, 3))),
+                             REMAT_OK);
             model_add(&m, (uintptr_t)p, bytes, id++, 0);
         } else {
             remat_free(pool, (void *)model_remove(&m, rng_below(&rng, m.n)).addr);
@@ -709,7 +712,7 @@ Test(pool, fences_survive_split_and_merge)
         if (op % 1000 == 0)
             assert_pool_ok(pool);
         if (op % 5000 == 4999)
-            remat_pool_empty_cache(pool);
+            cr_assert_eq(remat_pool_empty_cache(pool), REMAT_OK);
     }
     cr_assert_gt(fake.waits, 100);
     cr_assert_eq(fake.same_stream_waits, 0);
@@ -732,7 +735,7 @@ static void event_workload(remat_pool *pool)
             p[i] = remat_alloc(pool, (size_t)(i + 1) * 300 * KiB, (round + i) % 2 ? S1 : S2);
             cr_assert(p[i], "allocation failed after an event fault: %s", remat_last_error());
             if (i % 3 == 0)
-                remat_pool_record_stream(pool, p[i], S3);
+                cr_assert_eq(remat_pool_record_stream(pool, p[i], S3), REMAT_OK);
         }
         for (int i = 0; i < 8; i++)
             remat_free(pool, p[i]);
@@ -751,7 +754,7 @@ Test(pool, every_event_call_may_fail)
     for (uint64_t n = 1; n <= calls; n++) {
         memset(&fake, 0, sizeof fake);
         pool = open_pool(dev, NULL);
-        remat_pool_fault_at(pool, REMAT_FAULT_EVENT, n);
+        cr_assert_eq(remat_pool_fault_at(pool, REMAT_FAULT_EVENT, n), REMAT_OK);
         event_workload(pool);
         cr_assert_eq(fake.syncs, 1, "fault %llu: the pool falls back to one device sync",
                      (unsigned long long)n);
@@ -780,7 +783,7 @@ Test(pool, limit_acts_as_a_smaller_card)
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
         cr_assert(strstr(msg, parts[i]), "'%s' lacks '%s'", msg, parts[i]);
     remat_pool_stats st;
-    remat_pool_stats_get(pool, &st);
+    cr_assert_eq(remat_pool_stats_get(pool, &st), REMAT_OK);
     cr_assert_eq(st.n_ooms, 1);
     cr_assert_leq(st.reserved.peak, 100 * MiB);
     remat_free(pool, a);
@@ -803,11 +806,11 @@ static void check_release_and_retry(const char *spec, const remat_pool_config *c
     for (int i = 0; i < 32; i++)
         remat_free(pool, p[i]);
     remat_pool_stats st;
-    remat_pool_stats_get(pool, &st);
+    cr_assert_eq(remat_pool_stats_get(pool, &st), REMAT_OK);
     cr_assert_eq(st.reserved.current, 32 * MiB);
     void *big = remat_alloc(pool, 48 * MiB, NULL);
     cr_assert(big, "the cache should have been released: %s", remat_last_error());
-    remat_pool_stats_get(pool, &st);
+    cr_assert_eq(remat_pool_stats_get(pool, &st), REMAT_OK);
     cr_assert_eq(st.n_retries, 1);
     cr_assert_eq(st.n_ooms, 0);
     cr_assert_eq(st.reserved.current, 48 * MiB);
@@ -864,7 +867,7 @@ static int faulty_workload(remat_pool *pool, uint64_t seed)
         if (op % 100 == 99) { /* start over: segments come and go, more device calls */
             for (int k = 0; k < 64; k++)
                 remat_free(pool, live[k]), live[k] = NULL;
-            remat_pool_empty_cache(pool);
+            (void)!remat_pool_empty_cache(pool); /* may meet an injected device fault */
         }
     }
     for (int i = 0; i < 64; i++)
@@ -881,10 +884,10 @@ static void assert_returns_everything(remat_pool *pool, remat_device *dev)
         s = remat_pool_empty_cache(pool);
     cr_assert_eq(s, REMAT_OK, "%s", remat_last_error());
     remat_pool_stats st;
-    remat_pool_stats_get(pool, &st);
+    cr_assert_eq(remat_pool_stats_get(pool, &st), REMAT_OK);
     cr_assert_eq(st.reserved.current, 0);
     remat_device_info info;
-    remat_device_info_get(dev, &info);
+    cr_assert_eq(remat_device_info_get(dev, &info), REMAT_OK);
     cr_assert_eq(info.free_bytes, info.total_bytes, "the device still holds %llu bytes",
                  (unsigned long long)(info.total_bytes - info.free_bytes));
 }
@@ -919,14 +922,16 @@ Test(pool, random_device_failures)
     uint64_t rng = 5;
     int failed = 0;
     for (int round = 0; round < 40; round++) {
-        remat_pool_fault_at(pool, REMAT_FAULT_DEVICE_ALLOC, 1 + rng_below(&rng, 3));
-        remat_pool_fault_at(pool, REMAT_FAULT_DEVICE_FREE, 1 + rng_below(&rng, 3));
+        cr_assert_eq(remat_pool_fault_at(pool, REMAT_FAULT_DEVICE_ALLOC, 1 + rng_below(&rng, 3)),
+                     REMAT_OK);
+        cr_assert_eq(remat_pool_fault_at(pool, REMAT_FAULT_DEVICE_FREE, 1 + rng_below(&rng, 3)),
+                     REMAT_OK);
         failed += faulty_workload(pool, round);
-        remat_pool_empty_cache(pool);
+        cr_assert_eq(remat_pool_empty_cache(pool), REMAT_OK);
         assert_pool_ok(pool);
     }
     cr_assert_gt(failed, 0, "some allocations should have failed");
-    remat_pool_fault_at(pool, REMAT_FAULT_DEVICE_FREE, 0);
+    cr_assert_eq(remat_pool_fault_at(pool, REMAT_FAULT_DEVICE_FREE, 0), REMAT_OK);
     assert_returns_everything(pool, dev);
     remat_pool_destroy(pool);
     remat_device_close(dev);
@@ -945,7 +950,7 @@ Test(pool, every_device_free_may_fail)
         for (int i = 0; i < 4; i++)
             remat_free(pool, keep[i]);
         uint64_t before = remat_pool_fault_calls(pool, REMAT_FAULT_DEVICE_FREE);
-        remat_pool_fault_at(pool, REMAT_FAULT_DEVICE_FREE, n);
+        cr_assert_eq(remat_pool_fault_at(pool, REMAT_FAULT_DEVICE_FREE, n), REMAT_OK);
         remat_status s = remat_pool_empty_cache(pool);
         uint64_t frees = remat_pool_fault_calls(pool, REMAT_FAULT_DEVICE_FREE) - before;
         cr_assert_eq(frees, 3);
@@ -973,14 +978,14 @@ Test(pool, every_mapping_may_fail_in_expandable_mode, .timeout = 120)
     remat_pool_destroy(pool);
     for (uint64_t n = 1; n <= calls; n++) {
         pool = open_pool(dev, &cfg);
-        remat_pool_fault_at(pool, REMAT_FAULT_DEVICE_ALLOC, n);
+        cr_assert_eq(remat_pool_fault_at(pool, REMAT_FAULT_DEVICE_ALLOC, n), REMAT_OK);
         faulty_workload(pool, 3);
         assert_returns_everything(pool, dev);
         remat_pool_destroy(pool);
     }
     for (uint64_t n = 1; n <= frees; n++) {
         pool = open_pool(dev, &cfg);
-        remat_pool_fault_at(pool, REMAT_FAULT_DEVICE_FREE, n);
+        cr_assert_eq(remat_pool_fault_at(pool, REMAT_FAULT_DEVICE_FREE, n), REMAT_OK);
         faulty_workload(pool, 3);
         assert_returns_everything(pool, dev);
         remat_pool_destroy(pool);
@@ -1038,7 +1043,7 @@ Test(pool, four_threads_share_one_pool, .timeout = 120)
     for (int t = 0; t < 4; t++)
         pthread_join(th[t], NULL);
     remat_pool_stats st;
-    remat_pool_stats_get(pool, &st);
+    cr_assert_eq(remat_pool_stats_get(pool, &st), REMAT_OK);
     cr_assert_eq(st.requested.current, 0);
     cr_assert_eq(st.allocated.current, 0);
     cr_assert_eq(st.n_alloc, st.n_free);
@@ -1079,7 +1084,7 @@ Test(pool, owner_bias_is_revoked_safely_while_the_owner_runs, .timeout = 120)
         pthread_join(th, NULL);
         thread_main(&mine); /* and the old owner keeps working, now through the lock */
         remat_pool_stats st;
-        remat_pool_stats_get(pool, &st);
+        cr_assert_eq(remat_pool_stats_get(pool, &st), REMAT_OK);
         cr_assert_eq(st.requested.current, 0);
         cr_assert_eq(st.n_alloc, st.n_free);
         assert_pool_ok(pool);
@@ -1100,12 +1105,12 @@ Test(pool, tags_count_requested_bytes)
     void *u = remat_alloc(pool, 300, NULL);
     remat_free(pool, a1);
     remat_stat s;
-    remat_pool_tag_stats(pool, "act", &s);
+    cr_assert_eq(remat_pool_tag_stats(pool, "act", &s), REMAT_OK);
     cr_assert_eq(s.current, 2000);
     cr_assert_eq(s.peak, 4000);
-    remat_pool_tag_stats(pool, NULL, &s);
+    cr_assert_eq(remat_pool_tag_stats(pool, NULL, &s), REMAT_OK);
     cr_assert_eq(s.current, 300);
-    remat_pool_tag_stats(pool, "never", &s);
+    cr_assert_eq(remat_pool_tag_stats(pool, "never", &s), REMAT_OK);
     cr_assert_eq(s.current, 0);
     cr_assert_eq(remat_pool_tag_count(pool), 3);
     char name[64];
@@ -1116,11 +1121,11 @@ Test(pool, tags_count_requested_bytes)
     cr_assert_null(remat_alloc_tagged(pool, 10, NULL, "two words"));
     cr_assert(strstr(remat_last_error(), "bad allocation tag"), "%s", remat_last_error());
     cr_assert_null(remat_alloc_tagged(pool, 10, NULL, ""));
-    remat_pool_reset_peaks(pool);
-    remat_pool_tag_stats(pool, "act", &s);
+    cr_assert_eq(remat_pool_reset_peaks(pool), REMAT_OK);
+    cr_assert_eq(remat_pool_tag_stats(pool, "act", &s), REMAT_OK);
     cr_assert_eq(s.peak, 2000);
     remat_pool_stats st;
-    remat_pool_stats_get(pool, &st);
+    cr_assert_eq(remat_pool_stats_get(pool, &st), REMAT_OK);
     cr_assert_eq(st.requested.peak, 3300);
     remat_free(pool, p), remat_free(pool, a2), remat_free(pool, u);
     assert_pool_ok(pool);
@@ -1162,7 +1167,7 @@ Test(pool, snapshot_lists_every_segment_and_block)
         cr_assert_eq(off, cJSON_GetObjectItem(seg, "size")->valuedouble);
     }
     remat_pool_stats st;
-    remat_pool_stats_get(pool, &st);
+    cr_assert_eq(remat_pool_stats_get(pool, &st), REMAT_OK);
     cr_assert_eq(n_alloc, 2);
     cr_assert_eq((uint64_t)reserved, st.reserved.current);
     cr_assert_eq((uint64_t)allocated, st.allocated.current);
@@ -1207,7 +1212,7 @@ Test(pool, trace_round_trip_gives_the_same_peaks)
     cr_assert_eq(remat_pool_trace_end(pool), REMAT_OK);
     fclose(f);
     remat_pool_stats st;
-    remat_pool_stats_get(pool, &st);
+    cr_assert_eq(remat_pool_stats_get(pool, &st), REMAT_OK);
 
     FILE *in = fmemopen(buf, len, "r");
     remat_trace *trace = NULL;
@@ -1247,7 +1252,7 @@ Test(pool, trace_replay_is_exact_when_recorded_from_scratch)
     char *buf = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&buf, &len);
-    remat_pool_trace_begin(pool, f);
+    cr_assert_eq(remat_pool_trace_begin(pool, f), REMAT_OK);
     uint64_t rng = 7;
     void *live[50] = {0};
     for (int op = 0; op < 5000; op++) {
@@ -1257,10 +1262,10 @@ Test(pool, trace_replay_is_exact_when_recorded_from_scratch)
         else
             live[i] = remat_alloc(pool, rng_size(&rng, 128 * MiB), NULL);
     }
-    remat_pool_trace_end(pool);
+    cr_assert_eq(remat_pool_trace_end(pool), REMAT_OK);
     fclose(f);
     remat_pool_stats st;
-    remat_pool_stats_get(pool, &st);
+    cr_assert_eq(remat_pool_stats_get(pool, &st), REMAT_OK);
     FILE *in = fmemopen(buf, len, "r");
     remat_trace *trace = NULL;
     cr_assert_eq(remat_trace_parse(in, "mem", &trace), REMAT_OK, "%s", remat_last_error());
@@ -1408,7 +1413,7 @@ Test(pool, small_freed_blocks_are_reused_exactly_and_stay_checked)
     remat_free(pool, b);
     assert_pool_ok(pool);
     remat_pool_stats st;
-    remat_pool_stats_get(pool, &st);
+    cr_assert_eq(remat_pool_stats_get(pool, &st), REMAT_OK);
     cr_assert_eq(st.allocated.current, 4096, "freed blocks count as free at once");
     cr_assert_eq(st.requested.current, 4096);
     size_t size = 0;
@@ -1420,14 +1425,14 @@ Test(pool, small_freed_blocks_are_reused_exactly_and_stay_checked)
     cr_assert_eq(c, b, "exact-size reuse is last in, first out");
     void *d = remat_alloc(pool, 1, NULL);
     cr_assert_eq(d, a);
-    remat_pool_stats_get(pool, &st);
+    cr_assert_eq(remat_pool_stats_get(pool, &st), REMAT_OK);
     cr_assert_eq(st.requested.current, 4096 + 512 + 1);
     cr_assert_eq(st.allocated.current, 4096 + 512 + 512);
     remat_free(pool, c), remat_free(pool, d), remat_free(pool, keep);
-    remat_pool_stats_get(pool, &st);
+    cr_assert_eq(remat_pool_stats_get(pool, &st), REMAT_OK);
     cr_assert_eq(st.largest_free_block, 2 * MiB, "cached blocks count as merged");
     cr_assert_eq(remat_pool_empty_cache(pool), REMAT_OK);
-    remat_pool_stats_get(pool, &st);
+    cr_assert_eq(remat_pool_stats_get(pool, &st), REMAT_OK);
     cr_assert_eq(st.reserved.current, 0, "emptying the cache merges cached blocks and releases");
     assert_pool_ok(pool);
     remat_pool_destroy(pool);
@@ -1446,7 +1451,7 @@ Test(pool, cached_small_blocks_never_make_the_pool_grow)
     void *big = remat_alloc(pool, 1 << 20, NULL); /* needs the cached blocks merged */
     cr_assert(big);
     remat_pool_stats st;
-    remat_pool_stats_get(pool, &st);
+    cr_assert_eq(remat_pool_stats_get(pool, &st), REMAT_OK);
     cr_assert_eq(st.reserved.current, 2 * MiB, "reserved %llu", (unsigned long long)st.reserved.current);
     cr_assert_eq(st.n_device_alloc, 1);
     remat_free(pool, big);
@@ -1464,7 +1469,7 @@ Test(pool, expandable_mode_puts_small_requests_in_the_range)
     void *small = remat_alloc(pool, 64 << 10, NULL);
     cr_assert_eq((char *)small, (char *)big + 3 * MiB, "the small block follows in the same range");
     remat_pool_stats st;
-    remat_pool_stats_get(pool, &st);
+    cr_assert_eq(remat_pool_stats_get(pool, &st), REMAT_OK);
     cr_assert_eq(st.reserved.current, 4 * MiB, "one range of two granules, no 2 MiB small segment");
     remat_free(pool, small), remat_free(pool, big);
     assert_pool_ok(pool);

@@ -1,5 +1,5 @@
 /* kernels/cuda/adamw.cu: the AdamW update over a flat parameter array. */
-#include "kernels/cuda/cuda.h"
+#include "kernels/cuda/cuda_kernels.h"
 
 __global__ static void adamw_kernel(float *params, const float *grads, float *m, float *v, size_t n,
                                     kern_adamw_step s)

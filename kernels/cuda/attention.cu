@@ -5,7 +5,7 @@
  * heads reads them in place (no permute copies). Column-major view: a row-major [T, hs] matrix
  * with leading dimension ld is the column-major [hs, T] matrix with the same ld. Scores are
  * computed for the full T x T square, then the causal softmax zeroes the upper triangle. */
-#include "kernels/cuda/cuda.h"
+#include "kernels/cuda/cuda_kernels.h"
 
 #define ATT_WARPS 4 /* rows per block in the softmax kernels */
 

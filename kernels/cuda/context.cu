@@ -1,7 +1,7 @@
 /* kernels/cuda/context.cu: the CUDA kernel context: stream, cuBLAS handle (cuBLAS is loaded with
  * dlopen, so that no -lcublas is needed and a missing cuBLAS is a status, not a start failure),
  * and the sticky first error that status() reports. */
-#include "kernels/cuda/cuda.h"
+#include "kernels/cuda/cuda_kernels.h"
 
 #include <dlfcn.h>
 #include <pthread.h>

@@ -1,5 +1,5 @@
 /* kernels/cuda/encoder.cu: token + position embedding, forward and backward. */
-#include "kernels/cuda/cuda.h"
+#include "kernels/cuda/cuda_kernels.h"
 
 __global__ static void encoder_forward_kernel(float *out, const int *inp, const float *wte,
                                               const float *wpe, int N, int T, int C)

@@ -1,5 +1,5 @@
 /* kernels/cuda/gelu.cu: tanh-approximated GELU, forward and backward. */
-#include "kernels/cuda/cuda.h"
+#include "kernels/cuda/cuda_kernels.h"
 
 __global__ static void gelu_forward_kernel(float *out, const float *inp, size_t n)
 {

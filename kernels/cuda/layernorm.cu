@@ -1,6 +1,6 @@
 /* kernels/cuda/layernorm.cu: LayerNorm over the channels of each row, forward and backward. One
  * warp per row; the parameter gradients reduce over rows in a fixed order (no atomics). */
-#include "kernels/cuda/cuda.h"
+#include "kernels/cuda/cuda_kernels.h"
 
 #define LN_WARPS 4      /* rows per block */
 #define LN_ROW_LANES 32 /* row lanes of the parameter-gradient blocks */

@@ -1,7 +1,7 @@
 /* kernels/cuda/matmul.cu: the linear layer out = inp @ weight^T + bias through cuBLAS. cuBLAS is
  * column-major: a row-major [R, C] matrix is its column-major transpose, so each row-major product
  * below is written as the transposed column-major one (llm.c's train_gpt2.cu does the same). */
-#include "kernels/cuda/cuda.h"
+#include "kernels/cuda/cuda_kernels.h"
 
 __global__ static void bias_fill_kernel(float *out, const float *bias, int N, int OC)
 {

@@ -1,5 +1,5 @@
 /* kernels/cuda/mem.cu: memory helpers of the CUDA table, queued on the context's stream. */
-#include "kernels/cuda/cuda.h"
+#include "kernels/cuda/cuda_kernels.h"
 
 void kern_cuda_zero(kern_ctx *k, void *p, size_t bytes)
 {

@@ -1,5 +1,5 @@
 /* kernels/cuda/residual.cu: the residual add and gradient accumulation. */
-#include "kernels/cuda/cuda.h"
+#include "kernels/cuda/cuda_kernels.h"
 
 __global__ static void residual_kernel(float *out, const float *a, const float *b, size_t n)
 {

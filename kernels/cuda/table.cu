@@ -1,5 +1,5 @@
 /* kernels/cuda/table.cu: the CUDA kernel table (fields in kern_table's order). */
-#include "kernels/cuda/cuda.h"
+#include "kernels/cuda/cuda_kernels.h"
 
 const kern_table kern_cuda = {
     "cuda",

@@ -1,6 +1,6 @@
 /* kernels/cuda/xent.cu: fused softmax + cross-entropy over the real vocabulary of padded rows.
  * One block per row. */
-#include "kernels/cuda/cuda.h"
+#include "kernels/cuda/cuda_kernels.h"
 
 #define XENT_THREADS 512
 

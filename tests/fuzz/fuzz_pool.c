@@ -36,7 +36,7 @@ static unsigned fuzz_byte(fuzz_input *in)
 static void fuzz_die(const char *what, remat_pool *pool)
 {
     fprintf(stderr, "fuzz_pool oracle: %s (%s)\n", what, remat_last_error());
-    remat_pool_snapshot(pool, stderr);
+    (void)!remat_pool_snapshot(pool, stderr); /* best effort: we abort next */
     abort();
 }
 

@@ -25,11 +25,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n)
         return 0;
     if (remat_trace_events(trace) <= 4096) {
         remat_replay_result r;
-        remat_trace_replay(trace, fuzz_dev, NULL, &r);
+        (void)!remat_trace_replay(trace, fuzz_dev, NULL, &r); /* failing cleanly is fine */
         remat_pool_config no_cache = {.no_cache = 1};
-        remat_trace_replay(trace, fuzz_dev, &no_cache, &r);
+        (void)!remat_trace_replay(trace, fuzz_dev, &no_cache, &r);
         remat_pool_config limited = {.limit_bytes = 64u << 20, .max_split_bytes = 4u << 20};
-        remat_trace_replay(trace, fuzz_dev, &limited, &r);
+        (void)!remat_trace_replay(trace, fuzz_dev, &limited, &r);
     }
     remat_trace_free(trace);
     return 0;

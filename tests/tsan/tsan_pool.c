@@ -113,7 +113,7 @@ static void *tsan_observer_main(void *argp)
         if (round % 32 == 16)
             w->failed |= remat_pool_trace_end(w->pool) != REMAT_OK;
     }
-    remat_pool_trace_end(w->pool);
+    (void)!remat_pool_trace_end(w->pool); /* ends a recording if one is on */
     fclose(trace);
     fclose(null);
     return NULL;
@@ -143,7 +143,7 @@ int main(void)
     for (int t = 0; t <= TSAN_WORKERS; t++)
         failed |= w[t].failed;
     remat_pool_stats st;
-    remat_pool_stats_get(pool, &st);
+    failed |= remat_pool_stats_get(pool, &st) != REMAT_OK;
     if (st.requested.current || st.allocated.current || st.n_alloc != st.n_free ||
         remat_pool_check(pool) != REMAT_OK)
         failed = 1;

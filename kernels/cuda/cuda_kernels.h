@@ -1,4 +1,4 @@
-/* kernels/cuda/cuda.h: the CUDA kernels (one file per op family, mirroring kernels/cpu/), the
+/* kernels/cuda/cuda_kernels.h: the CUDA kernels (one file per op family, as in kernels/cpu/), the
  * context helpers they share, and cuBLAS reached through dlopen so that the binary starts (and
  * reports a clear status) on machines without cuBLAS. Semantics are those of kernels/kernels.h. */
 #ifndef REMAT_KERNELS_CUDA_H
