@@ -47,7 +47,7 @@ void cmd_train_usage(FILE *f)
         "                  never profiles: it plans nothing)\n"
         "  --profile-file F  reuse the stage profile in F when it was measured for the same\n"
         "                  model, batch, seq, device and dtype; else profile and write it to F\n"
-        "                  (replacing a profile of another key); a file that is no profile is\n"
+        "                  (replacing one of another key or shape); a file that is no profile is\n"
         "                  refused. F is a chain file `remat plan` reads.\n"
         "  --baseline      also run each step's forward and backward under store-all, interleaved\n"
         "                  (alternating which goes first), to measure the policy's overhead and\n"
