@@ -55,7 +55,7 @@ void cmd_train_usage(FILE *f)
         "                  bit for bit (the gradients are identical, so training is unchanged)\n"
         "  --trace FILE    record the pool's allocation trace of the whole run (tags: params,\n"
         "                  grads, optim, workspace, act) to FILE, for `remat memviz` and\n"
-        "                  `remat replay`\n"
+        "                  `remat replay` (the profile runs in a pool of its own: not in it)\n"
         "  --profile-memory after the run, a table per stage, pass and tag: calls, time, bytes\n"
         "                  handed out, and the most bytes live under each tag while it ran\n"
         "                  (with --json: one {\"memory_profile\": ...} object after the summary)\n"
