@@ -226,7 +226,14 @@ int train_profile(const char *cmd, gpt_model *m, const int *inputs, int reps, co
         }
     }
     gpt_profile_info info;
-    if ((s = gpt_model_profile(m, inputs, reps, out, &info)) != REMAT_OK)
+    s = gpt_model_profile(m, inputs, reps, out, &info);
+    if (s == REMAT_ENOMEM) {
+        /* Even one stage's buffers do not fit next to the model: plan on FLOP counts. */
+        fprintf(stderr, "remat %s: cannot profile (%s); planning on FLOP counts as --analytic\n",
+                cmd, remat_last_error());
+        return gpt_model_chain(m, out) == REMAT_OK ? EXIT_OK : cli_fail(cmd, s, "");
+    }
+    if (s != REMAT_OK)
         return cli_fail(cmd, s, "cannot profile the model's stages");
     train_profile_warn(cmd, &info, *out);
     if (path && (s = gpt_profile_save(path, *out, &key)) != REMAT_OK)
