@@ -92,7 +92,8 @@ int train_memprof_report(const struct gpt_memprof *p, int json);
  * path (--profile-file): read from it when its key (model, batch, seq, device, dtype) matches;
  * otherwise profile and write it there (replacing a profile of another key, saying so). A file
  * that is no profile is refused (exit 2). Options measured below the default's backward are
- * warned about on stderr. One "profile:" line to `note` (NULL: none). Returns the exit code. */
+ * warned about on stderr. One "profile:" line to `note` (NULL: none). Where even one stage's
+ * buffers do not fit, *out is the FLOP-count chain (said on stderr). Returns the exit code. */
 struct gpt_model;
 int train_profile(const char *cmd, struct gpt_model *m, const int *inputs, int reps,
                   const char *path, FILE *note, remat_chain **out);

@@ -15,12 +15,13 @@ void cmd_profile_usage(FILE *f)
             "--vocab V]\n\n"
             "Measures the model stage by stage on one batch of the built-in corpus, as Rotor\n"
             "does: each stage's forward without grad, forward-with-grad and backward on its own,\n"
-            "with only that call's buffers live, so the profile needs less memory than any\n"
-            "schedule. A round times the embedding, one block under the default and every save\n"
-            "option (recompute-gelu, recompute-gelu-ln, recompute-attn, recompute-attn-gelu-ln)\n"
-            "back to back, and the head; after one warm-up round it runs at least N rounds and\n"
-            "more until the time of 4 training steps (at least 250 ms) has passed. Each time is\n"
-            "the first quartile of its rounds (wall-clock ms; interference only adds time).\n"
+            "with only that call's buffers live, so the profile needs no more memory than any\n"
+            "schedule keeping the default saves. A round times the embedding, one block under\n"
+            "the default and every save option (recompute-gelu, recompute-gelu-ln,\n"
+            "recompute-attn, recompute-attn-gelu-ln) back to back, and the head; after one\n"
+            "warm-up round it runs at least N rounds and more until the time of 4 training\n"
+            "steps (as its rounds ran them; at least 250 ms) has passed. Each time is the first\n"
+            "quartile of its rounds (wall-clock ms; interference only adds time).\n"
             "The chain file for `remat plan` holds per stage the forward time without grad (what\n"
             "a recomputation runs) and the backward time (a forward-with-grad's excess over the\n"
             "forward without grad goes into the backward; the step's work outside its stages into\n"
@@ -29,7 +30,8 @@ void cmd_profile_usage(FILE *f)
             "plus the share of the forward it recomputes (by FLOPs); one measured more than 3%%\n"
             "below the default's is raised and warned about on stderr. N is --reps (default 5,\n"
             "at most 64). --model, --seq and the architecture options are as in `remat train`;\n"
-            "--batch defaults to 4, --device to auto.\n");
+            "--batch defaults to 4, --device to auto. The file also holds a \"key\" object\n"
+            "(model, batch, seq, device, dtype): `remat train --profile-file` reuses it.\n");
 }
 
 typedef struct {

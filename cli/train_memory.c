@@ -211,8 +211,11 @@ int train_profile(const char *cmd, gpt_model *m, const int *inputs, int reps, co
     char why[256] = "";
     remat_status s = REMAT_OK;
     if (path) {
-        if ((s = gpt_profile_key_of(m, &key)) == REMAT_OK)
-            s = gpt_profile_load(path, &key, out, why, sizeof why);
+        remat_chain *shape = NULL;
+        if ((s = gpt_profile_key_of(m, &key)) == REMAT_OK &&
+            (s = gpt_model_chain(m, &shape)) == REMAT_OK)
+            s = gpt_profile_load(path, &key, shape, out, why, sizeof why);
+        remat_chain_free(shape);
         if (s != REMAT_OK)
             return cli_fail(cmd, s, "--profile-file");
         if (*out) {
@@ -223,7 +226,14 @@ int train_profile(const char *cmd, gpt_model *m, const int *inputs, int reps, co
         }
     }
     gpt_profile_info info;
-    if ((s = gpt_model_profile(m, inputs, reps, out, &info)) != REMAT_OK)
+    s = gpt_model_profile(m, inputs, reps, out, &info);
+    if (s == REMAT_ENOMEM) {
+        /* Even one stage's buffers do not fit next to the model: plan on FLOP counts. */
+        fprintf(stderr, "remat %s: cannot profile (%s); planning on FLOP counts as --analytic\n",
+                cmd, remat_last_error());
+        return gpt_model_chain(m, out) == REMAT_OK ? EXIT_OK : cli_fail(cmd, s, "");
+    }
+    if (s != REMAT_OK)
         return cli_fail(cmd, s, "cannot profile the model's stages");
     train_profile_warn(cmd, &info, *out);
     if (path && (s = gpt_profile_save(path, *out, &key)) != REMAT_OK)
@@ -236,7 +246,7 @@ int train_profile(const char *cmd, gpt_model *m, const int *inputs, int reps, co
         if (path)
             fprintf(note, "; written to %s", path);
         if (replaced)
-            fprintf(note, " (replacing a profile of another key: %s)", why);
+            fprintf(note, " (replacing a profile that does not fit this run: %s)", why);
         fprintf(note, "\n");
     }
     return EXIT_OK;

@@ -228,12 +228,14 @@ typedef struct {
 remat_status gpt_profile_key_of(const gpt_model *m, gpt_profile_key *out);
 /* Writes ch with the key to path (through a unique temporary file beside it, renamed). */
 remat_status gpt_profile_save(const char *path, const remat_chain *ch, const gpt_profile_key *key);
-/* Reads a profile file for key: REMAT_OK with *out the chain when its key matches; REMAT_OK with
- * *out NULL and `why` saying so ("no such file", or the first difference: "batch 8, this run 4")
- * when the file does not exist or was profiled for another key; REMAT_EPARSE when the file is no
- * profile file (malformed, no complete key) or its chain is invalid; REMAT_EIO unreadable. */
-remat_status gpt_profile_load(const char *path, const gpt_profile_key *key, remat_chain **out,
-                              char *why, size_t why_n);
+/* Reads a profile file for key: REMAT_OK with *out the chain when its key matches and its byte
+ * counts are those of `shape` (the model's gpt_model_chain: the executor allocates exactly them);
+ * REMAT_OK with *out NULL and `why` saying so ("no such file", or the first difference: "batch 8,
+ * this run 4", "stage 3's byte counts differ from this model's") otherwise; REMAT_EPARSE when the
+ * file is no profile file (malformed, no complete key) or its chain is invalid; REMAT_EIO
+ * unreadable. */
+remat_status gpt_profile_load(const char *path, const gpt_profile_key *key,
+                              const remat_chain *shape, remat_chain **out, char *why, size_t why_n);
 /* GFLOP of a block's forward, and of what save option o recomputes in its backward. */
 double gpt_block_forward_gflop(const gpt_model *m);
 double gpt_option_extra_gflop(const gpt_model *m, int o);

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -497,10 +498,29 @@ static int gpt_key_differs(const cJSON *obj, const gpt_profile_key *key, char *w
     return 0;
 }
 
-remat_status gpt_profile_load(const char *path, const gpt_profile_key *key, remat_chain **out,
-                              char *why, size_t why_n)
+/* The first stage (or option) whose byte counts differ between a and b, or -1 when none does:
+ * the executor hands out exactly these sizes, so a chain with other counts must not run. */
+static int gpt_chain_bytes_differ(const remat_chain *a, const remat_chain *b)
 {
-    if (!path || !key || !out || !why || why_n == 0)
+    if (a->n_stages != b->n_stages || a->input_bytes != b->input_bytes)
+        return 0;
+    for (int i = 0; i < a->n_stages; i++) {
+        const remat_stage *x = &a->stages[i], *y = &b->stages[i];
+        int differ = x->out_bytes != y->out_bytes || x->saved_bytes != y->saved_bytes ||
+                     x->fwd_tmp_bytes != y->fwd_tmp_bytes || x->bwd_tmp_bytes != y->bwd_tmp_bytes ||
+                     x->n_options != y->n_options;
+        for (int o = 0; !differ && o < x->n_options; o++)
+            differ = x->options[o].saved_bytes != y->options[o].saved_bytes;
+        if (differ)
+            return i;
+    }
+    return -1;
+}
+
+remat_status gpt_profile_load(const char *path, const gpt_profile_key *key,
+                              const remat_chain *shape, remat_chain **out, char *why, size_t why_n)
+{
+    if (!path || !key || !shape || !out || !why || why_n == 0)
         return remat_fail(REMAT_EINVAL, "gpt_profile_load: arguments must not be NULL");
     *out = NULL;
     why[0] = 0;
@@ -527,6 +547,12 @@ remat_status gpt_profile_load(const char *path, const gpt_profile_key *key, rema
         s = remat_fail_context(s, "profile file '%s'", path);
     cJSON_Delete(root);
     free(buf);
+    int stage = s == REMAT_OK && *out ? gpt_chain_bytes_differ(*out, shape) : -1;
+    if (stage >= 0) {
+        snprintf(why, why_n, "stage %d's byte counts differ from this model's", stage);
+        remat_chain_free(*out);
+        *out = NULL;
+    }
     return s;
 }
 
@@ -534,32 +560,35 @@ remat_status gpt_profile_save(const char *path, const remat_chain *ch, const gpt
 {
     if (!path || !ch || !key)
         return remat_fail(REMAT_EINVAL, "gpt_profile_save: arguments must not be NULL");
-    /* The chain as remat_chain_save writes it (validated), with the key added. */
+    /* The chain as remat_chain_save writes it (validated, every time to 17 digits), with the key
+     * spliced in after its opening brace (re-printing the whole chain through cJSON would round
+     * the times to 15 digits). */
     REMAT_TRY(remat_chain_save(ch, path));
     char *buf = NULL;
     size_t len = 0;
     REMAT_TRY(gpt_read_file(path, &buf, &len));
-    cJSON *root = cJSON_ParseWithLength(buf, len);
-    free(buf);
-    cJSON *k = root ? gpt_key_json(key) : NULL;
-    char *text = NULL;
-    if (k && cJSON_AddItemToObject(root, "key", k))
-        text = cJSON_Print(root);
-    else
-        cJSON_Delete(k);
-    cJSON_Delete(root);
-    if (!text)
+    cJSON *k = buf[0] == '{' ? gpt_key_json(key) : NULL;
+    char *key_text = k ? cJSON_PrintUnformatted(k) : NULL;
+    cJSON_Delete(k);
+    if (!key_text) {
+        free(buf);
         return remat_fail(REMAT_ENOMEM, "cannot build profile file '%s'", path);
+    }
     char tmp[4096];
     remat_status s = REMAT_OK;
     if (snprintf(tmp, sizeof tmp, "%s.XXXXXX", path) >= (int)sizeof tmp)
         s = remat_fail(REMAT_EINVAL, "profile file path too long: '%s'", path);
     int fd = s == REMAT_OK ? mkstemp(tmp) : -1;
+    if (fd >= 0) { /* mkstemp's 0600 -> what a plain fopen would give */
+        mode_t mask = umask(0);
+        umask(mask);
+        fchmod(fd, 0666 & ~mask);
+    }
     FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
     if (s == REMAT_OK && !f)
         s = remat_fail(REMAT_EIO, "cannot write profile file '%s': %s", path, strerror(errno));
     if (f) {
-        int bad = fputs(text, f) < 0 || fputc('\n', f) == EOF;
+        int bad = fprintf(f, "{\"key\": %s,\n %s", key_text, buf + 1) < 0;
         bad |= fclose(f) != 0;
         if (bad || rename(tmp, path) != 0) {
             s = remat_fail(REMAT_EIO, "cannot write profile file '%s': %s", path, strerror(errno));
@@ -569,6 +598,7 @@ remat_status gpt_profile_save(const char *path, const remat_chain *ch, const gpt
         close(fd);
         remove(tmp);
     }
-    cJSON_free(text);
+    cJSON_free(key_text);
+    free(buf);
     return s;
 }

@@ -449,6 +449,53 @@ Test(model, profile_never_makes_an_option_cheaper_than_the_default)
     rig_close(&r);
 }
 
+/* A profile file is used only for its own key and the model's exact byte counts (the executor
+ * allocates them): a file of another batch, or one whose sizes were changed, is not returned. */
+Test(model, profile_files_match_key_and_byte_counts)
+{
+    gpt_config cfg = small_deep_config();
+    rig r;
+    rig_open(&r, &cfg, 2, 16);
+    char path[256], why[256];
+    snprintf(path, sizeof path, "/tmp/remat_test_model_pfile_%d.json", (int)getpid());
+    remove(path);
+    gpt_profile_key key, other;
+    cr_assert_eq(gpt_profile_key_of(r.model, &key), REMAT_OK, "%s", remat_last_error());
+    cr_expect_eq(key.batch, 2);
+    cr_expect_str_eq(key.device, "host");
+    remat_chain *back = NULL;
+    cr_assert_eq(gpt_profile_load(path, &key, r.chain, &back, why, sizeof why), REMAT_OK);
+    cr_expect_null(back);
+    cr_expect_str_eq(why, "no such file");
+    cr_assert_eq(gpt_profile_save(path, r.chain, &key), REMAT_OK, "%s", remat_last_error());
+    cr_assert_eq(gpt_profile_load(path, &key, r.chain, &back, why, sizeof why), REMAT_OK, "%s",
+                 remat_last_error());
+    cr_assert_not_null(back);
+    cr_expect_eq(back->stages[1].bwd, r.chain->stages[1].bwd);
+    remat_chain_free(back);
+    back = NULL;
+    other = key;
+    other.batch = 3;
+    cr_assert_eq(gpt_profile_load(path, &other, r.chain, &back, why, sizeof why), REMAT_OK);
+    cr_expect_null(back);
+    cr_expect_str_eq(why, "batch 2, this run 3");
+    r.chain->stages[2].options[1].saved_bytes += 512;
+    cr_assert_eq(gpt_profile_save(path, r.chain, &key), REMAT_OK, "%s", remat_last_error());
+    r.chain->stages[2].options[1].saved_bytes -= 512;
+    cr_assert_eq(gpt_profile_load(path, &key, r.chain, &back, why, sizeof why), REMAT_OK);
+    cr_expect_null(back);
+    cr_expect_not_null(strstr(why, "stage 2's byte counts differ"), "%s", why);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs("{\"name\": \"x\", \"input_bytes\": 512, \"stages\": []}\n", f);
+    fclose(f);
+    cr_expect_eq(gpt_profile_load(path, &key, r.chain, &back, why, sizeof why), REMAT_EPARSE);
+    cr_expect_not_null(strstr(remat_last_error(), "is not a profile file"), "%s",
+                       remat_last_error());
+    remove(path);
+    rig_close(&r);
+}
+
 /* ==== Weights and token files ============================================================== */
 
 static char *tmp_path(const char *name)
@@ -996,7 +1043,7 @@ Test(model_cli, train_profile_file_is_reused_and_store_all_never_profiles)
     cr_expect_not_null(strstr(r.out, "profile: read"), "%s", r.out);
     cli_run(&r, "%s --batch 2 --policy optimal --budget 50%% --profile-file %s", run, path);
     cr_assert_eq(r.code, 0, "%s", r.err);
-    cr_expect_not_null(strstr(r.out, "another key: batch 4, this run 2"), "%s", r.out);
+    cr_expect_not_null(strstr(r.out, "does not fit this run: batch 4, this run 2"), "%s", r.out);
     cli_run(&r, "%s --batch 2 --policy sqrt --profile-file %s", run, path);
     cr_expect_not_null(strstr(r.out, "profile: read"), "%s", r.out);
     /* `remat profile` writes the same kind of file. */
