@@ -431,7 +431,7 @@ static void fit_json_answers(const remat_fit_request *r, const remat_fit_result 
     printf("\"max_batch\": {");
     if (r->inference && !r->model.params_only) {
         uint64_t per_token = 0;
-        remat_kv_bytes_per_token(&r->model, r->kv_dtype, r->gpus, &per_token);
+        (void)!remat_kv_bytes_per_token(&r->model, r->kv_dtype, r->gpus, &per_token); /* fit ran */
         printf("\"inference\": %ld}, \"overhead\": {}, \"kv_bytes_per_token\": %llu, "
                "\"kv_tokens\": %ld, \"model_context\": %d",
                res->max_batch[0], (unsigned long long)per_token, res->max_tokens, r->model.max_seq);
@@ -646,8 +646,9 @@ static void fit_print_list(int json)
     for (size_t i = 0; i < remat_model_count(); i++) {
         remat_model_desc m;
         uint64_t total = 0, active = 0;
-        remat_model_lookup(remat_model_at(i)->name, &m);
-        remat_model_params(&m, &total, &active);
+        if (remat_model_lookup(remat_model_at(i)->name, &m) != REMAT_OK ||
+            remat_model_params(&m, &total, &active) != REMAT_OK)
+            continue; /* cannot happen: every preset is valid */
         printf("  %-22s %-8s %16llu params", m.name, remat_arch_name(m.arch),
                (unsigned long long)total);
         if (active != total)
