@@ -23,6 +23,12 @@ remat_status remat_fail_context(remat_status s, const char *fmt, ...) REMAT_PRIN
 /* Writes s to f as a JSON string literal (quotes, escapes for '"', '\\' and control characters). */
 void remat_json_string(FILE *f, const char *s);
 
+/* A file written whole or not at all: remat_tmp_open creates a unique temporary file beside path
+ * (path.tmp.XXXXXX, mkstemp) and opens *f on it; remat_tmp_finish closes it and, with ok and no
+ * write error, renames it over path, otherwise removes it (REMAT_EIO naming path when ok). */
+remat_status remat_tmp_open(const char *path, char *tmp, size_t n, FILE **f);
+remat_status remat_tmp_finish(FILE *f, const char *tmp, const char *path, int ok);
+
 #define REMAT_TRY(expr)                                                                              \
     do {                                                                                           \
         remat_status try_s_ = (expr);                                                              \
