@@ -168,13 +168,21 @@ int cmd_profile(int argc, char **argv)
     profile_opts o;
     if (profile_parse(argc, argv, &o) != 0)
         return EXIT_USAGE;
+    const cli_file files[] = {{"--model", o.model, 0}, {"-o", o.out, 1}};
+    if (cli_check_files("profile", files, sizeof files / sizeof files[0]) != EXIT_OK)
+        return EXIT_USAGE;
     profile_run r;
     memset(&r, 0, sizeof r);
     const char *what = "";
     remat_status s = profile_measure(&r, &o, &what);
     if (s == REMAT_OK) {
         what = "cannot write the chain";
-        s = remat_chain_save(r.chain, o.out);
+        cli_output out;
+        if ((s = cli_output_open(&out, o.out)) == REMAT_OK) {
+            s = remat_chain_write(r.chain, out.f);
+            remat_status fin = cli_output_close(&out, s == REMAT_OK);
+            s = s != REMAT_OK ? s : fin;
+        }
     }
     int rc = s == REMAT_OK ? EXIT_OK : cli_fail("profile", s, what);
     if (rc == EXIT_OK) {
