@@ -41,7 +41,7 @@ static const char *in_dir(const char *name)
     static char paths[8][1024];
     static int next;
     char *p = paths[next++ % 8];
-    snprintf(p, sizeof paths[0], "%s/%s", dir, name);
+    snprintf(p, sizeof paths[0], "%.60s/%.900s", dir, name);
     return p;
 }
 
@@ -126,21 +126,27 @@ static int run_sh(const char *args, const char *redirect, char *err, size_t n)
 
 /* ==== No command runs from data ============================================================ */
 
-/* File names and titles that, pasted into a gnuplot script, would run `touch dir/PWNED...`. */
-static void hostile_names(char names[][512], size_t *n)
+/* File names and titles that, pasted into a gnuplot script, would run `touch PWNED...` (in the
+ * directory the command runs in). */
+static const char *hostile_names[] = {
+    "x\";system(\"touch PWNED1\");print \"y",
+    "x';system('touch PWNED2');print 'y",
+    "x`touch PWNED3`y",
+    "x\nsystem(\"touch PWNED4\")\n",
+    "x'\nsystem('touch PWNED5')\n'",
+    "$(touch PWNED6);`touch PWNED7`",
+    "x@y ${HOME} \\' \\\" ;set output 'PWNED8'",
+};
+
+/* Runs `remat args` inside dir (so a relative PWNED lands there); the exit code, stderr in err. */
+static int run_in_dir(const char *args, char *err, size_t n)
 {
-    const char *forms[] = {
-        "x\";system(\"touch %s/PWNED1\");print \"y",
-        "x';system('touch %s/PWNED2');print 'y",
-        "x`touch %s/PWNED3`y",
-        "x\nsystem(\"touch %s/PWNED4\")\n",
-        "x'\nsystem('touch %s/PWNED5')\n'",
-        "$(touch %s/PWNED6);`touch %s/PWNED7`",
-        "x@y ${HOME} \\' \\\" ;set output '%s/PWNED8'",
-    };
-    *n = sizeof forms / sizeof forms[0];
-    for (size_t i = 0; i < *n; i++)
-        snprintf(names[i], sizeof names[i], forms[i], dir, dir);
+    char bin[4096], cmd[8192];
+    cr_assert_not_null(realpath(cli_bin(), bin));
+    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' %s >out.txt 2>err.txt </dev/null", dir, bin, args);
+    int st = system(cmd);
+    read_file(in_dir("err.txt"), err, n);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
 Test(files_gnuplot, memviz_hostile_trace_names_and_titles_run_nothing)
@@ -148,25 +154,21 @@ Test(files_gnuplot, memviz_hostile_trace_names_and_titles_run_nothing)
     if (!have_gnuplot())
         cr_skip_test("gnuplot is not installed");
     make_dir();
-    char names[8][512];
-    size_t n;
-    hostile_names(names, &n);
-    for (size_t i = 0; i < n; i++) {
-        char trace[1024], name[600];
-        /* as a file name: no '/' and no newline at the end of a path component */
-        snprintf(name, sizeof name, "%.500s.trace", names[i]);
-        for (char *c = name; *c; c++)
-            if (*c == '/')
-                *c = '_';
-        snprintf(trace, sizeof trace, "%.60s/%.600s", dir, name);
-        write_file(trace, trace_text);
-        cli_result r;
-        cli_run(&r, "memviz %s -o %s", sq(trace), sq(in_dir("t.png")));
-        cr_assert_eq(r.code, 0, "name %zu: exit %d: %s", i, r.code, r.err);
+    for (size_t i = 0; i < sizeof hostile_names / sizeof hostile_names[0]; i++) {
+        char trace[1024], args[4096], err[4096];
+        snprintf(trace, sizeof trace, "%.500s.trace", hostile_names[i]);
+        write_file(in_dir(trace), trace_text);
+        snprintf(args, sizeof args, "memviz %s -o t.png", sq(trace));
+        int code = run_in_dir(args, err, sizeof err);
+        cr_assert_eq(count_entries("PWNED"), 0, "name %zu ran a command", i);
+        cr_assert_eq(code, 0, "name %zu: exit %d: %s", i, code, err);
         cr_assert(is_png(in_dir("t.png")), "name %zu: no PNG", i);
-        cli_run(&r, "memviz %s -o %s --title %s", sq(trace), sq(in_dir("u.svg")), sq(names[i]));
-        cr_assert_eq(r.code, 0, "title %zu: exit %d: %s", i, r.code, r.err);
-        unlink(trace);
+        snprintf(args, sizeof args, "memviz %s -o u.svg --title %s", sq(trace),
+                 sq(hostile_names[i]));
+        code = run_in_dir(args, err, sizeof err);
+        cr_assert_eq(count_entries("PWNED"), 0, "title %zu ran a command", i);
+        cr_assert_eq(code, 0, "title %zu: exit %d: %s", i, code, err);
+        unlink(in_dir(trace));
     }
     cr_assert_eq(count_entries("PWNED"), 0, "a name ran a command");
     remove_dir();
