@@ -436,18 +436,11 @@ static void chain_write_stage(FILE *f, const remat_stage *s)
     fprintf(f, "}");
 }
 
-remat_status remat_chain_save(const remat_chain *chain, const char *path)
+remat_status remat_chain_write(const remat_chain *chain, FILE *f)
 {
-    if (!path)
-        return remat_fail(REMAT_EINVAL, "remat_chain_save: path must not be NULL");
-    REMAT_TRY(chain_validate(chain));
-    /* Written to "path.tmp" and renamed at the end, so a failed write leaves no partial file. */
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
-        return remat_fail(REMAT_EINVAL, "chain file path too long: '%s'", path);
-    FILE *f = fopen(tmp, "w");
     if (!f)
-        return remat_fail(REMAT_EIO, "cannot write chain file '%s': %s", path, strerror(errno));
+        return remat_fail(REMAT_EINVAL, "remat_chain_write: f must not be NULL");
+    REMAT_TRY(chain_validate(chain));
     fprintf(f, "{\"name\": ");
     remat_json_string(f, chain->name);
     fprintf(f, ", \"input_bytes\": %llu,\n  \"stages\": [\n",
@@ -457,11 +450,22 @@ remat_status remat_chain_save(const remat_chain *chain, const char *path)
         fprintf(f, "%s\n", i + 1 < chain->n_stages ? "," : "");
     }
     fprintf(f, "  ]\n}\n");
-    int bad = ferror(f);
-    if (fclose(f) != 0 || bad || rename(tmp, path) != 0) {
-        int err = errno;
-        remove(tmp);
-        return remat_fail(REMAT_EIO, "cannot write chain file '%s': %s", path, strerror(err));
-    }
+    if (ferror(f))
+        return remat_fail(REMAT_EIO, "cannot write the chain: %s", strerror(errno));
     return REMAT_OK;
+}
+
+remat_status remat_chain_save(const remat_chain *chain, const char *path)
+{
+    if (!path)
+        return remat_fail(REMAT_EINVAL, "remat_chain_save: path must not be NULL");
+    REMAT_TRY(chain_validate(chain));
+    char tmp[4200];
+    FILE *f;
+    remat_status s = remat_tmp_open(path, tmp, sizeof tmp, &f);
+    if (s != REMAT_OK)
+        return remat_fail_context(s, "chain file '%s'", path);
+    s = remat_chain_write(chain, f);
+    remat_status fin = remat_tmp_finish(f, tmp, path, s == REMAT_OK);
+    return s != REMAT_OK ? s : fin;
 }

@@ -97,29 +97,3 @@ int cli_parse_size(const char *cmd, const char *opt, const char *text, uint64_t 
 int cli_is_help(const char *arg) { return strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0; }
 
 void cli_json_string(FILE *f, const char *s) { remat_json_string(f, s); }
-
-remat_status cli_output_open(cli_output *o, const char *path)
-{
-    o->f = NULL;
-    if (snprintf(o->path, sizeof o->path, "%s", path) >= (int)sizeof o->path)
-        return remat_fail(REMAT_EIO, "output path too long: %.64s...", path);
-    snprintf(o->tmp, sizeof o->tmp, "%s.tmp", path);
-    o->f = fopen(o->tmp, "w");
-    if (!o->f)
-        return remat_fail(REMAT_EIO, "cannot write %s: %s", path, strerror(errno));
-    return REMAT_OK;
-}
-
-remat_status cli_output_close(cli_output *o, int ok)
-{
-    if (!o->f)
-        return REMAT_OK;
-    int bad = ferror(o->f);
-    bad |= fclose(o->f) != 0;
-    o->f = NULL;
-    if (ok && !bad && rename(o->tmp, o->path) == 0)
-        return REMAT_OK;
-    int err = errno;
-    unlink(o->tmp);
-    return ok ? remat_fail(REMAT_EIO, "cannot write %s: %s", o->path, strerror(err)) : REMAT_OK;
-}

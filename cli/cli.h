@@ -36,17 +36,87 @@ int cli_parse_size(const char *cmd, const char *opt, const char *text, uint64_t 
 /* Is the argument "-h" or "--help"? */
 int cli_is_help(const char *arg);
 
-/* An output file written as PATH.tmp and renamed to PATH only when complete, so a failure never
- * leaves a partial file behind. */
+/* ==== Files remat writes (cli/files.c; the rules are in docs/cli.md) ======================= */
+
+enum { CLI_PATH_MAX = 4096 };
+
+/* An output file being written: the data goes to a unique temporary file beside the target
+ * (mkstemp, removed on SIGINT/SIGTERM) renamed over it only when complete, so a failure never
+ * leaves a partial file and never touches the old one. */
 typedef struct {
-    FILE *f;
-    char path[4096], tmp[4112];
+    FILE *f;                     /* the temporary file; NULL once closed (see gnuplot below) */
+    char path[CLI_PATH_MAX];     /* the file replaced: through a symlink, the file it names */
+    char tmp[CLI_PATH_MAX + 32]; /* the temporary file; "" when none */
+    int slot;                    /* its entry in the signal cleanup table, or -1 */
 } cli_output;
-/* Opens o->tmp for writing; on failure sets the message (naming the path) and returns REMAT_EIO. */
+/* Checks path (cli_output_check) and opens o->f on a new temporary file beside it. REMAT_EINVAL
+ * for a path that may not be replaced, REMAT_EIO when it cannot be created; the message names
+ * the path. */
 remat_status cli_output_open(cli_output *o, const char *path);
-/* Closes the file; with ok (and no write error) renames it into place, otherwise removes it.
- * Returns REMAT_EIO with a message when the file could not be completed. */
+/* Closes the temporary file (if still open); with ok and no write error renames it over the
+ * target, otherwise removes it. REMAT_EIO with a message when ok and the file could not be
+ * completed. Safe to call twice. */
 remat_status cli_output_close(cli_output *o, int ok);
+/* May path be written? Only a regular file, a symlink to one (written through), or a new name in
+ * an existing writable directory. REMAT_EINVAL for a directory, FIFO, device, socket or dangling
+ * symlink, REMAT_EIO for a missing or read-only directory. Writes the real path of the file that
+ * would be replaced into resolved. */
+remat_status cli_output_check(const char *path, char *resolved, size_t n);
+
+/* The signal cleanup table: path is unlinked if SIGINT, SIGTERM or SIGHUP ends the process
+ * before cli_cleanup_remove(slot). Returns the slot, or -1 when the table is full. */
+int cli_cleanup_add(const char *path);
+void cli_cleanup_remove(int slot);
+
+/* One file a command names: opt is the option for messages ("--save", "TRACE"). */
+typedef struct {
+    const char *opt, *path; /* path NULL: not given, skipped */
+    int output;
+} cli_file;
+/* Before any work: every output passes cli_output_check, and no output is the same file (same
+ * inode, or the same resolved path for one not yet created) as an input or another output.
+ * Prints the usage error and returns EXIT_USAGE, else EXIT_OK. */
+int cli_check_files(const char *cmd, const cli_file *files, size_t n);
+
+/* ==== gnuplot (cli/gnuplot.c) ============================================================== */
+
+/* A picture drawn by gnuplot. User text reaches the script only through cli_plot_string, as a
+ * string expression gnuplot cannot execute; the script is piped to gnuplot (no shell, no script
+ * file) and the picture checked (exit status, non-empty, PNG signature or SVG header) before it
+ * replaces the target. */
+typedef struct {
+    cli_output out; /* the picture's temporary file, which gnuplot writes */
+    FILE *script;   /* the script being built (in memory) */
+    char *text;
+    size_t len;
+    int svg;
+} cli_plot;
+/* Opens the picture (.svg: SVG, else PNG) and starts the script with `terminal` (trusted
+ * commands choosing the terminal, e.g. "set terminal pngcairo size 900,520") and the output line.
+ * Returns REMAT_EIO/EINVAL naming path. */
+remat_status cli_plot_begin(cli_plot *p, const char *path, const char *terminal);
+/* Writes s into the script as a gnuplot string expression equal to s: single-quoted pieces, and
+ * quotes, backquotes, '@' and control characters as octal escapes in double-quoted pieces. */
+void cli_plot_string(FILE *script, const char *s);
+/* Runs gnuplot ($REMAT_GNUPLOT, else gnuplot on PATH) on the script and puts the checked
+ * picture in place; otherwise removes it. *missing is set when gnuplot could not be started
+ * (then nothing is drawn). REMAT_EIO with a message on failure. */
+remat_status cli_plot_finish(cli_plot *p, int *missing);
+/* Discards a plot that was begun (no gnuplot run). */
+void cli_plot_abort(cli_plot *p);
+
+/* ==== Terminal output (cli/term.c) ========================================================= */
+
+/* Replaces stdout and stderr by streams that show control characters other than newline and
+ * tab (ESC, BEL, CR, the rest of C0, DEL) as \xNN, so names from files and arguments cannot
+ * drive the terminal. JSON output is unchanged (it escapes them itself). */
+void cli_term_install(void);
+/* printf to f's underlying stream, unescaped: for the CLI's own progress lines that redraw
+ * themselves with "\r". Only trusted text may go through it. */
+void cli_progress(FILE *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* After a command: flushes stdout; a write error (a full disk, a closed pipe) is a failure:
+ * prints it and returns EXIT_RUNTIME where rc was EXIT_OK, else rc. */
+int cli_finish_stdout(const char *cmd, int rc);
 
 /* Writes s as a JSON string literal (quotes and escapes) to f. */
 void cli_json_string(FILE *f, const char *s);
@@ -80,8 +150,9 @@ void cmd_plan_usage(FILE *f);
 int cmd_curve(int argc, char **argv);
 void cmd_curve_usage(FILE *f);
 
-/* `remat train --trace FILE` (cli/train_memory.c): records pool's trace into FILE.tmp; finish
- * ends it and renames it to FILE when rc is EXIT_OK (else removes it); returns the exit code. */
+/* `remat train --trace FILE` (cli/train_memory.c): records pool's trace into a temporary file
+ * (cli_output); finish ends it and puts it in place when rc is EXIT_OK (else removes it);
+ * returns the exit code. */
 int train_trace_begin(const char *path, remat_pool *pool, FILE **out);
 int train_trace_finish(const char *path, remat_pool *pool, FILE *f, int rc);
 /* `remat train --profile-memory`: prints the profile's table (or one JSON line). */

@@ -422,9 +422,9 @@ static remat_status curve_step(curve_run *r, const remat_schedule *const *scheds
     if (step > 0)
         r->base_ms[step - 1] = ms[0];
     if (r->tty)
-        fprintf(stderr, "\rcurve: [%zu/%zu] %s at %.2f MiB: step %ld/%ld, %.0f ms   ",
-                r->runs_done + 1, r->runs_total, rows[0]->policy,
-                (double)rows[0]->budget / 1048576.0, step, r->o.steps, ms[1]);
+        cli_progress(stderr, "\rcurve: [%zu/%zu] %s at %.2f MiB: step %ld/%ld, %.0f ms   ",
+                     r->runs_done + 1, r->runs_total, rows[0]->policy,
+                     (double)rows[0]->budget / 1048576.0, step, r->o.steps, ms[1]);
     return REMAT_OK;
 }
 
@@ -485,14 +485,14 @@ static remat_status curve_measure(curve_run *r, const remat_schedule *const *sch
     for (size_t a = 0; a < n_arms; a++)
         curve_arm_stats(r, a, rows[a]);
     r->runs_done++;
-    for (size_t a = 0; a < n_arms; a++)
-        fprintf(stderr,
-                "%scurve: [%zu/%zu] %s at %.2f MiB: %.1f ms vs store-all %.1f ms (%+.1f%%, "
-                "predicted %+.1f%%)%s\n",
-                r->tty && a == 0 ? "\r" : "", r->runs_done, r->runs_total, rows[a]->policy,
-                (double)rows[a]->budget / 1048576.0, rows[a]->measured_ms, rows[a]->base_ms,
-                100 * rows[a]->overhead, 100 * rows[a]->predicted_overhead,
-                r->tty && a == 0 ? "      " : "");
+    for (size_t a = 0; a < n_arms; a++) /* the policy names are ones curve_parse_policies took */
+        cli_progress(stderr,
+                     "%scurve: [%zu/%zu] %s at %.2f MiB: %.1f ms vs store-all %.1f ms (%+.1f%%, "
+                     "predicted %+.1f%%)%s\n",
+                     r->tty && a == 0 ? "\r" : "", r->runs_done, r->runs_total, rows[a]->policy,
+                     (double)rows[a]->budget / 1048576.0, rows[a]->measured_ms, rows[a]->base_ms,
+                     100 * rows[a]->overhead, 100 * rows[a]->predicted_overhead,
+                     r->tty && a == 0 ? "      " : "");
     return REMAT_OK;
 }
 
@@ -711,12 +711,11 @@ static int curve_path(const char *dir, const char *name, char *buf, size_t n)
 
 static int curve_write_csv(const curve_run *r, const char *path)
 {
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f)
-        return cli_fail("curve", remat_fail(REMAT_EIO, "cannot write %s: %s", tmp, strerror(errno)),
-                        "");
+    cli_output out;
+    remat_status s = cli_output_open(&out, path);
+    if (s != REMAT_OK)
+        return cli_fail("curve", s, "");
+    FILE *f = out.f;
     fprintf(f, "policy,budget_bytes,predicted_peak,measured_peak,predicted_time,measured_ms,"
                "overhead,predicted_overhead,store_all_ms,store_all_peak,overhead_min,"
                "overhead_se,paired,optimal_minus_policy,diff_se,dominance\n");
@@ -729,96 +728,77 @@ static int curve_write_csv(const curve_run *r, const char *path)
                 (unsigned long long)r->store_all_peak, w->overhead_min, w->overhead_se, w->paired,
                 w->dom_diff, w->dom_se, curve_dom_names[w->dom]);
     }
-    int bad = ferror(f);
-    if (fclose(f) != 0 || bad || rename(tmp, path) != 0) {
-        remove(tmp);
-        return cli_fail("curve", remat_fail(REMAT_EIO, "cannot write %s", path), "");
-    }
+    if ((s = cli_output_close(&out, 1)) != REMAT_OK)
+        return cli_fail("curve", s, "");
     return EXIT_OK;
 }
 
-/* Is an executable `name` on PATH? */
-static int curve_have_program(const char *name)
-{
-    const char *path = getenv("PATH");
-    if (!path)
-        return 0;
-    char buf[4096];
-    while (*path) {
-        size_t len = strcspn(path, ":");
-        if (len > 0 && len + strlen(name) + 2 < sizeof buf) {
-            memcpy(buf, path, len);
-            snprintf(buf + len, sizeof buf - len, "/%s", name);
-            if (access(buf, X_OK) == 0)
-                return 1;
-        }
-        path += len + (path[len] == ':');
-    }
-    return 0;
-}
-
-/* Writes the gnuplot script plotting csv into png (pngcairo where gnuplot has it, else png). */
+/* Writes the gnuplot script plotting csv (pngcairo where gnuplot has it, else png). Every name
+ * goes in through cli_plot_string. */
 static void curve_write_gnuplot(FILE *f, const curve_run *r, const curve_policy *pols,
-                                size_t n_pols, const char *csv, const char *png)
+                                size_t n_pols, const char *csv)
 {
-    char model[64];
-    snprintf(model, sizeof model, "L%d C%d", r->cfg.layers, r->cfg.channels);
-    fprintf(f, "if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) "
-               "{ set terminal pngcairo size 960,600 font 'sans,10' } "
-               "else { set terminal png size 960,600 }\n");
-    fprintf(f, "set output '%s'\nset datafile separator ','\n", png);
-    fprintf(f,
-            "set title \"remat curve: GPT %s, batch %ld x %d (%s); measured, %ld steps per "
-            "point\"\n",
-            model, r->o.batch, r->T, r->o.model ? r->o.model : "small", r->o.steps);
-    fprintf(f, "set xlabel 'activation peak, measured (MiB)'\nset ylabel 'overhead vs store-all, "
-               "measured (%%)'\nset grid\nset key outside right top\n");
-    fprintf(f, "plot ");
+    char title[512];
+    snprintf(title, sizeof title,
+             "remat curve: GPT L%d C%d, batch %ld x %d (%.300s); measured, %ld steps per point",
+             r->cfg.layers, r->cfg.channels, r->o.batch, r->T, r->o.model ? r->o.model : "small",
+             r->o.steps);
+    fprintf(f, "set datafile separator ','\nset title ");
+    cli_plot_string(f, title);
+    fprintf(f, " noenhanced\nset xlabel 'activation peak, measured (MiB)'\nset ylabel 'overhead "
+               "vs store-all, measured (%%)'\nset grid\nset key outside right top noenhanced\n");
+    fprintf(f, "curve_csv = ");
+    cli_plot_string(f, csv);
+    fprintf(f, "\nplot ");
     for (size_t p = 0; p < n_pols; p++) {
         int all = pols[p].selective < 0 && pols[p].pol.kind == REMAT_POLICY_STORE_ALL;
-        fprintf(f,
-                "%s'%s' skip 1 using (strcol(1) eq '%s' ? $4/1048576.0 : 1/0):($7*100) "
-                "with %s pt %d ps %s title '%s'",
-                p ? ", \\\n     " : "", csv, pols[p].name, all ? "points" : "linespoints",
-                all ? 5 : 7, all ? "2.5" : "1.2", pols[p].name);
+        fprintf(f, "%scurve_csv skip 1 using (strcol(1) eq ", p ? ", \\\n     " : "");
+        cli_plot_string(f, pols[p].name);
+        fprintf(f, " ? $4/1048576.0 : 1/0):($7*100) with %s pt %d ps %s title ",
+                all ? "points" : "linespoints", all ? 5 : 7, all ? "2.5" : "1.2");
+        cli_plot_string(f, pols[p].name);
     }
     for (size_t p = 0; p < n_pols; p++)
-        if (pols[p].selective < 0 && pols[p].pol.kind == REMAT_POLICY_OPTIMAL)
-            fprintf(f,
-                    ", \\\n     '%s' skip 1 using (strcol(1) eq '%s' ? $3/1048576.0 : "
-                    "1/0):($8*100) with lines dt 2 lc rgb 'gray40' title '%s (predicted)'",
-                    csv, pols[p].name, pols[p].name);
+        if (pols[p].selective < 0 && pols[p].pol.kind == REMAT_POLICY_OPTIMAL) {
+            fprintf(f, ", \\\n     curve_csv skip 1 using (strcol(1) eq ");
+            cli_plot_string(f, pols[p].name);
+            fprintf(f, " ? $3/1048576.0 : 1/0):($8*100) with lines dt 2 lc rgb 'gray40' title ");
+            char t[sizeof pols[p].name + 16];
+            snprintf(t, sizeof t, "%.63s (predicted)", pols[p].name);
+            cli_plot_string(f, t);
+        }
     fprintf(f, "\n");
 }
 
-/* Runs gnuplot on the CSV into dir/curve.png (through a temporary file renamed at the end). */
-static int curve_plot(const curve_run *r, const curve_policy *pols, size_t n_pols, const char *csv)
+/* Draws the CSV into dir/curve.png (a checked picture, put in place only when complete); *drew
+ * says whether it did: without gnuplot there is no picture and no failure. */
+static int curve_plot(const curve_run *r, const curve_policy *pols, size_t n_pols, const char *csv,
+                      int *drew)
 {
-    if (!curve_have_program("gnuplot")) {
-        fprintf(stderr, "remat curve: gnuplot not found on PATH: no curve.png (the CSV is "
-                        "written)\n");
-        return EXIT_OK;
-    }
-    char png[4096], tmp_png[4200], script[4200];
+    char png[4096];
+    *drew = 0;
     if (curve_path(r->o.out, "curve.png", png, sizeof png))
         return EXIT_USAGE;
-    snprintf(tmp_png, sizeof tmp_png, "%s.tmp", png);
-    snprintf(script, sizeof script, "%s/curve.gp.tmp", r->o.out);
-    FILE *f = fopen(script, "w");
-    if (!f)
-        return cli_fail("curve", remat_fail(REMAT_EIO, "cannot write %s", script), "");
-    curve_write_gnuplot(f, r, pols, n_pols, csv, tmp_png);
-    fclose(f);
-    char cmd[8600];
-    snprintf(cmd, sizeof cmd, "gnuplot '%s' 2>&1", script);
-    int status = system(cmd);
-    remove(script);
-    if (status != 0 || rename(tmp_png, png) != 0) {
-        remove(tmp_png);
-        return cli_fail("curve",
-                        remat_fail(REMAT_EIO, "gnuplot failed (status %d) on %s", status, csv),
-                        "curve.png");
+    cli_plot p;
+    int missing = 0;
+    remat_status s = cli_plot_begin(&p, png,
+                                    "if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) "
+                                    "{ set terminal pngcairo size 960,600 font 'sans,10' } "
+                                    "else { set terminal png size 960,600 }");
+    if (s != REMAT_OK)
+        return cli_fail("curve", s, "curve.png");
+    curve_write_gnuplot(p.script, r, pols, n_pols, csv);
+    s = cli_plot_finish(&p, &missing);
+    if (missing) {
+        fprintf(stderr, "remat curve: gnuplot not found (install gnuplot, or set REMAT_GNUPLOT): "
+                        "no curve.png (the CSV is written)\n");
+        return EXIT_OK;
     }
+    if (s != REMAT_OK) {
+        cli_fail("curve", s, "curve.png");
+        return EXIT_RUNTIME;
+    }
+    *drew = 1;
     return EXIT_OK;
 }
 
@@ -917,14 +897,16 @@ int cmd_curve(int argc, char **argv)
     free(weights);
     if (s != REMAT_OK)
         return cli_fail("curve", s, "");
-    char csv[4096];
-    if (strchr(r.o.out, '\''))
-        return cli_usage_error("curve", "--out %s: the path may not hold a quote (gnuplot)",
-                               r.o.out);
-    if (curve_path(r.o.out, "curve.csv", csv, sizeof csv))
+    char csv[4096], png[4096];
+    if (curve_path(r.o.out, "curve.csv", csv, sizeof csv) ||
+        curve_path(r.o.out, "curve.png", png, sizeof png))
         return EXIT_USAGE;
     r.tty = isatty(STDERR_FILENO);
-    int rc = curve_make_dir(r.o.out);
+    int rc = curve_make_dir(r.o.out), drew = 0;
+    const cli_file files[] = {
+        {"--model", r.o.model, 0}, {"--out", csv, 1}, {"--out", png, 1}, {"--trace", r.o.trace, 1}};
+    if (rc == EXIT_OK)
+        rc = cli_check_files("curve", files, sizeof files / sizeof files[0]);
     if (rc == EXIT_OK)
         rc = curve_open(&r);
     if (rc == EXIT_OK)
@@ -937,10 +919,10 @@ int cmd_curve(int argc, char **argv)
     if (rc == EXIT_OK) {
         curve_print_table(&r);
         curve_print_dominance(&r);
-        rc = curve_plot(&r, pols, n_pols, csv);
+        rc = curve_plot(&r, pols, n_pols, csv, &drew);
     }
     if (rc == EXIT_OK)
-        printf("wrote %s%s\n", csv, curve_have_program("gnuplot") ? " and curve.png" : "");
+        printf("wrote %s%s\n", csv, drew ? " and curve.png" : "");
     curve_close(&r);
     return rc;
 }

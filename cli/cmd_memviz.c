@@ -8,7 +8,6 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #define MEMVIZ_DEFAULT_DEVICE "sim:1TiB"
@@ -30,6 +29,8 @@ void cmd_memviz_usage(FILE *f)
         "                 per tag, allocated, reserved; row 0 is before the first event\n"
         "  --title TEXT   the picture's title (default: the trace's name)\n"
         "  --ymax SIZE    top of the y axis, to draw several traces on one scale\n"
+        "At most 12 bands are drawn: with more tags, the 11 with the highest peaks of their own\n"
+        "and one band for all the others (the CSV has every tag).\n"
         "gnuplot is looked up on PATH (REMAT_GNUPLOT overrides it). Without it the CSV is still\n"
         "written and the command exits 1.\n"
         "Exit codes: 0 ok; 1 the trace does not fit the device, or gnuplot is missing or\n"
@@ -41,7 +42,6 @@ void cmd_memviz_usage(FILE *f)
 typedef struct {
     const char *trace, *out, *device, *csv, *title;
     uint64_t ymax;
-    int svg;
     char csv_buf[4096];
 } memviz_opts;
 
@@ -49,14 +49,6 @@ static int memviz_ends_with(const char *s, const char *suffix)
 {
     size_t n = strlen(s), k = strlen(suffix);
     return n > k && strcmp(s + n - k, suffix) == 0;
-}
-
-/* Paths go into a gnuplot script between single quotes. */
-static int memviz_check_path(const char *opt, const char *path)
-{
-    if (strpbrk(path, "'\n\r"))
-        return cli_usage_error("memviz", "%s '%s': quotes and newlines are not allowed", opt, path);
-    return 0;
 }
 
 static int memviz_finish_opts(memviz_opts *o)
@@ -67,7 +59,6 @@ static int memviz_finish_opts(memviz_opts *o)
         return cli_usage_error("memviz", "missing -o FILE.png or -o FILE.svg");
     if (!memviz_ends_with(o->out, ".png") && !memviz_ends_with(o->out, ".svg"))
         return cli_usage_error("memviz", "-o %s: the picture must end in .png or .svg", o->out);
-    o->svg = memviz_ends_with(o->out, ".svg");
     if (!o->csv) {
         size_t stem = strlen(o->out) - 4;
         if (stem + 5 > sizeof o->csv_buf)
@@ -75,14 +66,8 @@ static int memviz_finish_opts(memviz_opts *o)
         snprintf(o->csv_buf, sizeof o->csv_buf, "%.*s.csv", (int)stem, o->out);
         o->csv = o->csv_buf;
     }
-    if (strcmp(o->csv, o->out) == 0)
-        return cli_usage_error("memviz", "--csv %s is the picture itself", o->csv);
-    if (o->title && strpbrk(o->title, "\"\\\n"))
-        return cli_usage_error("memviz",
-                               "--title: quotes, backslashes and newlines are not allowed");
-    if (memviz_check_path("-o", o->out) || memviz_check_path("--csv", o->csv))
-        return EXIT_USAGE;
-    return 0;
+    const cli_file files[] = {{"TRACE", o->trace, 0}, {"-o", o->out, 1}, {"--csv", o->csv, 1}};
+    return cli_check_files("memviz", files, sizeof files / sizeof files[0]);
 }
 
 static int memviz_parse(int argc, char **argv, memviz_opts *o)
@@ -119,22 +104,45 @@ static int memviz_parse(int argc, char **argv, memviz_opts *o)
     return memviz_finish_opts(o);
 }
 
-/* ==== Replay =============================================================================== */
+/* ==== Tags ================================================================================= */
+
+/* Bands drawn: every tag when there are at most this many, else the largest MEMVIZ_BANDS - 1
+ * (by their own peak) and one band for all the others. The CSV always has every tag. */
+#define MEMVIZ_BANDS 12
+
+typedef struct {
+    const char *name; /* owned by the trace */
+    size_t first;     /* the event that first allocated with it */
+    size_t draw;      /* its index in drawing order */
+} memviz_tag;
 
 typedef struct {
     size_t n_tags;
-    char (*tags)[64];  /* in drawing order, bottom band first */
-    size_t *alloc_tag; /* per trace allocation: its index into tags */
-    size_t n_rows;     /* events + 1 */
-    uint64_t *rows;    /* n_rows x (n_tags + 2): bytes per tag, allocated, reserved */
-    size_t peak_row;   /* the row with the most bytes live (sum over tags) */
+    memviz_tag *by_name;   /* sorted by name, for lookups */
+    const char **tags;     /* names in drawing order, bottom band first */
+    size_t *alloc_tag;     /* per trace allocation: its tag's drawing index */
+    uint64_t *alloc_bytes; /* per trace allocation: its bytes */
+    size_t n_rows;         /* events + 1 */
+    uint64_t *pool;        /* n_rows x 2: the pool's allocated and reserved bytes */
+    uint64_t *live;        /* per tag: bytes live now (while replaying) */
+    uint64_t *tag_peak;    /* per tag: most bytes live at once */
+    uint64_t *at_peak;     /* per tag: bytes live at peak_row */
+    size_t peak_row;       /* the first row with the most bytes live (sum over tags) */
+    uint64_t peak_live, top_reserved;
+    size_t n_bands, *band; /* per tag: its band (bands keep drawing order) */
 } memviz_data;
 
 static void memviz_data_free(memviz_data *d)
 {
+    free(d->by_name);
     free(d->tags);
     free(d->alloc_tag);
-    free(d->rows);
+    free(d->alloc_bytes);
+    free(d->pool);
+    free(d->live);
+    free(d->tag_peak);
+    free(d->at_peak);
+    free(d->band);
 }
 
 /* Known tags stack in this order from the bottom; others follow in order of appearance. */
@@ -147,110 +155,172 @@ static int memviz_tag_rank(const char *tag)
     return 100;
 }
 
-static size_t memviz_find_tag(const memviz_data *d, const char *tag)
+static int memviz_cmp_name(const void *a, const void *b)
 {
-    size_t t = 0;
-    while (t < d->n_tags && strcmp(d->tags[t], tag) != 0)
-        t++;
-    return t;
+    const memviz_tag *x = a, *y = b;
+    int c = strcmp(x->name, y->name);
+    return c ? c : (x->first > y->first) - (x->first < y->first);
 }
 
-/* Collects the trace's tags in drawing order and each allocation's tag. */
+static const memviz_tag *memviz_sort_by_draw_tags; /* qsort has no context argument */
+static int memviz_cmp_draw(const void *a, const void *b)
+{
+    const memviz_tag *x = &memviz_sort_by_draw_tags[*(const size_t *)a];
+    const memviz_tag *y = &memviz_sort_by_draw_tags[*(const size_t *)b];
+    int rx = memviz_tag_rank(x->name), ry = memviz_tag_rank(y->name);
+    if (rx != ry)
+        return rx < ry ? -1 : 1;
+    return (x->first > y->first) - (x->first < y->first);
+}
+
+static size_t memviz_lookup(const memviz_data *d, const char *name)
+{
+    memviz_tag key = {.name = name, .first = 0};
+    size_t lo = 0, hi = d->n_tags; /* the first entry not below the key */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (strcmp(d->by_name[mid].name, key.name) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return d->by_name[lo].draw;
+}
+
+/* Collects the trace's tags (sorted, so each lookup is a binary search) in drawing order, and
+ * each allocation's tag and bytes. */
 static remat_status memviz_tags(const remat_trace *tr, memviz_data *d)
 {
-    size_t n = remat_trace_events(tr);
-    d->tags = calloc(n + 1, sizeof *d->tags);
+    size_t n = remat_trace_events(tr), k = 0;
+    memviz_tag *all = calloc(n + 1, sizeof *all);
     d->alloc_tag = calloc(n + 1, sizeof *d->alloc_tag);
-    if (!d->tags || !d->alloc_tag)
+    d->alloc_bytes = calloc(n + 1, sizeof *d->alloc_bytes);
+    if (!all || !d->alloc_tag || !d->alloc_bytes) {
+        free(all);
         return remat_fail(REMAT_ENOMEM, "memviz: out of host memory");
-    for (size_t i = 0; i < n; i++) {
-        remat_trace_event e;
-        REMAT_TRY(remat_trace_event_at(tr, i, &e));
-        const char *tag = e.op == 'a' && e.tag ? e.tag : MEMVIZ_UNTAGGED;
-        if (e.op == 'a' && memviz_find_tag(d, tag) == d->n_tags)
-            snprintf(d->tags[d->n_tags++], sizeof d->tags[0], "%s", tag);
     }
-    for (size_t a = 1; a < d->n_tags; a++) /* insertion sort by rank: stable */
-        for (size_t b = a; b > 0 && memviz_tag_rank(d->tags[b - 1]) > memviz_tag_rank(d->tags[b]);
-             b--) {
-            char tmp[64];
-            memcpy(tmp, d->tags[b], sizeof tmp);
-            memcpy(d->tags[b], d->tags[b - 1], sizeof tmp);
-            memcpy(d->tags[b - 1], tmp, sizeof tmp);
+    for (size_t i = 0; i < n; i++) {
+        remat_trace_event e;
+        remat_status s = remat_trace_event_at(tr, i, &e);
+        if (s != REMAT_OK) {
+            free(all);
+            return s;
         }
+        if (e.op == 'a')
+            all[k++] = (memviz_tag){e.tag ? e.tag : MEMVIZ_UNTAGGED, i, 0};
+    }
+    qsort(all, k, sizeof *all, memviz_cmp_name);
+    for (size_t i = 0; i < k; i++) /* keep the first of each name (the earliest event) */
+        if (d->n_tags == 0 || strcmp(all[d->n_tags - 1].name, all[i].name) != 0)
+            all[d->n_tags++] = all[i];
+    d->by_name = all;
+    size_t *order = malloc((d->n_tags + 1) * sizeof *order);
+    d->tags = malloc((d->n_tags + 1) * sizeof *d->tags);
+    if (!order || !d->tags) {
+        free(order);
+        return remat_fail(REMAT_ENOMEM, "memviz: out of host memory");
+    }
+    for (size_t t = 0; t < d->n_tags; t++)
+        order[t] = t;
+    memviz_sort_by_draw_tags = all;
+    qsort(order, d->n_tags, sizeof *order, memviz_cmp_draw);
+    for (size_t t = 0; t < d->n_tags; t++) {
+        all[order[t]].draw = t;
+        d->tags[t] = all[order[t]].name;
+    }
+    free(order);
     for (size_t i = 0; i < n; i++) {
         remat_trace_event e;
         REMAT_TRY(remat_trace_event_at(tr, i, &e));
-        if (e.op == 'a')
-            d->alloc_tag[e.alloc_index] = memviz_find_tag(d, e.tag ? e.tag : MEMVIZ_UNTAGGED);
+        if (e.op == 'a') {
+            d->alloc_tag[e.alloc_index] = memviz_lookup(d, e.tag ? e.tag : MEMVIZ_UNTAGGED);
+            d->alloc_bytes[e.alloc_index] = e.bytes;
+        }
     }
     return REMAT_OK;
 }
 
-/* Writes the pool's state after event `row - 1` (row 0: before the first) into the row. */
-static remat_status memviz_sample(const remat_pool *pool, memviz_data *d, size_t row)
+/* ==== Replay =============================================================================== */
+
+/* Row `row` (the state after event row - 1; row 0 is before the first): the pool's lines, the
+ * peaks, and the CSV row. */
+static void memviz_sample(const remat_pool *pool, memviz_data *d, size_t row, FILE *csv)
 {
-    uint64_t *r = d->rows + row * (d->n_tags + 2), live = 0;
-    for (size_t t = 0; t < d->n_tags; t++) {
-        remat_stat st;
-        const char *tag = strcmp(d->tags[t], MEMVIZ_UNTAGGED) == 0 ? NULL : d->tags[t];
-        REMAT_TRY(remat_pool_tag_stats(pool, tag, &st));
-        r[t] = st.current;
-        live += st.current;
-    }
     remat_pool_stats ps;
-    REMAT_TRY(remat_pool_stats_get(pool, &ps));
-    r[d->n_tags] = ps.allocated.current;
-    r[d->n_tags + 1] = ps.reserved.current;
-    const uint64_t *p = d->rows + d->peak_row * (d->n_tags + 2);
-    uint64_t peak = 0;
-    for (size_t t = 0; t < d->n_tags; t++)
-        peak += p[t];
-    if (live > peak)
+    uint64_t live = 0;
+    if (remat_pool_stats_get(pool, &ps) != REMAT_OK)
+        memset(&ps, 0, sizeof ps);
+    d->pool[2 * row] = ps.allocated.current;
+    d->pool[2 * row + 1] = ps.reserved.current;
+    if (ps.reserved.current > d->top_reserved)
+        d->top_reserved = ps.reserved.current;
+    fprintf(csv, "%zu", row);
+    for (size_t t = 0; t < d->n_tags; t++) {
+        fprintf(csv, ",%llu", (unsigned long long)d->live[t]);
+        live += d->live[t];
+    }
+    fprintf(csv, ",%llu,%llu\n", (unsigned long long)ps.allocated.current,
+            (unsigned long long)ps.reserved.current);
+    if (row == 0 || live > d->peak_live) {
         d->peak_row = row;
-    return REMAT_OK;
+        d->peak_live = live;
+        memcpy(d->at_peak, d->live, d->n_tags * sizeof *d->live);
+    }
 }
 
 static remat_status memviz_events(const remat_trace *tr, remat_pool *pool, void **ptrs,
-                                  memviz_data *d)
+                                  memviz_data *d, FILE *csv)
 {
-    REMAT_TRY(memviz_sample(pool, d, 0));
+    memviz_sample(pool, d, 0, csv);
     for (size_t i = 0; i < remat_trace_events(tr); i++) {
         remat_trace_event e;
         REMAT_TRY(remat_trace_event_at(tr, i, &e));
+        size_t t = d->alloc_tag[e.alloc_index];
         if (e.op == 'f') {
             remat_free(pool, ptrs[e.alloc_index]);
             ptrs[e.alloc_index] = NULL;
+            d->live[t] -= d->alloc_bytes[e.alloc_index];
         } else {
-            const char *tag = d->tags[d->alloc_tag[e.alloc_index]];
+            const char *tag = d->tags[t];
             ptrs[e.alloc_index] =
                 remat_alloc_tagged(pool, (size_t)e.bytes, (remat_stream)(uintptr_t)e.stream,
                                    strcmp(tag, MEMVIZ_UNTAGGED) == 0 ? NULL : tag);
             if (!ptrs[e.alloc_index])
                 return remat_fail_context(REMAT_ENOMEM, "trace line %llu",
                                           (unsigned long long)e.line);
+            d->live[t] += e.bytes;
+            if (d->live[t] > d->tag_peak[t])
+                d->tag_peak[t] = d->live[t];
         }
-        REMAT_TRY(memviz_sample(pool, d, i + 1));
+        memviz_sample(pool, d, i + 1, csv);
     }
     return REMAT_OK;
 }
 
-/* Replays the trace on a fresh pool, sampling every tag after every event. */
-static remat_status memviz_replay(const remat_trace *tr, remat_device *dev, memviz_data *d)
+/* Replays the trace on a fresh pool, writing the CSV's row after every event. */
+static remat_status memviz_replay(const remat_trace *tr, remat_device *dev, memviz_data *d,
+                                  FILE *csv)
 {
     REMAT_TRY(memviz_tags(tr, d));
-    size_t n = remat_trace_events(tr);
+    size_t n = remat_trace_events(tr), k = d->n_tags + 1;
     d->n_rows = n + 1;
-    d->rows = calloc(d->n_rows * (d->n_tags + 2), sizeof *d->rows);
+    d->pool = calloc(2 * d->n_rows, sizeof *d->pool);
+    d->live = calloc(k, sizeof *d->live);
+    d->tag_peak = calloc(k, sizeof *d->tag_peak);
+    d->at_peak = calloc(k, sizeof *d->at_peak);
     void **ptrs = calloc(n + 1, sizeof *ptrs);
-    if (!d->rows || !ptrs) {
+    if (!d->pool || !d->live || !d->tag_peak || !d->at_peak || !ptrs) {
         free(ptrs);
         return remat_fail(REMAT_ENOMEM, "memviz: out of host memory");
     }
+    fprintf(csv, "event");
+    for (size_t t = 0; t < d->n_tags; t++)
+        fprintf(csv, ",%s", d->tags[t]);
+    fprintf(csv, ",allocated,reserved\n");
     remat_pool *pool = NULL;
     remat_status s = remat_pool_create(dev, NULL, &pool);
     if (s == REMAT_OK)
-        s = memviz_events(tr, pool, ptrs, d);
+        s = memviz_events(tr, pool, ptrs, d, csv);
     for (size_t i = 0; pool && i < n + 1; i++)
         remat_free(pool, ptrs[i]);
     remat_pool_destroy(pool);
@@ -258,27 +328,51 @@ static remat_status memviz_replay(const remat_trace *tr, remat_device *dev, memv
     return s;
 }
 
-/* ==== Output =============================================================================== */
+/* ==== Picture ============================================================================== */
 
-static int memviz_write_csv(const char *path, const memviz_data *d)
+static int memviz_cmp_peak_desc(const void *a, const void *b)
 {
-    cli_output out;
-    if (cli_output_open(&out, path) != REMAT_OK)
-        return cli_fail("memviz", REMAT_EIO, "--csv");
-    FILE *f = out.f;
-    fprintf(f, "event");
-    for (size_t t = 0; t < d->n_tags; t++)
-        fprintf(f, ",%s", d->tags[t]);
-    fprintf(f, ",allocated,reserved\n");
-    for (size_t row = 0; row < d->n_rows; row++) {
-        fprintf(f, "%zu", row);
-        for (size_t k = 0; k < d->n_tags + 2; k++)
-            fprintf(f, ",%llu", (unsigned long long)d->rows[row * (d->n_tags + 2) + k]);
-        fprintf(f, "\n");
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x < y) - (x > y);
+}
+
+/* Which band each tag goes into: its own, or the last ("other tags") for the smaller ones. */
+static remat_status memviz_bands(memviz_data *d)
+{
+    d->band = calloc(d->n_tags + 1, sizeof *d->band);
+    if (!d->band)
+        return remat_fail(REMAT_ENOMEM, "memviz: out of host memory");
+    if (d->n_tags <= MEMVIZ_BANDS) {
+        for (size_t t = 0; t < d->n_tags; t++)
+            d->band[t] = t;
+        d->n_bands = d->n_tags;
+        return REMAT_OK;
     }
-    if (cli_output_close(&out, 1) != REMAT_OK)
-        return cli_fail("memviz", REMAT_EIO, "--csv");
-    return EXIT_OK;
+    uint64_t *peaks = malloc(d->n_tags * sizeof *peaks);
+    if (!peaks)
+        return remat_fail(REMAT_ENOMEM, "memviz: out of host memory");
+    memcpy(peaks, d->tag_peak, d->n_tags * sizeof *peaks);
+    qsort(peaks, d->n_tags, sizeof *peaks, memviz_cmp_peak_desc);
+    uint64_t cut = peaks[MEMVIZ_BANDS - 2]; /* the smallest peak that keeps its own band */
+    free(peaks);
+    size_t own = 0;
+    for (size_t t = 0; t < d->n_tags; t++)
+        d->band[t] = d->tag_peak[t] >= cut && own < MEMVIZ_BANDS - 1 ? own++ : SIZE_MAX;
+    for (size_t t = 0; t < d->n_tags; t++)
+        if (d->band[t] == SIZE_MAX)
+            d->band[t] = own;
+    d->n_bands = own + 1;
+    return REMAT_OK;
+}
+
+/* The band's name, and the tag that gives its colour (or NULL for "other tags"). */
+static const char *memviz_band_name(const memviz_data *d, size_t b, char *buf, size_t n)
+{
+    for (size_t t = 0; t < d->n_tags; t++)
+        if (d->band[t] == b && (d->n_tags <= MEMVIZ_BANDS || b + 1 < d->n_bands))
+            return d->tags[t];
+    snprintf(buf, n, "%zu other tags", d->n_tags - (d->n_bands - 1));
+    return buf;
 }
 
 static const char *memviz_color(const char *tag, size_t t)
@@ -293,117 +387,145 @@ static const char *memviz_color(const char *tag, size_t t)
     return others[t % (sizeof others / sizeof others[0])];
 }
 
-/* The peak's label: total and each tag's bytes live at that moment. */
-static void memviz_peak_label(const memviz_data *d, const uint64_t *p, char *buf, size_t n)
+/* The peak's lines: the total, then each band's bytes at that moment, top band first. Calls
+ * line(text, ctx) for each. */
+static void memviz_peak_lines(const memviz_data *d, void (*line)(const char *, void *), void *ctx)
 {
-    uint64_t live = 0;
-    for (size_t t = 0; t < d->n_tags; t++)
-        live += p[t];
-    char b[32];
-    size_t len = (size_t)snprintf(buf, n, "peak %s at event %zu",
-                                  remat_format_bytes(live, b, sizeof b), d->peak_row);
-    for (size_t t = d->n_tags; t-- > 0 && len < n;)
-        if (p[t])
-            len += (size_t)snprintf(buf + len, n - len, "\\n%s %s", d->tags[t],
-                                    remat_format_bytes(p[t], b, sizeof b));
+    char text[256], b[32], nb[64];
+    snprintf(text, sizeof text, "peak %s at event %zu",
+             remat_format_bytes(d->peak_live, b, sizeof b), d->peak_row);
+    line(text, ctx);
+    for (size_t k = d->n_bands; k-- > 0;) {
+        uint64_t bytes = 0;
+        for (size_t t = 0; t < d->n_tags; t++)
+            if (d->band[t] == k)
+                bytes += d->at_peak[t];
+        if (!bytes)
+            continue;
+        snprintf(text, sizeof text, "%s %s", memviz_band_name(d, k, nb, sizeof nb),
+                 remat_format_bytes(bytes, b, sizeof b));
+        line(text, ctx);
+    }
 }
 
-static void memviz_script(FILE *g, const memviz_opts *o, const memviz_data *d, const char *out)
+typedef struct {
+    FILE *f;
+    int n;
+} memviz_lines;
+
+/* The label in the script: the lines as gnuplot strings joined by "\n". */
+static void memviz_label_line(const char *text, void *ctx)
 {
-    const uint64_t *p = d->rows + d->peak_row * (d->n_tags + 2);
-    uint64_t top = o->ymax, live = 0;
-    for (size_t row = 0; !o->ymax && row < d->n_rows; row++) {
-        uint64_t r = d->rows[row * (d->n_tags + 2) + d->n_tags + 1];
-        top = r > top ? r : top;
+    memviz_lines *l = ctx;
+    if (l->n++)
+        fputs(".\"\\n\".", l->f);
+    cli_plot_string(l->f, text);
+}
+
+/* The summary on stdout: the lines joined by ", ". */
+static void memviz_summary_line(const char *text, void *ctx)
+{
+    memviz_lines *l = ctx;
+    fprintf(l->f, "%s%s", l->n++ ? ", " : "", text);
+}
+
+/* The plotted numbers as a datablock in the script: event, each band's top (cumulative bytes,
+ * bottom band first), allocated, reserved. The tags' bytes are replayed from the trace. */
+static remat_status memviz_datablock(FILE *g, const remat_trace *tr, const memviz_data *d)
+{
+    uint64_t *band = calloc(d->n_bands + 1, sizeof *band);
+    if (!band)
+        return remat_fail(REMAT_ENOMEM, "memviz: out of host memory");
+    fprintf(g, "$memviz << EOD\n");
+    for (size_t row = 0; row < d->n_rows; row++) {
+        if (row > 0) {
+            remat_trace_event e;
+            remat_status s = remat_trace_event_at(tr, row - 1, &e);
+            if (s != REMAT_OK) {
+                free(band);
+                return s;
+            }
+            size_t b = d->band[d->alloc_tag[e.alloc_index]];
+            uint64_t bytes = d->alloc_bytes[e.alloc_index];
+            band[b] = e.op == 'a' ? band[b] + bytes : band[b] - bytes;
+        }
+        uint64_t sum = 0;
+        fprintf(g, "%zu", row);
+        for (size_t b = 0; b < d->n_bands; b++)
+            fprintf(g, " %llu", (unsigned long long)(sum += band[b]));
+        fprintf(g, " %llu %llu\n", (unsigned long long)d->pool[2 * row],
+                (unsigned long long)d->pool[2 * row + 1]);
     }
-    for (size_t t = 0; t < d->n_tags; t++)
-        live += p[t];
+    fprintf(g, "EOD\n");
+    free(band);
+    return REMAT_OK;
+}
+
+static void memviz_script(FILE *g, const memviz_opts *o, const memviz_data *d)
+{
+    uint64_t top = o->ymax ? o->ymax : d->top_reserved;
     double unit = top > (8ull << 30) ? 1073741824.0 : 1048576.0;
-    char label[2048];
-    memviz_peak_label(d, p, label, sizeof label);
-    fprintf(g, "set terminal %s size 900,520 font 'sans,10'\n",
-            o->svg ? "svg dynamic background rgb 'white'" : "pngcairo");
-    fprintf(g, "set output '%s'\nset datafile separator ','\n", out);
-    fprintf(g, "set title \"%s\" noenhanced\n", o->title ? o->title : o->trace);
-    fprintf(g, "set xlabel 'trace event'\nset ylabel '%s'\n", unit > 1048576.0 ? "GiB" : "MiB");
+    fprintf(g, "set title ");
+    cli_plot_string(g, o->title ? o->title : o->trace);
+    fprintf(g, " noenhanced\nset xlabel 'trace event'\nset ylabel '%s'\n",
+            unit > 1048576.0 ? "GiB" : "MiB");
     fprintf(g, "set xrange [0:%zu]\nset yrange [0:%.6f]\n", d->n_rows - 1,
             (o->ymax ? 1.0 : 1.5) * (double)top / unit);
     fprintf(g, "set key outside right top noenhanced\nset grid ytics\nset style fill solid 1.0 "
-               "noborder\n");
-    int right = d->peak_row > d->n_rows / 2;
-    fprintf(g, "set style textbox opaque noborder\n");
+               "noborder\nset style textbox opaque noborder\n");
     fprintf(g, "set label 1 '' at %zu,%.6f front point pt 7 ps 1\n", d->peak_row,
-            (double)live / unit);
-    fprintf(g, "set label 2 \"%s\" at %zu, graph 0.97 %s offset %d,-0.5 front noenhanced boxed\n",
-            label, d->peak_row, right ? "right" : "left", right ? -1 : 1);
+            (double)d->peak_live / unit);
+    fprintf(g, "set label 2 ");
+    memviz_lines l = {g, 0};
+    memviz_peak_lines(d, memviz_label_line, &l);
+    int right = d->peak_row > d->n_rows / 2;
+    fprintf(g, " at %zu, graph 0.97 %s offset %d,-0.5 front noenhanced boxed\n", d->peak_row,
+            right ? "right" : "left", right ? -1 : 1);
     fprintf(g, "set arrow 1 from %zu, graph 0 to %zu, graph 1 nohead dt 2 lc rgb 'black' front\n",
             d->peak_row, d->peak_row);
     fprintf(g, "plot \\\n");
-    for (size_t t = d->n_tags; t-- > 0;) { /* tallest (cumulative) band first */
-        fprintf(g, "  '%s' skip 1 using 1:((0", o->csv);
-        for (size_t k = 0; k <= t; k++)
-            fprintf(g, "+$%zu", k + 2);
-        fprintf(g, ")/%.1f) with fillsteps lc rgb '%s' title '%s', \\\n", unit,
-                memviz_color(d->tags[t], t), d->tags[t]);
+    char nb[64];
+    for (size_t b = d->n_bands; b-- > 0;) { /* tallest (cumulative) band first */
+        const char *name = memviz_band_name(d, b, nb, sizeof nb);
+        fprintf(g, "  $memviz using 1:($%zu/%.1f) with fillsteps lc rgb '%s' title ", b + 2, unit,
+                name == nb ? "#b0b0b0" : memviz_color(name, b));
+        cli_plot_string(g, name);
+        fprintf(g, ", \\\n");
     }
     fprintf(g,
-            "  '%s' skip 1 using 1:($%zu/%.1f) with steps lw 1 dt 2 lc rgb '#404040' "
+            "  $memviz using 1:($%zu/%.1f) with steps lw 1 dt 2 lc rgb '#404040' "
             "title 'allocated', \\\n",
-            o->csv, d->n_tags + 2, unit);
-    fprintf(g,
-            "  '%s' skip 1 using 1:($%zu/%.1f) with steps lw 2 lc rgb 'black' title 'reserved'\n",
-            o->csv, d->n_tags + 3, unit);
+            d->n_bands + 2, unit);
+    fprintf(g, "  $memviz using 1:($%zu/%.1f) with steps lw 2 lc rgb 'black' title 'reserved'\n",
+            d->n_bands + 3, unit);
 }
 
-/* Runs gnuplot on the script; 127 when it cannot be started. */
-static int memviz_run_gnuplot(const char *script)
+/* Draws the picture into o->out (replaced only by a checked, complete picture). */
+static int memviz_draw(const memviz_opts *o, const remat_trace *tr, const memviz_data *d)
 {
-    const char *prog = getenv("REMAT_GNUPLOT");
-    if (!prog || !*prog)
-        prog = "gnuplot";
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid < 0)
-        return 127;
-    if (pid == 0) {
-        execlp(prog, prog, script, (char *)NULL);
-        _exit(127);
+    cli_plot p;
+    int svg = memviz_ends_with(o->out, ".svg"), missing = 0;
+    remat_status s = cli_plot_begin(
+        &p, o->out,
+        svg ? "set terminal svg size 900,520 dynamic background rgb 'white' font 'sans,10'"
+            : "set terminal pngcairo size 900,520 font 'sans,10'");
+    if (s != REMAT_OK)
+        return cli_fail("memviz", s, "-o");
+    if ((s = memviz_datablock(p.script, tr, d)) != REMAT_OK) {
+        cli_plot_abort(&p);
+        return cli_fail("memviz", s, "-o");
     }
-    int status;
-    while (waitpid(pid, &status, 0) < 0)
-        if (errno != EINTR)
-            return 127;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
-}
-
-/* Writes the script beside the picture, draws into a temporary file, then renames it. */
-static int memviz_draw(const memviz_opts *o, const memviz_data *d)
-{
-    char script[4200], tmp[4200];
-    snprintf(script, sizeof script, "%s.gp.tmp", o->out);
-    snprintf(tmp, sizeof tmp, "%s.tmp", o->out);
-    FILE *g = fopen(script, "w");
-    if (!g)
-        return cli_fail("memviz", remat_fail(REMAT_EIO, "%s: %s", script, strerror(errno)), "-o");
-    memviz_script(g, o, d, tmp);
-    int bad = ferror(g);
-    if (fclose(g) != 0 || bad) {
-        remove(script);
-        return cli_fail("memviz", remat_fail(REMAT_EIO, "cannot write %s", script), "-o");
-    }
-    int rc = memviz_run_gnuplot(script);
-    remove(script);
-    if (rc == 127) {
-        remove(tmp);
+    memviz_script(p.script, o, d);
+    s = cli_plot_finish(&p, &missing);
+    if (missing) {
         fprintf(stderr,
                 "remat memviz: gnuplot not found (install gnuplot, or set REMAT_GNUPLOT); "
                 "wrote only %s\n",
                 o->csv);
         return EXIT_RUNTIME;
     }
-    if (rc != 0 || rename(tmp, o->out) != 0) {
-        remove(tmp);
-        fprintf(stderr, "remat memviz: gnuplot failed (exit %d) drawing %s\n", rc, o->out);
+    if (s != REMAT_OK) {
+        cli_fail("memviz", s, "");
         return EXIT_RUNTIME;
     }
     return EXIT_OK;
@@ -411,22 +533,32 @@ static int memviz_draw(const memviz_opts *o, const memviz_data *d)
 
 static void memviz_summary(const memviz_opts *o, const memviz_data *d)
 {
-    char label[2048], b[32];
-    memviz_peak_label(d, d->rows + d->peak_row * (d->n_tags + 2), label, sizeof label);
-    uint64_t reserved = 0;
-    for (size_t row = 0; row < d->n_rows; row++) {
-        uint64_t r = d->rows[row * (d->n_tags + 2) + d->n_tags + 1];
-        reserved = r > reserved ? r : reserved;
-    }
+    char b[32];
     printf("%s: %zu events, %zu tags; ", o->trace, d->n_rows - 1, d->n_tags);
-    for (char *s = label; *s; s++) /* the label's "\n" escapes read as "; " here */
-        if (s[0] == '\\' && s[1] == 'n') {
-            fputs(", ", stdout);
-            s++;
-        } else
-            putchar(*s);
-    printf("; peak reserved %s\nwrote %s and %s\n", remat_format_bytes(reserved, b, sizeof b),
-           o->out, o->csv);
+    memviz_lines l = {stdout, 0};
+    memviz_peak_lines(d, memviz_summary_line, &l);
+    printf("; peak reserved %s\nwrote %s and %s\n",
+           remat_format_bytes(d->top_reserved, b, sizeof b), o->out, o->csv);
+}
+
+/* Replays the trace into the CSV (put in place only when complete). */
+static int memviz_numbers(const memviz_opts *o, const remat_trace *tr, remat_device *dev,
+                          memviz_data *d)
+{
+    cli_output csv;
+    remat_status s = cli_output_open(&csv, o->csv);
+    if (s != REMAT_OK)
+        return cli_fail("memviz", s, "--csv");
+    s = memviz_replay(tr, dev, d, csv.f);
+    if (s == REMAT_OK)
+        s = memviz_bands(d);
+    if (s != REMAT_OK) {
+        cli_output_close(&csv, 0);
+        return cli_fail("memviz", s == REMAT_EINVAL ? REMAT_EINTERNAL : s, "replay");
+    }
+    if ((s = cli_output_close(&csv, 1)) != REMAT_OK)
+        return cli_fail("memviz", s, "--csv");
+    return EXIT_OK;
 }
 
 int cmd_memviz(int argc, char **argv)
@@ -443,12 +575,10 @@ int cmd_memviz(int argc, char **argv)
     int rc = EXIT_OK;
     if ((s = remat_device_open(o.device, &dev)) != REMAT_OK)
         rc = cli_fail("memviz", s, "--device");
-    else if ((s = memviz_replay(tr, dev, &d)) != REMAT_OK)
-        rc = cli_fail("memviz", s == REMAT_EINVAL ? REMAT_EINTERNAL : s, "replay");
     if (rc == EXIT_OK)
-        rc = memviz_write_csv(o.csv, &d);
+        rc = memviz_numbers(&o, tr, dev, &d);
     if (rc == EXIT_OK)
-        rc = memviz_draw(&o, &d);
+        rc = memviz_draw(&o, tr, &d);
     if (rc == EXIT_OK)
         memviz_summary(&o, &d);
     memviz_data_free(&d);

@@ -174,6 +174,9 @@ int cmd_profile(int argc, char **argv)
     profile_opts o;
     if (profile_parse(argc, argv, &o) != 0)
         return EXIT_USAGE;
+    const cli_file files[] = {{"--model", o.model, 0}, {"-o", o.out, 1}};
+    if (cli_check_files("profile", files, sizeof files / sizeof files[0]) != EXIT_OK)
+        return EXIT_USAGE;
     profile_run r;
     memset(&r, 0, sizeof r);
     const char *what = "";
@@ -181,8 +184,16 @@ int cmd_profile(int argc, char **argv)
     int rc = s == REMAT_OK ? EXIT_OK : cli_fail("profile", s, what);
     if (rc == EXIT_OK)
         rc = train_profile("profile", r.model, r.inputs, (int)o.reps, NULL, NULL, &r.chain);
-    if (rc == EXIT_OK && (s = gpt_profile_save(o.out, r.chain, &r.key)) != REMAT_OK)
-        rc = cli_fail("profile", s, "cannot write the chain");
+    if (rc == EXIT_OK) {
+        cli_output out;
+        if ((s = cli_output_open(&out, o.out)) == REMAT_OK) {
+            s = gpt_profile_write(out.f, r.chain, &r.key);
+            remat_status fin = cli_output_close(&out, s == REMAT_OK);
+            s = s != REMAT_OK ? s : fin;
+        }
+        if (s != REMAT_OK)
+            rc = cli_fail("profile", s, "cannot write the chain");
+    }
     if (rc == EXIT_OK) {
         const remat_chain *c = r.chain;
         printf("%s: %d stages (embed, %d blocks, head); block: fwd %.3f ms, bwd %.3f ms", o.out,

@@ -518,8 +518,8 @@ static void train_report_step(const train_run *r, long step, float loss, double 
         return;
     }
     int width = 24, done = (int)(width * step / r->o.steps);
-    printf("\rstep %ld/%ld [%.*s%*s] loss %.4f  %.1f ms  peak %s   ", step, r->o.steps, done,
-           "========================", width - done, "", loss, ms, pb);
+    cli_progress(stdout, "\rstep %ld/%ld [%.*s%*s] loss %.4f  %.1f ms  peak %s   ", step,
+                 r->o.steps, done, "========================", width - done, "", loss, ms, pb);
     if (step == r->o.steps)
         printf("\n");
     fflush(stdout);
@@ -721,8 +721,12 @@ static int train_save(train_run *r)
                            : remat_fail(REMAT_ENOMEM, "out of host memory for the weights");
         params = r->host_params;
     }
-    if (s == REMAT_OK)
-        s = gpt_weights_write(r->o.save, gpt_model_config(r->model), params);
+    cli_output out = {.slot = -1};
+    if (s == REMAT_OK && (s = cli_output_open(&out, r->o.save)) == REMAT_OK) {
+        s = gpt_weights_fwrite(out.f, gpt_model_config(r->model), params);
+        remat_status fin = cli_output_close(&out, s == REMAT_OK);
+        s = s != REMAT_OK ? s : fin;
+    }
     if (s != REMAT_OK)
         return cli_fail("train", s, "cannot save the weights");
     if (!r->o.json)
@@ -735,6 +739,12 @@ int cmd_train(int argc, char **argv)
     train_run r;
     memset(&r, 0, sizeof r);
     if (train_parse(argc, argv, &r.o) != 0)
+        return EXIT_USAGE;
+    const cli_file files[] = {{"--model", r.o.model, 0},
+                              {"--data", r.o.data, 0},
+                              {"--save", r.o.save, 1},
+                              {"--trace", r.o.trace, 1}};
+    if (cli_check_files("train", files, sizeof files / sizeof files[0]) != EXIT_OK)
         return EXIT_USAGE;
     remat_status s = gpt_resolve(r.o.model, &r.o.ov, &r.cfg, &r.T, &r.host_params);
     if (s != REMAT_OK)

@@ -25,7 +25,7 @@ static void main_usage(FILE *f)
                "2 bad usage or bad input.\n");
 }
 
-int cli_main(int argc, char **argv)
+static int main_dispatch(int argc, char **argv)
 {
     if (argc < 2) {
         main_usage(stderr);
@@ -54,4 +54,14 @@ int cli_main(int argc, char **argv)
     }
     fprintf(stderr, "remat: unknown command '%s'\n(see 'remat --help')\n", argv[1]);
     return EXIT_USAGE;
+}
+
+int cli_main(int argc, char **argv)
+{
+    int rc = main_dispatch(argc, argv);
+    const char *cmd = NULL;
+    for (size_t i = 0; argc > 1 && i < n_commands; i++)
+        if (strcmp(argv[1], commands[i].name) == 0)
+            cmd = commands[i].name;
+    return cli_finish_stdout(cmd, rc);
 }

@@ -23,5 +23,6 @@ static void remat_prefer_passive_openmp(char **argv)
 int main(int argc, char **argv)
 {
     remat_prefer_passive_openmp(argv);
+    cli_term_install();
     return cli_main(argc, argv);
 }

@@ -10,50 +10,35 @@
 
 /* ==== --trace ============================================================================== */
 
-static void train_trace_tmp_name(const char *path, char *buf, size_t n)
-{
-    snprintf(buf, n, "%s.tmp", path);
-}
+/* The one trace a run records (cli_output: a temporary file beside the target). */
+static cli_output train_trace_out;
 
 int train_trace_begin(const char *path, remat_pool *pool, FILE **out)
 {
-    char tmp[4096];
-    train_trace_tmp_name(path, tmp, sizeof tmp);
-    FILE *f = fopen(tmp, "w");
-    if (!f)
-        return cli_fail("train", remat_fail(REMAT_EIO, "%s: %s", tmp, strerror(errno)), "--trace");
-    remat_status s = remat_pool_trace_begin(pool, f);
+    remat_status s = cli_output_open(&train_trace_out, path);
+    if (s != REMAT_OK)
+        return cli_fail("train", s, "--trace");
+    s = remat_pool_trace_begin(pool, train_trace_out.f);
     if (s != REMAT_OK) {
-        fclose(f);
-        remove(tmp);
+        cli_output_close(&train_trace_out, 0);
         return cli_fail("train", s, "--trace");
     }
-    *out = f;
+    *out = train_trace_out.f;
     return EXIT_OK;
 }
 
 int train_trace_finish(const char *path, remat_pool *pool, FILE *f, int rc)
 {
+    (void)path;
     if (!f)
         return rc;
-    char tmp[4096];
-    train_trace_tmp_name(path, tmp, sizeof tmp);
     remat_status s = remat_pool_trace_end(pool);
-    int write_failed = ferror(f);
-    if (fclose(f) != 0)
-        write_failed = 1;
-    if (rc != EXIT_OK) {
-        remove(tmp);
-        return rc;
+    if (rc != EXIT_OK || s != REMAT_OK) {
+        cli_output_close(&train_trace_out, 0);
+        return rc != EXIT_OK ? rc : cli_fail("train", s, "--trace");
     }
-    if (s != REMAT_OK) {
-        remove(tmp);
+    if ((s = cli_output_close(&train_trace_out, 1)) != REMAT_OK)
         return cli_fail("train", s, "--trace");
-    }
-    if (write_failed || rename(tmp, path) != 0) {
-        remove(tmp);
-        return cli_fail("train", remat_fail(REMAT_EIO, "cannot write %s", path), "--trace");
-    }
     return EXIT_OK;
 }
 

@@ -46,6 +46,12 @@ remat_status remat_read_capped(FILE *f, const char *name, size_t max, size_t hav
 /* Writes v as a JSON number, or null when it is not finite (JSON has no nan or inf). */
 void remat_json_number(FILE *f, double v);
 
+/* A file written whole or not at all: remat_tmp_open creates a unique temporary file beside path
+ * (path.tmp.XXXXXX, mkstemp) and opens *f on it; remat_tmp_finish closes it and, with ok and no
+ * write error, renames it over path, otherwise removes it (REMAT_EIO naming path when ok). */
+remat_status remat_tmp_open(const char *path, char *tmp, size_t n, FILE **f);
+remat_status remat_tmp_finish(FILE *f, const char *tmp, const char *path, int ok);
+
 #define REMAT_TRY(expr)                                                                            \
     do {                                                                                           \
         remat_status try_s_ = (expr);                                                              \

@@ -1,11 +1,15 @@
-/* core/file.c: reading a whole input file with a size limit, so that /dev/zero, a FIFO or a
- * runaway file is refused with a message instead of filling memory, and a read error is an error,
- * never an early end of file. */
+/* core/file.c: files in and out. Reading a whole input file with a size limit, so that /dev/zero,
+ * a FIFO or a runaway file is refused with a message instead of filling memory, and a read error
+ * is an error, never an early end of file. Writing a file whole or not at all: the data goes to a
+ * unique temporary file beside the target (mkstemp, so never a fixed name another process may
+ * own) that is renamed over the target only when complete. */
 #include "core/core.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 remat_status remat_read_capped(FILE *f, const char *name, size_t max, size_t have,
                                unsigned char **buf, size_t *len)
@@ -54,4 +58,38 @@ remat_status remat_read_capped(FILE *f, const char *name, size_t max, size_t hav
     b[n] = '\0';
     *len = n;
     return REMAT_OK;
+}
+
+remat_status remat_tmp_open(const char *path, char *tmp, size_t n, FILE **f)
+{
+    *f = NULL;
+    if ((size_t)snprintf(tmp, n, "%s.tmp.XXXXXX", path) >= n)
+        return remat_fail(REMAT_EINVAL, "path too long: '%.64s...'", path);
+    int fd = mkstemp(tmp);
+    if (fd < 0)
+        return remat_fail(REMAT_EIO, "cannot create a file beside '%s': %s", path, strerror(errno));
+    /* mkstemp makes it 0600; give it the mode open(2) would (0666 less the umask) */
+    mode_t mask = umask(022);
+    umask(mask);
+    if (fchmod(fd, 0666 & ~mask) != 0 || !(*f = fdopen(fd, "w"))) {
+        int err = errno;
+        close(fd);
+        unlink(tmp);
+        return remat_fail(REMAT_EIO, "cannot write '%s': %s", path, strerror(err));
+    }
+    return REMAT_OK;
+}
+
+remat_status remat_tmp_finish(FILE *f, const char *tmp, const char *path, int ok)
+{
+    int bad = fflush(f) != 0 || ferror(f);
+    int err = errno;
+    bad |= fclose(f) != 0;
+    if (ok && !bad && rename(tmp, path) == 0)
+        return REMAT_OK;
+    if (ok && !bad)
+        err = errno;
+    unlink(tmp);
+    return ok ? remat_fail(REMAT_EIO, "cannot write '%s': %s", path, strerror(err ? err : EIO))
+              : REMAT_OK;
 }

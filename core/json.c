@@ -12,7 +12,7 @@ void remat_json_string(FILE *f, const char *s)
             fprintf(f, "\\%c", ch);
         else if (ch == '\n')
             fputs("\\n", f);
-        else if (ch < 0x20)
+        else if (ch < 0x20 || ch == 0x7f) /* DEL too: never raw on a terminal */
             fprintf(f, "\\u%04x", ch);
         else
             fputc(ch, f);

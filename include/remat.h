@@ -350,9 +350,11 @@ typedef struct {
 /* Reads, parses, writes a chain file (docs/contracts.md). Loading validates and names the offending
  * field: REMAT_EPARSE for malformed JSON or bad values, REMAT_EIO for unreadable files. */
 REMAT_API REMAT_NODISCARD remat_status remat_chain_load(const char *path, remat_chain **out);
-REMAT_API REMAT_NODISCARD remat_status remat_chain_parse(const char *json, size_t len,
-                                                         remat_chain **out);
+REMAT_API REMAT_NODISCARD remat_status remat_chain_parse(const char *json, size_t len, remat_chain **out);
 REMAT_API REMAT_NODISCARD remat_status remat_chain_save(const remat_chain *chain, const char *path);
+/* Writes the chain file's text to f (the caller owns f and checks it when closing); save is this
+ * into a unique temporary file beside path (path.tmp.XXXXXX) renamed over path when complete. */
+REMAT_API REMAT_NODISCARD remat_status remat_chain_write(const remat_chain *chain, FILE *f);
 /* Allocates an empty chain with n stages (all fields zero) for building one in code. */
 REMAT_API REMAT_NODISCARD remat_status remat_chain_new(int n_stages, remat_chain **out);
 REMAT_API void remat_chain_free(remat_chain *chain);

@@ -103,9 +103,11 @@ double gpt_rng_uniform(gpt_rng *r);
 /* llm.c weights file: int32 header[256] = {20240326, 3, maxT, V, L, NH, C, Vp, 0...} then every
  * parameter as fp32 in layout order. Read: fills *cfg and a malloc'd *params (caller frees);
  * errors name the file and the problem (REMAT_EIO unreadable, REMAT_EPARSE bad magic, version,
- * sizes or a truncated file). Write goes to "path.tmp" then renames, so no partial file is left. */
+ * sizes or a truncated file). Write goes to a unique "path.tmp.XXXXXX" then renames, so no
+ * partial file is left; fwrite writes the same bytes to a stream the caller owns. */
 remat_status gpt_weights_read(const char *path, gpt_config *cfg, float **params);
 remat_status gpt_weights_write(const char *path, const gpt_config *cfg, const float *params);
+remat_status gpt_weights_fwrite(FILE *f, const gpt_config *cfg, const float *params);
 
 /* ==== Tokens and the data loader =========================================================== */
 
@@ -226,7 +228,9 @@ typedef struct {
     char dtype[8];         /* "fp32", the trainer's only one */
 } gpt_profile_key;
 remat_status gpt_profile_key_of(const gpt_model *m, gpt_profile_key *out);
-/* Writes ch with the key to path (through a unique temporary file beside it, renamed). */
+/* Writes ch with the key as a profile file to f; gpt_profile_save to path (through a unique
+ * temporary file beside it, renamed over path when complete). */
+remat_status gpt_profile_write(FILE *f, const remat_chain *ch, const gpt_profile_key *key);
 remat_status gpt_profile_save(const char *path, const remat_chain *ch, const gpt_profile_key *key);
 /* Reads a profile file for key: REMAT_OK with *out the chain when its key matches and its byte
  * counts are those of `shape` (the model's gpt_model_chain: the executor allocates exactly them);

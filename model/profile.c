@@ -556,49 +556,41 @@ remat_status gpt_profile_load(const char *path, const gpt_profile_key *key,
     return s;
 }
 
-remat_status gpt_profile_save(const char *path, const remat_chain *ch, const gpt_profile_key *key)
+remat_status gpt_profile_write(FILE *f, const remat_chain *ch, const gpt_profile_key *key)
 {
-    if (!path || !ch || !key)
-        return remat_fail(REMAT_EINVAL, "gpt_profile_save: arguments must not be NULL");
-    /* The chain as remat_chain_save writes it (validated, every time to 17 digits), with the key
+    if (!f || !ch || !key)
+        return remat_fail(REMAT_EINVAL, "gpt_profile_write: arguments must not be NULL");
+    /* The chain as remat_chain_write writes it (validated, every time to 17 digits), with the key
      * spliced in after its opening brace (re-printing the whole chain through cJSON would round
      * the times to 15 digits). */
-    REMAT_TRY(remat_chain_save(ch, path));
     char *buf = NULL;
     size_t len = 0;
-    REMAT_TRY(gpt_read_file(path, &buf, &len));
-    cJSON *k = buf[0] == '{' ? gpt_key_json(key) : NULL;
+    FILE *mem = open_memstream(&buf, &len);
+    if (!mem)
+        return remat_fail(REMAT_ENOMEM, "cannot build the profile file");
+    remat_status s = remat_chain_write(ch, mem);
+    if (fclose(mem) != 0 && s == REMAT_OK)
+        s = remat_fail(REMAT_ENOMEM, "cannot build the profile file");
+    cJSON *k = s == REMAT_OK && len && buf[0] == '{' ? gpt_key_json(key) : NULL;
     char *key_text = k ? cJSON_PrintUnformatted(k) : NULL;
     cJSON_Delete(k);
-    if (!key_text) {
-        free(buf);
-        return remat_fail(REMAT_ENOMEM, "cannot build profile file '%s'", path);
-    }
-    char tmp[4096];
-    remat_status s = REMAT_OK;
-    if (snprintf(tmp, sizeof tmp, "%s.XXXXXX", path) >= (int)sizeof tmp)
-        s = remat_fail(REMAT_EINVAL, "profile file path too long: '%s'", path);
-    int fd = s == REMAT_OK ? mkstemp(tmp) : -1;
-    if (fd >= 0) { /* mkstemp's 0600 -> what a plain fopen would give */
-        mode_t mask = umask(0);
-        umask(mask);
-        fchmod(fd, 0666 & ~mask);
-    }
-    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
-    if (s == REMAT_OK && !f)
-        s = remat_fail(REMAT_EIO, "cannot write profile file '%s': %s", path, strerror(errno));
-    if (f) {
-        int bad = fprintf(f, "{\"key\": %s,\n %s", key_text, buf + 1) < 0;
-        bad |= fclose(f) != 0;
-        if (bad || rename(tmp, path) != 0) {
-            s = remat_fail(REMAT_EIO, "cannot write profile file '%s': %s", path, strerror(errno));
-            remove(tmp);
-        }
-    } else if (fd >= 0) {
-        close(fd);
-        remove(tmp);
-    }
+    if (s == REMAT_OK && !key_text)
+        s = remat_fail(REMAT_ENOMEM, "cannot build the profile file");
+    if (s == REMAT_OK && fprintf(f, "{\"key\": %s,\n %s", key_text, buf + 1) < 0)
+        s = remat_fail(REMAT_EIO, "cannot write the profile file: %s", strerror(errno));
     cJSON_free(key_text);
     free(buf);
     return s;
+}
+
+remat_status gpt_profile_save(const char *path, const remat_chain *ch, const gpt_profile_key *key)
+{
+    if (!path)
+        return remat_fail(REMAT_EINVAL, "gpt_profile_save: path must not be NULL");
+    char tmp[4096 + 32];
+    FILE *f = NULL;
+    REMAT_TRY(remat_tmp_open(path, tmp, sizeof tmp, &f));
+    remat_status s = gpt_profile_write(f, ch, key);
+    remat_status fin = remat_tmp_finish(f, tmp, path, s == REMAT_OK);
+    return s != REMAT_OK ? s : fin;
 }

@@ -170,36 +170,35 @@ done:
     return s;
 }
 
-remat_status gpt_weights_write(const char *path, const gpt_config *cfg, const float *params)
+remat_status gpt_weights_fwrite(FILE *f, const gpt_config *cfg, const float *params)
 {
-    if (!path || !cfg || !params)
-        return remat_fail(REMAT_EINVAL, "gpt_weights_write: arguments must not be NULL");
+    if (!f || !cfg || !params)
+        return remat_fail(REMAT_EINVAL, "gpt_weights_fwrite: arguments must not be NULL");
     int32_t h[GPT_HEADER_INTS] = {GPT_WEIGHTS_MAGIC, GPT_WEIGHTS_VERSION, cfg->max_seq,
                                   cfg->vocab,        cfg->layers,         cfg->heads,
                                   cfg->channels,     cfg->padded_vocab};
     gpt_param_layout lay;
     gpt_layout_params(cfg, &lay);
-    size_t n = strlen(path) + 8;
+    if (fwrite(h, sizeof h, 1, f) != 1 || fwrite(params, sizeof(float), lay.total, f) != lay.total)
+        return remat_fail(REMAT_EIO, "cannot write the weights: %s", strerror(errno));
+    return REMAT_OK;
+}
+
+remat_status gpt_weights_write(const char *path, const gpt_config *cfg, const float *params)
+{
+    if (!path || !cfg || !params)
+        return remat_fail(REMAT_EINVAL, "gpt_weights_write: arguments must not be NULL");
+    size_t n = strlen(path) + 16;
     char *tmp = malloc(n);
     if (!tmp)
         return remat_fail(REMAT_ENOMEM, "cannot write %s: out of memory", path);
-    snprintf(tmp, n, "%s.tmp", path);
-    remat_status s = REMAT_OK;
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        s = remat_fail(REMAT_EIO, "cannot create %s: %s", tmp, strerror(errno));
-        free(tmp);
-        return s;
+    FILE *f;
+    remat_status s = remat_tmp_open(path, tmp, n, &f);
+    if (s == REMAT_OK) {
+        s = gpt_weights_fwrite(f, cfg, params);
+        remat_status fin = remat_tmp_finish(f, tmp, path, s == REMAT_OK);
+        s = s != REMAT_OK ? s : fin;
     }
-    int ok =
-        fwrite(h, sizeof h, 1, f) == 1 && fwrite(params, sizeof(float), lay.total, f) == lay.total;
-    ok = (fclose(f) == 0) && ok;
-    if (!ok)
-        s = remat_fail(REMAT_EIO, "cannot write %s: %s", tmp, strerror(errno));
-    else if (rename(tmp, path) != 0)
-        s = remat_fail(REMAT_EIO, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
-    if (s != REMAT_OK)
-        remove(tmp);
     free(tmp);
     return s;
 }

@@ -10,6 +10,7 @@
 #include "remat.h"
 
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -541,12 +542,20 @@ Test(faults, truncated_traces_parse_or_fail_naming_the_line)
 
 /* ==== Failed writes leave no partial file ================================================== */
 
-/* 1 if path or path.tmp exists. */
+/* 1 if path or a temporary file of it (path.tmp...) exists. */
 static int file_or_tmp_exists(const char *path)
 {
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    return access(path, F_OK) == 0 || access(tmp, F_OK) == 0;
+    char dir[4200], prefix[4200];
+    const char *slash = strrchr(path, '/');
+    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path) : 1, slash ? path : ".");
+    snprintf(prefix, sizeof prefix, "%s.tmp", slash ? slash + 1 : path);
+    int found = access(path, F_OK) == 0;
+    DIR *d = opendir(dir);
+    for (struct dirent *e; d && !found && (e = readdir(d));)
+        found = strncmp(e->d_name, prefix, strlen(prefix)) == 0;
+    if (d)
+        closedir(d);
+    return found;
 }
 
 /* Makes writes past `bytes` fail with EFBIG (a full disk, as far as the writer can tell). Each
