@@ -19,6 +19,15 @@
 #define OPT_EXACT_SLOTS 10000
 #define OPT_DEFAULT_SLOTS 500
 #define OPT_MAX_ENTRIES (48u * 1024 * 1024) /* DP cells (8 bytes each) one solve may use */
+/* Relax steps (a cell lowered by one candidate) one table may take: about a second or two */
+/* The table's time bound: one solve may take at most OPT_MAX_WORK steps, a step being one cell
+ * lowered by one candidate, and a candidate of a row costing OPT_CAND_COST steps besides its cells
+ * (listing, bisection, setup). About 2-5 s on a 2-core VM; the unit is coarsened to stay under. */
+#define OPT_MAX_WORK 1e9
+#define OPT_CAND_COST 64
+/* The bounds alone take O(L^3) time and O(L^2) memory (52 bytes per sub-chain): above this the
+ * optimal policy refuses the chain (about 1 s and 26 MB of bounds at 1000 stages). */
+#define OPT_MAX_STAGES 1000
 #define OPT_INF DBL_MAX
 
 /* Chain sizes in units; variant 0 of a stage is its default, variant k+1 its option k. */
@@ -41,6 +50,11 @@ typedef struct {
     uint64_t *lb, *ub;
     int32_t *lb_choice;
     double *lb_time; /* time of that least-memory schedule (ties are broken by it) */
+    /* lb and lb_time again, by opt_ridx: (s, s') for s' = s+1.. contiguous, so the O(L) scan of
+     * every (s, t) streams through memory instead of striding (8x faster at L = 1000) */
+    uint64_t *lb_r;
+    double *lb_time_r;
+    int L;
 } opt_bounds;
 
 /* The cost table: one row per sub-problem over m in [lo, hi]. */
@@ -56,6 +70,12 @@ typedef struct {
 static size_t opt_idx(int s, int t)
 {
     return (size_t)t * (size_t)(t - 1) / 2 + (size_t)s;
+}
+
+/* Position of (s, t) in row-major order by s: the rows of s' < s hold L - s' entries each. */
+static size_t opt_ridx(int L, int s, int t)
+{
+    return (size_t)s * (size_t)L - (size_t)s * (size_t)(s - 1) / 2 + (size_t)(t - s - 1);
 }
 
 /* Number of sub-problems (s, t), 0 <= s < t <= L. */
@@ -152,6 +172,8 @@ static void opt_bounds_free(opt_bounds *b)
     free(b->ub);
     free(b->lb_choice);
     free(b->lb_time);
+    free(b->lb_r);
+    free(b->lb_time_r);
     memset(b, 0, sizeof *b);
 }
 
@@ -182,17 +204,23 @@ static void opt_bound_one(const opt_sizes *z, opt_bounds *b, int s, int t)
         opt_bound_keep(need, time, -v, &best, &best_time, &choice);
     }
     uint64_t fm = z->x[s + 1] + z->ftmp[s];
+    /* lb(s', t) at lb1[s'], lb(s, s') at lb2[s'] */
+    const uint64_t *lb1 = b->lb + opt_idx(0, t),
+                   *lb2 = b->lb_r + opt_ridx(b->L, s, s + 1) - (s + 1);
+    const double *lt1 = b->lb_time + opt_idx(0, t);
+    const double *lt2 = b->lb_time_r + opt_ridx(b->L, s, s + 1) - (s + 1);
     for (int sp = s + 1; sp < t; sp++) {
         if (sp > s + 1)
             fm = opt_max(fm, z->x[sp - 1] + z->x[sp] + z->ftmp[sp - 1]);
-        size_t e1 = opt_idx(sp, t), e2 = opt_idx(s, sp);
-        uint64_t need = opt_max(z->x[t] + fm, opt_max(z->x[sp] + b->lb[e1], b->lb[e2]));
-        double time = z->fsum[sp] - z->fsum[s] + b->lb_time[e1] + b->lb_time[e2];
+        uint64_t need = opt_max(z->x[t] + fm, opt_max(z->x[sp] + lb1[sp], lb2[sp]));
+        double time = z->fsum[sp] - z->fsum[s] + lt1[sp] + lt2[sp];
         opt_bound_keep(need, time, sp - s, &best, &best_time, &choice);
     }
     b->lb[e] = best;
     b->lb_time[e] = best_time;
     b->lb_choice[e] = choice;
+    b->lb_r[opt_ridx(b->L, s, t)] = best;
+    b->lb_time_r[opt_ridx(b->L, s, t)] = best_time;
     int v = z->best[s];
     uint64_t ub = opt_need_a(z, s, t, v);
     if (t > s + 1)
@@ -207,13 +235,18 @@ static remat_status opt_bounds_make(const opt_sizes *z, opt_bounds *b)
     b->ub = malloc(n * sizeof *b->ub);
     b->lb_choice = malloc(n * sizeof *b->lb_choice);
     b->lb_time = malloc(n * sizeof *b->lb_time);
-    if (!b->lb || !b->ub || !b->lb_choice || !b->lb_time) {
+    b->lb_r = malloc(n * sizeof *b->lb_r);
+    b->lb_time_r = malloc(n * sizeof *b->lb_time_r);
+    b->L = z->L;
+    if (!b->lb || !b->ub || !b->lb_choice || !b->lb_time || !b->lb_r || !b->lb_time_r) {
         opt_bounds_free(b);
         return remat_fail(REMAT_ENOMEM, "optimal solver: out of memory for %d stages", z->L);
     }
-    for (int len = 1; len <= z->L; len++)
-        for (int s = 0; s + len <= z->L; s++)
-            opt_bound_one(z, b, s, s + len);
+    /* t rising, s falling: every (s, t) needs (s', t) for s' > s and (s, s') for s' < t only,
+     * and row t stays in cache while it is filled */
+    for (int t = 1; t <= z->L; t++)
+        for (int s = t - 1; s >= 0; s--)
+            opt_bound_one(z, b, s, t);
     return REMAT_OK;
 }
 
@@ -664,10 +697,48 @@ static uint64_t opt_unit(const remat_chain *c, uint64_t avail, int slots)
 
 /* Builds sizes, bounds and the table for memory `avail` bytes, coarsening the unit until the table
  * fits in OPT_MAX_ENTRIES cells. */
-static remat_status opt_solve(const remat_chain *c, uint64_t avail, int slots, int extend,
-                              opt_sizes *z, opt_bounds *b, opt_table *T)
+/* Estimated relax steps of a table at `unit`: per row, its candidates times its width, from the
+ * bounds in bytes (the unit's own bounds differ by rounding only); widened by a quarter for the
+ * extension of opt_solve. */
+static double opt_work(const opt_bounds *bb, const remat_chain *c, uint64_t avail, uint64_t unit)
+{
+    double work = 0;
+    int L = c->n_stages;
+    for (int t = 1; t <= L; t++)
+        for (int s = 0; s < t; s++) {
+            size_t e = opt_idx(s, t);
+            if (bb->lb[e] > avail)
+                continue;
+            uint64_t hi = bb->ub[e] < avail ? bb->ub[e] : avail;
+            double width = (double)((hi - bb->lb[e]) / unit) * 1.25 + OPT_CAND_COST;
+            work += width * (double)(c->stages[s].n_options + 1 + (t - s - 1));
+        }
+    return work;
+}
+
+/* The unit for `avail` (opt_unit), coarsened until the table's estimated work is under
+ * OPT_MAX_WORK: the solve time is then bounded whatever the chain and budget. */
+static uint64_t opt_unit_bounded(const remat_chain *c, const opt_bounds *bb, uint64_t avail,
+                                 int slots)
 {
     uint64_t unit = opt_unit(c, avail, slots);
+    if (opt_work(bb, c, avail, unit) <= OPT_MAX_WORK)
+        return unit;
+    uint64_t lo = unit, hi = avail > unit ? avail : unit; /* work(hi) is the least there is */
+    while (lo + 1 < hi) {
+        uint64_t mid = lo + (hi - lo) / 2;
+        if (opt_work(bb, c, avail, mid) <= OPT_MAX_WORK)
+            hi = mid;
+        else
+            lo = mid;
+    }
+    return hi;
+}
+
+static remat_status opt_solve(const remat_chain *c, const opt_bounds *bb, uint64_t avail, int slots,
+                              int extend, opt_sizes *z, opt_bounds *b, opt_table *T)
+{
+    uint64_t unit = opt_unit_bounded(c, bb, avail, slots);
     for (;;) {
         REMAT_TRY(opt_sizes_make(c, unit, z));
         remat_status s = opt_bounds_make(z, b);
@@ -696,6 +767,11 @@ static remat_status opt_solve(const remat_chain *c, uint64_t avail, int slots, i
 
 static remat_status opt_check_chain(const remat_chain *c)
 {
+    if (c->n_stages > OPT_MAX_STAGES)
+        return remat_fail(REMAT_EUNSUPPORTED,
+                          "chain '%s' has %d stages; the optimal policy solves at most %d (its "
+                          "time grows as the cube of the stages): use revolve, sqrt or periodic:K",
+                          c->name, c->n_stages, OPT_MAX_STAGES);
     for (int i = 0; i < c->n_stages; i++)
         if (c->stages[i].n_options > 30000)
             return remat_fail(REMAT_EUNSUPPORTED, "stage %d has %d options; at most 30000", i,
@@ -774,7 +850,7 @@ static remat_status opt_plan_dp(const remat_chain *c, int slots, uint64_t avail,
     opt_sizes z;
     opt_bounds b = {0};
     opt_table T;
-    REMAT_TRY(opt_solve(c, avail, slots, 1, &z, &b, &T));
+    REMAT_TRY(opt_solve(c, bytes_b, avail, slots, 1, &z, &b, &T));
     /* exact when every size and the budget are whole units: rounding then changes nothing */
     *exact = opt_chain_gcd(c, avail) % z.unit == 0;
     int L = c->n_stages;
@@ -919,7 +995,7 @@ static remat_status opt_curve_points(const remat_chain *c, int slots, opt_points
         s = opt_add_point(c, &fastest, pts);
     uint64_t top = bb.ub[opt_idx(0, L)];
     if (s == REMAT_OK && top > 0)
-        s = opt_solve(c, top, slots, 0, &z, &b, &T);
+        s = opt_solve(c, &bb, top, slots, 0, &z, &b, &T);
     if (s == REMAT_OK && top > 0) {
         s = opt_curve_table(c, &z, &T, pts);
         opt_table_free(&T);

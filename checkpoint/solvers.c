@@ -6,6 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The longest schedule any policy builds (12 bytes an op: 100 MB). */
+#define CKPT_MAX_OPS (1 << 23)
+
 /* ==== policies ============================================================================= */
 
 remat_status remat_policy_parse(const char *text, remat_policy *out)
@@ -139,6 +142,47 @@ uint64_t ckpt_revolve_forwards(uint64_t l, uint64_t snaps)
     return l + r * l - revolve_binom(snaps + r, snaps + 1);
 }
 
+/* The fewest checkpoints whose binomial schedule of l stages stays within CKPT_MAX_OPS ops (its
+ * forwards plus l backwards): with one checkpoint it has l(l+1)/2 forwards, 450 million ops at
+ * 30,000 stages, so revolve uses at least this many. */
+static int revolve_min_snaps(int l)
+{
+    int snaps = 1;
+    while (snaps < l && ckpt_revolve_forwards((uint64_t)l, (uint64_t)snaps) + (uint64_t)l >
+                            (uint64_t)CKPT_MAX_OPS)
+        snaps++;
+    return snaps;
+}
+
+/* Forwards of the schedule that first advances j stages of len (with snaps checkpoints). */
+static uint64_t revolve_cost(int len, int snaps, int j)
+{
+    return (uint64_t)j + ckpt_revolve_forwards((uint64_t)(len - j), (uint64_t)snaps - 1) +
+           ckpt_revolve_forwards((uint64_t)j, (uint64_t)snaps);
+}
+
+/* The first split j in [1, len) whose schedule has the fewest (best) forwards. The cost is convex
+ * in j, so a bisection on its slope finds it in O(log len) costs instead of len (30,000 stages
+ * took minutes); should a chain ever break convexity, the scan decides. */
+static int revolve_split(int len, int snaps, uint64_t best)
+{
+    int lo = 1, hi = len - 1;
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        if (revolve_cost(len, snaps, mid) <= revolve_cost(len, snaps, mid + 1))
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    if (revolve_cost(len, snaps, lo) == best &&
+        (lo == 1 || revolve_cost(len, snaps, lo - 1) > best))
+        return lo;
+    for (int j = 1; j < len; j++)
+        if (revolve_cost(len, snaps, j) == best)
+            return j;
+    return 1;
+}
+
 /* Reverses stages s..t-1 with a_s live and `snaps` checkpoints (a_s's included). */
 static void revolve_emit(ckpt_oplist *l, int s, int t, int snaps)
 {
@@ -158,14 +202,7 @@ static void revolve_emit(ckpt_oplist *l, int s, int t, int snaps)
         return;
     }
     uint64_t best = ckpt_revolve_forwards((uint64_t)len, (uint64_t)snaps);
-    int split = 1;
-    for (int j = 1; j < len; j++)
-        if ((uint64_t)j + ckpt_revolve_forwards((uint64_t)(len - j), (uint64_t)snaps - 1) +
-                ckpt_revolve_forwards((uint64_t)j, (uint64_t)snaps) ==
-            best) {
-            split = j;
-            break;
-        }
+    int split = revolve_split(len, snaps, best);
     ckpt_push(l, REMAT_OP_F_CK, s, -1);
     for (int k = s + 1; k < s + split; k++)
         ckpt_push(l, REMAT_OP_F_N, k, -1);
@@ -177,6 +214,10 @@ remat_status ckpt_build_revolve(const remat_chain *c, int snaps, ckpt_oplist *l)
 {
     if (snaps < 1)
         return remat_fail(REMAT_EINVAL, "revolve needs at least 1 checkpoint, got %d", snaps);
+    if (snaps < revolve_min_snaps(c->n_stages)) /* checked before building, not by running out */
+        return remat_fail(REMAT_EUNSUPPORTED,
+                          "revolve with %d checkpoints on %d stages exceeds the limit of %d ops",
+                          snaps, c->n_stages, CKPT_MAX_OPS);
     revolve_emit(l, 0, c->n_stages, snaps > c->n_stages ? c->n_stages : snaps);
     return l->oom ? remat_fail(REMAT_ENOMEM, "revolve schedule: out of memory") : REMAT_OK;
 }
@@ -225,12 +266,13 @@ static remat_status revolve_peak(const remat_chain *c, int snaps, uint64_t *peak
 static remat_status revolve_snaps_for(const remat_chain *c, uint64_t budget, int *out)
 {
     uint64_t peak;
-    REMAT_TRY(revolve_peak(c, 1, &peak));
+    int least = revolve_min_snaps(c->n_stages);
+    REMAT_TRY(revolve_peak(c, least, &peak));
     if (peak > budget) {
         *out = 0;
         return REMAT_OK;
     }
-    int lo = 1, hi = c->n_stages;
+    int lo = least, hi = c->n_stages;
     while (lo < hi) {
         int mid = lo + (hi - lo + 1) / 2;
         REMAT_TRY(revolve_peak(c, mid, &peak));
@@ -269,7 +311,7 @@ remat_status remat_min_budget(const remat_chain *chain, const remat_policy *poli
     if (policy->kind == REMAT_POLICY_OPTIMAL)
         return ckpt_optimal_min_budget(chain, out);
     if (policy->kind == REMAT_POLICY_REVOLVE)
-        return revolve_peak(chain, 1, out);
+        return revolve_peak(chain, revolve_min_snaps(chain->n_stages), out);
     ckpt_oplist l = {0};
     remat_sim_result r;
     remat_status s = solver_fixed(chain, policy, &l);

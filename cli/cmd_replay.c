@@ -19,7 +19,7 @@ void cmd_replay_usage(FILE *f)
             "  --device SPEC  where to run it (default " REPLAY_DEFAULT_DEVICE ": a simulated 1 TiB\n"
             "                 card, so any trace replays without touching memory; use\n"
             "                 sim:80GB to replay as on an 80 GB card, host or cuda:N for real)\n"
-            "  --limit SIZE   cap the pool at SIZE, as a smaller card would\n"
+            "  --limit SIZE   cap the pool at SIZE (at least 1 byte), as a smaller card would\n"
             "  --expandable   grow one segment in place for large requests (virtual memory)\n"
             "                 instead of adding segments: less fragmentation\n"
             "  --baseline     also run it with no cache (one device call per request)\n"

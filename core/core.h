@@ -38,8 +38,9 @@ static inline uint64_t remat_sat_mul(uint64_t a, uint64_t b)
 
 /* Reads f to its end into *buf (malloc'd, NUL-terminated, *len bytes without the NUL), refusing a
  * file of more than max bytes (REMAT_EPARSE, naming max) before holding much more than that. The
- * first `have` bytes may already be in *buf (a header read to choose max); the buffer is freed and
- * *buf set to NULL on failure. A read error is REMAT_EIO with its errno, never an end of file. */
+ * first `have` bytes may already be in *buf (a header read to choose max; *buf is NULL or a
+ * malloc'd buffer, taken over even when have is 0); the buffer is freed and *buf set to NULL on
+ * failure. A read error is REMAT_EIO with its errno, never an end of file. */
 remat_status remat_read_capped(FILE *f, const char *name, size_t max, size_t have,
                                unsigned char **buf, size_t *len);
 

@@ -17,9 +17,12 @@ remat_status remat_read_capped(FILE *f, const char *name, size_t max, size_t hav
     if (!f || !name || !buf || !len || (have && !*buf) || have > max)
         return remat_fail(REMAT_EINVAL, "remat_read_capped: bad arguments");
     size_t cap = have + ((size_t)1 << 16), n = have;
-    unsigned char *b = realloc(have ? *buf : NULL, cap + 1);
-    if (!b)
+    unsigned char *b = realloc(*buf, cap + 1); /* *buf: NULL or the caller's header */
+    if (!b) {
+        free(*buf);
+        *buf = NULL;
         return remat_fail(REMAT_ENOMEM, "cannot read %s: out of memory", name);
+    }
     for (;;) {
         if (n == cap) {
             /* one byte past the limit tells a file of exactly max bytes from a longer one */

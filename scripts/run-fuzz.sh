@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # scripts/run-fuzz.sh BUILD SECONDS: runs each libFuzzer target for SECONDS on a copy of its seed
-# corpus (tests/corpus/TARGET), prints executions per target; a crash fails and leaves the input in
-# BUILD/fuzz-crashes/ (turn it into a regression test).
+# corpus (tests/corpus/TARGET), with its dictionary tests/fuzz/TARGET.dict if there is one, prints
+# executions per target; a crash fails and leaves the input in BUILD/fuzz-crashes/ (turn it into a
+# regression test).
 set -u
 build=${1:-build-fuzz}
 secs=${2:-30}
@@ -13,7 +14,9 @@ for f in "$build"/fuzz/fuzz_*; do
     work=$(mktemp -d)
     [ -d "tests/corpus/$name" ] && cp -r "tests/corpus/$name/." "$work/"
     log=$(mktemp)
-    ASAN_OPTIONS=detect_leaks=1 "$f" -max_total_time="$secs" -print_final_stats=1 -timeout=10 \
+    dict=()
+    [ -f "tests/fuzz/$name.dict" ] && dict=(-dict="tests/fuzz/$name.dict")
+    ASAN_OPTIONS=detect_leaks=1 "$f" ${dict[@]+"${dict[@]}"} -max_total_time="$secs" -print_final_stats=1 -timeout=10 \
         -rss_limit_mb=4096 -close_fd_mask=3 -artifact_prefix="$build/fuzz-crashes/$name-" "$work" >"$log" 2>&1
     rc=$?
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)

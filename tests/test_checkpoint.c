@@ -900,3 +900,75 @@ Test(chain, new_and_bad_arguments)
     remat_chain_free(c);
     remat_chain_free(NULL);
 }
+
+/* ==== limits: no chain the loader accepts may hang a solver or exhaust memory ================= */
+
+Test(limits, optimal_refuses_chains_above_its_stage_limit_up_front, .timeout = 60)
+{
+    remat_chain *c = uniform_chain(1001, 1 << 20, 4 << 20);
+    remat_policy opt = policy_of("optimal");
+    uint64_t min = 0;
+    remat_schedule *s = NULL;
+    cr_assert_eq(remat_min_budget(c, &opt, &min), REMAT_EUNSUPPORTED);
+    cr_expect(strstr(remat_last_error(), "at most 1000"), "%s", remat_last_error());
+    cr_assert_eq(remat_plan(c, &opt, UINT64_MAX / 2, &s), REMAT_EUNSUPPORTED);
+    cr_assert_null(s);
+    remat_chain_free(c);
+    c = uniform_chain(1000, 1 << 20, 4 << 20); /* the limit itself is solved */
+    cr_assert_eq(remat_min_budget(c, &opt, &min), REMAT_OK, "%s", remat_last_error());
+    remat_chain_free(c);
+}
+
+/* Revolve with one checkpoint on L stages is L(L+1)/2 forwards: 50 million ops at 10,000 stages.
+ * It uses enough checkpoints to stay within 2^23 ops, decided before building. */
+Test(limits, revolve_schedule_length_is_bounded, .timeout = 120)
+{
+    remat_chain *c = uniform_chain(10000, 1 << 20, 4 << 20);
+    remat_policy rev = policy_of("revolve");
+    uint64_t min = 0;
+    cr_assert_eq(remat_min_budget(c, &rev, &min), REMAT_OK, "%s", remat_last_error());
+    remat_schedule *s = NULL;
+    cr_assert_eq(remat_plan(c, &rev, min, &s), REMAT_OK, "%s", remat_last_error());
+    cr_expect_leq(s->n_ops, (size_t)1 << 23);
+    check_plan(c, s, min);
+    /* the fewest checkpoints within the limit: 2, so 3 stored inputs at most plus the work */
+    cr_expect_leq(s->peak_bytes, (uint64_t)(3 + 4 + 2) << 20, "peak %llu",
+                  (unsigned long long)s->peak_bytes);
+    remat_schedule_free(s);
+    remat_chain_free(c);
+}
+
+Test(chain, trailing_data_duplicate_keys_and_huge_times_are_refused)
+{
+    static const struct {
+        const char *json, *why;
+    } bad[] = {
+        {"{\"input_bytes\": 8, \"stages\": [{\"fwd\": 1, \"bwd\": 2, \"out_bytes\": 8, "
+         "\"saved_bytes\": 8}]} x",
+         "after the JSON value at byte 87"},
+        {"{\"input_bytes\": 8, \"stages\": [{\"fwd\": 1, \"bwd\": 2, \"out_bytes\": 8, "
+         "\"saved_bytes\": 8, \"bwd\": 3}]}",
+         "stages[0]: duplicate key 'bwd'"},
+        {"{\"input_bytes\": 8, \"stages\": [{\"fwd\": 1, \"bwd\": 2, \"out_bytes\": 8, "
+         "\"saved_bytes\": 8}], \"stages\": []}",
+         "chain: duplicate key 'stages'"},
+        {"{\"input_bytes\": 8, \"stages\": [{\"fwd\": 1e308, \"bwd\": 1e308, \"out_bytes\": 8, "
+         "\"saved_bytes\": 8}, {\"fwd\": 1e308, \"bwd\": 2, \"out_bytes\": 8, \"saved_bytes\": "
+         "8}]}",
+         "the times are too large"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        remat_chain *c = NULL;
+        cr_assert_eq(remat_chain_parse(bad[i].json, strlen(bad[i].json), &c), REMAT_EPARSE,
+                     "case %zu", i);
+        cr_assert_null(c);
+        cr_expect(strstr(remat_last_error(), bad[i].why), "case %zu: '%s' lacks '%s'", i,
+                  remat_last_error(), bad[i].why);
+    }
+    /* white space after the value is fine */
+    const char *ok = "{\"input_bytes\": 8, \"stages\": [{\"fwd\": 1, \"bwd\": 2, \"out_bytes\": 8, "
+                     "\"saved_bytes\": 8}]}\n \t\n";
+    remat_chain *c = NULL;
+    cr_assert_eq(remat_chain_parse(ok, strlen(ok), &c), REMAT_OK, "%s", remat_last_error());
+    remat_chain_free(c);
+}
