@@ -142,6 +142,12 @@ remat_status remat_pool_stats_get(const remat_pool *pool, remat_pool_stats *out)
 /* Like remat_alloc, and counts the requested bytes under `tag` (a word: letters, digits, '_',
  * '-', '.', at most 63 characters; NULL = "untagged"), e.g. "params", "grads", "optim", "act". */
 void *remat_alloc_tagged(remat_pool *pool, size_t bytes, remat_stream stream, const char *tag);
+/* Like remat_alloc_tagged, in a segment of its own of exactly the rounded size (a multiple of
+ * 512): the block is never split, shared or cached, and its free returns the segment to the
+ * device. For state held as long as the pool's user runs (parameters, gradients, optimizer
+ * states), so it neither interleaves with short-lived blocks nor pays the rounding of shared
+ * segments (2 MiB). Within the pool's limit like any block; NULL with the reason on failure. */
+void *remat_alloc_dedicated(remat_pool *pool, size_t bytes, remat_stream stream, const char *tag);
 /* Current and peak requested bytes under `tag` (zeros for a tag never used). */
 remat_status remat_pool_tag_stats(const remat_pool *pool, const char *tag, remat_stat *out);
 /* Number of tags seen so far ("untagged" is always tag 0), and the i-th one's name and bytes. */
