@@ -414,7 +414,9 @@ typedef struct {
 
 /* The Pareto frontier of (peak, time) of the optimal policy over all budgets, from one solve;
  * points sorted by increasing peak, time strictly decreasing; each point's budget_bytes is its
- * plan's peak (the least budget admitting it); the first point is remat_min_budget's. policy may
+ * plan's peak (the least budget admitting it); the first point is remat_min_budget's under
+ * REMAT_LAYOUT_POOL. Peaks are live bytes, as under that layout (a planned arena rounds each
+ * buffer to 512 bytes, and may place them with gaps). policy may
  * be NULL (optimal, 500 slots); another kind is REMAT_EUNSUPPORTED. Caller frees *out with free(). */
 remat_status remat_curve(const remat_chain *chain, const remat_policy *policy,
                          remat_curve_point **out, size_t *n_out);
