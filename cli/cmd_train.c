@@ -298,7 +298,6 @@ static int train_plan(train_run *r)
                                r->o.policy);
     if (s != REMAT_OK)
         return cli_fail("train", s, "--policy");
-    pol.layout = r->o.layout;
     uint64_t bytes = 0;
     double pct = 100;
     int is_pct = 1;
@@ -331,11 +330,11 @@ static int train_plan(train_run *r)
         budget = 4 * r->store_all_peak;
     if ((s = selective >= 0
                  ? gpt_plan_selective(r->chain, selective, budget, r->o.layout, &r->sched)
-                 : remat_plan(r->chain, &pol, budget, &r->sched)) != REMAT_OK)
+                 : remat_plan_layout(r->chain, &pol, r->o.layout, budget, &r->sched)) != REMAT_OK)
         return cli_fail("train", s, "cannot plan");
-    remat_policy all = {.kind = REMAT_POLICY_STORE_ALL, .layout = r->o.layout};
-    if (r->o.baseline &&
-        (s = remat_plan(r->chain, &all, r->store_all_peak, &r->base_sched)) != REMAT_OK)
+    remat_policy all = {.kind = REMAT_POLICY_STORE_ALL};
+    if (r->o.baseline && (s = remat_plan_layout(r->chain, &all, r->o.layout, r->store_all_peak,
+                                                &r->base_sched)) != REMAT_OK)
         return cli_fail("train", s, "cannot plan the store-all baseline");
     return EXIT_OK;
 }

@@ -328,7 +328,6 @@ typedef struct {
     remat_policy_kind kind;
     int period; /* PERIODIC: K */
     int slots;  /* OPTIMAL: memory discretisation; 0 = default (500) */
-    remat_layout_mode layout; /* 0 = REMAT_LAYOUT_PLANNED */
 } remat_policy;
 
 /* Parses "optimal", "store-all", "sqrt", "periodic:K", "revolve". */
@@ -383,13 +382,17 @@ remat_status remat_simulate(const remat_chain *chain, const remat_op *ops, size_
  * Every plan is re-simulated: peak_bytes <= budget_bytes always. optimal discretises memory in
  * policy->slots units (sizes rounded up, budget down); it is exact when all sizes and the budget
  * share a unit giving at most 10,000 slots. See docs/checkpoint.md.
- * With policy->layout REMAT_LAYOUT_PLANNED (the default) the schedule comes with its layout and
- * peak_bytes is the arena's size: when the layout of the policy's schedule exceeds the budget,
+ * The schedule comes with its planned layout (REMAT_LAYOUT_PLANNED) and peak_bytes is the arena: when the layout of the policy's schedule exceeds the budget,
  * the schedule is planned again under the budget less the excess (a few times at most, then the
  * policy's least-memory schedule), so the arena never exceeds budget_bytes; if none fits,
  * REMAT_EINFEASIBLE names the smallest arena found. */
 remat_status remat_plan(const remat_chain *chain, const remat_policy *policy,
                         uint64_t budget_bytes, remat_schedule **out);
+/* remat_plan with a choice of layout: REMAT_LAYOUT_PLANNED is remat_plan; REMAT_LAYOUT_POOL plans
+ * no arena (layout NULL, peak_bytes the simulated peak). Another value is REMAT_EINVAL. */
+remat_status remat_plan_layout(const remat_chain *chain, const remat_policy *policy,
+                               remat_layout_mode layout, uint64_t budget_bytes,
+                               remat_schedule **out);
 /* Frees s, its ops and its layout. */
 void remat_schedule_free(remat_schedule *s);
 
@@ -398,11 +401,13 @@ void remat_schedule_free(remat_schedule *s);
  * naming the op. */
 remat_status remat_schedule_plan_layout(remat_schedule *s, const remat_chain *chain);
 
-/* Smallest budget for which `policy` yields a feasible schedule on chain. Under the planned
- * layout (policy->layout, the default): the arena of the policy's least-memory schedule, which
- * remat_plan always accepts. */
+/* Smallest budget for which remat_plan yields a schedule of `policy` on chain: the arena of the
+ * policy's least-memory schedule, which remat_plan always accepts. */
 remat_status remat_min_budget(const remat_chain *chain, const remat_policy *policy,
                               uint64_t *out);
+/* The same for remat_plan_layout with `layout` (REMAT_LAYOUT_POOL: the least simulated peak). */
+remat_status remat_min_budget_layout(const remat_chain *chain, const remat_policy *policy,
+                                     remat_layout_mode layout, uint64_t *out);
 /* Store-all peak (the 100% reference for percentage budgets). */
 remat_status remat_store_all_peak(const remat_chain *chain, uint64_t *out);
 
