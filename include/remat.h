@@ -382,10 +382,11 @@ remat_status remat_simulate(const remat_chain *chain, const remat_op *ops, size_
  * Every plan is re-simulated: peak_bytes <= budget_bytes always. optimal discretises memory in
  * policy->slots units (sizes rounded up, budget down); it is exact when all sizes and the budget
  * share a unit giving at most 10,000 slots. See docs/checkpoint.md.
- * The schedule comes with its planned layout (REMAT_LAYOUT_PLANNED) and peak_bytes is the arena: when the layout of the policy's schedule exceeds the budget,
- * the schedule is planned again under the budget less the excess (a few times at most, then the
- * policy's least-memory schedule), so the arena never exceeds budget_bytes; if none fits,
- * REMAT_EINFEASIBLE names the smallest arena found. */
+ * The schedule comes with its planned layout (REMAT_LAYOUT_PLANNED) and peak_bytes is the arena:
+ * when the layout of the policy's schedule exceeds the budget, the schedule is planned again under
+ * the budget less the excess (a few times at most, then the policy's least-memory schedule), so
+ * the arena never exceeds budget_bytes; if none fits, REMAT_EINFEASIBLE names the smallest arena
+ * found (the minimum feasible budget under the planned layout). */
 remat_status remat_plan(const remat_chain *chain, const remat_policy *policy,
                         uint64_t budget_bytes, remat_schedule **out);
 /* remat_plan with a choice of layout: REMAT_LAYOUT_PLANNED is remat_plan; REMAT_LAYOUT_POOL plans
@@ -421,8 +422,8 @@ typedef struct {
  * points sorted by increasing peak, time strictly decreasing; each point's budget_bytes is its
  * plan's peak (the least budget admitting it); the first point is remat_min_budget's under
  * REMAT_LAYOUT_POOL. Peaks are live bytes, as under that layout (a planned arena rounds each
- * buffer to 512 bytes, and may place them with gaps). policy may
- * be NULL (optimal, 500 slots); another kind is REMAT_EUNSUPPORTED. Caller frees *out with free(). */
+ * buffer to 512 bytes, and may place them with gaps). policy may be NULL (optimal, 500 slots);
+ * another kind is REMAT_EUNSUPPORTED. Caller frees *out with free(). */
 remat_status remat_curve(const remat_chain *chain, const remat_policy *policy,
                          remat_curve_point **out, size_t *n_out);
 
