@@ -637,6 +637,50 @@ void *remat_alloc_tagged(remat_pool *pool, size_t bytes, remat_stream stream, co
     return p;
 }
 
+/* A segment of exactly the rounded size for one block: never split, shared or cached. */
+static void *pool_alloc_dedicated_locked(remat_pool *pool, size_t bytes, remat_stream stream,
+                                         const char *tag)
+{
+    uint32_t t = tag_find(pool, tag, 1);
+    if (t == UINT32_MAX)
+        return NULL;
+    size_t size = bytes > POOL_MAX_REQUEST ? 0 : bytes ? round_up(bytes, POOL_ALIGN) : POOL_ALIGN;
+    uint64_t limit = pool->cfg.limit_bytes, released = 0;
+    pool_block *b = NULL;
+    remat_status s = REMAT_ENOMEM;
+    for (int attempt = 0; size && attempt < 2 && s == REMAT_ENOMEM; attempt++) {
+        if (attempt && (pool_release_cached(pool, &released), !released))
+            break;
+        if (!limit || (size <= limit && pool->st.reserved.current <= limit - size))
+            s = segment_new(pool, POOL_LARGE, size, &b);
+    }
+    if (s != REMAT_OK) {
+        pool->st.n_ooms++;
+        if (s == REMAT_ENOMEM)
+            pool_oom_message(pool, bytes);
+        return NULL;
+    }
+    b->seg->dedicated = 1;
+    void *p = pool_hand_out(pool, b, size, bytes, stream, t);
+    if (!p && !b->allocated) {
+        pool_index_remove(&pool->free[b->seg->kind], b);
+        segment_release(pool, b->seg);
+    }
+    return p;
+}
+
+void *remat_alloc_dedicated(remat_pool *pool, size_t bytes, remat_stream stream, const char *tag)
+{
+    if (!pool) {
+        remat_fail(REMAT_EINVAL, "remat_alloc_dedicated: pool must not be NULL");
+        return NULL;
+    }
+    int locked = pool_enter(pool);
+    void *p = pool_alloc_dedicated_locked(pool, bytes, stream, tag);
+    pool_leave(pool, locked);
+    return p;
+}
+
 void *remat_alloc(remat_pool *pool, size_t bytes, remat_stream stream)
 {
     return remat_alloc_tagged(pool, bytes, stream, NULL);
@@ -719,6 +763,15 @@ static void pool_free_locked(remat_pool *pool, void *ptr)
     b->requested = 0;
     b->trace_id = 0;
     b->tag = 0;
+    if (b->seg->dedicated) { /* its own segment: straight back to the device */
+        pool_map_take(&pool->live, b->addr);
+        if (segment_release(pool, b->seg) == REMAT_OK)
+            return;
+        b->seg->dedicated = 0; /* the device refused: the block stays, as a cached one */
+        pool_fence_on_free(pool, b);
+        pool_index_insert(&pool->free[b->seg->kind], b);
+        return;
+    }
     if (pool_quick_can_park(pool, b)) {
         if (b->n_uses || pool_dev_has_events(pool))
             pool_fence_on_free(pool, b);

@@ -81,6 +81,7 @@ struct pool_segment {
     /* Made for a request of at least POOL_MIN_LARGE_ALLOC: while wholly free, only such a
      * request may take it (pool_find_free in pool.c; docs/allocator.md, "Spare segments"). */
     int big;
+    int dedicated;           /* remat_alloc_dedicated: one block, back to the device on free */
     uint64_t id;             /* creation order: ties in best fit go to older segments, so a
                                 replay makes the same choices whatever addresses it gets */
     pool_block *first;

@@ -116,8 +116,8 @@ static void bench_step(remat_bench_state *st, void *arg)
     gpt_model *m = NULL;
     remat_chain *ch = NULL;
     remat_schedule *s = NULL;
-    remat_policy p = {.kind = REMAT_POLICY_OPTIMAL,
-                      .layout = c->planned ? REMAT_LAYOUT_PLANNED : REMAT_LAYOUT_POOL};
+    remat_policy p = {.kind = REMAT_POLICY_OPTIMAL};
+    remat_layout_mode layout = c->planned ? REMAT_LAYOUT_PLANNED : REMAT_LAYOUT_POOL;
     int B = 8, T = 128;
     uint64_t all = 0;
     int *in = calloc((size_t)B * T, sizeof *in), *tg = calloc((size_t)B * T, sizeof *tg);
@@ -125,7 +125,7 @@ static void bench_step(remat_bench_state *st, void *arg)
     int bad = !in || !tg || gpt_preset("small", &cfg) || remat_device_open("host", &dev) ||
               remat_pool_create(dev, NULL, &pool) || gpt_model_create(dev, pool, &cfg, B, T, &m) ||
               gpt_model_chain(m, &ch) || remat_store_all_peak(ch, &all) ||
-              remat_plan(ch, &p, all / 2, &s);
+              remat_plan_layout(ch, &p, layout, all / 2, &s);
     if (!bad && (params = malloc(gpt_model_layout(m)->total * sizeof(float)))) {
         gpt_init_params(&cfg, 1337, params);
         bad = gpt_model_set_params(m, params) != REMAT_OK;
@@ -182,8 +182,8 @@ static void bench_exec(remat_bench_state *st, void *arg)
     remat_device *dev = NULL;
     remat_pool *pool = NULL;
     remat_schedule *s = NULL;
-    remat_policy p = {.kind = REMAT_POLICY_OPTIMAL,
-                      .layout = c->planned ? REMAT_LAYOUT_PLANNED : REMAT_LAYOUT_POOL};
+    remat_policy p = {.kind = REMAT_POLICY_OPTIMAL};
+    remat_layout_mode layout = c->planned ? REMAT_LAYOUT_PLANNED : REMAT_LAYOUT_POOL;
     uint64_t all = 0;
     int bad = remat_chain_new(96, &ch) != REMAT_OK;
     for (int i = 0; !bad && i < 96; i++) {
@@ -197,7 +197,8 @@ static void bench_exec(remat_bench_state *st, void *arg)
     }
     if (!bad)
         ch->input_bytes = 1 << 20;
-    bad = bad || remat_store_all_peak(ch, &all) || remat_plan(ch, &p, all * 2 / 5, &s) ||
+    bad = bad || remat_store_all_peak(ch, &all) ||
+          remat_plan_layout(ch, &p, layout, all * 2 / 5, &s) ||
           remat_device_open("sim:64GiB", &dev) || remat_pool_create(dev, NULL, &pool) ||
           remat_run(s, ch, pool, NULL, &nop_callbacks, NULL);
     if (bad)

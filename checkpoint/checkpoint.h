@@ -101,8 +101,9 @@ remat_status ckpt_plan_ops(const remat_chain *chain, const remat_policy *policy,
  * simulated peak (most bytes live at any op) in *live_peak. Caller frees *out. */
 remat_status ckpt_layout_buffers(const remat_chain *c, const remat_op *ops, size_t n_ops,
                                  remat_layout_buffer **out, size_t *n_out, uint64_t *live_peak);
-/* remat_min_budget under the planned layout: the arena of the policy's least-memory schedule. */
-remat_status ckpt_layout_min_budget(const remat_chain *c, const remat_policy *p, uint64_t *out);
+/* remat_min_budget_layout with REMAT_LAYOUT_POOL: the least simulated peak. */
+remat_status ckpt_min_budget_pool(const remat_chain *chain, const remat_policy *policy,
+                                  uint64_t *out);
 /* Digest of ops and of the chain's byte counts: a layout is used only for what it was made for. */
 uint64_t ckpt_layout_key(const remat_chain *c, const remat_op *ops, size_t n_ops);
 

@@ -236,11 +236,8 @@ remat_status remat_schedule_plan_layout(remat_schedule *s, const remat_chain *ch
 static remat_status layout_try(const remat_chain *c, const remat_policy *p, uint64_t budget,
                                remat_schedule **sc)
 {
-    remat_policy pool = *p;
-    pool.layout = REMAT_LAYOUT_POOL;
     *sc = NULL;
-    REMAT_TRY(ckpt_plan_ops(c, &pool, budget, sc));
-    (*sc)->policy = *p;
+    REMAT_TRY(ckpt_plan_ops(c, p, budget, sc));
     remat_status s = remat_schedule_plan_layout(*sc, c);
     if (s != REMAT_OK) {
         remat_schedule_free(*sc);
@@ -267,19 +264,30 @@ static remat_status layout_infeasible(const remat_chain *c, const remat_policy *
 static remat_status layout_least(const remat_chain *c, const remat_policy *p, remat_schedule **sc)
 {
     uint64_t min = 0;
-    remat_policy pool = *p;
-    pool.layout = REMAT_LAYOUT_POOL;
-    REMAT_TRY(remat_min_budget(c, &pool, &min));
+    REMAT_TRY(ckpt_min_budget_pool(c, p, &min));
     return layout_try(c, p, min, sc);
 }
 
-remat_status ckpt_layout_min_budget(const remat_chain *c, const remat_policy *p, uint64_t *out)
+remat_status remat_min_budget_layout(const remat_chain *chain, const remat_policy *policy,
+                                     remat_layout_mode layout, uint64_t *out)
 {
+    if (layout == REMAT_LAYOUT_POOL)
+        return ckpt_min_budget_pool(chain, policy, out);
+    if (layout != REMAT_LAYOUT_PLANNED)
+        return remat_fail(REMAT_EINVAL, "unknown layout mode %d", (int)layout);
+    if (!out)
+        return remat_fail(REMAT_EINVAL, "remat_min_budget: out must not be NULL");
+    REMAT_TRY(ckpt_min_budget_pool(chain, policy, out)); /* validates chain and policy */
     remat_schedule *least = NULL;
-    REMAT_TRY(layout_least(c, p, &least));
+    REMAT_TRY(layout_least(chain, policy, &least));
     *out = least->peak_bytes;
     remat_schedule_free(least);
     return REMAT_OK;
+}
+
+remat_status remat_min_budget(const remat_chain *chain, const remat_policy *policy, uint64_t *out)
+{
+    return remat_min_budget_layout(chain, policy, REMAT_LAYOUT_PLANNED, out);
 }
 
 static remat_status layout_fit(const remat_chain *c, const remat_policy *p, uint64_t budget,
@@ -321,17 +329,24 @@ static remat_status layout_fit(const remat_chain *c, const remat_policy *p, uint
     return layout_infeasible(c, p, budget, smallest);
 }
 
-remat_status remat_plan(const remat_chain *chain, const remat_policy *policy, uint64_t budget_bytes,
-                        remat_schedule **out)
+remat_status remat_plan_layout(const remat_chain *chain, const remat_policy *policy,
+                               remat_layout_mode layout, uint64_t budget_bytes,
+                               remat_schedule **out)
 {
     if (!out)
         return remat_fail(REMAT_EINVAL, "remat_plan: out must not be NULL");
     REMAT_TRY(chain_validate(chain));
     if (!policy)
         return remat_fail(REMAT_EINVAL, "policy must not be NULL");
-    if (policy->layout == REMAT_LAYOUT_POOL)
+    if (layout == REMAT_LAYOUT_POOL)
         return ckpt_plan_ops(chain, policy, budget_bytes, out);
-    if (policy->layout != REMAT_LAYOUT_PLANNED)
-        return remat_fail(REMAT_EINVAL, "unknown layout mode %d", (int)policy->layout);
+    if (layout != REMAT_LAYOUT_PLANNED)
+        return remat_fail(REMAT_EINVAL, "unknown layout mode %d", (int)layout);
     return layout_fit(chain, policy, budget_bytes, out);
+}
+
+remat_status remat_plan(const remat_chain *chain, const remat_policy *policy, uint64_t budget_bytes,
+                        remat_schedule **out)
+{
+    return remat_plan_layout(chain, policy, REMAT_LAYOUT_PLANNED, budget_bytes, out);
 }

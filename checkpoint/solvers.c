@@ -300,14 +300,13 @@ remat_status remat_store_all_peak(const remat_chain *chain, uint64_t *out)
     return s;
 }
 
-remat_status remat_min_budget(const remat_chain *chain, const remat_policy *policy, uint64_t *out)
+remat_status ckpt_min_budget_pool(const remat_chain *chain, const remat_policy *policy,
+                                  uint64_t *out)
 {
     if (!out)
         return remat_fail(REMAT_EINVAL, "remat_min_budget: out must not be NULL");
     REMAT_TRY(chain_validate(chain));
     REMAT_TRY(solver_check_policy(policy));
-    if (policy->layout != REMAT_LAYOUT_POOL)
-        return ckpt_layout_min_budget(chain, policy, out);
     if (policy->kind == REMAT_POLICY_OPTIMAL)
         return ckpt_optimal_min_budget(chain, out);
     if (policy->kind == REMAT_POLICY_REVOLVE)
@@ -328,7 +327,7 @@ static remat_status solver_infeasible(const remat_chain *c, const remat_policy *
     uint64_t min = 0;
     char name[32], b[32], m[32];
     remat_policy_name(p, name, sizeof name);
-    if (remat_min_budget(c, p, &min) != REMAT_OK)
+    if (ckpt_min_budget_pool(c, p, &min) != REMAT_OK)
         return remat_fail(REMAT_EINFEASIBLE, "no %s schedule of '%s' fits in %llu bytes", name,
                           c->name, (unsigned long long)budget);
     return remat_fail(REMAT_EINFEASIBLE,

@@ -338,8 +338,9 @@ static int curve_open(curve_run *r)
         return rc;
     if ((s = remat_store_all_peak(r->chain, &r->store_all_peak)) != REMAT_OK)
         return cli_fail("curve", s, "store-all peak");
-    remat_policy all = {.kind = REMAT_POLICY_STORE_ALL, .layout = r->o.layout};
-    if ((s = remat_plan(r->chain, &all, r->store_all_peak, &r->base_sched)) != REMAT_OK)
+    remat_policy all = {.kind = REMAT_POLICY_STORE_ALL};
+    if ((s = remat_plan_layout(r->chain, &all, r->o.layout, r->store_all_peak, &r->base_sched)) !=
+        REMAT_OK)
         return cli_fail("curve", s, "cannot plan store-all");
     return EXIT_OK;
 }
@@ -570,7 +571,7 @@ static remat_status curve_plan(const curve_run *r, const curve_policy *cp, uint6
 {
     if (cp->selective >= 0)
         return gpt_plan_selective(r->chain, cp->selective, budget, r->o.layout, out);
-    return remat_plan(r->chain, &cp->pol, budget, out);
+    return remat_plan_layout(r->chain, &cp->pol, r->o.layout, budget, out);
 }
 
 /* The budgets of cp: n evenly spaced from its least feasible one to store-all's peak (one, at its
@@ -588,7 +589,7 @@ static remat_status curve_budgets(const curve_run *r, const curve_policy *cp, ui
         return REMAT_OK;
     }
     uint64_t lo;
-    REMAT_TRY(remat_min_budget(r->chain, &cp->pol, &lo));
+    REMAT_TRY(remat_min_budget_layout(r->chain, &cp->pol, r->o.layout, &lo));
     if (!cp->sweeps || lo >= r->store_all_peak) {
         budgets[0] = cp->sweeps ? r->store_all_peak : lo;
         *n = 1;
@@ -631,7 +632,7 @@ static remat_status curve_fixed_point(curve_run *r, const curve_policy *pols, si
     remat_status st = REMAT_OK;
     int missing = 0;
     if (opt >= 0) {
-        st = remat_plan(r->chain, &pols[opt].pol, s->peak_bytes, &o);
+        st = remat_plan_layout(r->chain, &pols[opt].pol, r->o.layout, s->peak_bytes, &o);
         missing = st == REMAT_EINFEASIBLE;
         if (missing) {
             fprintf(stderr, "curve: optimal has no plan within %s's peak (%llu bytes): %s\n",
@@ -890,8 +891,6 @@ int cmd_curve(int argc, char **argv)
     if (curve_parse(argc, argv, &r.o) != 0 ||
         curve_parse_policies(r.o.policies, pols, &n_pols) != 0)
         return EXIT_USAGE;
-    for (size_t p = 0; p < n_pols; p++)
-        pols[p].pol.layout = r.o.layout;
     float *weights = NULL;
     remat_status s = gpt_resolve(r.o.model, &r.o.ov, &r.cfg, &r.T, &weights);
     free(weights);

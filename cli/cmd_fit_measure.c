@@ -15,6 +15,8 @@ typedef struct {
     uint64_t predicted, measured; /* pool bytes: states + activations */
     remat_status status;          /* of the run at `batch` */
     remat_status one_more;        /* of the run at batch + 1 (REMAT_ENOMEM = did not fit) */
+    uint64_t one_more_measured;   /* its pool's peak reserved bytes when it ran */
+    uint64_t one_more_slack;      /* the allocator slack the plan states at batch + 1 */
     char why[320];                /* the failure message of the run at `batch` */
 } measure_row;
 
@@ -131,10 +133,10 @@ static remat_status measure_open(measure_run *m, const char *device, uint64_t li
 }
 
 /* Trains MEASURE_STEPS steps of policy p at batch B in a pool limited to `limit`; the pool's
- * peak allocated bytes in *peak. */
+ * peak allocated bytes in *peak, its peak reserved bytes in *reserved (if not NULL). */
 static remat_status measure_one(const char *device, uint64_t limit, int expandable,
                                 const gpt_config *cfg, int B, int T, remat_act_policy p,
-                                uint64_t budget, uint64_t *peak)
+                                uint64_t budget, uint64_t *peak, uint64_t *reserved)
 {
     measure_run m;
     memset(&m, 0, sizeof m);
@@ -151,15 +153,19 @@ static remat_status measure_one(const char *device, uint64_t limit, int expandab
     remat_pool_stats st;
     if (s == REMAT_OK && (s = remat_pool_stats_get(m.pool, &st)) == REMAT_OK)
         *peak = st.allocated.peak;
+    if (s == REMAT_OK && reserved)
+        *reserved = st.reserved.peak;
     measure_close(&m);
     return s;
 }
 
 /* ==== The comparison ======================================================================= */
 
-/* Planned pool bytes (states + activations) at `batch` under p, and the activation budget. */
+/* Planned pool bytes (states + activations) at `batch` under p, the activation budget, and (if
+ * slack is not NULL) the allocator slack the plan adds: its reserve less the CUDA context, which
+ * is what the card holds beyond the pool and the workspace. */
 static remat_status measure_predict(const remat_fit_request *req, remat_act_policy p, long batch,
-                                    uint64_t *pool_bytes, uint64_t *budget)
+                                    uint64_t *pool_bytes, uint64_t *budget, uint64_t *slack)
 {
     remat_fit_request r = *req;
     remat_fit_result res;
@@ -167,6 +173,9 @@ static remat_status measure_predict(const remat_fit_request *req, remat_act_poli
     r.batch = (int)batch;
     REMAT_TRY(remat_fit(&r, &res));
     const remat_fit_bytes *b = &res.per_gpu;
+    uint64_t context = r.card_bytes - res.pool_bytes - b->workspace;
+    if (slack)
+        *slack = b->reserve > context ? b->reserve - context : 0;
     *pool_bytes = b->weights + b->gradients + b->optimizer + b->activations;
     /* the trainer's targets sit outside the chain: the schedule's budget excludes them */
     uint64_t targets = ((uint64_t)batch * (uint64_t)r.seq * 4 + 511) / 512 * 512;
@@ -182,22 +191,40 @@ static remat_status measure_policy(const remat_fit_request *req, const remat_fit
     row->batch = res->max_batch[p];
     if (row->batch <= 0)
         return REMAT_OK;
-    REMAT_TRY(measure_predict(req, p, row->batch, &row->predicted, &budget));
+    REMAT_TRY(measure_predict(req, p, row->batch, &row->predicted, &budget, NULL));
     row->status = measure_one(device, res->pool_bytes, expandable, cfg, (int)row->batch, req->seq,
-                              p, budget, &row->measured);
+                              p, budget, &row->measured, NULL);
     if (row->status != REMAT_OK)
         snprintf(row->why, sizeof row->why, "%s", remat_last_error());
-    if (measure_predict(req, p, row->batch + 1, &ignored, &next_budget) != REMAT_OK)
+    if (measure_predict(req, p, row->batch + 1, &ignored, &next_budget, &row->one_more_slack) !=
+        REMAT_OK)
         next_budget = budget;
     row->one_more = measure_one(device, res->pool_bytes, expandable, cfg, (int)row->batch + 1,
-                                req->seq, p, next_budget, &ignored);
+                                req->seq, p, next_budget, &ignored, &row->one_more_measured);
     remat_clear_error();
     return REMAT_OK;
 }
 
-static void measure_print(const measure_row *rows, int json)
+/* Batch + 1, which the plan refuses: out of memory, or fitting with less headroom below the pool's
+ * limit than the slack the plan keeps ("in the slack"); more headroom than that ("outside the
+ * slack") would mean the plan refused a batch that fits. */
+static const char *measure_next(const measure_row *r, uint64_t limit, char *buf, size_t n)
 {
-    char pb[32], mb[32];
+    if (r->one_more == REMAT_ENOMEM)
+        return "out of memory";
+    if (r->one_more != REMAT_OK)
+        return remat_strerror(r->one_more);
+    uint64_t room = limit > r->one_more_measured ? limit - r->one_more_measured : 0;
+    char a[32], b[32];
+    snprintf(buf, n, "fits %s the slack (%s left, slack %s)",
+             room < r->one_more_slack ? "in" : "outside", remat_format_bytes(room, a, sizeof a),
+             remat_format_bytes(r->one_more_slack, b, sizeof b));
+    return buf;
+}
+
+static void measure_print(const measure_row *rows, uint64_t limit, int json)
+{
+    char pb[32], mb[32], nb[96];
     if (json)
         printf("{\"measure\": [");
     else
@@ -211,16 +238,20 @@ static void measure_print(const measure_row *rows, int json)
         double err = r->status == REMAT_OK && r->predicted
                          ? ((double)r->measured - (double)r->predicted) / (double)r->predicted
                          : 0;
-        const char *next = r->one_more == REMAT_OK       ? "fits too"
-                           : r->one_more == REMAT_ENOMEM ? "out of memory"
-                                                         : remat_strerror(r->one_more);
+        const char *next = measure_next(r, limit, nb, sizeof nb);
         if (json) {
             printf("%s{\"policy\": \"%s\", \"batch\": %ld, \"predicted_bytes\": %llu, "
-                   "\"measured_bytes\": %llu, \"error\": %.6f, \"ok\": %s, \"one_more_fits\": %s}",
+                   "\"measured_bytes\": %llu, \"error\": %.6f, \"ok\": %s, \"one_more_fits\": %s",
                    first ? "" : ", ", remat_act_policy_name((remat_act_policy)p), r->batch,
                    (unsigned long long)r->predicted, (unsigned long long)r->measured, err,
                    r->status == REMAT_OK ? "true" : "false",
                    r->one_more == REMAT_OK ? "true" : "false");
+            if (r->one_more == REMAT_OK)
+                printf(", \"one_more_measured_bytes\": %llu, \"one_more_slack_bytes\": %llu, "
+                       "\"pool_limit_bytes\": %llu",
+                       (unsigned long long)r->one_more_measured,
+                       (unsigned long long)r->one_more_slack, (unsigned long long)limit);
+            printf("}");
         } else if (r->status != REMAT_OK) {
             printf("  %-20s %8ld %12s   run failed: %s\n",
                    remat_act_policy_name((remat_act_policy)p), r->batch,
@@ -261,6 +292,6 @@ int fit_measure(const remat_fit_request *req, const remat_fit_result *res, const
         if (s != REMAT_OK)
             return cli_fail("fit", s, "--measure");
     }
-    measure_print(rows, json);
+    measure_print(rows, res->pool_bytes, json);
     return EXIT_OK;
 }

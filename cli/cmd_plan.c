@@ -69,7 +69,6 @@ static int plan_parse_args(int argc, char **argv, plan_args *a)
             return cli_bad_option("plan", argv);
     }
     a->policy.slots = (int)slots;
-    a->policy.layout = a->layout;
     if (optind >= argc)
         return cli_usage_error("plan", "missing CHAIN.json");
     a->chain_path = argv[optind++];
@@ -147,8 +146,7 @@ static void plan_print_reference(const remat_chain *c, const char *policy, remat
     char h[32];
     if (remat_policy_parse(policy, &p) != REMAT_OK)
         return;
-    p.layout = layout;
-    if (remat_plan(c, &p, UINT64_MAX, &s) != REMAT_OK)
+    if (remat_plan_layout(c, &p, layout, UINT64_MAX, &s) != REMAT_OK)
         return;
     printf("  %-10s peak %9s (%5.1f%%), overhead %+6.1f%%, %s this budget\n", policy,
            remat_format_bytes(s->peak_bytes, h, sizeof h),
@@ -183,8 +181,9 @@ static void plan_print_text(const remat_schedule *s, const remat_chain *c, uint6
     printf("time      %.6g (store-all %.6g), overhead %+.2f%%\n", s->time, s->base_time,
            100 * s->overhead);
     printf("compare:\n");
-    plan_print_reference(c, "store-all", s->policy.layout, s->budget_bytes, store_all);
-    plan_print_reference(c, "sqrt", s->policy.layout, s->budget_bytes, store_all);
+    remat_layout_mode layout = s->layout ? REMAT_LAYOUT_PLANNED : REMAT_LAYOUT_POOL;
+    plan_print_reference(c, "store-all", layout, s->budget_bytes, store_all);
+    plan_print_reference(c, "sqrt", layout, s->budget_bytes, store_all);
     printf(
         "schedule (%zu ops; F_ck keeps its input, F_n frees it, F_all stores for the backward):\n",
         s->n_ops);
@@ -251,7 +250,7 @@ int cmd_plan(int argc, char **argv)
         rc = plan_curve(c, &a, store_all);
     else if ((rc = plan_budget(a.budget_text, store_all, &budget)) == EXIT_OK) {
         remat_schedule *plan = NULL;
-        s = remat_plan(c, &a.policy, budget, &plan);
+        s = remat_plan_layout(c, &a.policy, a.layout, budget, &plan);
         if (s != REMAT_OK)
             rc = cli_fail("plan", s, NULL);
         else if (a.json)

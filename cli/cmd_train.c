@@ -318,7 +318,6 @@ static int train_resolve_policy(train_run *r)
     remat_status s = remat_policy_parse(r->selective >= 0 ? "store-all" : r->o.policy, &r->pol);
     if (s != REMAT_OK)
         return cli_fail("train", s, "--policy");
-    r->pol.layout = r->o.layout;
     uint64_t bytes = 0;
     double pct = 100; /* the one default, for every policy */
     int is_pct = 1;
@@ -459,9 +458,9 @@ static int train_plan(train_run *r)
     }
     if ((s = train_make_plan(r, &r->sched)) != REMAT_OK)
         return cli_fail("train", s, "cannot plan");
-    remat_policy all = {.kind = REMAT_POLICY_STORE_ALL, .layout = r->o.layout};
-    if (r->o.baseline &&
-        (s = remat_plan(r->chain, &all, r->store_all_peak, &r->base_sched)) != REMAT_OK)
+    remat_policy all = {.kind = REMAT_POLICY_STORE_ALL};
+    if (r->o.baseline && (s = remat_plan_layout(r->chain, &all, r->o.layout, r->store_all_peak,
+                                                &r->base_sched)) != REMAT_OK)
         return cli_fail("train", s, "cannot plan the store-all baseline");
     return EXIT_OK;
 }

@@ -202,6 +202,13 @@ REMAT_API REMAT_NODISCARD remat_status remat_pool_stats_get(const remat_pool *po
  * '-', '.', at most 63 characters; NULL = "untagged"), e.g. "params", "grads", "optim", "act". */
 REMAT_API REMAT_ALLOC(2) void *remat_alloc_tagged(remat_pool *pool, size_t bytes,
                                                   remat_stream stream, const char *tag);
+/* Like remat_alloc_tagged, in a segment of its own of exactly the rounded size (a multiple of
+ * 512): the block is never split, shared or cached, and its free returns the segment to the
+ * device. For state held as long as the pool's user runs (parameters, gradients, optimizer
+ * states), so it neither interleaves with short-lived blocks nor pays the rounding of shared
+ * segments (2 MiB). Within the pool's limit like any block; NULL with the reason on failure. */
+REMAT_API REMAT_ALLOC(2) void *remat_alloc_dedicated(remat_pool *pool, size_t bytes,
+                                                     remat_stream stream, const char *tag);
 /* Current and peak requested bytes under `tag` (zeros for a tag never used). */
 REMAT_API REMAT_NODISCARD remat_status remat_pool_tag_stats(const remat_pool *pool, const char *tag,
                                                             remat_stat *out);
@@ -398,7 +405,6 @@ typedef struct {
     remat_policy_kind kind;
     int period; /* PERIODIC: K */
     int slots;  /* OPTIMAL: memory discretisation; 0 = default (500) */
-    remat_layout_mode layout; /* 0 = REMAT_LAYOUT_PLANNED */
 } remat_policy;
 
 /* Parses "optimal", "store-all", "sqrt", "periodic:K", "revolve". */
@@ -453,13 +459,18 @@ REMAT_API REMAT_NODISCARD remat_status remat_simulate(const remat_chain *chain, 
  * Every plan is re-simulated: peak_bytes <= budget_bytes always. optimal discretises memory in
  * policy->slots units (sizes rounded up, budget down); it is exact when all sizes and the budget
  * share a unit giving at most 10,000 slots. See docs/checkpoint.md.
- * With policy->layout REMAT_LAYOUT_PLANNED (the default) the schedule comes with its layout and
- * peak_bytes is the arena's size: when the layout of the policy's schedule exceeds the budget,
- * the schedule is planned again under the budget less the excess (a few times at most, then the
- * policy's least-memory schedule), so the arena never exceeds budget_bytes; if none fits,
- * REMAT_EINFEASIBLE names the smallest arena found. */
+ * The schedule comes with its planned layout (REMAT_LAYOUT_PLANNED) and peak_bytes is the arena:
+ * when the layout of the policy's schedule exceeds the budget, the schedule is planned again under
+ * the budget less the excess (a few times at most, then the policy's least-memory schedule), so
+ * the arena never exceeds budget_bytes; if none fits, REMAT_EINFEASIBLE names the smallest arena
+ * found (the minimum feasible budget under the planned layout). */
 REMAT_API REMAT_NODISCARD remat_status remat_plan(const remat_chain *chain, const remat_policy *policy,
                         uint64_t budget_bytes, remat_schedule **out);
+/* remat_plan with a choice of layout: REMAT_LAYOUT_PLANNED is remat_plan; REMAT_LAYOUT_POOL plans
+ * no arena (layout NULL, peak_bytes the simulated peak). Another value is REMAT_EINVAL. */
+REMAT_API REMAT_NODISCARD remat_status remat_plan_layout(const remat_chain *chain, const remat_policy *policy,
+                               remat_layout_mode layout, uint64_t budget_bytes,
+                               remat_schedule **out);
 /* Frees s, its ops and its layout. */
 REMAT_API void remat_schedule_free(remat_schedule *s);
 
@@ -489,11 +500,13 @@ REMAT_API REMAT_NODISCARD remat_status remat_plan_budget(const remat_chain *chai
  * naming the op. */
 REMAT_API REMAT_NODISCARD remat_status remat_schedule_plan_layout(remat_schedule *s, const remat_chain *chain);
 
-/* Smallest budget for which `policy` yields a feasible schedule on chain. Under the planned
- * layout (policy->layout, the default): the arena of the policy's least-memory schedule, which
- * remat_plan always accepts. */
+/* Smallest budget for which remat_plan yields a schedule of `policy` on chain: the arena of the
+ * policy's least-memory schedule, which remat_plan always accepts. */
 REMAT_API REMAT_NODISCARD remat_status remat_min_budget(const remat_chain *chain, const remat_policy *policy,
                               uint64_t *out);
+/* The same for remat_plan_layout with `layout` (REMAT_LAYOUT_POOL: the least simulated peak). */
+REMAT_API REMAT_NODISCARD remat_status remat_min_budget_layout(const remat_chain *chain, const remat_policy *policy,
+                                     remat_layout_mode layout, uint64_t *out);
 /* Store-all peak (the 100% reference for percentage budgets). */
 REMAT_API REMAT_NODISCARD remat_status remat_store_all_peak(const remat_chain *chain,
                                                             uint64_t *out);
@@ -506,11 +519,12 @@ typedef struct {
 
 /* The Pareto frontier of (peak, time) of the optimal policy over all budgets, from one solve;
  * points sorted by increasing peak, time strictly decreasing; each point's budget_bytes is its
- * plan's peak (the least budget admitting it); the first point is remat_min_budget's. policy may
- * be NULL (optimal, 500 slots); another kind is REMAT_EUNSUPPORTED. Caller frees *out with free(). */
-REMAT_API REMAT_NODISCARD remat_status remat_curve(const remat_chain *chain,
-                                                   const remat_policy *policy,
-                                                   remat_curve_point **out, size_t *n_out);
+ * plan's peak (the least budget admitting it); the first point is remat_min_budget's under
+ * REMAT_LAYOUT_POOL. Peaks are live bytes, as under that layout (a planned arena rounds each
+ * buffer to 512 bytes, and may place them with gaps). policy may be NULL (optimal, 500 slots);
+ * another kind is REMAT_EUNSUPPORTED. Caller frees *out with free(). */
+REMAT_API REMAT_NODISCARD remat_status remat_curve(const remat_chain *chain, const remat_policy *policy,
+                         remat_curve_point **out, size_t *n_out);
 
 /* Writes the plan JSON of docs/contracts.md ({"policy", "budget_bytes", ...}) to f. */
 REMAT_API REMAT_NODISCARD remat_status remat_schedule_write_json(const remat_schedule *s,

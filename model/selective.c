@@ -31,9 +31,9 @@ remat_status gpt_plan_selective(const remat_chain *chain, int option, uint64_t b
         return remat_fail(REMAT_EINVAL, "gpt_plan_selective: bad arguments (option %d)", option);
     uint64_t store_all_peak;
     REMAT_TRY(remat_store_all_peak(chain, &store_all_peak));
-    remat_policy all = {.kind = REMAT_POLICY_STORE_ALL, .layout = REMAT_LAYOUT_POOL};
+    remat_policy all = {.kind = REMAT_POLICY_STORE_ALL};
     remat_schedule *s = NULL;
-    REMAT_TRY(remat_plan(chain, &all, store_all_peak, &s));
+    REMAT_TRY(remat_plan_layout(chain, &all, REMAT_LAYOUT_POOL, store_all_peak, &s));
     for (size_t k = 0; k < s->n_ops; k++)
         if (s->ops[k].kind == REMAT_OP_F_ALL && chain->stages[s->ops[k].stage].n_options > option)
             s->ops[k].option = option;
@@ -42,7 +42,6 @@ remat_status gpt_plan_selective(const remat_chain *chain, int option, uint64_t b
     if (st == REMAT_OK && !sim.valid)
         st = remat_fail(REMAT_EINTERNAL, "selective schedule invalid: %s", sim.why);
     s->peak_bytes = sim.peak_bytes;
-    s->policy.layout = layout;
     /* the options changed the buffers: lay out the edited ops (the peak becomes the arena) */
     if (st == REMAT_OK && layout == REMAT_LAYOUT_PLANNED)
         st = remat_schedule_plan_layout(s, chain);

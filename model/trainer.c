@@ -13,10 +13,12 @@ gpt_adamw gpt_adamw_defaults(void)
 
 /* ==== Creation ============================================================================= */
 
+/* Persistent state lives in segments of its own at exact sizes: it never interleaves with the
+ * step's activations, and costs no segment rounding. */
 static remat_status gpt_pool_alloc(gpt_model *m, size_t bytes, const char *tag, const char *what,
                                    void **out)
 {
-    *out = remat_alloc_tagged(m->pool, bytes, m->stream, tag);
+    *out = remat_alloc_dedicated(m->pool, bytes, m->stream, tag);
     if (!*out)
         return remat_fail_context(REMAT_ENOMEM, "cannot allocate the model's %s", what);
     m->persistent += (bytes + 511) / 512 * 512;

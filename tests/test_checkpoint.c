@@ -66,14 +66,24 @@ static remat_chain *uniform_chain(int L, uint64_t act, uint64_t saved)
     return c;
 }
 
-/* These tests check the cost model's byte accounting (peaks of a few bytes), so they plan without
- * an arena (REMAT_LAYOUT_POOL); the planned layout has its own tests (test_checkpoint_layout.c). */
 static remat_policy policy_of(const char *text)
 {
     remat_policy p;
     cr_assert_eq(remat_policy_parse(text, &p), REMAT_OK, "%s", text);
-    p.layout = REMAT_LAYOUT_POOL;
     return p;
+}
+
+/* These tests check the cost model's byte accounting (peaks of a few bytes), so they plan without
+ * an arena (REMAT_LAYOUT_POOL); the planned layout has its own tests (test_checkpoint_layout.c). */
+static remat_status plan_pool(const remat_chain *c, const remat_policy *p, uint64_t budget,
+                              remat_schedule **out)
+{
+    return remat_plan_layout(c, p, REMAT_LAYOUT_POOL, budget, out);
+}
+
+static remat_status min_pool(const remat_chain *c, const remat_policy *p, uint64_t *out)
+{
+    return remat_min_budget_layout(c, p, REMAT_LAYOUT_POOL, out);
 }
 
 /* Simulates a plan's ops and checks they agree with the plan's own numbers and its budget. */
@@ -395,7 +405,7 @@ Test(optimal, matches_exhaustive_search_up_to_6_stages, .timeout = 120)
         remat_chain *c = random_chain(L, 512, trial % 3 != 0, trial % 2 == 0);
         remat_policy opt = policy_of("optimal");
         uint64_t lo, hi;
-        cr_assert_eq(remat_min_budget(c, &opt, &lo), REMAT_OK);
+        cr_assert_eq(min_pool(c, &opt, &lo), REMAT_OK);
         cr_assert_eq(remat_store_all_peak(c, &hi), REMAT_OK);
         for (int k = 0; k <= 4; k++) {
             uint64_t budget = lo + (hi > lo ? (hi - lo) * (uint64_t)k / 4 : 0);
@@ -404,7 +414,7 @@ Test(optimal, matches_exhaustive_search_up_to_6_stages, .timeout = 120)
             double unrestricted = brute_force(c, budget, 0);
             cr_assert_leq(unrestricted, persistent);
             remat_schedule *s = NULL;
-            remat_status st = remat_plan(c, &opt, budget, &s);
+            remat_status st = plan_pool(c, &opt, budget, &s);
             if (persistent == DBL_MAX) {
                 cr_assert_eq(st, REMAT_EINFEASIBLE, "L=%d budget %llu", L,
                              (unsigned long long)budget);
@@ -440,12 +450,12 @@ Test(optimal, minimum_budget_is_tight)
         remat_chain *c = random_chain(1 + trial % 5, 512, 1, 1);
         remat_policy opt = policy_of("optimal");
         uint64_t lo;
-        cr_assert_eq(remat_min_budget(c, &opt, &lo), REMAT_OK);
+        cr_assert_eq(min_pool(c, &opt, &lo), REMAT_OK);
         remat_schedule *s = NULL;
-        cr_assert_eq(remat_plan(c, &opt, lo, &s), REMAT_OK, "%s", remat_last_error());
+        cr_assert_eq(plan_pool(c, &opt, lo, &s), REMAT_OK, "%s", remat_last_error());
         check_plan(c, s, lo);
         remat_schedule_free(s);
-        cr_assert_eq(remat_plan(c, &opt, lo - 1, &s), REMAT_EINFEASIBLE);
+        cr_assert_eq(plan_pool(c, &opt, lo - 1, &s), REMAT_EINFEASIBLE);
         char want[64];
         snprintf(want, sizeof want, "%llu bytes", (unsigned long long)lo);
         cr_assert(strstr(remat_last_error(), want), "%s", remat_last_error());
@@ -476,9 +486,9 @@ Test(policies, random_chains_up_to_64_stages, .timeout = 120)
             for (size_t p = 0; p < sizeof all_policies / sizeof *all_policies; p++) {
                 remat_policy pol = policy_of(all_policies[p]);
                 remat_schedule *s = NULL;
-                remat_status st = remat_plan(c, &pol, budget, &s);
+                remat_status st = plan_pool(c, &pol, budget, &s);
                 uint64_t min;
-                cr_assert_eq(remat_min_budget(c, &pol, &min), REMAT_OK);
+                cr_assert_eq(min_pool(c, &pol, &min), REMAT_OK);
                 if (st == REMAT_EINFEASIBLE) {
                     cr_assert_gt(min, budget, "%s L=%d", all_policies[p], L);
                     continue;
@@ -520,17 +530,17 @@ Test(policies, inexact_slots_never_exceed_budget)
         remat_policy opt = policy_of("optimal");
         opt.slots = 20 + trial * 30;
         cr_assert_eq(remat_store_all_peak(c, &all), REMAT_OK);
-        cr_assert_eq(remat_min_budget(c, &opt, &min), REMAT_OK);
+        cr_assert_eq(min_pool(c, &opt, &min), REMAT_OK);
         for (int k = 0; k <= 6; k++) {
             uint64_t budget = min + (all - min) * (uint64_t)k / 6;
             remat_schedule *s = NULL;
-            cr_assert_eq(remat_plan(c, &opt, budget, &s), REMAT_OK, "%s", remat_last_error());
+            cr_assert_eq(plan_pool(c, &opt, budget, &s), REMAT_OK, "%s", remat_last_error());
             check_plan(c, s, budget);
             /* rounding may cost the DP time, but never below what a heuristic fits */
             for (size_t p = 0; p + 1 < sizeof all_policies / sizeof *all_policies; p++) {
                 remat_policy pol = policy_of(all_policies[p]);
                 remat_schedule *h = NULL;
-                if (remat_plan(c, &pol, budget, &h) != REMAT_OK)
+                if (plan_pool(c, &pol, budget, &h) != REMAT_OK)
                     continue;
                 cr_assert_leq(s->time, h->time + 1e-9, "%s at L=%d", all_policies[p], L);
                 remat_schedule_free(h);
@@ -552,7 +562,7 @@ Test(curve, monotone_and_consistent_with_plans)
         cr_assert_eq(remat_curve(c, &opt, &pts, &n), REMAT_OK, "%s", remat_last_error());
         cr_assert_geq(n, 1);
         uint64_t min;
-        cr_assert_eq(remat_min_budget(c, &opt, &min), REMAT_OK);
+        cr_assert_eq(min_pool(c, &opt, &min), REMAT_OK);
         cr_assert_eq(pts[0].peak_bytes, min);
         for (size_t i = 1; i < n; i++) {
             cr_assert_gt(pts[i].peak_bytes, pts[i - 1].peak_bytes);
@@ -564,7 +574,7 @@ Test(curve, monotone_and_consistent_with_plans)
         for (size_t i = 0; i < n;
              i += 1 + n / 7) { /* each point is what a plan at its budget gets */
             remat_schedule *s = NULL;
-            cr_assert_eq(remat_plan(c, &opt, pts[i].budget_bytes, &s), REMAT_OK);
+            cr_assert_eq(plan_pool(c, &opt, pts[i].budget_bytes, &s), REMAT_OK);
             cr_assert_float_eq(s->time, pts[i].time, 1e-9, "point %zu", i);
             cr_assert_float_eq(pts[i].overhead, pts[i].time / base - 1, 1e-12);
             remat_schedule_free(s);
@@ -601,7 +611,7 @@ Test(curve, inexact_units_plans_at_each_point_fit)
                 cr_assert_lt(pts[i].time, pts[i - 1].time);
             }
             remat_schedule *s = NULL;
-            cr_assert_eq(remat_plan(c, &opt, pts[i].budget_bytes, &s), REMAT_OK);
+            cr_assert_eq(plan_pool(c, &opt, pts[i].budget_bytes, &s), REMAT_OK);
             check_plan(c, s, pts[i].budget_bytes);
             points++;
             if (s->time > pts[i].time + 1e-9) {
@@ -679,18 +689,18 @@ Test(revolve, plan_uses_the_most_checkpoints_that_fit)
     remat_policy rv = policy_of("revolve");
     uint64_t all, min;
     cr_assert_eq(remat_store_all_peak(c, &all), REMAT_OK);
-    cr_assert_eq(remat_min_budget(c, &rv, &min), REMAT_OK);
+    cr_assert_eq(min_pool(c, &rv, &min), REMAT_OK);
     double last = DBL_MAX;
     for (uint64_t b = min; b <= all; b += 8) {
         remat_schedule *s = NULL;
-        cr_assert_eq(remat_plan(c, &rv, b, &s), REMAT_OK);
+        cr_assert_eq(plan_pool(c, &rv, b, &s), REMAT_OK);
         check_plan(c, s, b);
         cr_assert_leq(s->time, last); /* more memory never makes it slower */
         last = s->time;
         remat_schedule_free(s);
     }
     remat_schedule *s = NULL;
-    cr_assert_eq(remat_plan(c, &rv, min - 1, &s), REMAT_EINFEASIBLE);
+    cr_assert_eq(plan_pool(c, &rv, min - 1, &s), REMAT_EINFEASIBLE);
     remat_chain_free(c);
 }
 
@@ -703,20 +713,20 @@ Test(periodic, hand_computed_peaks)
     remat_chain *c = uniform_chain(4, 1, 3);
     remat_policy p2 = policy_of("periodic:2");
     remat_schedule *s = NULL;
-    cr_assert_eq(remat_plan(c, &p2, 100, &s), REMAT_OK);
+    cr_assert_eq(plan_pool(c, &p2, 100, &s), REMAT_OK);
     cr_assert_eq(s->peak_bytes, 10);
     cr_assert_float_eq(s->time, 14, 1e-12);
     cr_assert_float_eq(s->overhead, 14.0 / 12 - 1, 1e-12);
     remat_schedule_free(s);
     /* sqrt(4) = 2: the same plan. store-all: a_0 d_4 + 4*3 = 14, B 3: +1 = 15. */
     remat_policy sq = policy_of("sqrt");
-    cr_assert_eq(remat_plan(c, &sq, 100, &s), REMAT_OK);
+    cr_assert_eq(plan_pool(c, &sq, 100, &s), REMAT_OK);
     cr_assert_eq(s->peak_bytes, 10);
     remat_schedule_free(s);
     uint64_t all;
     cr_assert_eq(remat_store_all_peak(c, &all), REMAT_OK);
     cr_assert_eq(all, 15);
-    cr_assert_eq(remat_plan(c, &p2, 9, &s), REMAT_EINFEASIBLE);
+    cr_assert_eq(plan_pool(c, &p2, 9, &s), REMAT_EINFEASIBLE);
     cr_assert(strstr(remat_last_error(), "(10 bytes)"), "%s", remat_last_error());
     remat_chain_free(c);
 }

@@ -55,12 +55,28 @@ static const char *const policies[] = {"store-all",  "sqrt",    "periodic:2",
                                        "periodic:3", "revolve", "optimal"};
 #define N_POLICIES (sizeof policies / sizeof policies[0])
 
-static remat_policy policy_of(const char *text, remat_layout_mode layout)
-{
+/* A policy and the layout to plan it with. */
+typedef struct {
     remat_policy p;
-    cr_assert_eq(remat_policy_parse(text, &p), REMAT_OK, "%s", text);
-    p.layout = layout;
+    remat_layout_mode layout;
+} lpolicy;
+
+static lpolicy policy_of(const char *text, remat_layout_mode layout)
+{
+    lpolicy p = {.layout = layout};
+    cr_assert_eq(remat_policy_parse(text, &p.p), REMAT_OK, "%s", text);
     return p;
+}
+
+static remat_status plan_with(const remat_chain *c, const lpolicy *p, uint64_t budget,
+                              remat_schedule **out)
+{
+    return remat_plan_layout(c, &p->p, p->layout, budget, out);
+}
+
+static remat_status min_with(const remat_chain *c, const lpolicy *p, uint64_t *out)
+{
+    return remat_min_budget_layout(c, &p->p, p->layout, out);
 }
 
 static uint64_t round512(uint64_t b)
@@ -255,12 +271,12 @@ Test(layout, random_chains_every_policy_no_overlap_and_intact_buffers)
         uint64_t all;
         cr_assert_eq(remat_store_all_peak(c, &all), REMAT_OK);
         for (size_t p = 0; p < N_POLICIES; p++) {
-            remat_policy pol = policy_of(policies[p], REMAT_LAYOUT_PLANNED);
+            lpolicy pol = policy_of(policies[p], REMAT_LAYOUT_PLANNED);
             uint64_t min;
-            cr_assert_eq(remat_min_budget(c, &pol, &min), REMAT_OK);
+            cr_assert_eq(min_with(c, &pol, &min), REMAT_OK);
             uint64_t budget = min + (uint64_t)rng_int(0, 100) * (2 * all + 1024 - min) / 100;
             remat_schedule *s = NULL;
-            cr_assert_eq(remat_plan(c, &pol, budget, &s), REMAT_OK, "%s L=%d: %s", policies[p], L,
+            cr_assert_eq(plan_with(c, &pol, budget, &s), REMAT_OK, "%s L=%d: %s", policies[p], L,
                          remat_last_error());
             char what[96];
             snprintf(what, sizeof what, "trial %d %s L=%d unit %llu", trial, policies[p], L,
@@ -285,9 +301,9 @@ Test(layout, pool_layout_runs_the_same_checks_without_an_arena)
     for (int trial = 0; trial < 12; trial++) {
         remat_chain *c = random_chain(rng_int(2, 16), 512);
         for (size_t p = 0; p < N_POLICIES; p++) {
-            remat_policy pol = policy_of(policies[p], REMAT_LAYOUT_POOL);
+            lpolicy pol = policy_of(policies[p], REMAT_LAYOUT_POOL);
             remat_schedule *s = NULL;
-            cr_assert_eq(remat_plan(c, &pol, UINT64_MAX, &s), REMAT_OK, "%s", remat_last_error());
+            cr_assert_eq(plan_with(c, &pol, UINT64_MAX, &s), REMAT_OK, "%s", remat_last_error());
             cr_assert_null(s->layout);
             uint64_t peak, n_alloc;
             run_checked(c, s, policies[p], &peak, &n_alloc);
@@ -312,16 +328,16 @@ Test(layout, arena_within_budget_after_replanning)
         uint64_t all;
         cr_assert_eq(remat_store_all_peak(c, &all), REMAT_OK);
         for (size_t p = 0; p < N_POLICIES; p++) {
-            remat_policy planned = policy_of(policies[p], REMAT_LAYOUT_PLANNED);
-            remat_policy pool = policy_of(policies[p], REMAT_LAYOUT_POOL);
+            lpolicy planned = policy_of(policies[p], REMAT_LAYOUT_PLANNED);
+            lpolicy pool = policy_of(policies[p], REMAT_LAYOUT_POOL);
             uint64_t min, pool_min;
-            cr_assert_eq(remat_min_budget(c, &planned, &min), REMAT_OK);
-            cr_assert_eq(remat_min_budget(c, &pool, &pool_min), REMAT_OK);
+            cr_assert_eq(min_with(c, &planned, &min), REMAT_OK);
+            cr_assert_eq(min_with(c, &pool, &pool_min), REMAT_OK);
             cr_assert_geq(min, pool_min, "%s", policies[p]);
             for (int k = 0; k < 6; k++) {
                 uint64_t budget = pool_min / 2 + (uint64_t)rng_int(0, 100) * (all + 2048) / 100;
                 remat_schedule *s = NULL, *raw = NULL;
-                remat_status st = remat_plan(c, &planned, budget, &s);
+                remat_status st = plan_with(c, &planned, budget, &s);
                 if (st == REMAT_EINFEASIBLE) {
                     cr_assert_lt(budget, min, "%s: budget %llu refused, minimum %llu", policies[p],
                                  (unsigned long long)budget, (unsigned long long)min);
@@ -334,7 +350,7 @@ Test(layout, arena_within_budget_after_replanning)
                 check_layout(c, s, policies[p]);
                 /* the DP's own schedule at this budget may lay out larger: then it was re-planned
                  */
-                if (remat_plan(c, &pool, budget, &raw) == REMAT_OK) {
+                if (plan_with(c, &pool, budget, &raw) == REMAT_OK) {
                     cr_assert_eq(remat_schedule_plan_layout(raw, c), REMAT_OK);
                     replanned += raw->peak_bytes > budget;
                     remat_schedule_free(raw);
@@ -342,7 +358,7 @@ Test(layout, arena_within_budget_after_replanning)
                 remat_schedule_free(s);
             }
             remat_schedule *s = NULL;
-            cr_assert_eq(remat_plan(c, &planned, min, &s), REMAT_OK, "%s at its minimum %llu: %s",
+            cr_assert_eq(plan_with(c, &planned, min, &s), REMAT_OK, "%s at its minimum %llu: %s",
                          policies[p], (unsigned long long)min, remat_last_error());
             cr_assert_leq(s->peak_bytes, min);
             remat_schedule_free(s);
@@ -366,9 +382,9 @@ Test(layout, edited_schedule_falls_back_to_the_pool_until_laid_out_again)
             c->stages[i].saved_bytes = c->stages[i].out_bytes + 1024;
             c->stages[i].options[0].saved_bytes = c->stages[i].out_bytes;
         }
-    remat_policy pol = policy_of("store-all", REMAT_LAYOUT_PLANNED);
+    lpolicy pol = policy_of("store-all", REMAT_LAYOUT_PLANNED);
     remat_schedule *s = NULL;
-    cr_assert_eq(remat_plan(c, &pol, UINT64_MAX, &s), REMAT_OK);
+    cr_assert_eq(plan_with(c, &pol, UINT64_MAX, &s), REMAT_OK);
     uint64_t peak, n_alloc;
     run_checked(c, s, "planned", &peak, &n_alloc);
     cr_assert_eq(n_alloc, 1);
@@ -392,9 +408,9 @@ Test(layout, store_all_arena_is_the_lower_bound)
     rng_state = 11;
     for (int trial = 0; trial < 20; trial++) {
         remat_chain *c = random_chain(rng_int(1, 30), 512);
-        remat_policy pol = policy_of("store-all", REMAT_LAYOUT_PLANNED);
+        lpolicy pol = policy_of("store-all", REMAT_LAYOUT_PLANNED);
         remat_schedule *s = NULL;
-        cr_assert_eq(remat_plan(c, &pol, UINT64_MAX, &s), REMAT_OK);
+        cr_assert_eq(plan_with(c, &pol, UINT64_MAX, &s), REMAT_OK);
         cr_assert_eq(s->layout->arena_bytes, s->layout->lower_bound_bytes, "trial %d", trial);
         uint64_t all;
         cr_assert_eq(remat_store_all_peak(c, &all), REMAT_OK);
@@ -415,9 +431,11 @@ Test(layout, bad_arguments)
     cr_assert(strstr(remat_last_error(), "arena"), "%s", remat_last_error());
     cr_assert_eq(remat_layout_mode_parse(NULL, &m), REMAT_EINVAL);
     remat_chain *c = random_chain(3, 512);
-    remat_policy pol = policy_of("optimal", (remat_layout_mode)7);
+    lpolicy pol = policy_of("optimal", (remat_layout_mode)7);
     remat_schedule *s = NULL;
-    cr_assert_eq(remat_plan(c, &pol, UINT64_MAX, &s), REMAT_EINVAL);
+    cr_assert_eq(plan_with(c, &pol, UINT64_MAX, &s), REMAT_EINVAL);
+    uint64_t min;
+    cr_assert_eq(min_with(c, &pol, &min), REMAT_EINVAL);
     cr_assert_eq(remat_schedule_plan_layout(NULL, c), REMAT_EINVAL);
     /* an invalid op list: B before its forward */
     remat_op ops[] = {{REMAT_OP_B, 2, -1}};

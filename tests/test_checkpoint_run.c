@@ -283,12 +283,12 @@ static uint64_t run_layout(trainer *t, const remat_chain *c, const char *policy,
 {
     remat_policy p;
     cr_assert_eq(remat_policy_parse(policy, &p), REMAT_OK);
-    p.layout = layout;
     uint64_t all, min;
     cr_assert_eq(remat_store_all_peak(c, &all), REMAT_OK);
-    cr_assert_eq(remat_min_budget(c, &p, &min), REMAT_OK);
+    cr_assert_eq(remat_min_budget_layout(c, &p, layout, &min), REMAT_OK);
     uint64_t budget = all * (uint64_t)pct / 100 < min ? min : all * (uint64_t)pct / 100;
-    cr_assert_eq(remat_plan(c, &p, budget, plan), REMAT_OK, "%s: %s", policy, remat_last_error());
+    cr_assert_eq(remat_plan_layout(c, &p, layout, budget, plan), REMAT_OK, "%s: %s", policy,
+                 remat_last_error());
     remat_device *dev;
     remat_pool *pool;
     cr_assert_eq(remat_device_open("host", &dev), REMAT_OK);
