@@ -333,7 +333,7 @@ static remat_status train_make_plan(const train_run *r, remat_schedule **out)
 {
     return r->selective >= 0
                ? gpt_plan_selective(r->chain, r->selective, r->budget, r->o.layout, out)
-               : remat_plan(r->chain, &r->pol, r->budget, out);
+               : remat_plan_layout(r->chain, &r->pol, r->o.layout, r->budget, out);
 }
 
 /* MemAvailable of /proc/meminfo in bytes; 0 when it cannot be read. */
