@@ -2,8 +2,8 @@
  * (per-tensor parameters, gradients and AdamW states that persist; per-layer activations allocated
  * in the forward and freed in the backward; per-op temporaries) trains for several steps at several
  * batch sizes; the trace is replayed on a simulated card through the pool and through no cache.
- * Target: peak reserved / peak requested <= 1.05 for the pool. `bench_frag --trace-out FILE [MODEL]`
- * writes the mixed-batch trace for `remat replay`. */
+ * Target: peak reserved / peak requested <= 1.05 for the pool. `bench_frag --trace-out FILE
+ * [MODEL]` writes the mixed-batch trace for `remat replay`. */
 #include "bench/bench.h"
 #include "remat.h"
 
@@ -176,7 +176,7 @@ typedef struct {
     double ratio;
     /* peak reserved / lower bound (the most 512-rounded bytes live at once); planned: over the
      * planned steps (bound) and over the whole trace, the recorded step included (whole) */
-    double bound, whole;
+    double bound, whole, arena; /* arena: planned arena / the recorded step's own bound */
     uint64_t hits, misses;
 } frag_case;
 
@@ -224,6 +224,7 @@ static void bench_replay(remat_bench_state *st, void *arg)
         r = p.all;
         c->bound = p.lower_bound ? (double)p.peak_reserved / (double)p.lower_bound : 0;
         c->hits = p.hits, c->misses = p.misses;
+        c->arena = p.arena_lower_bound ? (double)p.arena_bytes / (double)p.arena_lower_bound : 0;
         remat_bench_counter(st, "planned_hits", (double)p.hits);
         remat_bench_counter(st, "planned_misses", (double)p.misses);
     } else {
@@ -303,9 +304,10 @@ int main(int argc, char **argv)
     for (int i = 0; i < N_MODELS * FRAG_MODES; i++) {
         const frag_case *c = &cases[i];
         if (c->mode == FRAG_PLANNED)
-            printf("summary %-40s %6.3f%s  whole %6.3f  hits %llu misses %llu\n", c->name, c->bound,
-                   c->bound <= 1.02 ? "  met" : "  MISSED", c->whole, (unsigned long long)c->hits,
-                   (unsigned long long)c->misses);
+            printf("summary %-40s %6.3f%s  whole %6.3f  arena/step-bound %6.4f  hits %llu misses "
+                   "%llu\n",
+                   c->name, c->bound, c->bound <= 1.02 ? "  met" : "  MISSED", c->whole, c->arena,
+                   (unsigned long long)c->hits, (unsigned long long)c->misses);
         else if (c->mode != FRAG_NO_CACHE)
             printf("summary %-40s %6.3f\n", c->name, c->bound);
     }
