@@ -216,7 +216,7 @@ static remat_status segment_release(remat_pool *pool, pool_segment *seg)
 static void pool_quick_flush(remat_pool *pool);
 
 /* Releases every segment holding no allocated block; *released gets the bytes returned. */
-static remat_status pool_release_cached(remat_pool *pool, uint64_t *released)
+remat_status pool_release_cached(remat_pool *pool, uint64_t *released)
 {
     remat_status first_error = REMAT_OK;
     *released = 0;
@@ -596,11 +596,11 @@ static void *pool_quick_alloc(remat_pool *pool, size_t size, size_t bytes, remat
     return pool_commit(pool, b, bytes, stream, tag);
 }
 
-static void *pool_alloc_locked(remat_pool *pool, size_t bytes, remat_stream stream, const char *tag)
+/* The caching path of an allocation (tag resolved). Forced inline into the normal path: with two
+ * callers gcc would call it out of line, which costs the 256-byte pair about 8 ns (bench_pool). */
+static inline __attribute__((always_inline)) void *
+pool_alloc_cache_path(remat_pool *pool, size_t bytes, remat_stream stream, uint32_t t)
 {
-    uint32_t t = tag_find(pool, tag, 1);
-    if (t == UINT32_MAX)
-        return NULL;
     if (bytes > POOL_MAX_REQUEST) {
         pool->st.n_ooms++;
         pool_oom_message(pool, bytes);
@@ -623,6 +623,51 @@ static void *pool_alloc_locked(remat_pool *pool, size_t bytes, remat_stream stre
         segment_release(pool, b->seg);
     }
     return p;
+}
+
+static void *pool_alloc_locked(remat_pool *pool, size_t bytes, remat_stream stream, const char *tag)
+{
+    uint32_t t = tag_find(pool, tag, 1);
+    if (t == UINT32_MAX)
+        return NULL;
+    if (pool->plan) /* planned mode (pool_plan.c): one branch on the normal path */
+        return pool_plan_alloc(pool, bytes, stream, t);
+    return pool_alloc_cache_path(pool, bytes, stream, t);
+}
+
+void *pool_alloc_cached(remat_pool *pool, size_t bytes, remat_stream stream, uint32_t tag)
+{
+    return pool_alloc_cache_path(pool, bytes, stream, tag);
+}
+
+/* Planned mode's arena: a segment of exactly `size` bytes whose one block is handed to the plan
+ * (allocated, in the live map, requested 0: the plan counts its requests itself). */
+remat_status pool_arena_new(remat_pool *pool, size_t size, remat_stream stream, pool_block **out)
+{
+    uint64_t limit = pool->cfg.limit_bytes;
+    if (limit && (size > limit || pool->st.reserved.current > limit - size))
+        return remat_fail(REMAT_ENOMEM, "planned arena of %zu bytes exceeds the pool limit", size);
+    pool_block *b;
+    REMAT_TRY(segment_new(pool, POOL_LARGE, size, &b));
+    if (pool_map_put(&pool->live, b->addr, b) != REMAT_OK) {
+        segment_release(pool, b->seg);
+        return remat_fail(REMAT_ENOMEM, "pool: out of host memory for the planned arena");
+    }
+    b->allocated = 1;
+    b->stream = stream;
+    pool_stat_add(&pool->st.allocated, b->size);
+    *out = b;
+    return REMAT_OK;
+}
+
+/* Gives the arena block back: it becomes a cached free block like any other. */
+void pool_arena_release(remat_pool *pool, pool_block *b)
+{
+    stat_sub(&pool->st.allocated, b->size);
+    b->allocated = 0;
+    pool_map_take(&pool->live, b->addr);
+    pool_fence_on_free(pool, b);
+    pool_index_insert(&pool->free[b->seg->kind], b);
 }
 
 void *remat_alloc_tagged(remat_pool *pool, size_t bytes, remat_stream stream, const char *tag)
@@ -748,6 +793,8 @@ static pool_block *pool_live_block(const remat_pool *pool, uintptr_t p)
 
 static void pool_free_locked(remat_pool *pool, void *ptr)
 {
+    if (pool->plan && pool_plan_free(pool, (uintptr_t)ptr))
+        return; /* a planned block (pool_plan.c) */
     pool_block *b = pool_live_block(pool, (uintptr_t)ptr);
     if (!b || !b->allocated) {
         pool_bad_free_message(pool, (uintptr_t)ptr);
@@ -800,6 +847,7 @@ void remat_free(remat_pool *pool, void *ptr)
     pool_leave(pool, locked);
 }
 
+
 remat_status remat_pool_record_stream(remat_pool *pool, void *ptr, remat_stream stream)
 {
     if (!pool || !ptr)
@@ -807,7 +855,12 @@ remat_status remat_pool_record_stream(remat_pool *pool, void *ptr, remat_stream 
     remat_status s = REMAT_OK;
     pool_lock(pool);
     pool_block *b = pool_map_get(&pool->live, (uintptr_t)ptr);
-    if (!b || !b->allocated) {
+    size_t planned;
+    if (pool->plan && pool_plan_block_size(pool, (uintptr_t)ptr, &planned)) {
+        if (stream != pool_plan_stream(pool))
+            s = remat_fail(REMAT_EUNSUPPORTED, "remat_pool_record_stream: %p is a planned block; "
+                                               "planned blocks stay on the plan's stream", ptr);
+    } else if (!b || !b->allocated) {
         s = remat_fail(REMAT_EINVAL, "remat_pool_record_stream: %p is not an allocated block of "
                                      "this pool", ptr);
     } else if (stream != b->stream && pool_dev_has_events(pool)) {
@@ -834,6 +887,10 @@ remat_status remat_pool_block_size(const remat_pool *pool, const void *ptr, size
     if (!pool || !out)
         return remat_fail(REMAT_EINVAL, "remat_pool_block_size: pool and out must not be NULL");
     pool_lock(pool);
+    if (pool->plan && pool_plan_block_size(pool, (uintptr_t)ptr, out)) {
+        pool_unlock(pool);
+        return REMAT_OK;
+    }
     pool_block *b = pool_map_get(&pool->live, (uintptr_t)ptr);
     if (b && !b->allocated)
         b = NULL; /* parked: free to the caller */
@@ -890,6 +947,7 @@ void remat_pool_destroy(remat_pool *pool)
 {
     if (!pool)
         return;
+    pool_plan_destroy(pool);
     int synced = 0;
     while (pool->segments) {
         pool_segment *seg = pool->segments;

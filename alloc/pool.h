@@ -141,6 +141,7 @@ struct remat_pool {
     uintptr_t vm_base;
     size_t vm_size, vm_gran;
     pool_segment *expand_seg;
+    struct pool_plan *plan; /* planned mode (pool_plan.c); NULL = off */
 };
 
 /* Does the device have events (CUDA)? Without them everything runs in order. */
@@ -279,6 +280,27 @@ static inline void pool_stat_add(remat_stat *s, uint64_t v)
 }
 void pool_segment_link(remat_pool *pool, pool_segment *seg);
 void pool_segment_unlink(remat_pool *pool, pool_segment *seg);
+
+/* Releases every segment holding no allocated block; *released gets the bytes. */
+remat_status pool_release_cached(remat_pool *pool, uint64_t *released);
+/* The caching path of an allocation (the tag already resolved). */
+void *pool_alloc_cached(remat_pool *pool, size_t bytes, remat_stream stream, uint32_t tag);
+/* Planned mode's arena: a segment of exactly `size` bytes, its one block allocated to the plan. */
+remat_status pool_arena_new(remat_pool *pool, size_t size, remat_stream stream, pool_block **out);
+void pool_arena_release(remat_pool *pool, pool_block *b);
+
+/* ---- pool_plan.c: planned mode (record one step, serve the next ones from one arena) -------- */
+/* An allocation while a plan exists: recorded, served from the arena, or by the caching path. */
+void *pool_plan_alloc(remat_pool *pool, size_t bytes, remat_stream stream, uint32_t tag);
+/* A free while a plan exists: 1 if p was a planned block (then handled), else 0. */
+int pool_plan_free(remat_pool *pool, uintptr_t p);
+/* 1 with *size if p is a live planned block. */
+int pool_plan_block_size(const remat_pool *pool, uintptr_t p, size_t *size);
+remat_stream pool_plan_stream(const remat_pool *pool);
+void pool_plan_destroy(remat_pool *pool);
+/* For pool_check: adds the live planned requests to *requested and tag_bytes; checks that live
+ * planned blocks lie in the arena without overlapping. */
+remat_status pool_plan_check(const remat_pool *pool, uint64_t *requested, uint64_t *tag_bytes);
 
 /* ---- pool_check.c ----------------------------------------------------------------------------- */
 remat_status pool_check_locked(const remat_pool *pool);

@@ -121,6 +121,8 @@ remat_status pool_check_locked(const remat_pool *pool)
     size_t n_segments = 0;
     for (const pool_segment *seg = pool->segments; seg && s == REMAT_OK; seg = seg->next, n_segments++)
         s = check_segment(pool, seg, &sum, tag_bytes);
+    if (s == REMAT_OK)
+        s = pool_plan_check(pool, &sum.requested, tag_bytes);
     uint64_t indexed = 0;
     for (int k = 0; k < POOL_KINDS && s == REMAT_OK; k++)
         s = check_index(&pool->free[k], k, &indexed);

@@ -68,6 +68,8 @@ struct remat_trace {
     size_t n_allocs;
     char (*tags)[64];
     size_t n_tags, cap_tags;
+    size_t *steps; /* step marks: the index of the first event of each step */
+    size_t n_steps, cap_steps;
 };
 
 typedef struct {
@@ -188,6 +190,24 @@ static remat_status parse_free(trace_parser *p, char **tok, int n_tok)
     return trace_push(p->t, &e);
 }
 
+/* A step mark "s": the next event starts a step (planned replay records and repeats steps). */
+static remat_status parse_step(trace_parser *p, int n_tok)
+{
+    remat_trace *t = p->t;
+    if (n_tok != 1)
+        return parse_error(p, "%s", "expected 's' alone (a step mark)");
+    if (t->n_steps == t->cap_steps) {
+        size_t cap = t->cap_steps ? t->cap_steps * 2 : 64;
+        size_t *st = realloc(t->steps, cap * sizeof *st);
+        if (!st)
+            return remat_fail(REMAT_ENOMEM, "trace: out of host memory");
+        t->steps = st;
+        t->cap_steps = cap;
+    }
+    t->steps[t->n_steps++] = t->n;
+    return REMAT_OK;
+}
+
 /* Parses one line (comments already cut); blank lines are fine. */
 static remat_status parse_line(trace_parser *p, char *line)
 {
@@ -205,7 +225,9 @@ static remat_status parse_line(trace_parser *p, char *line)
         return parse_alloc(p, tok, n_tok);
     if (strcmp(tok[0], "f") == 0)
         return parse_free(p, tok, n_tok);
-    return parse_error(p, "unknown event '%.40s' (expected 'a' or 'f')", tok[0]);
+    if (strcmp(tok[0], "s") == 0)
+        return parse_step(p, n_tok);
+    return parse_error(p, "unknown event '%.40s' (expected 'a', 'f' or 's')", tok[0]);
 }
 
 /* Reads the next line (its newline dropped) into buf, which holds TRACE_MAX_LINE + 1 bytes, and
@@ -248,6 +270,7 @@ void remat_trace_free(remat_trace *trace)
         return;
     free(trace->ev);
     free(trace->tags);
+    free(trace->steps);
     free(trace);
 }
 
@@ -302,6 +325,8 @@ remat_status remat_trace_load(const char *path, remat_trace **out)
 }
 
 size_t remat_trace_events(const remat_trace *trace) { return trace ? trace->n : 0; }
+
+size_t remat_trace_steps(const remat_trace *trace) { return trace ? trace->n_steps : 0; }
 
 remat_status remat_trace_event_at(const remat_trace *trace, size_t i, remat_trace_event *out)
 {
@@ -382,6 +407,128 @@ remat_status remat_trace_replay(const remat_trace *trace, remat_device *dev,
     for (size_t i = 0; i < trace->n_allocs; i++)
         remat_free(pool, ptrs[i]);
     free(ptrs);
+    remat_pool_destroy(pool);
+    return s;
+}
+
+/* ==== Planned replay ========================================================================== */
+
+typedef struct {
+    const remat_trace *t;
+    remat_pool *pool;
+    int real_streams;
+    void **ptrs;
+    uint64_t *sizes;         /* 512-rounded size of each allocation */
+    uint64_t live;           /* 512-rounded bytes live now */
+    remat_pool_stats before; /* the stats when the planned part began */
+    int planned;
+} planned_run;
+
+/* Step mark `mark`: the first starts the recording, the second plans it and starts the first
+ * planned step, every later one starts another. */
+static remat_status planned_mark(planned_run *r, size_t mark, remat_planned_replay_result *out)
+{
+    if (mark == 0)
+        return remat_pool_plan_record_begin(r->pool);
+    if (mark == 1) {
+        remat_layout_result layout;
+        REMAT_TRY(remat_pool_plan_record_end(r->pool, &layout));
+        out->arena_bytes = layout.arena_bytes;
+        out->arena_lower_bound = layout.lower_bound_bytes;
+        out->heuristic = layout.heuristic;
+        remat_pool_stats_get(r->pool, &r->before);
+        remat_pool_reset_peaks(r->pool);
+        r->planned = 1;
+        out->lower_bound = r->live;
+    }
+    out->planned_steps += mark >= 1;
+    return remat_pool_plan_step_begin(r->pool);
+}
+
+static uint64_t planned_round(uint64_t b)
+{
+    return b ? (b + POOL_ALIGN - 1) / POOL_ALIGN * POOL_ALIGN : POOL_ALIGN;
+}
+
+static remat_status planned_events(planned_run *r, remat_planned_replay_result *out, size_t *done)
+{
+    const remat_trace *t = r->t;
+    size_t mark = 0;
+    for (size_t i = 0; i <= t->n; i++) {
+        for (; mark < t->n_steps && t->steps[mark] == i; mark++)
+            REMAT_TRY(planned_mark(r, mark, out));
+        if (i == t->n)
+            break;
+        const trace_event *e = &t->ev[i];
+        if (e->op == 'f') {
+            remat_free(r->pool, r->ptrs[e->slot]);
+            r->ptrs[e->slot] = NULL;
+            r->live -= r->sizes[e->slot];
+        } else {
+            remat_stream stream = r->real_streams ? (remat_stream)(uintptr_t)e->stream : NULL;
+            r->ptrs[e->slot] = remat_alloc_tagged(r->pool, (size_t)e->bytes, stream,
+                                                  e->tag ? t->tags[e->tag] : NULL);
+            if (!r->ptrs[e->slot])
+                return remat_fail_context(REMAT_ENOMEM, "trace line %llu",
+                                          (unsigned long long)e->line);
+            r->sizes[e->slot] = planned_round(e->bytes);
+            r->live += r->sizes[e->slot];
+            if (r->planned && r->live > out->lower_bound)
+                out->lower_bound = r->live;
+        }
+        *done = i + 1;
+    }
+    return REMAT_OK;
+}
+
+remat_status remat_trace_replay_planned(const remat_trace *trace, remat_device *dev,
+                                        const remat_pool_config *cfg,
+                                        remat_planned_replay_result *out)
+{
+    if (!trace || !dev || !out)
+        return remat_fail(REMAT_EINVAL,
+                          "remat_trace_replay_planned: trace, dev and out must not be NULL");
+    memset(out, 0, sizeof *out);
+    out->heuristic = "none";
+    out->steps = trace->n_steps;
+    if (trace->n_steps < 2)
+        return remat_fail(REMAT_EINVAL,
+                          "planned replay: the trace has %zu step mark%s ('s' lines); "
+                          "it needs one before the step to record and one after it",
+                          trace->n_steps, trace->n_steps == 1 ? "" : "s");
+    remat_pool *pool = NULL;
+    REMAT_TRY(remat_pool_create(dev, cfg, &pool));
+    size_t cap = trace->n_allocs ? trace->n_allocs : 1;
+    planned_run r = {.t = trace,
+                     .pool = pool,
+                     .real_streams = dev->info.kind != REMAT_DEVICE_CUDA,
+                     .ptrs = calloc(cap, sizeof(void *)),
+                     .sizes = calloc(cap, sizeof(uint64_t))};
+    if (!r.ptrs || !r.sizes) {
+        free(r.ptrs), free(r.sizes);
+        remat_pool_destroy(pool);
+        return remat_fail(REMAT_ENOMEM, "trace replay: out of host memory");
+    }
+    size_t done = 0;
+    double t0 = now_ns();
+    remat_status s = planned_events(&r, out, &done);
+    double t1 = now_ns();
+    remat_pool_stats st;
+    remat_pool_stats_get(pool, &st);
+    out->peak_reserved = st.reserved.peak;
+    out->hits = st.n_planned_hits;
+    out->misses = st.n_planned_misses;
+    out->all.events = done;
+#define PLANNED_MAX(a, b) ((a) > (b) ? (a) : (b))
+    out->all.peak_requested = PLANNED_MAX(st.requested.peak, r.before.requested.peak);
+    out->all.peak_allocated = PLANNED_MAX(st.allocated.peak, r.before.allocated.peak);
+    out->all.peak_reserved = PLANNED_MAX(st.reserved.peak, r.before.reserved.peak);
+    out->all.device_allocs = st.n_device_alloc;
+    out->all.device_frees = st.n_device_free;
+    out->all.ns_per_op = done ? (t1 - t0) / (double)done : 0.0;
+    for (size_t i = 0; i < trace->n_allocs; i++)
+        remat_free(pool, r.ptrs[i]);
+    free(r.ptrs), free(r.sizes);
     remat_pool_destroy(pool);
     return s;
 }

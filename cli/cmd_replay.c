@@ -11,7 +11,7 @@ void cmd_replay_usage(FILE *f)
 {
     fprintf(f,
             "usage: remat replay TRACE [--device SPEC] [--limit SIZE] [--expandable] [--baseline]\n"
-            "                    [--json]\n\n"
+            "                    [--planned] [--json]\n\n"
             "Runs the allocation trace TRACE (lines 'a <id> <bytes> [<stream> [<tag>]]' and\n"
             "'f <id>', '#' comments) through a fresh caching pool and prints the peak requested,\n"
             "allocated and reserved bytes, the device allocations and frees, and the time per\n"
@@ -23,9 +23,15 @@ void cmd_replay_usage(FILE *f)
             "  --expandable   grow one segment in place for large requests (virtual memory)\n"
             "                 instead of adding segments: less fragmentation\n"
             "  --baseline     also run it with no cache (one device call per request)\n"
+            "  --planned      planned mode: record the step between the first two step marks\n"
+            "                 ('s' lines), lay it out in one arena, serve every later step from\n"
+            "                 it; prints the planned steps' peak reserved against the lower\n"
+            "                 bound (most bytes live at once) and the arena's hits and misses\n"
             "  --json         one JSON object: events, peak_requested, peak_allocated,\n"
             "                 peak_reserved, device_allocs, device_frees, ns_per_op, and\n"
-            "                 baseline (same keys) with --baseline\n\n"
+            "                 baseline (same keys) with --baseline, and planned (steps,\n"
+            "                 planned_steps, peak_reserved, lower_bound, ratio, arena_bytes,\n"
+            "                 arena_lower_bound, heuristic, hits, misses) with --planned\n\n"
             "Exit codes: 0 ok; 1 the trace does not fit the device or limit; 2 bad usage or a\n"
             "malformed trace (the message names the line).\n");
 }
@@ -78,10 +84,42 @@ static void replay_text(const char *path, const char *spec, const remat_replay_r
     }
 }
 
+/* --planned: what the planned steps reserved against the least any pool could. */
+static void replay_planned_text(const remat_planned_replay_result *p)
+{
+    char a[32], b[32], c[32];
+    printf("planned: %llu steps marked, step 1 recorded, %llu served from its layout\n",
+           (unsigned long long)p->steps, (unsigned long long)p->planned_steps);
+    printf("  %-30s %14s\n", "peak reserved (planned steps)",
+           remat_format_bytes(p->peak_reserved, a, sizeof a));
+    printf("  %-30s %14s\n", "lower bound (most bytes live)",
+           remat_format_bytes(p->lower_bound, b, sizeof b));
+    printf("  %-30s %14.4f\n", "reserved / lower bound",
+           p->lower_bound ? (double)p->peak_reserved / (double)p->lower_bound : 0.0);
+    printf("  %-30s %14s  (%s; step bound %s)\n", "arena", remat_format_bytes(p->arena_bytes, a, sizeof a),
+           p->heuristic, remat_format_bytes(p->arena_lower_bound, c, sizeof c));
+    printf("  %-30s %14llu\n", "requests from the arena", (unsigned long long)p->hits);
+    printf("  %-30s %14llu\n", "requests missed (cache path)", (unsigned long long)p->misses);
+}
+
+static void replay_planned_json(const remat_planned_replay_result *p)
+{
+    printf(", \"planned\": {\"steps\": %llu, \"planned_steps\": %llu, \"peak_reserved\": %llu, "
+           "\"lower_bound\": %llu, \"ratio\": %.6f, \"arena_bytes\": %llu, "
+           "\"arena_lower_bound\": %llu, \"heuristic\": ",
+           (unsigned long long)p->steps, (unsigned long long)p->planned_steps,
+           (unsigned long long)p->peak_reserved, (unsigned long long)p->lower_bound,
+           p->lower_bound ? (double)p->peak_reserved / (double)p->lower_bound : 0.0,
+           (unsigned long long)p->arena_bytes, (unsigned long long)p->arena_lower_bound);
+    cli_json_string(stdout, p->heuristic);
+    printf(", \"hits\": %llu, \"misses\": %llu}", (unsigned long long)p->hits,
+           (unsigned long long)p->misses);
+}
+
 typedef struct {
     const char *device, *path;
     uint64_t limit;
-    int baseline, json, expandable;
+    int baseline, json, expandable, planned;
 } replay_args;
 
 /* Parses the options; returns -1 after printing a usage error. */
@@ -92,6 +130,7 @@ static int replay_parse(int argc, char **argv, replay_args *a)
                                          {"baseline", no_argument, NULL, 'b'},
                                          {"expandable", no_argument, NULL, 'e'},
                                          {"json", no_argument, NULL, 'j'},
+                                         {"planned", no_argument, NULL, 'p'},
                                          {NULL, 0, NULL, 0}};
     opterr = 0;
     optind = 1;
@@ -115,6 +154,8 @@ static int replay_parse(int argc, char **argv, replay_args *a)
             a->expandable = 1;
         else if (c == 'j')
             a->json = 1;
+        else if (c == 'p')
+            a->planned = 1;
         else
             return cli_bad_option("replay", argv), -1;
     }
@@ -143,8 +184,14 @@ int cmd_replay(int argc, char **argv)
     }
     remat_pool_config cfg = {.limit_bytes = a.limit, .expandable_segments = a.expandable};
     remat_replay_result r, b;
+    remat_planned_replay_result pr;
     memset(&b, 0, sizeof b);
-    s = remat_trace_replay(trace, dev, &cfg, &r);
+    if (a.planned) {
+        s = remat_trace_replay_planned(trace, dev, &cfg, &pr);
+        r = pr.all;
+    } else {
+        s = remat_trace_replay(trace, dev, &cfg, &r);
+    }
     if (s == REMAT_OK && a.baseline) {
         cfg.no_cache = 1;
         cfg.expandable_segments = 0;
@@ -164,9 +211,13 @@ int cmd_replay(int argc, char **argv)
             replay_json_object(&b);
             printf("}");
         }
+        if (a.planned)
+            replay_planned_json(&pr);
         printf("}\n");
     } else {
         replay_text(a.path, info.spec, &r, &b, a.baseline);
+        if (a.planned)
+            replay_planned_text(&pr);
     }
     return EXIT_OK;
 }

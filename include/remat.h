@@ -166,6 +166,10 @@ typedef struct {
                                                   bytes held from the device */
     uint64_t n_alloc, n_free, n_cache_hits, n_device_alloc, n_device_free, n_retries, n_ooms;
     uint64_t largest_free_block; /* bytes, among cached free blocks */
+    /* Planned mode (remat_pool_plan_*): requests served from the arena, requests of a planned
+     * step served by the caching path instead, the bytes of the arena now held, and the
+     * recordings planned so far. */
+    uint64_t n_planned_hits, n_planned_misses, planned_arena_bytes, n_plans;
 } remat_pool_stats;
 
 typedef struct {
@@ -301,6 +305,27 @@ REMAT_API REMAT_NODISCARD remat_status remat_trace_replay(const remat_trace *tra
                                                           const remat_pool_config *cfg,
                                                           remat_replay_result *out);
 
+/* ---- Planned replay (alloc/trace.c; the planned mode is declared further down) ------------ */
+/* Number of step marks ('s' lines) in the trace. */
+size_t remat_trace_steps(const remat_trace *trace);
+typedef struct {
+    remat_replay_result all;       /* the whole run, the recorded step included */
+    uint64_t steps, planned_steps; /* step marks; steps served from the plan */
+    uint64_t peak_reserved;        /* the most bytes reserved during the planned steps */
+    uint64_t lower_bound; /* the most 512-rounded bytes live at once during the planned steps:
+                             no pool can reserve less */
+    uint64_t arena_bytes, arena_lower_bound; /* the layout of the recorded step */
+    const char *heuristic;                   /* the layout's heuristic (static) */
+    uint64_t hits, misses;                   /* requests served from the arena / not */
+} remat_planned_replay_result;
+/* Replays the trace in planned mode: events before the first step mark run as usual, the step
+ * between the first and second marks is recorded (remat_pool_plan_record_begin/_end), and every
+ * later step starts with remat_pool_plan_step_begin. A trace with fewer than two marks is
+ * REMAT_EINVAL; otherwise as remat_trace_replay. */
+remat_status remat_trace_replay_planned(const remat_trace *trace, remat_device *dev,
+                                        const remat_pool_config *cfg,
+                                        remat_planned_replay_result *out);
+
 /* ==== Offset planning (alloc/layout.c) ===================================================== */
 
 /* One buffer of a planned layout: `bytes` live from op `first` to op `last`, inclusive (first <= last). */
@@ -325,6 +350,46 @@ typedef struct {
  * aligned or added up are REMAT_EINVAL naming the problem. */
 REMAT_API REMAT_NODISCARD remat_status remat_layout_plan(const remat_layout_buffer *bufs, size_t n, uint64_t align,
                                uint64_t *offsets, remat_layout_result *out);
+
+/* ---- Planned mode: record one step, serve the next ones from one planned arena ------------ */
+/* For a training loop whose steps repeat the same allocations: record one step, and the pool lays
+ * its blocks out in one arena (remat_layout_plan: no fragmentation, the arena close to the most
+ * bytes live at once) and serves the following steps from it.
+ *
+ *   remat_pool_plan_record_begin(pool); step(); remat_pool_plan_record_end(pool, &layout);
+ *   for (;;) { remat_pool_plan_step_begin(pool); step(); }
+ *
+ * While recording, requests are served as always and their rounded sizes, tags, streams and
+ * frees are noted. record_end plans the allocations that were also freed during the recording
+ * (those still live, such as parameters or optimizer states, stay with the caching path), returns
+ * the pool's wholly free cached segments, and takes the arena as one segment of exactly
+ * layout.arena_bytes. In a step, the k-th request is served from the arena if it has the size
+ * (rounded to 512), tag and stream of the k-th recorded one and every planned block still live
+ * was also live at that point of the recording. Otherwise it is served by the caching path and
+ * counted in n_planned_misses; after a request that differs from the recording, the rest of the
+ * step is too. A miss is never a failure. Freeing a planned block is an address-range check and a
+ * hash lookup. Planned blocks stay on the stream of the recording (remat_pool_record_stream on
+ * one is REMAT_EUNSUPPORTED); remat_pool_block_size reports their rounded size. With
+ * remat_pool_trace_begin active, record_begin and step_begin write a step mark "s" to the trace.
+ * Thread-safe like every pool call. */
+/* Starts recording. REMAT_EINVAL while recording, or while blocks of the current plan are live
+ * (a plan with none live is dropped first). */
+remat_status remat_pool_plan_record_begin(remat_pool *pool);
+/* Ends the recording and plans it; *out (may be NULL) receives the layout (arena_bytes is 0 when
+ * nothing could be planned). REMAT_EINVAL when not recording; REMAT_ENOMEM when the arena cannot be
+ * had (then there is no plan and the pool goes on as before). */
+remat_status remat_pool_plan_record_end(remat_pool *pool, remat_layout_result *out);
+/* Starts a step served from the plan (REMAT_EINVAL without a plan). Planned blocks kept from the
+ * previous step block the arena until they are freed. A new shape re-plans by itself: when a
+ * step's first request departs from the recording (and no planned block is live), the arena goes
+ * back to the cache and that step is recorded instead (its first request counts as one miss);
+ * after a step with more misses than hits, the next one is recorded. Such a recording is planned
+ * at the next step_begin, which then returns what record_end would (REMAT_ENOMEM if the new arena
+ * cannot be had: the pool goes on without a plan). */
+remat_status remat_pool_plan_step_begin(remat_pool *pool);
+/* Ends planned mode: no more planned hand-outs; the arena returns to the cache once its last
+ * planned block is freed. A no-op without a plan. */
+remat_status remat_pool_plan_stop(remat_pool *pool);
 
 /* ==== Checkpoint scheduler (checkpoint/) =================================================== */
 

@@ -1503,3 +1503,303 @@ Test(pool, executor_pattern_fits_a_tight_limit)
         remat_device_close(dev);
     }
 }
+
+/* ==== Planned mode: record one step, serve the next from one arena =========================== */
+
+/* A toy trainer's step on host memory: per layer a saved activation (freed in reverse in the
+ * backward) and a workspace; the backward passes a gradient down; every block carries a pattern
+ * checked at its free, and the pool is checked after every allocation (which checks that live
+ * planned blocks never overlap). `wide` changes one layer's size from that layer on (a shape
+ * change mid-step); returns the number of requests made. */
+typedef struct {
+    uint8_t *p;
+    size_t bytes;
+    uint64_t id;
+} plan_block;
+
+static uint64_t plan_next_id = 1;
+
+static plan_block plan_get(remat_pool *pool, size_t bytes, const char *tag)
+{
+    plan_block b = {remat_alloc_tagged(pool, bytes, NULL, tag), bytes, plan_next_id++};
+    cr_assert(b.p, "%s", remat_last_error());
+    pattern_visit(b.p, bytes, b.id, 1);
+    assert_pool_ok(pool);
+    return b;
+}
+
+static void plan_put(remat_pool *pool, plan_block b)
+{
+    pattern_visit(b.p, b.bytes, b.id, 0);
+    remat_free(pool, b.p);
+}
+
+#define PLAN_LAYERS 6
+#define PLAN_REQUESTS (PLAN_LAYERS * 4 + 1) /* per step */
+
+static int plan_step(remat_pool *pool, size_t batch, int wide_from)
+{
+    plan_block act[PLAN_LAYERS], grad, next;
+    int n = 0;
+    for (int l = 0; l < PLAN_LAYERS; l++, n += 2) {
+        size_t bytes = batch * (size_t)(l + 1) * 40000 + (l >= wide_from ? 4096 : 0);
+        plan_block ws = plan_get(pool, batch * 30000, "tmp");
+        act[l] = plan_get(pool, bytes, "act");
+        plan_put(pool, ws);
+    }
+    grad = plan_get(pool, batch * 50000, "act"), n++;
+    for (int l = PLAN_LAYERS; l-- > 0; n += 2) {
+        plan_block ws = plan_get(pool, batch * 70000, "tmp");
+        next = plan_get(pool, batch * 50000, "act");
+        plan_put(pool, ws);
+        plan_put(pool, grad);
+        plan_put(pool, act[l]);
+        grad = next;
+    }
+    plan_put(pool, grad);
+    return n;
+}
+
+static remat_pool_stats plan_stats(const remat_pool *pool)
+{
+    remat_pool_stats st;
+    cr_assert_eq(remat_pool_stats_get(pool, &st), REMAT_OK);
+    return st;
+}
+
+Test(pool, planned_steps_come_from_one_arena_of_the_planned_size)
+{
+    remat_device *dev = open_dev("host");
+    remat_pool *pool = open_pool(dev, NULL);
+    cr_assert_eq(remat_pool_plan_record_begin(pool), REMAT_OK, "%s", remat_last_error());
+    cr_assert_eq(plan_step(pool, 4, PLAN_LAYERS), PLAN_REQUESTS);
+    remat_layout_result layout;
+    cr_assert_eq(remat_pool_plan_record_end(pool, &layout), REMAT_OK, "%s", remat_last_error());
+    cr_assert_gt(layout.arena_bytes, 0);
+    cr_assert_leq((double)layout.arena_bytes, 1.02 * (double)layout.lower_bound_bytes);
+    remat_pool_stats st = plan_stats(pool);
+    cr_assert_eq(st.planned_arena_bytes, layout.arena_bytes);
+    cr_assert_eq(st.reserved.current, layout.arena_bytes, "the recording's segments are returned");
+    cr_assert_eq(st.n_plans, 1);
+    remat_pool_reset_peaks(pool);
+    for (int step = 0; step < 5; step++) {
+        cr_assert_eq(remat_pool_plan_step_begin(pool), REMAT_OK, "%s", remat_last_error());
+        plan_step(pool, 4, PLAN_LAYERS);
+    }
+    st = plan_stats(pool);
+    cr_assert_eq(st.n_planned_hits, 5 * PLAN_REQUESTS);
+    cr_assert_eq(st.n_planned_misses, 0);
+    cr_assert_eq(st.reserved.peak, layout.arena_bytes, "planned steps reserve exactly the arena");
+    cr_assert_eq(st.requested.current, 0);
+    remat_stat act;
+    remat_pool_tag_stats(pool, "act", &act);
+    cr_assert_gt(act.peak, 0, "planned requests count under their tags");
+    cr_assert_eq(remat_pool_plan_stop(pool), REMAT_OK);
+    st = plan_stats(pool);
+    cr_assert_eq(st.planned_arena_bytes, 0);
+    cr_assert_eq(st.allocated.current, 0, "the arena went back to the cache");
+    assert_pool_ok(pool);
+    remat_pool_destroy(pool);
+    remat_device_close(dev);
+}
+
+/* A trainer whose step changes shape never fails: a different batch departs at the first request
+ * (one miss; that step is recorded and planned next), a size change mid-step sends the rest of the
+ * step to the caching path, and the stats count exactly those requests. */
+Test(pool, planned_mode_falls_back_when_the_step_changes_shape)
+{
+    remat_device *dev = open_dev("host");
+    remat_pool *pool = open_pool(dev, NULL);
+    plan_block params = plan_get(pool, 3 * MiB, "params"); /* persistent: the caching path's */
+    cr_assert_eq(remat_pool_plan_record_begin(pool), REMAT_OK);
+    plan_step(pool, 4, PLAN_LAYERS);
+    cr_assert_eq(remat_pool_plan_record_end(pool, NULL), REMAT_OK);
+    cr_assert_eq(remat_pool_plan_step_begin(pool), REMAT_OK);
+    plan_step(pool, 2, PLAN_LAYERS); /* batch 2: a new shape */
+    remat_pool_stats st = plan_stats(pool);
+    cr_assert_eq(st.n_planned_hits, 0);
+    cr_assert_eq(st.n_planned_misses, 1, "only the first request misses; the step is recorded");
+    cr_assert_eq(remat_pool_plan_step_begin(pool), REMAT_OK, "%s", remat_last_error());
+    cr_assert_eq(plan_stats(pool).n_plans, 2, "the batch-2 step was planned");
+    plan_step(pool, 2, PLAN_LAYERS);
+    st = plan_stats(pool);
+    cr_assert_eq(st.n_planned_hits, PLAN_REQUESTS);
+    cr_assert_eq(st.n_planned_misses, 1);
+    /* mid-step change: layer 3 onwards is 4 KiB wider. The forward's first 3 layers hit (2
+     * requests each); from the 7th request on everything misses. */
+    cr_assert_eq(remat_pool_plan_step_begin(pool), REMAT_OK);
+    plan_step(pool, 2, 3);
+    st = plan_stats(pool);
+    cr_assert_eq(st.n_planned_hits, PLAN_REQUESTS + 7, "the workspace of layer 3 still matches");
+    cr_assert_eq(st.n_planned_misses, 1 + PLAN_REQUESTS - 7);
+    /* that step missed more than it hit: the next one is recorded, then planned again */
+    cr_assert_eq(remat_pool_plan_step_begin(pool), REMAT_OK);
+    plan_step(pool, 2, 3);
+    cr_assert_eq(remat_pool_plan_step_begin(pool), REMAT_OK);
+    plan_step(pool, 2, 3);
+    st = plan_stats(pool);
+    cr_assert_eq(st.n_plans, 3);
+    cr_assert_eq(st.n_planned_hits, 2 * PLAN_REQUESTS + 7);
+    cr_assert_eq(st.n_planned_misses, 1 + PLAN_REQUESTS - 7);
+    plan_put(pool, params);
+    cr_assert_eq(plan_stats(pool).requested.current, 0);
+    assert_pool_ok(pool);
+    remat_pool_destroy(pool);
+    remat_device_close(dev);
+}
+
+/* A planned block kept past its recorded free (here: into the next step) must not be overlapped:
+ * the arena hands nothing out while it is live, and everything resumes once it is freed. */
+Test(pool, planned_blocks_kept_too_long_block_the_arena_safely)
+{
+    remat_device *dev = open_dev("host");
+    remat_pool *pool = open_pool(dev, NULL);
+    cr_assert_eq(remat_pool_plan_record_begin(pool), REMAT_OK);
+    for (int i = 0; i < 3; i++) /* three blocks in turn: the plan puts them all at offset 0 */
+        plan_put(pool, plan_get(pool, 100000, "act"));
+    cr_assert_eq(remat_pool_plan_record_end(pool, NULL), REMAT_OK);
+    cr_assert_eq(remat_pool_plan_step_begin(pool), REMAT_OK);
+    plan_block a = plan_get(pool, 100000, "act"); /* hit, at offset 0; not freed in time */
+    plan_block b = plan_get(pool, 100000, "act"); /* its recorded place is a's: a miss */
+    cr_assert_neq(a.p, b.p);
+    cr_assert_eq(plan_stats(pool).n_planned_hits, 1);
+    cr_assert_eq(plan_stats(pool).n_planned_misses, 1);
+    plan_put(pool, a);
+    plan_block c = plan_get(pool, 100000, "act"); /* a is gone: a hit again */
+    cr_assert_eq(plan_stats(pool).n_planned_hits, 2);
+    cr_assert_eq(remat_pool_plan_step_begin(pool), REMAT_OK); /* c lives on into the next step */
+    plan_block d = plan_get(pool, 100000, "act");
+    cr_assert_eq(plan_stats(pool).n_planned_misses, 2, "c is overdue: d is not placed on it");
+    plan_put(pool, c), plan_put(pool, b), plan_put(pool, d);
+    assert_pool_ok(pool);
+    remat_pool_destroy(pool);
+    remat_device_close(dev);
+}
+
+Test(pool, planned_mode_refuses_bad_calls_and_bad_frees)
+{
+    remat_device *dev = open_dev("sim:8GiB");
+    remat_pool *pool = open_pool(dev, NULL);
+    cr_assert_eq(remat_pool_plan_record_end(pool, NULL), REMAT_EINVAL);
+    cr_assert_eq(remat_pool_plan_step_begin(pool), REMAT_EINVAL);
+    cr_assert(strstr(remat_last_error(), "no plan"), "%s", remat_last_error());
+    cr_assert_eq(remat_pool_plan_stop(pool), REMAT_OK, "stop without a plan is a no-op");
+    cr_assert_eq(remat_pool_plan_record_begin(pool), REMAT_OK);
+    cr_assert_eq(remat_pool_plan_record_begin(pool), REMAT_EINVAL);
+    cr_assert_eq(remat_pool_plan_step_begin(pool), REMAT_EINVAL);
+    remat_free(pool, remat_alloc(pool, 5000, NULL));
+    cr_assert_eq(remat_pool_plan_record_end(pool, NULL), REMAT_OK);
+    cr_assert_eq(remat_pool_plan_step_begin(pool), REMAT_OK);
+    void *p = remat_alloc(pool, 5000, NULL);
+    cr_assert_eq(plan_stats(pool).n_planned_hits, 1);
+    size_t size = 0;
+    cr_assert_eq(remat_pool_block_size(pool, p, &size), REMAT_OK);
+    cr_assert_eq(size, 5120);
+    cr_assert_eq(remat_pool_record_stream(pool, p, (remat_stream)0x10), REMAT_EUNSUPPORTED);
+    cr_assert_eq(remat_pool_plan_record_begin(pool), REMAT_EINVAL, "a planned block is live");
+    remat_free(pool, (char *)p + 512);
+    cr_assert(strstr(remat_last_error(), "planned arena"), "%s", remat_last_error());
+    remat_free(pool, p);
+    remat_free(pool, p);
+    cr_assert(strstr(remat_last_error(), "not a live planned block"), "%s", remat_last_error());
+    assert_pool_ok(pool);
+    cr_assert_eq(remat_pool_plan_stop(pool), REMAT_OK);
+    cr_assert_eq(remat_pool_plan_step_begin(pool), REMAT_EINVAL);
+    cr_assert_eq(plan_stats(pool).planned_arena_bytes, 0);
+    assert_pool_ok(pool);
+    remat_pool_destroy(pool);
+    remat_device_close(dev);
+}
+
+/* Stopping with planned blocks live keeps the arena until the last one is freed. */
+Test(pool, plan_stop_waits_for_the_last_planned_block)
+{
+    remat_device *dev = open_dev("sim:8GiB");
+    remat_pool *pool = open_pool(dev, NULL);
+    cr_assert_eq(remat_pool_plan_record_begin(pool), REMAT_OK);
+    remat_free(pool, remat_alloc(pool, 3 * MiB, NULL));
+    cr_assert_eq(remat_pool_plan_record_end(pool, NULL), REMAT_OK);
+    cr_assert_eq(remat_pool_plan_step_begin(pool), REMAT_OK);
+    void *p = remat_alloc(pool, 3 * MiB, NULL);
+    cr_assert_eq(remat_pool_plan_stop(pool), REMAT_OK);
+    cr_assert_eq(plan_stats(pool).planned_arena_bytes, 3 * MiB);
+    void *q = remat_alloc(pool, 3 * MiB, NULL);
+    cr_assert_eq(plan_stats(pool).n_planned_hits, 1, "no hand-outs after stop");
+    assert_pool_ok(pool);
+    remat_free(pool, p);
+    cr_assert_eq(plan_stats(pool).planned_arena_bytes, 0);
+    remat_free(pool, q);
+    assert_pool_ok(pool);
+    remat_pool_destroy(pool);
+    remat_device_close(dev);
+}
+
+/* Traces of planned runs carry step marks; `remat replay --planned` records the first marked step
+ * and serves the rest from its arena; a trace without marks is bad input for it. */
+Test(pool, replay_planned_cli_reports_arena_and_bound)
+{
+    char dir[] = "/tmp/remat-planned-XXXXXX";
+    cr_assert(mkdtemp(dir));
+    char path[256], plain[256];
+    snprintf(path, sizeof path, "%s/steps.trace", dir);
+    snprintf(plain, sizeof plain, "%s/plain.trace", dir);
+    FILE *f = fopen(path, "w");
+    cr_assert(f);
+    remat_device *dev = open_dev("sim:8GiB");
+    remat_pool *pool = open_pool(dev, NULL);
+    cr_assert_eq(remat_pool_trace_begin(pool, f), REMAT_OK);
+    cr_assert_eq(remat_pool_plan_record_begin(pool), REMAT_OK);
+    for (int step = 0; step < 4; step++) {
+        if (step == 1)
+            cr_assert_eq(remat_pool_plan_record_end(pool, NULL), REMAT_OK);
+        if (step >= 1)
+            cr_assert_eq(remat_pool_plan_step_begin(pool), REMAT_OK);
+        void *a = remat_alloc_tagged(pool, 3 * MiB, NULL, "act");
+        void *b = remat_alloc_tagged(pool, 5 * MiB, NULL, "act");
+        remat_free(pool, a);
+        void *c = remat_alloc_tagged(pool, 2 * MiB, NULL, "act");
+        remat_free(pool, c), remat_free(pool, b);
+    }
+    cr_assert_eq(remat_pool_trace_end(pool), REMAT_OK);
+    fclose(f);
+    remat_pool_destroy(pool);
+    remat_trace *t = NULL;
+    cr_assert_eq(remat_trace_load(path, &t), REMAT_OK, "%s", remat_last_error());
+    cr_assert_eq(remat_trace_steps(t), 4);
+    remat_planned_replay_result pr;
+    cr_assert_eq(remat_trace_replay_planned(t, dev, NULL, &pr), REMAT_OK, "%s", remat_last_error());
+    cr_assert_eq(pr.arena_bytes, 8 * MiB, "b overlaps a and c; a and c share an offset");
+    cr_assert_eq(pr.peak_reserved, pr.arena_bytes, "planned replay peak == arena size");
+    cr_assert_eq(pr.lower_bound, 8 * MiB);
+    cr_assert_eq(pr.hits, 9);
+    cr_assert_eq(pr.misses, 0);
+    cr_assert_eq(pr.planned_steps, 3);
+    remat_trace_free(t);
+    remat_device_close(dev);
+
+    cli_result *res = malloc(sizeof *res);
+    cli_run(res, "replay '%s' --planned --json", path);
+    cr_assert_eq(res->code, 0, "%s", res->err);
+    cJSON *j = cJSON_Parse(res->out);
+    cr_assert(j, "not JSON: %s", res->out);
+    cJSON *p = cJSON_GetObjectItem(j, "planned");
+    cr_assert(p, "%s", res->out);
+    cr_assert_eq(cJSON_GetObjectItem(p, "peak_reserved")->valuedouble, 8.0 * MiB);
+    cr_assert_eq(cJSON_GetObjectItem(p, "arena_bytes")->valuedouble, 8.0 * MiB);
+    cr_assert_eq(cJSON_GetObjectItem(p, "ratio")->valuedouble, 1.0);
+    cr_assert_eq(cJSON_GetObjectItem(p, "hits")->valuedouble, 9);
+    cr_assert(cJSON_IsString(cJSON_GetObjectItem(p, "heuristic")));
+    cJSON_Delete(j);
+    cli_run(res, "replay '%s' --planned", path);
+    cr_assert_eq(res->code, 0);
+    cr_assert(strstr(res->out, "reserved / lower bound"), "%s", res->out);
+    write_file(plain, "a 1 1000\nf 1\n");
+    cli_run(res, "replay '%s' --planned", plain);
+    cr_assert_eq(res->code, 2, "no step marks is bad input");
+    cr_assert(strstr(res->err, "0 step marks"), "%s", res->err);
+    cli_run(res, "replay '%s'", path);
+    cr_assert_eq(res->code, 0, "step marks are ignored by a plain replay: %s", res->err);
+    free(res);
+    unlink(path), unlink(plain);
+    rmdir(dir);
+}
