@@ -49,9 +49,11 @@ def time_steps(model, run, x, reps):
 
 
 def real_peak(model, run, x):
-    """Peak live bytes of one step, parameter gradients included (they are created in it)."""
+    """Peak live bytes of one step above its start, with the parameter gradients allocated
+    before it (as under gradient accumulation): activations, their gradients and workspaces,
+    and each weight gradient while it is being added in."""
     for p in model.parameters():
-        p.grad = None  # before the window: freeing the last step's gradients is not this step
+        p.grad = torch.zeros_like(p)
     xin = x.detach().requires_grad_()
     with _MemoryWindow(x.device) as w:
         run(xin).square().mean().backward()
@@ -88,8 +90,8 @@ def main():
     base_peak = real_peak(blocks, blocks, x)
     grads = sum(p.numel() * p.element_size() for p in blocks.parameters())
     print(f"plain autograd: {1000 * base:.1f} ms/step, modelled activations {mib(full):.1f} MiB, "
-          f"real step peak {mib(base_peak):.1f} MiB (parameter gradients {mib(grads):.1f} MiB "
-          "included in every real peak)")
+          f"real step peak {mib(base_peak):.1f} MiB (above {mib(grads):.1f} MiB of parameter "
+          "gradients allocated before each measured step)")
 
     def per_block(inp):
         for b in blocks:
