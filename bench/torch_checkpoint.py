@@ -9,6 +9,8 @@ remat's optimal schedule is planned for exactly that budget; both run forward+ba
 median step times are compared with the plain (store-all) step of the same run. Then remat alone
 at fractions of the store-all activation memory: the overhead-versus-memory curve, measured and
 predicted. Each configuration's real peak (the CPU allocator's events) is printed beside it.
+The configurations compared are timed round by round, interleaved with the plain step, so each
+overhead is against plain steps taken at the same moments.
 
 Lines starting "summary" are what scripts/run-bench.sh collects. REMAT_BENCH_REPS sets the timed
 steps per configuration (default 3, after one warm-up step).
@@ -38,20 +40,25 @@ def step(model, run, x):
     run(xin).square().mean().backward()
 
 
-def time_steps(model, run, x, reps):
-    step(model, run, x)  # warm-up
-    samples = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        step(model, run, x)
-        samples.append(time.perf_counter() - t0)
-    return statistics.median(samples)
+def time_steps(model, runs, x, reps):
+    """Median seconds of a step of each of `runs`, interleaved round by round (one warm-up
+    round), so a change of machine load hits every configuration alike."""
+    samples = [[] for _ in runs]
+    for r in range(reps + 1):
+        for k, run in enumerate(runs):
+            t0 = time.perf_counter()
+            step(model, run, x)
+            if r:
+                samples[k].append(time.perf_counter() - t0)
+    return [statistics.median(s) for s in samples]
 
 
 def real_peak(model, run, x):
-    """Peak live bytes of one step, parameter gradients included (they are created in it)."""
+    """Peak live bytes of one step above its start, with the parameter gradients allocated
+    before it (as under gradient accumulation): activations, their gradients and workspaces,
+    and each weight gradient while it is being added in."""
     for p in model.parameters():
-        p.grad = None  # before the window: freeing the last step's gradients is not this step
+        p.grad = torch.zeros_like(p)
     xin = x.detach().requires_grad_()
     with _MemoryWindow(x.device) as w:
         run(xin).square().mean().backward()
@@ -84,12 +91,12 @@ def main():
           f"{a.reps} timed steps per configuration")
     chain = rt.profile(blocks, x.requires_grad_(), reps=3, min_time=0.05)
     full = chain.store_all_bytes()
-    base = time_steps(blocks, blocks, x, a.reps)
+    (base,) = time_steps(blocks, [blocks], x, a.reps)
     base_peak = real_peak(blocks, blocks, x)
     grads = sum(p.numel() * p.element_size() for p in blocks.parameters())
     print(f"plain autograd: {1000 * base:.1f} ms/step, modelled activations {mib(full):.1f} MiB, "
-          f"real step peak {mib(base_peak):.1f} MiB (parameter gradients {mib(grads):.1f} MiB "
-          "included in every real peak)")
+          f"real step peak {mib(base_peak):.1f} MiB (above {mib(grads):.1f} MiB of parameter "
+          "gradients allocated before each measured step)")
 
     def per_block(inp):
         for b in blocks:
@@ -105,12 +112,11 @@ def main():
     for name, run, policy in baselines:
         mem = chain.plan(full, policy=policy)["peak_bytes"]
         ck = rt.checkpoint(blocks, x, mem, chain=chain)
-        t_torch = time_steps(blocks, run, x, a.reps)
-        t_remat = time_steps(blocks, ck, x, a.reps)
+        plain, t_torch, t_remat = time_steps(blocks, [blocks, run, ck], x, a.reps)
         p_torch, p_remat = real_peak(blocks, run, x), real_peak(blocks, ck, x)
         print(f"summary torch_checkpoint {name:<26} memory {mib(mem):7.1f} MiB "
-              f"({100 * mem / full:5.1f}% of store-all): torch {100 * (t_torch / base - 1):+6.1f}%"
-              f"  remat {100 * (t_remat / base - 1):+6.1f}% (predicted "
+              f"({100 * mem / full:5.1f}% of store-all): torch {100 * (t_torch / plain - 1):+6.1f}%"
+              f"  remat {100 * (t_remat / plain - 1):+6.1f}% (predicted "
               f"{100 * ck.plan['overhead']:+.1f}%)  remat/torch time {t_remat / t_torch:.3f}  "
               f"real peaks torch {mib(p_torch):.1f} MiB remat {mib(p_remat):.1f} MiB")
     for f in (float(v) for v in a.fractions.split(",") if v):
@@ -119,10 +125,10 @@ def main():
         except ValueError as e:
             print(f"summary torch_checkpoint remat at {100 * f:.0f}%: {e}")
             continue
-        t = time_steps(blocks, ck, x, a.reps)
+        plain, t = time_steps(blocks, [blocks, ck], x, a.reps)
         print(f"summary torch_checkpoint remat at {100 * f:3.0f}% of store-all "
               f"({mib(ck.plan['peak_bytes']):7.1f} MiB): overhead measured "
-              f"{100 * (t / base - 1):+6.1f}% predicted {100 * ck.plan['overhead']:+6.1f}%  "
+              f"{100 * (t / plain - 1):+6.1f}% predicted {100 * ck.plan['overhead']:+6.1f}%  "
               f"real step peak {mib(real_peak(blocks, ck, x)):.1f} MiB")
 
 

@@ -14,7 +14,6 @@ and 2.x. See docs/python.md.
 import ctypes
 import json
 import math
-import os
 import statistics
 import time
 
@@ -384,6 +383,8 @@ class _Run:
         self.mods, self.ops, self.exclude, self.device = mods, ops, exclude, device
         self.acts, self.stored, self.grads = {}, {}, {}
         self.rng, self.pc, self.peak = {}, 0, 0
+        self.autocast = (torch.is_autocast_cpu_enabled(), torch.get_autocast_cpu_dtype(),
+                         torch.is_autocast_enabled(), torch.get_autocast_gpu_dtype())
 
     def held_bytes(self):
         seen = {}
@@ -423,7 +424,13 @@ class _Run:
 
     def forward_nograd(self, i, keep_input):
         x = self.activation(i)
-        with torch.no_grad():
+        # Autocast caches a weight's low-precision copy for the rest of the region; made under
+        # no_grad it has no graph, and a later forward with grad of the same stage would reuse
+        # it and leave the weight without a gradient. So no-grad runs neither fill nor use it.
+        ac = self.autocast
+        with torch.no_grad(), \
+                torch.autocast("cpu", dtype=ac[1], enabled=ac[0], cache_enabled=False), \
+                torch.autocast("cuda", dtype=ac[3], enabled=ac[2], cache_enabled=False):
             y = self._call(i, x)
         if i + 1 not in self.acts and i + 1 not in self.stored:
             self.acts[i + 1] = y
@@ -481,8 +488,11 @@ class _Run:
     def run_backward(self, d_last):
         self.grads[len(self.mods)] = d_last
         self.measure()
-        while self.pc < len(self.ops):
-            self.step()
+        # Recomputations run under the autocast state of the forward, as the first runs did.
+        with torch.autocast("cpu", dtype=self.autocast[1], enabled=self.autocast[0]), \
+                torch.autocast("cuda", dtype=self.autocast[3], enabled=self.autocast[2]):
+            while self.pc < len(self.ops):
+                self.step()
         return self.grads.get(0)
 
 
@@ -593,10 +603,10 @@ def fit(module_or_list, sample_input, card="a100-80gb", optimizer="adamw", dtype
     linearly; model states come from the parameter count, `optimizer` and `dtype` (fp32, or
     bf16/fp16 mixed precision with fp32 master weights), ZeRO `zero` over `gpus`; then libremat's
     fit arithmetic (remat_fit_chain) answers. The profile runs once per stage (timing=False)
-    unless timing=True is passed: times only shape the overheads. Activations are as measured, in the dtype the model
-    ran in. Returns a dict like `remat fit --json`, with `largest_batch` per policy (None where a
-    policy is not available: the selective ones need stage options); print_result prints it as
-    `remat fit` does."""
+    unless timing=True is passed: times only shape the overheads. Activations are as measured,
+    in the dtype the model ran in. Returns a dict like `remat fit --json`, with `largest_batch`
+    per policy (None where a policy is not available: the selective ones need stage options);
+    print_result prints it as `remat fit` does."""
     mods = _stages(module_or_list)
     _check_sample(mods, sample_input)
     b1, b2 = (int(b) for b in batches)
@@ -628,7 +638,8 @@ def fit(module_or_list, sample_input, card="a100-80gb", optimizer="adamw", dtype
     largest = {p: (None if res.max_batch[k] < 0 else int(res.max_batch[k]))
                for k, p in enumerate(_lib.ACT_POLICIES)}
     out = {"model": chains[0].name, "params": int(res.params), "mode": "training",
-           "card": {"name": card_name, "bytes": card_bytes}, "gpus": int(gpus), "batch": int(batch),
+           "card": {"name": card_name, "bytes": card_bytes}, "gpus": int(gpus), "zero": int(zero),
+           "batch": int(batch),
            "dtype": str(dtype), "optimizer": str(optimizer), "policy": str(policy),
            "per_gpu_bytes": {f: int(getattr(res.per_gpu, f)) for f in _lib.FIT_PARTS},
            "max_batch": largest, "largest_batch": largest,
@@ -644,9 +655,9 @@ def format_fit(r):
     """The text `remat fit` prints, for a fit() result."""
     fb = _lib.format_bytes
     lines = [f"model      torch: {r['params']} parameters",
-             f"mode       training: {r['dtype']} {r['optimizer']}, ZeRO-0 over {r['gpus']} GPU, "
-             f"batch {r['batch']}, policy {r['policy']} (activations measured at batches "
-             f"{r['batches_measured'][0]} and {r['batches_measured'][1]})",
+             f"mode       training: {r['dtype']} {r['optimizer']}, ZeRO-{r['zero']} over "
+             f"{r['gpus']} GPU, batch {r['batch']}, policy {r['policy']} (activations measured "
+             f"at batches {r['batches_measured'][0]} and {r['batches_measured'][1]})",
              f"card       {r['card']['name']}: {fb(r['card']['bytes'])} ({r['card']['bytes']} "
              "bytes)", "per GPU:"]
     for part, n in r["per_gpu_bytes"].items():

@@ -140,3 +140,31 @@ def test_budget_forms_agree():
     assert rt.checkpoint(model, x, "100%", chain=chain).plan["overhead"] == 0
     sqrt = rt.checkpoint(model, x, "100%", policy="sqrt", chain=chain).plan
     assert sqrt["policy"] == "sqrt"
+
+
+def test_recomputation_keeps_the_forward_autocast_state():
+    """Under CPU autocast (bf16) the recomputed stages run in bf16 as their first runs did, and
+    a stage recomputed without grad and then with grad in the same backward gets its weights'
+    gradients (autocast's cast cache must not hand the second run the first run's graphless
+    copy), so gradients still equal plain autograd's."""
+    model = models.mlp(10, 32)
+    x = torch.randn(16, 32)
+    measured = rt.profile(model, x, reps=1, min_time=0)
+    # Equal times, so the schedule does not depend on timing noise.
+    chain = rt.Chain("uniform", measured.input_bytes,
+                     [dict(st, fwd=1.0, bwd=2.0) for st in measured.stages])
+    ck = rt.checkpoint(model, x, "15%", chain=chain)
+    ops = ck.plan["ops"]
+    back = ops[next(k for k, o in enumerate(ops) if o.startswith("B")):]
+    assert any(f"F_n {i}" in back and f"F_all {i}" in back for i in range(10)), ops
+
+    def run(m):
+        def f(inp):
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return m(inp).float()
+        return f
+
+    ref_y, ref = grads_of(model, run(model), x)
+    y, got = grads_of(model, run(ck), x)
+    assert torch.equal(y, ref_y)
+    assert all(torch.equal(a, b) for a, b in zip(ref, got))
