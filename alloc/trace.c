@@ -436,8 +436,8 @@ static remat_status planned_mark(planned_run *r, size_t mark, remat_planned_repl
         out->arena_bytes = layout.arena_bytes;
         out->arena_lower_bound = layout.lower_bound_bytes;
         out->heuristic = layout.heuristic;
-        remat_pool_stats_get(r->pool, &r->before);
-        remat_pool_reset_peaks(r->pool);
+        REMAT_TRY(remat_pool_stats_get(r->pool, &r->before));
+        REMAT_TRY(remat_pool_reset_peaks(r->pool));
         r->planned = 1;
         out->lower_bound = r->live;
     }
@@ -514,7 +514,10 @@ remat_status remat_trace_replay_planned(const remat_trace *trace, remat_device *
     remat_status s = planned_events(&r, out, &done);
     double t1 = now_ns();
     remat_pool_stats st;
-    remat_pool_stats_get(pool, &st);
+    if (s == REMAT_OK)
+        s = remat_pool_stats_get(pool, &st);
+    else
+        (void)!remat_pool_stats_get(pool, &st); /* the failure above is the one to report */
     out->peak_reserved = st.reserved.peak;
     out->hits = st.n_planned_hits;
     out->misses = st.n_planned_misses;

@@ -190,7 +190,8 @@ static uint64_t frag_lower_bound(const remat_trace *t)
             n_alloc++;
     uint64_t *size = calloc(n_alloc ? n_alloc : 1, sizeof *size), live = 0, best = 0;
     for (size_t i = 0; i < n && size; i++) {
-        remat_trace_event_at(t, i, &e);
+        if (remat_trace_event_at(t, i, &e) != REMAT_OK)
+            break;
         if (e.op == 'a') {
             size[e.alloc_index] = e.bytes ? (e.bytes + 511) / 512 * 512 : 512;
             live += size[e.alloc_index];

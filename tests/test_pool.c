@@ -1581,7 +1581,7 @@ Test(pool, planned_steps_come_from_one_arena_of_the_planned_size)
     cr_assert_eq(st.planned_arena_bytes, layout.arena_bytes);
     cr_assert_eq(st.reserved.current, layout.arena_bytes, "the recording's segments are returned");
     cr_assert_eq(st.n_plans, 1);
-    remat_pool_reset_peaks(pool);
+    cr_assert_eq(remat_pool_reset_peaks(pool), REMAT_OK);
     for (int step = 0; step < 5; step++) {
         cr_assert_eq(remat_pool_plan_step_begin(pool), REMAT_OK, "%s", remat_last_error());
         plan_step(pool, 4, PLAN_LAYERS);
@@ -1592,7 +1592,7 @@ Test(pool, planned_steps_come_from_one_arena_of_the_planned_size)
     cr_assert_eq(st.reserved.peak, layout.arena_bytes, "planned steps reserve exactly the arena");
     cr_assert_eq(st.requested.current, 0);
     remat_stat act;
-    remat_pool_tag_stats(pool, "act", &act);
+    cr_assert_eq(remat_pool_tag_stats(pool, "act", &act), REMAT_OK);
     cr_assert_gt(act.peak, 0, "planned requests count under their tags");
     cr_assert_eq(remat_pool_plan_stop(pool), REMAT_OK);
     st = plan_stats(pool);
