@@ -99,6 +99,9 @@ remat_status ckpt_plan_ops(const remat_chain *chain, const remat_policy *policy,
 
 /* Every buffer remat_run allocates for ops, in its order, with lifetimes in op indices; the
  * simulated peak (most bytes live at any op) in *live_peak. Caller frees *out. */
+/* The arena of the planned layout of ops on c (the layout itself is not kept). */
+remat_status ckpt_layout_arena(const remat_chain *c, const remat_op *ops, size_t n_ops,
+                               uint64_t *arena);
 remat_status ckpt_layout_buffers(const remat_chain *c, const remat_op *ops, size_t n_ops,
                                  remat_layout_buffer **out, size_t *n_out, uint64_t *live_peak);
 /* remat_min_budget_layout with REMAT_LAYOUT_POOL: the least simulated peak. */

@@ -9,6 +9,10 @@
 
 /* Re-plans with a smaller budget at most this many times before trying the least-memory plan. */
 #define LAYOUT_REPLANS 8
+/* Schedules longer than this are not laid out by remat_plan (planning offsets for millions of
+ * buffers would take longer than the training it serves): they run on the caching pool, and
+ * their plan JSON says "layout": "pool". */
+#define LAYOUT_MAX_OPS 65536
 #define LAYOUT_ALIGN 512u
 #define LAYOUT_NONE SIZE_MAX
 
@@ -208,6 +212,16 @@ static remat_status layout_plan(const remat_chain *c, const remat_op *ops, size_
     return REMAT_OK;
 }
 
+remat_status ckpt_layout_arena(const remat_chain *c, const remat_op *ops, size_t n_ops,
+                               uint64_t *arena)
+{
+    remat_schedule_layout *lay = NULL;
+    REMAT_TRY(layout_plan(c, ops, n_ops, &lay));
+    *arena = lay->arena_bytes;
+    layout_free(lay);
+    return REMAT_OK;
+}
+
 void remat_schedule_free(remat_schedule *s)
 {
     if (!s)
@@ -238,6 +252,8 @@ static remat_status layout_try(const remat_chain *c, const remat_policy *p, uint
 {
     *sc = NULL;
     REMAT_TRY(ckpt_plan_ops(c, p, budget, sc));
+    if ((*sc)->n_ops > LAYOUT_MAX_OPS)
+        return REMAT_OK; /* too long to lay out in reasonable time: the pool serves it */
     remat_status s = remat_schedule_plan_layout(*sc, c);
     if (s != REMAT_OK) {
         remat_schedule_free(*sc);

@@ -307,7 +307,7 @@ REMAT_API REMAT_NODISCARD remat_status remat_trace_replay(const remat_trace *tra
 
 /* ---- Planned replay (alloc/trace.c; the planned mode is declared further down) ------------ */
 /* Number of step marks ('s' lines) in the trace. */
-size_t remat_trace_steps(const remat_trace *trace);
+REMAT_API size_t remat_trace_steps(const remat_trace *trace);
 typedef struct {
     remat_replay_result all;       /* the whole run, the recorded step included */
     uint64_t steps, planned_steps; /* step marks; steps served from the plan */
@@ -322,7 +322,7 @@ typedef struct {
  * between the first and second marks is recorded (remat_pool_plan_record_begin/_end), and every
  * later step starts with remat_pool_plan_step_begin. A trace with fewer than two marks is
  * REMAT_EINVAL; otherwise as remat_trace_replay. */
-remat_status remat_trace_replay_planned(const remat_trace *trace, remat_device *dev,
+REMAT_API REMAT_NODISCARD remat_status remat_trace_replay_planned(const remat_trace *trace, remat_device *dev,
                                         const remat_pool_config *cfg,
                                         remat_planned_replay_result *out);
 
@@ -374,11 +374,11 @@ REMAT_API REMAT_NODISCARD remat_status remat_layout_plan(const remat_layout_buff
  * Thread-safe like every pool call. */
 /* Starts recording. REMAT_EINVAL while recording, or while blocks of the current plan are live
  * (a plan with none live is dropped first). */
-remat_status remat_pool_plan_record_begin(remat_pool *pool);
+REMAT_API REMAT_NODISCARD remat_status remat_pool_plan_record_begin(remat_pool *pool);
 /* Ends the recording and plans it; *out (may be NULL) receives the layout (arena_bytes is 0 when
  * nothing could be planned). REMAT_EINVAL when not recording; REMAT_ENOMEM when the arena cannot be
  * had (then there is no plan and the pool goes on as before). */
-remat_status remat_pool_plan_record_end(remat_pool *pool, remat_layout_result *out);
+REMAT_API REMAT_NODISCARD remat_status remat_pool_plan_record_end(remat_pool *pool, remat_layout_result *out);
 /* Starts a step served from the plan (REMAT_EINVAL without a plan). Planned blocks kept from the
  * previous step block the arena until they are freed. A new shape re-plans by itself: when a
  * step's first request departs from the recording (and no planned block is live), the arena goes
@@ -386,10 +386,10 @@ remat_status remat_pool_plan_record_end(remat_pool *pool, remat_layout_result *o
  * after a step with more misses than hits, the next one is recorded. Such a recording is planned
  * at the next step_begin, which then returns what record_end would (REMAT_ENOMEM if the new arena
  * cannot be had: the pool goes on without a plan). */
-remat_status remat_pool_plan_step_begin(remat_pool *pool);
+REMAT_API REMAT_NODISCARD remat_status remat_pool_plan_step_begin(remat_pool *pool);
 /* Ends planned mode: no more planned hand-outs; the arena returns to the cache once its last
  * planned block is freed. A no-op without a plan. */
-remat_status remat_pool_plan_stop(remat_pool *pool);
+REMAT_API REMAT_NODISCARD remat_status remat_pool_plan_stop(remat_pool *pool);
 
 /* ==== Checkpoint scheduler (checkpoint/) =================================================== */
 
@@ -572,7 +572,10 @@ REMAT_API REMAT_NODISCARD remat_status remat_min_budget(const remat_chain *chain
 /* The same for remat_plan_layout with `layout` (REMAT_LAYOUT_POOL: the least simulated peak). */
 REMAT_API REMAT_NODISCARD remat_status remat_min_budget_layout(const remat_chain *chain, const remat_policy *policy,
                                      remat_layout_mode layout, uint64_t *out);
-/* Store-all peak (the 100% reference for percentage budgets). */
+/* Store-all peak, the 100% reference for percentage budgets: what store-all needs under the
+ * default planned layout, i.e. the larger of the simulator's peak and store-all's arena (which
+ * rounds each buffer to 512 bytes), so that a plan at 100% always fits. For chains whose sizes are
+ * multiples of 512 (every GPT chain) the two are equal. */
 REMAT_API REMAT_NODISCARD remat_status remat_store_all_peak(const remat_chain *chain,
                                                             uint64_t *out);
 

@@ -81,6 +81,31 @@ static remat_status plan_pool(const remat_chain *c, const remat_policy *p, uint6
     return remat_plan_layout(c, p, REMAT_LAYOUT_POOL, budget, out);
 }
 
+/* Store-all's peak in the cost model (no arena): the simulator's, by hand in the tests below. */
+static uint64_t store_all_pool(const remat_chain *c)
+{
+    remat_policy all = {.kind = REMAT_POLICY_STORE_ALL};
+    remat_schedule *s = NULL;
+    cr_assert_eq(plan_pool(c, &all, UINT64_MAX, &s), REMAT_OK, "%s", remat_last_error());
+    uint64_t peak = s->peak_bytes;
+    remat_schedule_free(s);
+    return peak;
+}
+
+/* remat_store_all_peak, the 100% of percentage budgets, is what store-all needs under the
+ * default planned layout: its arena, so that a plan at 100% always fits. */
+static void check_store_all_reference(const remat_chain *c)
+{
+    remat_policy all = {.kind = REMAT_POLICY_STORE_ALL};
+    uint64_t ref = 0;
+    cr_assert_eq(remat_store_all_peak(c, &ref), REMAT_OK);
+    cr_assert_geq(ref, store_all_pool(c));
+    remat_schedule *s = NULL;
+    cr_assert_eq(remat_plan(c, &all, ref, &s), REMAT_OK, "%s", remat_last_error());
+    cr_assert_eq(s->peak_bytes, ref);
+    remat_schedule_free(s);
+}
+
 static remat_status min_pool(const remat_chain *c, const remat_policy *p, uint64_t *out)
 {
     return remat_min_budget_layout(c, p, REMAT_LAYOUT_POOL, out);
@@ -109,13 +134,12 @@ Test(simulate, store_all_peak_by_hand)
     c->input_bytes = 10;
     c->stages[0] = (remat_stage){.fwd = 1, .bwd = 2, .out_bytes = 20, .saved_bytes = 50};
     c->stages[1] = (remat_stage){.fwd = 3, .bwd = 4, .out_bytes = 30, .saved_bytes = 70};
-    uint64_t peak;
-    cr_assert_eq(remat_store_all_peak(c, &peak), REMAT_OK);
-    cr_assert_eq(peak, 180);
+    cr_assert_eq(store_all_pool(c), 180);
+    check_store_all_reference(c);
     c->stages[1].bwd_tmp_bytes = 5;
     c->stages[0].fwd_tmp_bytes = 100; /* F_all 0: 10 + 30 + 50 + 100 = 190 */
-    cr_assert_eq(remat_store_all_peak(c, &peak), REMAT_OK);
-    cr_assert_eq(peak, 190);
+    cr_assert_eq(store_all_pool(c), 190);
+    check_store_all_reference(c);
     remat_chain_free(c);
 }
 
@@ -723,9 +747,8 @@ Test(periodic, hand_computed_peaks)
     cr_assert_eq(plan_pool(c, &sq, 100, &s), REMAT_OK);
     cr_assert_eq(s->peak_bytes, 10);
     remat_schedule_free(s);
-    uint64_t all;
-    cr_assert_eq(remat_store_all_peak(c, &all), REMAT_OK);
-    cr_assert_eq(all, 15);
+    cr_assert_eq(store_all_pool(c), 15);
+    check_store_all_reference(c);
     cr_assert_eq(plan_pool(c, &p2, 9, &s), REMAT_EINFEASIBLE);
     cr_assert(strstr(remat_last_error(), "(10 bytes)"), "%s", remat_last_error());
     remat_chain_free(c);
