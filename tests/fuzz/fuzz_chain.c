@@ -1,6 +1,7 @@
 /* tests/fuzz/fuzz_chain.c: chain JSON through remat_chain_parse; a chain that parses is planned
  * under several policies and budgets, and every plan must re-simulate valid, within its budget and
- * at the peak it claims (abort() otherwise). Errors are fine; crashes, leaks and lies are not. */
+ * at the peak it claims (its arena under the planned layout; abort() otherwise). Errors are fine;
+ * crashes, leaks and lies are not. */
 #include "remat.h"
 
 #include <stdint.h>
@@ -19,8 +20,16 @@ static void fuzz_check_plan(const remat_chain *chain, const remat_policy *policy
         fprintf(stderr, "plan does not simulate: %s\n", sim.why);
         abort();
     }
-    if (sim.peak_bytes > budget || s->peak_bytes > budget || sim.peak_bytes != s->peak_bytes) {
-        fprintf(stderr, "plan over budget: peak %llu (claimed %llu), budget %llu\n",
+    /* The claimed peak is the arena under the planned layout (never below the live bytes, which
+     * the layout must count exactly as the simulator), else the simulated peak. */
+    const remat_schedule_layout *lay = s->layout;
+    uint64_t claim = lay ? lay->arena_bytes : sim.peak_bytes;
+    if (sim.peak_bytes > budget || s->peak_bytes > budget || s->peak_bytes != claim ||
+        (lay &&
+         (lay->live_peak_bytes != sim.peak_bytes || lay->lower_bound_bytes < sim.peak_bytes ||
+          lay->arena_bytes < lay->lower_bound_bytes))) {
+        fprintf(stderr,
+                "plan over budget or misclaimed: live peak %llu, claimed %llu, budget %llu\n",
                 (unsigned long long)sim.peak_bytes, (unsigned long long)s->peak_bytes,
                 (unsigned long long)budget);
         abort();
