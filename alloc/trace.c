@@ -43,6 +43,17 @@ remat_status remat_pool_trace_end(remat_pool *pool)
     return bad ? remat_fail(REMAT_EIO, "remat_pool_trace_end: writing the trace failed") : REMAT_OK;
 }
 
+remat_status remat_pool_trace_step(remat_pool *pool)
+{
+    if (!pool)
+        return remat_fail(REMAT_EINVAL, "remat_pool_trace_step: pool must not be NULL");
+    pool_lock(pool);
+    if (pool->trace)
+        fprintf(pool->trace, "s\n");
+    pool_unlock(pool);
+    return REMAT_OK;
+}
+
 /* ==== Parsing ================================================================================== */
 
 /* A trace line is a few numbers and a tag of at most 63 characters: 4 KiB is plenty, and a file
