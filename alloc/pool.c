@@ -526,7 +526,9 @@ static inline void *pool_commit(remat_pool *pool, pool_block *b, size_t bytes,
     pool->recent[(b->addr / POOL_ALIGN) & (POOL_RECENT - 1)] = b;
     if (pool->trace) {
         b->trace_id = ++pool->next_trace_id;
-        fprintf(pool->trace, "a %llu %zu %llu %s\n", (unsigned long long)b->trace_id, bytes,
+        /* "d": a dedicated segment, so a replay serves it as this pool did */
+        fprintf(pool->trace, "%c %llu %zu %llu %s\n", b->seg->dedicated ? 'd' : 'a',
+                (unsigned long long)b->trace_id, bytes,
                 (unsigned long long)pool_stream_number(pool, stream), pool->tags[tag].name);
     }
     return (void *)b->addr;

@@ -43,6 +43,17 @@ remat_status remat_pool_trace_end(remat_pool *pool)
     return bad ? remat_fail(REMAT_EIO, "remat_pool_trace_end: writing the trace failed") : REMAT_OK;
 }
 
+remat_status remat_pool_trace_step(remat_pool *pool)
+{
+    if (!pool)
+        return remat_fail(REMAT_EINVAL, "remat_pool_trace_step: pool must not be NULL");
+    pool_lock(pool);
+    if (pool->trace)
+        fprintf(pool->trace, "s\n");
+    pool_unlock(pool);
+    return REMAT_OK;
+}
+
 /* ==== Parsing ================================================================================== */
 
 /* A trace line is a few numbers and a tag of at most 63 characters: 4 KiB is plenty, and a file
@@ -60,6 +71,7 @@ typedef struct {
     uint32_t stream; /* trace stream number */
     uint32_t tag;    /* index into tags; 0 = untagged */
     char op;         /* 'a' or 'f' */
+    char dedicated;  /* 'd' lines: an allocation with a segment of its own */
 } trace_event;
 
 struct remat_trace {
@@ -154,12 +166,14 @@ static remat_status trace_push(remat_trace *t, const trace_event *e)
     return REMAT_OK;
 }
 
-static remat_status parse_alloc(trace_parser *p, char **tok, int n_tok)
+/* "a ..." or, dedicated, "d ..." (the same fields). */
+static remat_status parse_alloc(trace_parser *p, char **tok, int n_tok, int dedicated)
 {
     uint64_t id, stream = 0;
-    trace_event e = {.op = 'a', .line = p->line};
+    trace_event e = {.op = 'a', .dedicated = (char)dedicated, .line = p->line};
     if (n_tok < 3 || n_tok > 5)
-        return parse_error(p, "%s", "expected 'a <id> <bytes> [<stream> [<tag>]]'");
+        return parse_error(p, "expected '%s <id> <bytes> [<stream> [<tag>]]'",
+                           dedicated ? "d" : "a");
     if (!parse_u64(tok[1], &id) || id == UINT64_MAX)
         return parse_error(p, "bad allocation id '%.40s'", tok[1]);
     if (!parse_u64(tok[2], &e.bytes))
@@ -221,13 +235,13 @@ static remat_status parse_line(trace_parser *p, char *line)
     }
     if (n_tok == 0)
         return REMAT_OK;
-    if (strcmp(tok[0], "a") == 0)
-        return parse_alloc(p, tok, n_tok);
+    if (strcmp(tok[0], "a") == 0 || strcmp(tok[0], "d") == 0)
+        return parse_alloc(p, tok, n_tok, tok[0][0] == 'd');
     if (strcmp(tok[0], "f") == 0)
         return parse_free(p, tok, n_tok);
     if (strcmp(tok[0], "s") == 0)
         return parse_step(p, n_tok);
-    return parse_error(p, "unknown event '%.40s' (expected 'a', 'f' or 's')", tok[0]);
+    return parse_error(p, "unknown event '%.40s' (expected 'a', 'd', 'f' or 's')", tok[0]);
 }
 
 /* Reads the next line (its newline dropped) into buf, which holds TRACE_MAX_LINE + 1 bytes, and
@@ -347,6 +361,15 @@ remat_status remat_trace_event_at(const remat_trace *trace, size_t i, remat_trac
 
 /* ==== Replay =================================================================================== */
 
+/* Allocation event e of t as the recorded pool served it: a dedicated segment for 'd' lines. */
+static void *trace_alloc(remat_pool *pool, const remat_trace *t, const trace_event *e,
+                         remat_stream stream)
+{
+    const char *tag = e->tag ? t->tags[e->tag] : NULL;
+    return e->dedicated ? remat_alloc_dedicated(pool, (size_t)e->bytes, stream, tag)
+                        : remat_alloc_tagged(pool, (size_t)e->bytes, stream, tag);
+}
+
 static double now_ns(void)
 {
     struct timespec ts;
@@ -365,8 +388,7 @@ static remat_status replay_events(const remat_trace *t, remat_pool *pool, int re
             ptrs[e->slot] = NULL;
         } else {
             remat_stream stream = real_streams ? (remat_stream)(uintptr_t)e->stream : NULL;
-            ptrs[e->slot] = remat_alloc_tagged(pool, (size_t)e->bytes, stream,
-                                               e->tag ? t->tags[e->tag] : NULL);
+            ptrs[e->slot] = trace_alloc(pool, t, e, stream);
             if (!ptrs[e->slot])
                 return remat_fail_context(REMAT_ENOMEM, "trace line %llu", (unsigned long long)e->line);
         }
@@ -466,8 +488,7 @@ static remat_status planned_events(planned_run *r, remat_planned_replay_result *
             r->live -= r->sizes[e->slot];
         } else {
             remat_stream stream = r->real_streams ? (remat_stream)(uintptr_t)e->stream : NULL;
-            r->ptrs[e->slot] = remat_alloc_tagged(r->pool, (size_t)e->bytes, stream,
-                                                  e->tag ? t->tags[e->tag] : NULL);
+            r->ptrs[e->slot] = trace_alloc(r->pool, t, e, stream);
             if (!r->ptrs[e->slot])
                 return remat_fail_context(REMAT_ENOMEM, "trace line %llu",
                                           (unsigned long long)e->line);

@@ -3,7 +3,9 @@
  * in the forward and freed in the backward; per-op temporaries) trains for several steps at several
  * batch sizes; the trace is replayed on a simulated card through the pool and through no cache.
  * Target: peak reserved / peak requested <= 1.05 for the pool. `bench_frag --trace-out FILE
- * [MODEL]` writes the mixed-batch trace for `remat replay`. */
+ * [MODEL]` writes the mixed-batch trace for `remat replay`. Real training traces (`remat train
+ * --trace`, with its step marks) are replayed too when REMAT_FRAG_TRACES names them as
+ * NAME=FILE[,NAME=FILE...]; scripts/run-bench.sh records tiny and small ones. */
 #include "bench/bench.h"
 #include "remat.h"
 
@@ -206,6 +208,41 @@ static uint64_t frag_lower_bound(const remat_trace *t)
 
 static remat_device *frag_dev;
 
+#define FRAG_MAX_REAL 16
+
+typedef struct {
+    char name[48];
+    remat_trace *trace;
+} frag_real;
+
+/* Loads the traces REMAT_FRAG_TRACES names (NAME=FILE, comma-separated); how many in *n. */
+static int frag_real_load(frag_real *real, int *n)
+{
+    const char *list = getenv("REMAT_FRAG_TRACES");
+    *n = 0;
+    for (const char *p = list; p && *p && *n < FRAG_MAX_REAL;) {
+        const char *end = strchr(p, ','), *eq = strchr(p, '=');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        char item[512];
+        if (!eq || eq >= p + len || len >= sizeof item || (size_t)(eq - p) >= sizeof real->name) {
+            fprintf(stderr, "bench_frag: REMAT_FRAG_TRACES: '%.*s' is not NAME=FILE\n", (int)len,
+                    p);
+            return -1;
+        }
+        memcpy(item, p, len);
+        item[len] = 0;
+        item[eq - p] = 0;
+        frag_real *r = &real[(*n)++];
+        memcpy(r->name, item, (size_t)(eq - p) + 1); /* checked to fit above */
+        if (remat_trace_load(item + (eq - p) + 1, &r->trace) != REMAT_OK) {
+            fprintf(stderr, "bench_frag: %s\n", remat_last_error());
+            return -1;
+        }
+        p = end ? end + 1 : p + len;
+    }
+    return 0;
+}
+
 static void bench_replay(remat_bench_state *st, void *arg)
 {
     frag_case *c = arg;
@@ -274,16 +311,25 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_frag: %s\n", remat_last_error());
         return 1;
     }
-    static frag_case cases[N_MODELS * FRAG_MODES];
-    remat_trace *traces[N_MODELS];
-    for (int m = 0; m < N_MODELS; m++) {
-        traces[m] = gen_parsed(&models[m].model);
+    static frag_real real[FRAG_MAX_REAL];
+    int n_real = 0;
+    if (frag_real_load(real, &n_real) != 0)
+        return 1;
+    static frag_case cases[(N_MODELS + FRAG_MAX_REAL) * FRAG_MODES];
+    remat_trace *traces[N_MODELS + FRAG_MAX_REAL];
+    int n_traces = N_MODELS + n_real;
+    for (int m = 0; m < n_traces; m++) {
+        traces[m] = m < N_MODELS ? gen_parsed(&models[m].model) : real[m - N_MODELS].trace;
         if (!traces[m])
             return 1;
         for (int k = 0; k < FRAG_MODES; k++) {
             frag_case *c = &cases[m * FRAG_MODES + k];
-            snprintf(c->name, sizeof c->name, "frag/%s/%s", frag_mode_names[k], models[m].name);
-            c->model = &models[m].model;
+            if (m < N_MODELS)
+                snprintf(c->name, sizeof c->name, "frag/%s/%s", frag_mode_names[k], models[m].name);
+            else /* a real training trace */
+                snprintf(c->name, sizeof c->name, "frag/%s/train-%s", frag_mode_names[k],
+                         real[m - N_MODELS].name);
+            c->model = m < N_MODELS ? &models[m].model : NULL;
             c->trace = traces[m];
             c->mode = k;
             remat_bench_register(c->name, bench_replay, c);
@@ -293,7 +339,7 @@ int main(int argc, char **argv)
     }
     int rc = remat_bench_main(argc, argv);
     printf("summary fragmentation: peak reserved / peak requested (target <= 1.05 for the pool)\n");
-    for (int i = 0; i < N_MODELS * FRAG_MODES; i++)
+    for (int i = 0; i < n_traces * FRAG_MODES; i++)
         if (cases[i].mode != FRAG_PLANNED)
             printf("summary %-40s %6.3f%s\n", cases[i].name, cases[i].ratio,
                    cases[i].mode == FRAG_NO_CACHE ? ""
@@ -302,7 +348,7 @@ int main(int argc, char **argv)
     printf(
         "summary peak reserved / lower bound (most 512-rounded bytes live at once); planned: over "
         "the planned steps (target <= 1.02), and over the whole trace with the recorded step\n");
-    for (int i = 0; i < N_MODELS * FRAG_MODES; i++) {
+    for (int i = 0; i < n_traces * FRAG_MODES; i++) {
         const frag_case *c = &cases[i];
         if (c->mode == FRAG_PLANNED)
             printf("summary %-40s %6.3f%s  whole %6.3f  arena/step-bound %6.4f  hits %llu misses "
@@ -312,7 +358,7 @@ int main(int argc, char **argv)
         else if (c->mode != FRAG_NO_CACHE)
             printf("summary %-40s %6.3f\n", c->name, c->bound);
     }
-    for (int m = 0; m < N_MODELS; m++)
+    for (int m = 0; m < n_traces; m++)
         remat_trace_free(traces[m]);
     remat_device_close(frag_dev);
     return rc;

@@ -1,6 +1,7 @@
 /* cli/cmd_fit.c: `remat fit`: what a model needs per GPU on a card, for training or serving, and
  * the largest batch that fits per activation policy; `--card all` compares every preset. */
 #include "cli/cli.h"
+#include "plan/plan.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -561,6 +562,23 @@ static void fit_print_weight_split(const remat_fit_request *r, const remat_fit_r
            human(res->weights_16bit, h), (unsigned long long)res->weights_16bit);
 }
 
+/* The reserve's two parts: the CUDA context, and the allocator's part. For our GPT in training
+ * that is the pool's computed rounding (the arena's segment, the states' 512 bytes); otherwise
+ * an assumed 2% of the managed bytes. */
+static void fit_print_reserve_split(const remat_fit_request *r, const remat_fit_result *res)
+{
+    char h[32];
+    uint64_t context = PLAN_CONTEXT_BYTES, reserve = res->per_gpu.reserve;
+    uint64_t alloc = reserve > context ? reserve - context : 0;
+    int exact = !r->inference && !r->model.params_only && r->model.arch == REMAT_ARCH_GPT2;
+    printf("    context    %12s  %llu  (CUDA context, outside the pool)\n", human(context, h),
+           (unsigned long long)context);
+    printf("    allocator  %12s  %llu  (%s)\n", human(alloc, h), (unsigned long long)alloc,
+           exact ? "our pool's rounding: the planned arena's 2 MiB segment and the states' "
+                   "512 B; no fragmentation slack"
+                 : "an assumed 2% slack of the managed bytes");
+}
+
 /* "fits: yes with store-all at batch 1 x seq 1024, ..." and, where the breakdown's policy does
  * not fit, the first policy that does. */
 static void fit_print_fits(const remat_fit_request *r, const remat_fit_result *res)
@@ -601,6 +619,8 @@ static void fit_print_text(const char *card, const remat_fit_request *r,
         printf("  %-12s %12s  %llu\n", part_names[i], human(v, h), (unsigned long long)v);
         if (i == 0)
             fit_print_weight_split(r, res);
+        if (i == 6)
+            fit_print_reserve_split(r, res);
     }
     printf("pool       %s (%llu bytes): the card less CUDA context and workspace\n",
            human(res->pool_bytes, h), (unsigned long long)res->pool_bytes);

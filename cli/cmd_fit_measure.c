@@ -4,6 +4,7 @@
 #include "cli/cli.h"
 #include "core/core.h"
 #include "model/gpt.h"
+#include "plan/plan.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -16,65 +17,20 @@ typedef struct {
     remat_status status;          /* of the run at `batch` */
     remat_status one_more;        /* of the run at batch + 1 (REMAT_ENOMEM = did not fit) */
     uint64_t one_more_measured;   /* its pool's peak reserved bytes when it ran */
-    uint64_t one_more_slack;      /* the allocator slack the plan states at batch + 1 */
+    uint64_t one_more_slack;      /* what the plan counts at batch + 1 that this device does not
+                                   * allocate, rounded up to the arena's 2 MiB segment */
     char why[320];                /* the failure message of the run at `batch` */
 } measure_row;
 
-/* ==== Schedules of the fixed policies ====================================================== */
+/* ==== Schedules ========================================================================== */
 
-static int measure_option(const remat_stage *s, remat_act_policy p)
-{
-    const char *want = p == REMAT_ACT_LLMC ? "recompute-gelu" : "recompute-attn";
-    if (p != REMAT_ACT_LLMC && p != REMAT_ACT_MEGATRON)
-        return -1;
-    for (int k = 0; k < s->n_options; k++)
-        if (strcmp(s->options[k].name, want) == 0)
-            return k;
-    return -1;
-}
-
-/* The op list of a fixed policy: F_all (with the policy's option) then B; full recompute: F_ck
- * keeping every input, then F_all i, B i from the last stage. */
-static remat_status measure_fixed(const remat_chain *c, remat_act_policy p, remat_schedule **out)
-{
-    int n = c->n_stages, k = 0;
-    remat_schedule *s = calloc(1, sizeof *s);
-    remat_op *ops = calloc(3 * (size_t)n, sizeof *ops);
-    if (!s || !ops) {
-        free(s), free(ops);
-        return remat_fail(REMAT_ENOMEM, "out of host memory for a schedule");
-    }
-    if (p == REMAT_ACT_FULL) {
-        for (int i = 0; i < n - 1; i++)
-            ops[k++] = (remat_op){REMAT_OP_F_CK, i, -1};
-        for (int i = n - 1; i >= 0; i--) {
-            ops[k++] = (remat_op){REMAT_OP_F_ALL, i, -1};
-            ops[k++] = (remat_op){REMAT_OP_B, i, -1};
-        }
-    } else {
-        for (int i = 0; i < n; i++)
-            ops[k++] = (remat_op){REMAT_OP_F_ALL, i, measure_option(&c->stages[i], p)};
-        for (int i = n - 1; i >= 0; i--)
-            ops[k++] = (remat_op){REMAT_OP_B, i, -1};
-    }
-    s->ops = ops;
-    s->n_ops = (size_t)k;
-    s->feasible = 1;
-    /* the planned layout, as remat_plan gives every other schedule: one arena, no fragmentation */
-    remat_status st = remat_schedule_plan_layout(s, c);
-    if (st != REMAT_OK) {
-        remat_schedule_free(s);
-        return st;
-    }
-    *out = s;
-    return REMAT_OK;
-}
-
+/* The fixed policies' schedules are the planner's own (plan_chain_schedule), laid out in one
+ * arena as remat_plan lays out optimal's. */
 static remat_status measure_schedule(const remat_chain *c, remat_act_policy p, uint64_t budget,
                                      remat_schedule **out)
 {
     if (p != REMAT_ACT_OPTIMAL)
-        return measure_fixed(c, p, out);
+        return plan_chain_schedule(c, p, out);
     remat_policy opt = {.kind = REMAT_POLICY_OPTIMAL};
     return remat_plan(c, &opt, budget, out);
 }
@@ -132,16 +88,41 @@ static remat_status measure_open(measure_run *m, const char *device, uint64_t li
     return gpt_model_chain(m->model, &m->chain);
 }
 
+/* The most workspace bytes the planner's chain of md at B x T counts for one op beyond this
+ * device's chain `dev`: the plan assumes the CUDA attention kernel's NH x T x T floats of scratch,
+ * the CPU kernels take threads x T x T. 0 when the device needs as much. */
+static remat_status measure_allowance(const remat_model_desc *md, const remat_chain *dev, int B,
+                                      int T, uint64_t *out)
+{
+    remat_chain *c = NULL;
+    REMAT_TRY(plan_chain_build(md, (uint64_t)B, (uint64_t)T, 4, &c));
+    uint64_t most = 0;
+    for (int i = 0; i < c->n_stages && i < dev->n_stages; i++) {
+        const remat_stage *a = &c->stages[i], *d = &dev->stages[i];
+        if (a->fwd_tmp_bytes > d->fwd_tmp_bytes && a->fwd_tmp_bytes - d->fwd_tmp_bytes > most)
+            most = a->fwd_tmp_bytes - d->fwd_tmp_bytes;
+        if (a->bwd_tmp_bytes > d->bwd_tmp_bytes && a->bwd_tmp_bytes - d->bwd_tmp_bytes > most)
+            most = a->bwd_tmp_bytes - d->bwd_tmp_bytes;
+    }
+    plan_chain_free(c);
+    *out = most;
+    return REMAT_OK;
+}
+
 /* Trains MEASURE_STEPS steps of policy p at batch B in a pool limited to `limit`; the pool's
- * peak allocated bytes in *peak, its peak reserved bytes in *reserved (if not NULL). */
+ * peak allocated bytes in *peak, its peak reserved bytes in *reserved and the plan's workspace
+ * allowance over this device (measure_allowance) in *allowance (if not NULL). */
 static remat_status measure_one(const char *device, uint64_t limit, int expandable,
-                                const gpt_config *cfg, int B, int T, remat_act_policy p,
-                                uint64_t budget, uint64_t *peak, uint64_t *reserved)
+                                const remat_model_desc *md, const gpt_config *cfg, int B, int T,
+                                remat_act_policy p, uint64_t budget, uint64_t *peak,
+                                uint64_t *reserved, uint64_t *allowance)
 {
     measure_run m;
     memset(&m, 0, sizeof m);
     gpt_adamw hp = gpt_adamw_defaults();
     remat_status s = measure_open(&m, device, limit, expandable, cfg, B, T);
+    if (s == REMAT_OK && allowance)
+        s = measure_allowance(md, m.chain, B, T, allowance);
     if (s == REMAT_OK)
         s = measure_schedule(m.chain, p, budget, &m.sched);
     for (int step = 1; s == REMAT_OK && step <= MEASURE_STEPS; step++) {
@@ -161,11 +142,9 @@ static remat_status measure_one(const char *device, uint64_t limit, int expandab
 
 /* ==== The comparison ======================================================================= */
 
-/* Planned pool bytes (states + activations) at `batch` under p, the activation budget, and (if
- * slack is not NULL) the allocator slack the plan adds: its reserve less the CUDA context, which
- * is what the card holds beyond the pool and the workspace. */
+/* Planned pool bytes (states + activations) at `batch` under p and the activation budget. */
 static remat_status measure_predict(const remat_fit_request *req, remat_act_policy p, long batch,
-                                    uint64_t *pool_bytes, uint64_t *budget, uint64_t *slack)
+                                    uint64_t *pool_bytes, uint64_t *budget)
 {
     remat_fit_request r = *req;
     remat_fit_result res;
@@ -173,41 +152,48 @@ static remat_status measure_predict(const remat_fit_request *req, remat_act_poli
     r.batch = (int)batch;
     REMAT_TRY(remat_fit(&r, &res));
     const remat_fit_bytes *b = &res.per_gpu;
-    uint64_t context = r.card_bytes - res.pool_bytes - b->workspace;
-    if (slack)
-        *slack = b->reserve > context ? b->reserve - context : 0;
     *pool_bytes = b->weights + b->gradients + b->optimizer + b->activations;
     /* the trainer's targets sit outside the chain: the schedule's budget excludes them */
-    uint64_t targets = ((uint64_t)batch * (uint64_t)r.seq * 4 + 511) / 512 * 512;
-    *budget = b->activations - targets;
+    *budget = b->activations - plan_chain_extra_bytes(&r.model, (uint64_t)batch, (uint64_t)r.seq);
     return REMAT_OK;
+}
+
+static uint64_t measure_segments(uint64_t bytes)
+{
+    const uint64_t seg = 2ull << 20; /* the pool's large segments are multiples of 2 MiB */
+    return (bytes + seg - 1) / seg * seg;
 }
 
 static remat_status measure_policy(const remat_fit_request *req, const remat_fit_result *res,
                                    const char *device, int expandable, const gpt_config *cfg,
                                    remat_act_policy p, measure_row *row)
 {
-    uint64_t budget = 0, ignored = 0, next_budget = 0;
+    uint64_t budget = 0, ignored = 0, next_budget = 0, allowance = 0;
     row->batch = res->max_batch[p];
     if (row->batch <= 0)
         return REMAT_OK;
-    REMAT_TRY(measure_predict(req, p, row->batch, &row->predicted, &budget, NULL));
-    row->status = measure_one(device, res->pool_bytes, expandable, cfg, (int)row->batch, req->seq,
-                              p, budget, &row->measured, NULL);
+    REMAT_TRY(measure_predict(req, p, row->batch, &row->predicted, &budget));
+    row->status = measure_one(device, res->pool_bytes, expandable, &req->model, cfg,
+                              (int)row->batch, req->seq, p, budget, &row->measured, NULL, NULL);
     if (row->status != REMAT_OK)
         snprintf(row->why, sizeof row->why, "%s", remat_last_error());
-    if (measure_predict(req, p, row->batch + 1, &ignored, &next_budget, &row->one_more_slack) !=
-        REMAT_OK)
+    if (measure_predict(req, p, row->batch + 1, &ignored, &next_budget) != REMAT_OK)
         next_budget = budget;
-    row->one_more = measure_one(device, res->pool_bytes, expandable, cfg, (int)row->batch + 1,
-                                req->seq, p, next_budget, &ignored, &row->one_more_measured);
+    row->one_more =
+        measure_one(device, res->pool_bytes, expandable, &req->model, cfg, (int)row->batch + 1,
+                    req->seq, p, next_budget, &ignored, &row->one_more_measured, &allowance);
+    /* less workspace per op can save the arena one 2 MiB segment, never more than the rounded
+     * difference */
+    row->one_more_slack = allowance ? measure_segments(allowance) : 0;
     remat_clear_error();
     return REMAT_OK;
 }
 
 /* Batch + 1, which the plan refuses: out of memory, or fitting with less headroom below the pool's
- * limit than the slack the plan keeps ("in the slack"); more headroom than that ("outside the
- * slack") would mean the plan refused a batch that fits. */
+ * limit than the slack: the workspace the plan counts and this device does not allocate, rounded
+ * up to a 2 MiB segment ("in the slack"; 0 on a device with the CUDA kernels, where the plan is
+ * exact). More headroom than that ("outside the slack") would mean the plan refused a batch that
+ * fits. */
 static const char *measure_next(const measure_row *r, uint64_t limit, char *buf, size_t n)
 {
     if (r->one_more == REMAT_ENOMEM)

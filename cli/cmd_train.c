@@ -56,7 +56,8 @@ void cmd_train_usage(FILE *f)
         "                  bit for bit (the gradients are identical, so training is unchanged)\n"
         "  --trace FILE    record the pool's allocation trace of the whole run (tags: params,\n"
         "                  grads, optim, workspace, act) to FILE, for `remat memviz` and\n"
-        "                  `remat replay` (the profile runs in a pool of its own: not in it)\n"
+        "                  `remat replay` (the profile runs in a pool of its own: not in it);\n"
+        "                  a step mark starts each step, for `remat replay --planned`\n"
         "  --profile-memory after the run, a table per stage, pass and tag: calls, time, bytes\n"
         "                  handed out, and the most bytes live under each tag while it ran\n"
         "                  (with --json: one {\"memory_profile\": ...} object after the summary)\n"
@@ -591,7 +592,10 @@ static int train_loop(train_run *r, train_totals *tot)
         gpt_loader_next(&r->loader, r->inputs, r->targets);
         float loss;
         uint64_t pool_peak;
-        remat_status s = train_step(r, tot, &hp, step, &loss, &pool_peak);
+        /* a step mark in the --trace, so `remat replay --planned` can record a step */
+        remat_status s = remat_pool_trace_step(r->pool);
+        if (s == REMAT_OK)
+            s = train_step(r, tot, &hp, step, &loss, &pool_peak);
         if (s != REMAT_OK) {
             if (tty && !r->o.json)
                 printf("\n");

@@ -247,6 +247,11 @@ REMAT_API REMAT_NODISCARD remat_status remat_pool_block_size(const remat_pool *p
  * the trace. f stays the caller's. */
 REMAT_API REMAT_NODISCARD remat_status remat_pool_trace_begin(remat_pool *pool, FILE *f);
 REMAT_API REMAT_NODISCARD remat_status remat_pool_trace_end(remat_pool *pool);
+/* Writes a step mark "s" to the trace being recorded (nothing when none is): a trainer calls it
+ * at the start of each training step, so `remat replay --planned` can record one step and replay
+ * the rest. The planned mode (remat_pool_plan_*) writes its own marks: use one or the other.
+ * REMAT_EINVAL for a NULL pool. */
+REMAT_API REMAT_NODISCARD remat_status remat_pool_trace_step(remat_pool *pool);
 
 /* ---- Fault injection (a testing hook) ---------------------------------------------------- */
 /* Each device call the pool makes passes one of these sites. remat_pool_fault_at(pool, site, n)

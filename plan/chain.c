@@ -433,3 +433,49 @@ double plan_chain_overhead(const remat_chain *c, remat_act_policy p)
     }
     return base > 0 ? time / base - 1 : 0;
 }
+
+/* ==== Schedules of the fixed policies ====================================================== */
+
+/* Index of the option p runs on stage s, or REMAT_OPTION_DEFAULT. */
+static int chain_policy_option(const remat_stage *s, remat_act_policy p)
+{
+    int k = policy_option(s, p);
+    return k >= 0 ? k : REMAT_OPTION_DEFAULT;
+}
+
+remat_status plan_chain_schedule(const remat_chain *c, remat_act_policy p, remat_schedule **out)
+{
+    if (!c || !out || c->n_stages < 1 || p == REMAT_ACT_OPTIMAL || (unsigned)p >= REMAT_ACT_COUNT)
+        return remat_fail(REMAT_EINVAL, "plan_chain_schedule: needs a chain and a fixed policy");
+    int n = c->n_stages, k = 0;
+    remat_schedule *s = calloc(1, sizeof *s);
+    remat_op *ops = calloc(3 * (size_t)n, sizeof *ops);
+    if (!s || !ops) {
+        free(s), free(ops);
+        return remat_fail(REMAT_ENOMEM, "out of host memory for a schedule of %d stages", n);
+    }
+    if (p == REMAT_ACT_FULL) {
+        for (int i = 0; i < n - 1; i++)
+            ops[k++] = (remat_op){REMAT_OP_F_CK, i, REMAT_OPTION_DEFAULT};
+        for (int i = n - 1; i >= 0; i--) {
+            ops[k++] = (remat_op){REMAT_OP_F_ALL, i, REMAT_OPTION_DEFAULT};
+            ops[k++] = (remat_op){REMAT_OP_B, i, REMAT_OPTION_DEFAULT};
+        }
+    } else {
+        for (int i = 0; i < n; i++)
+            ops[k++] = (remat_op){REMAT_OP_F_ALL, i, chain_policy_option(&c->stages[i], p)};
+        for (int i = n - 1; i >= 0; i--)
+            ops[k++] = (remat_op){REMAT_OP_B, i, REMAT_OPTION_DEFAULT};
+    }
+    s->ops = ops;
+    s->n_ops = (size_t)k;
+    s->feasible = 1;
+    s->overhead = plan_chain_overhead(c, p);
+    remat_status st = remat_schedule_plan_layout(s, c); /* peak_bytes becomes the arena */
+    if (st != REMAT_OK) {
+        remat_schedule_free(s);
+        return st;
+    }
+    *out = s;
+    return REMAT_OK;
+}

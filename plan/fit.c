@@ -2,6 +2,8 @@
  * that fits per activation policy. Formulas and their sources: docs/planner.md. */
 #include "plan/plan.h"
 
+#include "alloc/pool.h" /* the pool's rounding, which our GPT's fit models exactly */
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -137,20 +139,33 @@ static void inference_states(const remat_fit_request *r, remat_fit_bytes *b, rem
     b->workspace = PLAN_WORKSPACE_BYTES;
 }
 
-/* Adds reserve (CUDA context + allocator slack) and sums the total; workspace is set. */
-static void fit_finish(remat_fit_bytes *b)
+/* Sets reserve to the CUDA context plus `allocator` bytes and sums the total. */
+static void fit_sum(remat_fit_bytes *b, uint64_t allocator)
 {
     const uint64_t parts[] = {b->gradients, b->optimizer, b->activations, b->kv_cache,
                               b->workspace};
     uint64_t managed = b->weights;
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
         managed = remat_sat_add(managed, parts[i]);
-    b->reserve = PLAN_CONTEXT_BYTES + managed / 1000 * PLAN_SLACK_PERMILLE;
+    b->reserve = remat_sat_add(PLAN_CONTEXT_BYTES, allocator);
     b->total = remat_sat_add(managed, b->reserve);
 }
 
-/* Largest activation bytes that still fit on the card next to the other parts of b. */
-static uint64_t act_budget(const remat_fit_request *r, const remat_fit_bytes *states)
+/* Adds reserve (CUDA context + the assumed allocator slack) and sums the total; workspace is
+ * set. For models our trainer does not run. */
+static void fit_finish(remat_fit_bytes *b)
+{
+    const uint64_t parts[] = {b->weights,     b->gradients, b->optimizer,
+                              b->activations, b->kv_cache,  b->workspace};
+    uint64_t managed = 0;
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
+        managed = remat_sat_add(managed, parts[i]);
+    fit_sum(b, managed / 1000 * PLAN_SLACK_PERMILLE);
+}
+
+/* Largest activation bytes that still fit on the card next to the other parts of b (the assumed
+ * slack's rule). */
+static uint64_t act_budget_slack(const remat_fit_request *r, const remat_fit_bytes *states)
 {
     remat_fit_bytes b = *states;
     b.activations = 0;
@@ -170,6 +185,98 @@ static uint64_t act_budget(const remat_fit_request *r, const remat_fit_bytes *st
     return lo;
 }
 
+/* ==== Our GPT's pool ======================================================================= */
+/* Our trainer's pool holds exactly this (model/trainer.c, checkpoint/executor.c): each state
+ * buffer (parameters, gradients, each optimizer state, the targets) in a dedicated segment of its
+ * size rounded up to 512 bytes, and the step's activations in one arena block of the planned
+ * layout's size, from the caching path: a 2 MiB small segment up to 1 MiB, else a segment rounded
+ * up to 2 MiB. So the allocator's part of the reserve is computed, not assumed. */
+
+static int fit_exact_pool(const remat_fit_request *r)
+{
+    return r->model.arch == REMAT_ARCH_GPT2 && !r->model.params_only;
+}
+
+static uint64_t round_up_u64(uint64_t v, uint64_t to)
+{
+    return v % to ? remat_sat_add(v - v % to, to) : v;
+}
+
+/* Bytes of `bytes` held as n equal buffers (per-parameter arrays), each in its own segment,
+ * beyond `bytes`. */
+static uint64_t fit_buffers_rounding(uint64_t bytes, uint64_t n)
+{
+    if (n == 0 || bytes == 0)
+        return 0;
+    return remat_sat_mul(n, round_up_u64(ceil_div(bytes, n), POOL_ALIGN)) - bytes;
+}
+
+/* The states' segment rounding: weights and gradients are one buffer each, the optimizer one
+ * fp32 array per state (AdamW m and v, the master copy, the momentum). */
+static uint64_t fit_states_rounding(const remat_fit_request *r, const remat_fit_bytes *b)
+{
+    unsigned w, g, o;
+    state_bytes_per_param(r, &w, &g, &o);
+    return fit_buffers_rounding(b->weights, 1) + fit_buffers_rounding(b->gradients, 1) +
+           fit_buffers_rounding(b->optimizer, o / 4);
+}
+
+/* The segment the pool takes for an arena block of `arena` bytes (0 for none). */
+static uint64_t fit_arena_segment(uint64_t arena)
+{
+    if (arena == 0)
+        return 0;
+    return arena <= POOL_SMALL_MAX ? POOL_SMALL_SEGMENT : round_up_u64(arena, POOL_SEGMENT_ROUND);
+}
+
+/* Our GPT's reserve: the context plus the states' and the arena's rounding; activations hold the
+ * arena and `extra` (the targets, already 512-rounded). */
+static void fit_finish_gpt(const remat_fit_request *r, remat_fit_bytes *b, uint64_t extra)
+{
+    uint64_t arena = b->activations > extra ? b->activations - extra : 0;
+    fit_sum(b, fit_states_rounding(r, b) + (fit_arena_segment(arena) - arena));
+}
+
+/* The largest arena + extra whose segments fit beside the states, workspace and context: the
+ * arena may take the whole room left, rounded down to the 2 MiB its segment is a multiple of. */
+static uint64_t act_budget_gpt(const remat_fit_request *r, const remat_fit_bytes *states,
+                               uint64_t extra)
+{
+    uint64_t need = remat_sat_add(PLAN_CONTEXT_BYTES, states->workspace);
+    need = remat_sat_add(need, remat_sat_add(states->weights, states->gradients));
+    need = remat_sat_add(need, states->optimizer);
+    need = remat_sat_add(remat_sat_add(need, fit_states_rounding(r, states)), extra);
+    if (need >= r->card_bytes)
+        return 0;
+    uint64_t arena = (r->card_bytes - need) / POOL_SEGMENT_ROUND * POOL_SEGMENT_ROUND;
+    return arena ? arena + extra : 0;
+}
+
+/* ==== Activation budget ==================================================================== */
+
+static uint64_t fit_seq(const remat_fit_request *r)
+{
+    return r->seq > 0 ? (uint64_t)r->seq : (uint64_t)r->model.max_seq;
+}
+
+/* Largest activation bytes (the chain's peak plus the step's extra) a step at `batch` may hold. */
+static uint64_t act_budget(const remat_fit_request *r, const remat_fit_bytes *states,
+                           uint64_t batch)
+{
+    if (!fit_exact_pool(r))
+        return act_budget_slack(r, states);
+    return act_budget_gpt(r, states, plan_chain_extra_bytes(&r->model, batch, fit_seq(r)));
+}
+
+/* Sums the breakdown of a training step at `batch`. */
+static void fit_finish_training(const remat_fit_request *r, remat_fit_bytes *b, uint64_t batch)
+{
+    if (fit_exact_pool(r))
+        fit_finish_gpt(r, b, plan_chain_extra_bytes(&r->model, batch, fit_seq(r)));
+    else
+        fit_finish(b);
+}
+
 /* ==== Training activations ================================================================= */
 
 static unsigned training_act_bytes(const remat_fit_request *r)
@@ -177,9 +284,23 @@ static unsigned training_act_bytes(const remat_fit_request *r)
     return r->dtype == REMAT_DTYPE_FP32 ? 4 : 2;
 }
 
-static uint64_t fit_seq(const remat_fit_request *r)
+/* Peak and overhead of fixed policy p on c: our GPT's planned arena of the policy's schedule (what
+ * remat_run takes), else the closed-form live peak. */
+static remat_status fixed_activations(const remat_fit_request *r, const remat_chain *c,
+                                      remat_act_policy p, uint64_t *peak, double *ov)
 {
-    return r->seq > 0 ? (uint64_t)r->seq : (uint64_t)r->model.max_seq;
+    *peak = plan_chain_peak(c, p);
+    *ov = plan_chain_overhead(c, p);
+    /* the arena is at least the live peak: above the card, the batch search's huge probes (whose
+     * chains the layout would refuse) cannot fit anyway */
+    if (!fit_exact_pool(r) || *peak > r->card_bytes)
+        return REMAT_OK;
+    remat_schedule *s = NULL;
+    REMAT_TRY(plan_chain_schedule(c, p, &s));
+    *peak = s->peak_bytes;
+    *ov = s->overhead;
+    remat_schedule_free(s);
+    return REMAT_OK;
 }
 
 /* Activation peak of policy p at `batch` (the chain's peak plus what the step holds beside it);
@@ -195,8 +316,7 @@ static remat_status training_activations(const remat_fit_request *r, remat_act_p
     REMAT_TRY(plan_chain_build(&r->model, batch, fit_seq(r), training_act_bytes(r), &c));
     remat_status s = REMAT_OK;
     if (p != REMAT_ACT_OPTIMAL) {
-        peak = plan_chain_peak(c, p);
-        ov = plan_chain_overhead(c, p);
+        s = fixed_activations(r, c, p, &peak, &ov);
     } else {
         s = plan_optimal_min_budget(c, &peak);
         if (s == REMAT_OK && peak + extra <= budget)
@@ -243,7 +363,7 @@ static remat_status optimal_hopeless(const remat_fit_request *r, uint64_t batch,
 static remat_status training_fits(const remat_fit_request *r, const remat_fit_bytes *states,
                                   remat_act_policy p, uint64_t batch, int *fits)
 {
-    uint64_t budget = act_budget(r, states), act = 0;
+    uint64_t budget = act_budget(r, states, batch), act = 0;
     *fits = 0;
     if (budget == 0)
         return REMAT_OK;
@@ -305,7 +425,7 @@ static remat_status training_max_batch(const remat_fit_request *r, const remat_f
     out->max_batch[p] = (long)best;
     if (best == 0)
         return REMAT_OK;
-    return training_activations(r, p, best, act_budget(r, states), &act, &out->overhead[p]);
+    return training_activations(r, p, best, act_budget(r, states, best), &act, &out->overhead[p]);
 }
 
 static remat_status fit_training(const remat_fit_request *r, remat_fit_result *out)
@@ -317,10 +437,10 @@ static remat_status fit_training(const remat_fit_request *r, remat_fit_result *o
         return REMAT_OK;
     }
     remat_fit_bytes states = *b;
-    uint64_t budget = act_budget(r, &states);
+    uint64_t budget = act_budget(r, &states, (uint64_t)r->batch);
     REMAT_TRY(
         training_activations(r, r->policy, (uint64_t)r->batch, budget, &b->activations, NULL));
-    fit_finish(b);
+    fit_finish_training(r, b, (uint64_t)r->batch);
     for (int p = 0; p < REMAT_ACT_COUNT; p++) {
         remat_status s = training_max_batch(r, &states, (remat_act_policy)p, out);
         if (s != REMAT_OK && p == REMAT_ACT_OPTIMAL) {
@@ -573,7 +693,7 @@ static remat_status fit_chain_probe(const remat_fit_request *r, const remat_fit_
                                     int policy, uint64_t batch, int *fits)
 {
     const fit_chain_ctx *x = (const fit_chain_ctx *)r;
-    uint64_t budget = act_budget(r, states), act = 0;
+    uint64_t budget = act_budget(r, states, batch), act = 0;
     *fits = 0;
     if (budget == 0 || batch == 0)
         return REMAT_OK;
@@ -625,7 +745,7 @@ remat_status remat_fit_chain(const remat_fit_request *req, const remat_chain *c1
     remat_fit_bytes *b = &out->per_gpu;
     training_states(&x.req, b);
     remat_fit_bytes states = *b;
-    uint64_t budget = act_budget(&x.req, &states);
+    uint64_t budget = act_budget(&x.req, &states, (uint64_t)req->batch);
     remat_status s =
         fit_chain_activations(&x, req->policy, (uint64_t)req->batch, budget, &b->activations, NULL);
     if (s == REMAT_EINFEASIBLE) /* optimal at a batch that does not fit: report its minimum */

@@ -9,7 +9,9 @@
 #define PLAN_CONTEXT_BYTES (426ull << 20)
 /* Library workspaces: cuBLAS/cuBLASLt (32 MiB on Hopper in PyTorch) and a margin for NCCL. */
 #define PLAN_WORKSPACE_BYTES (64ull << 20)
-/* Allocator slack: block rounding and fragmentation, in parts per thousand of managed bytes. */
+/* Allocator slack of models our trainer does not run (a PyTorch-style caching allocator): block
+ * rounding and fragmentation, in parts per thousand of managed bytes. Our GPT's pool is modelled
+ * exactly instead (fit.c, "Our GPT's pool"). */
 #define PLAN_SLACK_PERMILLE 20
 /* Inference prefill is chunked: at most this many tokens go through one forward. */
 #define PLAN_PREFILL_CHUNK 8192
@@ -65,6 +67,11 @@ uint64_t plan_chain_extra_bytes(const remat_model_desc *m, uint64_t batch, uint6
  * F_ck through the stages, then F_all i, B i from the last stage down. */
 uint64_t plan_chain_peak(const remat_chain *c, remat_act_policy p);
 double plan_chain_overhead(const remat_chain *c, remat_act_policy p);
+/* The op list of fixed policy p on chain c, laid out in one planned arena (peak_bytes is the
+ * arena, as remat_plan gives it for optimal): F_all every stage (with the policy's option), then
+ * B from the last; full recompute: F_ck keeping every input, then F_all i, B i from the last
+ * stage. REMAT_EINVAL for optimal. Free with remat_schedule_free. */
+remat_status plan_chain_schedule(const remat_chain *c, remat_act_policy p, remat_schedule **out);
 
 /* ---- Bridge to the checkpoint scheduler (plan/optimal.c) ------------------------------------ */
 /* Smallest activation budget the optimal schedule fits in; REMAT_EUNSUPPORTED if the scheduler

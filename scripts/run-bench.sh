@@ -16,6 +16,29 @@ summary=$(mktemp)
 trap 'rm -f "$summary"' EXIT
 want() { [[ -z "${REMAT_BENCH_FILTER:-}" || "$1" =~ $REMAT_BENCH_FILTER ]]; }
 started=$(date +%s)
+# Real training traces for bench_frag (`remat train --trace` writes a step mark per step): tiny at
+# batch 32 and small at batch 6 (about what `remat fit` plans on 520 and 540 MiB cards), store-all
+# and optimal at 50%, each buffer from the pool as it comes (--layout pool).
+traces=$(mktemp -d)
+trap 'rm -f "$summary"; rm -rf "$traces"' EXIT
+if want bench_frag; then
+    frag=""
+    for mb in "tiny 32" "small 6"; do
+        m=${mb% *} b=${mb#* }
+        for p in "store-all" "optimal --budget 50%"; do
+            name="$m-b$b-${p%% *}"
+            f="$traces/$name.trace"
+            # shellcheck disable=SC2086 # $p is a policy and its options
+            if "$build/remat" train --model "$m" --batch "$b" --steps 4 --policy $p --layout pool --analytic \
+                --device host --trace "$f" > /dev/null 2>&1; then
+                frag="${frag:+$frag,}$name=$f"
+            else
+                echo "summary bench_frag: recording the $name training trace FAILED" >> "$summary"
+            fi
+        done
+    done
+    export REMAT_FRAG_TRACES="$frag"
+fi
 for b in "$build"/bench/bench_*; do
     [ -x "$b" ] || continue
     name=$(basename "$b")
