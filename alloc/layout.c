@@ -9,14 +9,17 @@
  *   - lifetime order, first fit (what an online allocator without fragmentation would do);
  *   and keeps the smallest, as XLA's "choose the best heap". A compaction pass (every buffer,
  * lowest first, drops to the lowest free offset) then runs when the winner is above the lower
- * bound.
+ * bound. Lifetime order runs first, as a sweep in O(n log n) (layout_place_sweep): on training
+ * steps it often reaches the lower bound, and the planner stops there. A heuristic whose order
+ * repeats an earlier one's with the same fit is skipped.
  *
  * The placed buffers are kept sorted by offset in chunks of up to LAYOUT_CHUNK; each chunk knows
  * the hull of its lifetimes, whether a query's lifetime overlaps all of them, and the largest gap
  * between its own buffers. Placing a buffer walks the chunks once: a chunk whose lifetimes all miss
  * it is skipped, one whose lifetimes all overlap it and whose gaps are too small is taken whole,
  * and only the others are walked buffer by buffer. On a training step (offsets follow lifetimes)
- * that makes a placement about O(chunks); in the worst case it is O(placed buffers). */
+ * that makes a placement about O(chunks); in the worst case it is O(placed buffers). The sweep
+ * needs none of this (see its own comment). */
 #include "core/core.h"
 
 #include <stdlib.h>
@@ -178,6 +181,190 @@ static uint64_t layout_place(layout_ctx *c, const uint32_t *order, int best_fit)
     return arena;
 }
 
+/* ---- Lifetime order, first fit, as a sweep ------------------------------------------------ */
+
+/* Placing buffers in order of their first op, the placed buffers whose lifetimes overlap buffer
+ * i's are exactly those still live at its first op (they all started at or before it), and those
+ * are pairwise disjoint in address: what remains is an allocator's free list. The live buffers sit
+ * in a treap keyed by offset, each node holding the gap below it (down to the previous live
+ * buffer's end, or to 0) and the largest gap in its subtree; the lowest gap that holds a buffer is
+ * one descent, and a min-heap by last op retires buffers as the sweep passes their end. O(n log n)
+ * for the same placement as layout_place(order, first fit) would give. */
+typedef struct {
+    uint32_t *left, *right, *heap;
+    uint64_t *gap, *max_gap; /* per buffer index */
+    uint32_t root;
+    size_t n_heap;
+} layout_sweep;
+
+/* Treap priorities: a fixed mix of the index (balanced in expectation whatever the order). */
+static uint32_t sweep_prio(uint32_t i)
+{
+    uint32_t x = i * 0x9E3779B1u;
+    x ^= x >> 15, x *= 0x85EBCA77u, x ^= x >> 13;
+    return x;
+}
+
+static void sweep_pull(layout_sweep *t, uint32_t x)
+{
+    uint64_t m = t->gap[x];
+    if (t->left[x] != LAYOUT_NONE && t->max_gap[t->left[x]] > m)
+        m = t->max_gap[t->left[x]];
+    if (t->right[x] != LAYOUT_NONE && t->max_gap[t->right[x]] > m)
+        m = t->max_gap[t->right[x]];
+    t->max_gap[x] = m;
+}
+
+/* Splits the treap at x into the nodes at offsets below `key` (*lo) and the others (*hi). */
+static void sweep_split(const layout_ctx *c, layout_sweep *t, uint32_t x, uint64_t key,
+                        uint32_t *lo, uint32_t *hi)
+{
+    if (x == LAYOUT_NONE) {
+        *lo = *hi = LAYOUT_NONE;
+        return;
+    }
+    if (c->off[x] < key) {
+        sweep_split(c, t, t->right[x], key, &t->right[x], hi);
+        *lo = x;
+    } else {
+        sweep_split(c, t, t->left[x], key, lo, &t->left[x]);
+        *hi = x;
+    }
+    sweep_pull(t, x);
+}
+
+/* Joins two treaps, every offset in a below every offset in b. */
+static uint32_t sweep_merge(layout_sweep *t, uint32_t a, uint32_t b)
+{
+    if (a == LAYOUT_NONE)
+        return b;
+    if (b == LAYOUT_NONE)
+        return a;
+    if (sweep_prio(a) > sweep_prio(b)) {
+        t->right[a] = sweep_merge(t, t->right[a], b);
+        sweep_pull(t, a);
+        return a;
+    }
+    t->left[b] = sweep_merge(t, a, t->left[b]);
+    sweep_pull(t, b);
+    return b;
+}
+
+/* Adds delta (mod 2^64) to the gap of the lowest node of x's treap. */
+static void sweep_add_lowest(layout_sweep *t, uint32_t x, uint64_t delta)
+{
+    if (x == LAYOUT_NONE)
+        return;
+    if (t->left[x] == LAYOUT_NONE)
+        t->gap[x] += delta;
+    else
+        sweep_add_lowest(t, t->left[x], delta);
+    sweep_pull(t, x);
+}
+
+/* The lowest live buffer with a gap of at least s below it, or LAYOUT_NONE. */
+static uint32_t sweep_lowest_gap(const layout_sweep *t, uint64_t s)
+{
+    uint32_t x = t->root;
+    if (x == LAYOUT_NONE || t->max_gap[x] < s)
+        return LAYOUT_NONE;
+    for (;;) {
+        uint32_t l = t->left[x];
+        if (l != LAYOUT_NONE && t->max_gap[l] >= s)
+            x = l;
+        else if (t->gap[x] >= s)
+            return x;
+        else
+            x = t->right[x];
+    }
+}
+
+/* The end of the highest live buffer (0 if none). */
+static uint64_t sweep_top(const layout_ctx *c, const layout_sweep *t)
+{
+    uint32_t x = t->root;
+    if (x == LAYOUT_NONE)
+        return 0;
+    while (t->right[x] != LAYOUT_NONE)
+        x = t->right[x];
+    return c->off[x] + c->size[x];
+}
+
+/* Buffer i joins the live set at c->off[i], the bottom of a gap or the top: its own gap is 0 and
+ * the buffer above it loses size[i] of its gap. */
+static void sweep_insert(const layout_ctx *c, layout_sweep *t, uint32_t i)
+{
+    uint32_t lo, hi;
+    sweep_split(c, t, t->root, c->off[i], &lo, &hi);
+    sweep_add_lowest(t, hi, (uint64_t)0 - c->size[i]);
+    t->left[i] = t->right[i] = LAYOUT_NONE;
+    t->gap[i] = t->max_gap[i] = 0;
+    t->root = sweep_merge(t, sweep_merge(t, lo, i), hi);
+}
+
+/* Buffer i leaves the live set: the buffer above it inherits its gap and its room. */
+static void sweep_remove(const layout_ctx *c, layout_sweep *t, uint32_t i)
+{
+    uint32_t lo, mid, hi;
+    sweep_split(c, t, t->root, c->off[i], &lo, &mid);
+    sweep_split(c, t, mid, c->off[i] + 1, &mid, &hi);
+    sweep_add_lowest(t, hi, t->gap[i] + c->size[i]);
+    t->root = sweep_merge(t, lo, hi);
+}
+
+/* The min-heap of live buffers by last op. */
+static void sweep_heap_push(const layout_ctx *c, layout_sweep *t, uint32_t i)
+{
+    size_t k = t->n_heap++;
+    while (k > 0 && c->last[t->heap[(k - 1) / 2]] > c->last[i]) {
+        t->heap[k] = t->heap[(k - 1) / 2];
+        k = (k - 1) / 2;
+    }
+    t->heap[k] = i;
+}
+
+static uint32_t sweep_heap_pop(const layout_ctx *c, layout_sweep *t)
+{
+    uint32_t top = t->heap[0], x = t->heap[--t->n_heap];
+    size_t k = 0, n = t->n_heap;
+    for (;;) {
+        size_t m = 2 * k + 1;
+        if (m >= n)
+            break;
+        if (m + 1 < n && c->last[t->heap[m + 1]] < c->last[t->heap[m]])
+            m++;
+        if (c->last[t->heap[m]] >= c->last[x])
+            break;
+        t->heap[k] = t->heap[m];
+        k = m;
+    }
+    t->heap[k] = x;
+    return top;
+}
+
+/* Places the buffers in `order` (sorted by first op) first fit; returns the arena. */
+static uint64_t layout_place_sweep(layout_ctx *c, layout_sweep *t, const uint32_t *order)
+{
+    uint64_t arena = 0;
+    t->root = LAYOUT_NONE, t->n_heap = 0;
+    for (size_t k = 0; k < c->n; k++) {
+        uint32_t i = order[k];
+        if (c->size[i] == 0) {
+            c->off[i] = 0;
+            continue;
+        }
+        while (t->n_heap && c->last[t->heap[0]] < c->first[i])
+            sweep_remove(c, t, sweep_heap_pop(c, t));
+        uint32_t z = sweep_lowest_gap(t, c->size[i]);
+        c->off[i] = z == LAYOUT_NONE ? sweep_top(c, t) : c->off[z] - t->gap[z];
+        sweep_insert(c, t, i);
+        sweep_heap_push(c, t, i);
+        if (c->off[i] + c->size[i] > arena)
+            arena = c->off[i] + c->size[i];
+    }
+    return arena;
+}
+
 /* ---- Orders ---------------------------------------------------------------------------------- */
 
 typedef struct {
@@ -215,6 +402,9 @@ static const layout_heuristic layout_heuristics[] = {
     {ORDER_SIZE, 0, "greedy-by-size first-fit", "greedy-by-size first-fit + compaction"},
 };
 #define LAYOUT_HEURISTICS (sizeof layout_heuristics / sizeof layout_heuristics[0])
+/* The order they are tried in: lifetime-order first fit first, as it runs as a sweep in
+ * O(n log n) (layout_place_sweep) and often reaches the bound on training steps by itself. */
+static const size_t layout_trials[LAYOUT_HEURISTICS] = {4, 0, 1, 2, 3, 5};
 
 /* Fills order[] with the buffer indices sorted for `kind`; breadth[i] is the most bytes live at any
  * op of buffer i's lifetime (for ORDER_BREADTH). Ties go to the larger, longer, earlier buffer. */
@@ -261,13 +451,12 @@ static int layout_event_cmp(const void *pa, const void *pb)
     return a->idx < b->idx ? -1 : a->idx > b->idx;
 }
 
-/* The most bytes live at any op (the lower bound), and breadth[i]: the most bytes live at an op of
- * buffer i's lifetime. The live total only rises at starts, so that maximum is the largest total
- * seen just after a start between buffer i's start and end events; a sparse table of those totals
- * (built level by level in `lvl`, O(n log n)) answers every buffer's range. ev: 2n events; at, lvl:
- * 2n totals; pos: 2n event positions. */
-static uint64_t layout_sweep(const layout_ctx *c, layout_event *ev, uint64_t *at, uint64_t *lvl,
-                             uint32_t *pos, uint64_t *breadth)
+/* The most bytes live at any op (the lower bound). The events are sorted by op, and at[e] is the
+ * live total just after event e if it is a start (else 0); pos[2i], pos[2i + 1] are the positions
+ * of buffer i's start and end events (for layout_breadths). ev: 2n events; at: 2n totals; pos: 2n
+ * positions. */
+static uint64_t layout_sweep_bound(const layout_ctx *c, layout_event *ev, uint64_t *at,
+                                   uint32_t *pos)
 {
     size_t n = c->n, m = 2 * n;
     for (size_t i = 0; i < n; i++) {
@@ -286,6 +475,17 @@ static uint64_t layout_sweep(const layout_ctx *c, layout_event *ev, uint64_t *at
             lb = at[e];
         pos[2 * ev[e].idx + ev[e].kind] = (uint32_t)e;
     }
+    return lb;
+}
+
+/* breadth[i]: the most bytes live at an op of buffer i's lifetime (for greedy by breadth). The
+ * live total only rises at starts, so that maximum is the largest at[] between buffer i's start
+ * and end events; a sparse table of at[] (built level by level in `lvl`, 2n totals, O(n log n))
+ * answers every buffer's range. */
+static void layout_breadths(const layout_ctx *c, const uint64_t *at, uint64_t *lvl,
+                            const uint32_t *pos, uint64_t *breadth)
+{
+    size_t n = c->n, m = 2 * n;
     /* Level k of lvl holds the maximum of at[e .. e + 2^k); a range [a, b] whose length has top
      * bit k is covered by the two windows at a and at b + 1 - 2^k. */
     int maxk = 0;
@@ -305,7 +505,6 @@ static uint64_t layout_sweep(const layout_ctx *c, layout_event *ev, uint64_t *at
             for (size_t e = 0; e + 2 * w <= m; e++)
                 lvl[e] = lvl[e] > lvl[e + w] ? lvl[e] : lvl[e + w];
     }
-    return lb;
 }
 
 /* ---- The planner ----------------------------------------------------------------------------- */
@@ -356,8 +555,8 @@ remat_status remat_layout_plan(const remat_layout_buffer *bufs, size_t n, uint64
     if (n == 0)
         return REMAT_OK;
 
-    uint64_t *u64 = malloc(sizeof *u64 * n * 10);
-    uint32_t *u32 = malloc(sizeof *u32 * n * 6);
+    uint64_t *u64 = malloc(sizeof *u64 * n * 12);
+    uint32_t *u32 = malloc(sizeof *u32 * n * (9 + ORDERS));
     layout_key *keys = malloc(sizeof *keys * n);
     layout_event *ev = malloc(sizeof *ev * 2 * n);
     /* every chunk but the last holds at least LAYOUT_CHUNK / 2 buffers */
@@ -371,20 +570,40 @@ remat_status remat_layout_plan(const remat_layout_buffer *bufs, size_t n, uint64
     uint64_t *size = u64, *first = u64 + n, *last = u64 + 2 * n, *off = u64 + 3 * n;
     uint64_t *breadth = u64 + 4 * n, *best = u64 + 5 * n;
     uint64_t *at = u64 + 6 * n, *lvl = u64 + 8 * n;
-    uint32_t *order = u32, *pos = u32 + n, *seq = u32 + 3 * n;
+    uint32_t *order = u32, *pos = u32 + n, *seq = u32 + 3 * n, *orders = u32 + 9 * n;
+    layout_sweep sweep = {
+        u32 + 6 * n, u32 + 7 * n, u32 + 8 * n, u64 + 10 * n, u64 + 11 * n, LAYOUT_NONE, 0};
     s = layout_check(bufs, n, align, size, first, last);
     if (s != REMAT_OK)
         goto done;
     layout_ctx c = {n, size, first, last, off, chunks, seq, 0, 0};
-    uint64_t lb = layout_sweep(&c, ev, at, lvl, pos, breadth);
+    uint64_t lb = layout_sweep_bound(&c, ev, at, pos);
+    int have_breadth = 0, have_order[ORDERS] = {0};
 
-    /* Every heuristic; keep the smallest arena (the first on ties), stop at the lower bound. */
+    /* Every heuristic, the cheap sweep first; keep the smallest arena (on ties the one first in
+     * layout_heuristics), stop at the lower bound. A heuristic whose order and fit repeat an
+     * earlier one's would repeat its layout: skipped. */
     uint64_t best_arena = UINT64_MAX;
     size_t best_h = 0;
-    for (size_t h = 0; h < LAYOUT_HEURISTICS && best_arena > lb; h++) {
-        layout_order(&c, layout_heuristics[h].order, breadth, keys, order);
-        uint64_t arena = layout_place(&c, order, layout_heuristics[h].best_fit);
-        if (arena < best_arena) {
+    for (size_t t = 0; t < LAYOUT_HEURISTICS && best_arena > lb; t++) {
+        size_t h = layout_trials[t];
+        int kind = layout_heuristics[h].order, fit = layout_heuristics[h].best_fit;
+        uint32_t *ord = orders + (size_t)kind * n;
+        if (kind == ORDER_BREADTH && !have_breadth)
+            layout_breadths(&c, at, lvl, pos, breadth), have_breadth = 1;
+        if (!have_order[kind])
+            layout_order(&c, kind, breadth, keys, ord), have_order[kind] = 1;
+        int repeat = 0;
+        for (size_t u = 0; u < t && !repeat; u++) {
+            const layout_heuristic *e = &layout_heuristics[layout_trials[u]];
+            repeat = e->best_fit == fit && have_order[e->order] &&
+                     memcmp(orders + (size_t)e->order * n, ord, sizeof *ord * n) == 0;
+        }
+        if (repeat)
+            continue;
+        uint64_t arena = kind == ORDER_START && !fit ? layout_place_sweep(&c, &sweep, ord)
+                                                     : layout_place(&c, ord, fit);
+        if (arena < best_arena || (arena == best_arena && h < best_h)) {
             best_arena = arena, best_h = h;
             memcpy(best, off, sizeof *best * n);
         }

@@ -685,12 +685,8 @@ void *remat_alloc_tagged(remat_pool *pool, size_t bytes, remat_stream stream, co
 }
 
 /* A segment of exactly the rounded size for one block: never split, shared or cached. */
-static void *pool_alloc_dedicated_locked(remat_pool *pool, size_t bytes, remat_stream stream,
-                                         const char *tag)
+void *pool_alloc_exact(remat_pool *pool, size_t bytes, remat_stream stream, uint32_t t, int quiet)
 {
-    uint32_t t = tag_find(pool, tag, 1);
-    if (t == UINT32_MAX)
-        return NULL;
     size_t size = bytes > POOL_MAX_REQUEST ? 0 : bytes ? round_up(bytes, POOL_ALIGN) : POOL_ALIGN;
     uint64_t limit = pool->cfg.limit_bytes, released = 0;
     pool_block *b = NULL;
@@ -702,9 +698,11 @@ static void *pool_alloc_dedicated_locked(remat_pool *pool, size_t bytes, remat_s
             s = segment_new(pool, POOL_LARGE, size, &b);
     }
     if (s != REMAT_OK) {
-        pool->st.n_ooms++;
-        if (s == REMAT_ENOMEM)
-            pool_oom_message(pool, bytes);
+        if (!quiet) {
+            pool->st.n_ooms++;
+            if (s == REMAT_ENOMEM)
+                pool_oom_message(pool, bytes);
+        }
         return NULL;
     }
     b->seg->dedicated = 1;
@@ -714,6 +712,13 @@ static void *pool_alloc_dedicated_locked(remat_pool *pool, size_t bytes, remat_s
         segment_release(pool, b->seg);
     }
     return p;
+}
+
+static void *pool_alloc_dedicated_locked(remat_pool *pool, size_t bytes, remat_stream stream,
+                                         const char *tag)
+{
+    uint32_t t = tag_find(pool, tag, 1);
+    return t == UINT32_MAX ? NULL : pool_alloc_exact(pool, bytes, stream, t, 0);
 }
 
 void *remat_alloc_dedicated(remat_pool *pool, size_t bytes, remat_stream stream, const char *tag)

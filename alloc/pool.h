@@ -285,6 +285,11 @@ void pool_segment_unlink(remat_pool *pool, pool_segment *seg);
 remat_status pool_release_cached(remat_pool *pool, uint64_t *released);
 /* The caching path of an allocation (the tag already resolved). */
 void *pool_alloc_cached(remat_pool *pool, size_t bytes, remat_stream stream, uint32_t tag);
+/* remat_alloc_dedicated with the tag resolved: a segment of exactly the rounded size, returned to
+ * the device on free. NULL on failure; with `quiet` the failure is neither counted nor reported
+ * as an out-of-memory (the caller has another way to serve it). */
+void *pool_alloc_exact(remat_pool *pool, size_t bytes, remat_stream stream, uint32_t tag,
+                       int quiet);
 /* Planned mode's arena: a segment of exactly `size` bytes, its one block allocated to the plan. */
 remat_status pool_arena_new(remat_pool *pool, size_t size, remat_stream stream, pool_block **out);
 void pool_arena_release(remat_pool *pool, pool_block *b);

@@ -7,17 +7,28 @@
  * when k was recorded. Each allocation k carries the list of planned allocations the recording had
  * freed just before it ("due" at k); when a step reaches k, those still live become overdue, and
  * while anything is overdue the arena hands nothing out (the caching path serves instead). A
- * request that differs from the recording (size, tag or stream) ends matching for the rest of the
- * step. Both cases count as misses; nothing fails.
+ * request that differs from recorded allocation k > 0 (size, tag or stream; at k = 0 it is a new
+ * shape, recorded anew) resumes matching at the
+ * next recorded allocation like it, all those between reached (their due lists applied) and
+ * skipped: a step that leaves out what only the recorded one did (gradients allocated in step 0)
+ * goes on from the arena. If there is none, matching ends for the rest of the step. A request
+ * held back by an overdue block and one without a match are misses; nothing fails.
  *
- * Recorded allocations still live when the recording ends (parameters, optimizer states) are not
- * planned: the caching path keeps serving them. */
+ * Recorded allocations still live when the recording ends (gradients, optimizer states) are not
+ * planned. So that they pin no segment of the step's freed blocks, every request of at least
+ * PLAN_EXACT_MIN made while recording gets a segment of exactly its size (as
+ * remat_alloc_dedicated): a freed one goes straight back to the device, a persistent one stays
+ * where it is without waste. */
 #include "alloc/pool.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 enum { PLAN_RECORDING, PLAN_IDLE, PLAN_STEP, PLAN_STOPPING };
+
+/* While recording, requests of at least this size get a segment of exactly their size (smaller
+ * ones pack into the caching path's 2 MiB small segments, where a few that persist cost little). */
+#define PLAN_EXACT_MIN ((size_t)64 << 10)
 
 typedef struct {
     size_t size; /* rounded */
@@ -158,25 +169,54 @@ static void *plan_hand_out(remat_pool *pool, pool_plan *pl, size_t k, size_t byt
     return (void *)addr;
 }
 
+static int plan_same(const plan_rec *r, size_t size, remat_stream stream, uint32_t tag)
+{
+    return r->size == size && r->tag == tag && r->stream == stream;
+}
+
+/* The first recorded allocation from k on with this rounded size, tag and stream, or pl->n. */
+static size_t plan_match(const pool_plan *pl, size_t k, size_t size, remat_stream stream,
+                         uint32_t tag)
+{
+    while (k < pl->n && !plan_same(&pl->rec[k], size, stream, tag))
+        k++;
+    return k;
+}
+
+/* A recorded request: large ones get a segment of their own, of exactly their size (see the top
+ * of the file), small ones and any the device refuses that way the caching path. */
+static void *plan_record_serve(remat_pool *pool, size_t bytes, remat_stream stream, uint32_t tag)
+{
+    void *p = bytes >= PLAN_EXACT_MIN ? pool_alloc_exact(pool, bytes, stream, tag, 1) : NULL;
+    return p ? p : pool_alloc_cached(pool, bytes, stream, tag);
+}
+
 void *pool_plan_alloc(remat_pool *pool, size_t bytes, remat_stream stream, uint32_t tag)
 {
     pool_plan *pl = pool->plan;
     if (pl->state == PLAN_RECORDING) {
-        void *p = pool_alloc_cached(pool, bytes, stream, tag);
+        void *p = plan_record_serve(pool, bytes, stream, tag);
         if (p)
             plan_record_alloc(pl, p, bytes, stream, tag);
         return p;
     }
     if (pl->state != PLAN_STEP)
         return pool_alloc_cached(pool, bytes, stream, tag);
-    size_t k = pl->next;
-    if (!pl->diverged && k < pl->n && bytes <= POOL_MAX_REQUEST &&
-        pl->rec[k].size == plan_round(bytes) && pl->rec[k].tag == tag &&
-        pl->rec[k].stream == stream) {
-        plan_reach(pl, k);
-        pl->next = k + 1;
-        if (pl->in_arena[k] && pl->arena && !pl->n_overdue && !pl->live[k]) {
-            void *p = plan_hand_out(pool, pl, k, bytes, tag);
+    size_t k = pl->next, size = bytes <= POOL_MAX_REQUEST ? plan_round(bytes) : 0;
+    /* Request k departs from the recording: at k = 0 that is a new shape (below); later it may
+     * be a request the recording had and this step skips (step 0 allocating the gradients, say),
+     * so matching resumes at the next recorded request like it, passing the ones between. */
+    size_t j = pl->n;
+    if (!pl->diverged && size && k < pl->n)
+        j = k > 0                                       ? plan_match(pl, k, size, stream, tag)
+            : plan_same(&pl->rec[0], size, stream, tag) ? 0
+                                                        : pl->n;
+    if (j < pl->n) {
+        for (; k <= j; k++)
+            plan_reach(pl, k);
+        pl->next = j + 1;
+        if (pl->in_arena[j] && pl->arena && !pl->n_overdue && !pl->live[j]) {
+            void *p = plan_hand_out(pool, pl, j, bytes, tag);
             if (p) {
                 pl->step_hits++;
                 return p;
@@ -315,11 +355,15 @@ done:
 
 /* ==== The public calls ======================================================================== */
 
-/* Starts a recording (any plan without live blocks is dropped first). */
+/* Starts a recording (any plan without live blocks is dropped first). The recording's large
+ * requests get segments of their own, so what the cache holds wholly free (the old arena, say)
+ * would only sit next to them: it goes back to the device first. */
 static remat_status plan_record_start(remat_pool *pool, int automatic)
 {
     if (pool->plan)
         plan_finish(pool);
+    uint64_t released;
+    pool_release_cached(pool, &released); /* a segment the device refuses to take stays cached */
     pool_plan *pl = calloc(1, sizeof *pl);
     if (!pl || pool_map_init(&pl->rec_live) != REMAT_OK) {
         free(pl);

@@ -348,11 +348,12 @@ typedef struct {
  * Each size is rounded up to `align`; a 0-byte buffer takes no room (offset 0). The heuristics:
  * greedy by size, by breadth (bytes live at the buffer's busiest op), by area (size x lifetime) and
  * by lifetime length, each placing a buffer into the smallest gap among the placed buffers whose
- * lifetimes overlap its own, and lifetime order with first fit; then, if the best is above the lower
- * bound, a compaction pass. Stops early at the lower bound. heuristic names the winner, e.g.
- * "greedy-by-size best-fit" ("empty" for n = 0). NULL pointers (bufs and offsets may be NULL when
- * n = 0), first > last, an align that is not a power of two, and sizes that overflow 64 bits when
- * aligned or added up are REMAT_EINVAL naming the problem. */
+ * lifetimes overlap its own, and lifetime order with first fit (tried first: it runs in
+ * O(n log n)); then, if the best is above the lower bound, a compaction pass. Stops early at the
+ * lower bound. heuristic names the winner, e.g. "greedy-by-size best-fit" ("empty" for n = 0).
+ * NULL pointers (bufs and offsets may be NULL when n = 0), first > last, an align that is not a
+ * power of two, and sizes that overflow 64 bits when aligned or added up are REMAT_EINVAL naming
+ * the problem. */
 REMAT_API REMAT_NODISCARD remat_status remat_layout_plan(const remat_layout_buffer *bufs, size_t n, uint64_t align,
                                uint64_t *offsets, remat_layout_result *out);
 
@@ -364,18 +365,24 @@ REMAT_API REMAT_NODISCARD remat_status remat_layout_plan(const remat_layout_buff
  *   remat_pool_plan_record_begin(pool); step(); remat_pool_plan_record_end(pool, &layout);
  *   for (;;) { remat_pool_plan_step_begin(pool); step(); }
  *
- * While recording, requests are served as always and their rounded sizes, tags, streams and
- * frees are noted. record_end plans the allocations that were also freed during the recording
- * (those still live, such as parameters or optimizer states, stay with the caching path), returns
- * the pool's wholly free cached segments, and takes the arena as one segment of exactly
+ * While recording, the rounded sizes, tags, streams and frees of the requests are noted; a
+ * recording starts by returning the pool's wholly free cached segments, and serves each request
+ * of 64 KiB or more in a segment of exactly its size (as remat_alloc_dedicated; smaller ones, or
+ * any the device refuses that way, by the caching path), so what the step leaves live (gradients,
+ * optimizer states) pins none of the room its freed blocks leave. record_end plans the
+ * allocations that were also freed during the recording (those still live stay where they are),
+ * returns the pool's wholly free cached segments, and takes the arena as one segment of exactly
  * layout.arena_bytes. In a step, the k-th request is served from the arena if it has the size
  * (rounded to 512), tag and stream of the k-th recorded one and every planned block still live
- * was also live at that point of the recording. Otherwise it is served by the caching path and
- * counted in n_planned_misses; after a request that differs from the recording, the rest of the
- * step is too. A miss is never a failure. Freeing a planned block is an address-range check and a
- * hash lookup. Planned blocks stay on the stream of the recording (remat_pool_record_stream on
- * one is REMAT_EUNSUPPORTED); remat_pool_block_size reports their rounded size. With
- * remat_pool_trace_begin active, record_begin and step_begin write a step mark "s" to the trace.
+ * was also live at that point of the recording. A request that differs from the k-th recorded
+ * one (k > 0) is matched with the next recorded request like it, those between skipped (a step
+ * may leave out what only the recorded step allocated). A request the arena does not serve is
+ * served by the caching path and counted in n_planned_misses; after a request that matches no later recorded one, the
+ * rest of the step is too. A miss is never a failure. Freeing a planned block is an
+ * address-range check and a hash lookup. Planned blocks stay on the stream of the recording
+ * (remat_pool_record_stream on one is REMAT_EUNSUPPORTED); remat_pool_block_size reports their
+ * rounded size. With remat_pool_trace_begin active, record_begin and step_begin write a step mark
+ * "s" to the trace.
  * Thread-safe like every pool call. */
 /* Starts recording. REMAT_EINVAL while recording, or while blocks of the current plan are live
  * (a plan with none live is dropped first). */

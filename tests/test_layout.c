@@ -134,6 +134,55 @@ static uint64_t naive_greedy_by_size(const remat_layout_buffer *b, size_t n, uin
     return arena;
 }
 
+static int naive_start_order(const void *pa, const void *pb)
+{
+    const naive_item *a = pa, *b = pb;
+    if (a->first != b->first)
+        return a->first < b->first ? -1 : 1;
+    if (a->last - a->first != b->last - b->first)
+        return a->last - a->first > b->last - b->first ? -1 : 1;
+    if (a->size != b->size)
+        return a->size > b->size ? -1 : 1;
+    return a->idx < b->idx ? -1 : 1;
+}
+
+/* Lifetime order, first fit, the slow obvious way: buffers by first op (longer, then larger, first
+ * on ties), each at the lowest gap between the placed buffers whose lifetimes overlap its own that
+ * holds it, else on top of them. Returns the arena. */
+static uint64_t naive_lifetime_first_fit(const remat_layout_buffer *b, size_t n, uint64_t align)
+{
+    naive_item *it = malloc(sizeof *it * n);
+    uint64_t *off = calloc(n, sizeof *off), *busy = malloc(sizeof *busy * 2 * n);
+    char *placed = calloc(n, 1);
+    for (size_t i = 0; i < n; i++)
+        it[i] = (naive_item){align_up(b[i].bytes, align), b[i].first, b[i].last, i};
+    qsort(it, n, sizeof *it, naive_start_order);
+    uint64_t arena = 0;
+    for (size_t k = 0; k < n; k++) {
+        size_t i = it[k].idx, m = 0;
+        uint64_t s = it[k].size;
+        if (!s)
+            continue;
+        for (size_t j = 0; j < n; j++)
+            if (placed[j] && lives_overlap(&b[i], &b[j]))
+                busy[2 * m] = off[j], busy[2 * m + 1] = off[j] + align_up(b[j].bytes, align), m++;
+        qsort(busy, m, 2 * sizeof *busy, by_offset);
+        uint64_t cursor = 0, at = UINT64_MAX;
+        for (size_t q = 0; q < m && at == UINT64_MAX; q++) {
+            if (busy[2 * q] > cursor && busy[2 * q] - cursor >= s)
+                at = cursor;
+            if (busy[2 * q + 1] > cursor)
+                cursor = busy[2 * q + 1];
+        }
+        off[i] = at == UINT64_MAX ? cursor : at;
+        placed[i] = 1;
+        if (off[i] + s > arena)
+            arena = off[i] + s;
+    }
+    free(it), free(off), free(busy), free(placed);
+    return arena;
+}
+
 static remat_layout_result plan_ok(const remat_layout_buffer *b, size_t n, uint64_t align,
                                    uint64_t *off)
 {
@@ -179,6 +228,29 @@ Test(layout, random_instances_never_overlap_and_beat_naive_greedy)
         uint64_t naive = naive_greedy_by_size(b, n, eff);
         cr_assert_leq(r.arena_bytes, naive, "round %d: arena %llu > naive greedy-by-size %llu",
                       round, (unsigned long long)r.arena_bytes, (unsigned long long)naive);
+        free(b), free(off);
+    }
+}
+
+/* Lifetime-order first fit runs as a sweep over lifetime starts (the live buffers in an offset
+ * tree, retired at their last op): the planner never loses to it written the slow way, on
+ * instances full of ties (many buffers starting or ending at one op, lifetimes that end where
+ * others start) and of the online-allocator shape it suits (short lifetimes, every size). */
+Test(layout, never_loses_to_naive_lifetime_order_first_fit)
+{
+    uint64_t seed = 0x243F6A8885A308D3ull;
+    for (int round = 0; round < 300; round++) {
+        size_t n = 1 + (size_t)rng_below(&seed, round < 200 ? 60 : 500);
+        uint64_t ops = 1 + rng_below(&seed, round % 3 ? n / 2 + 1 : 3 * n);
+        remat_layout_buffer *b = malloc(sizeof *b * n);
+        uint64_t *off = malloc(sizeof *off * n);
+        random_instance(&seed, b, n, ops, round % 2 ? 20 : 10);
+        remat_layout_result r = plan_ok(b, n, 512, off);
+        check_layout(b, n, 512, off, &r);
+        uint64_t naive = naive_lifetime_first_fit(b, n, 512);
+        cr_assert_leq(r.arena_bytes, naive,
+                      "round %d: arena %llu > naive lifetime-order first fit %llu (%s)", round,
+                      (unsigned long long)r.arena_bytes, (unsigned long long)naive, r.heuristic);
         free(b), free(off);
     }
 }

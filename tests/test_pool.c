@@ -1803,3 +1803,166 @@ Test(pool, replay_planned_cli_reports_arena_and_bound)
     unlink(path), unlink(plain);
     rmdir(dir);
 }
+
+/* What a recorded step leaves live (gradients allocated after its backward, optimizer states)
+ * sits in segments of its own exact size: it never pins the segments of the step's freed
+ * activations, so after record_end and in every planned step the pool reserves the arena plus the
+ * persistent bytes and nothing more. */
+Test(pool, planned_recording_puts_what_persists_in_exact_segments)
+{
+    remat_device *dev = open_dev("host");
+    remat_pool *pool = open_pool(dev, NULL);
+    static const size_t act_bytes[4] = {4 * MiB, 3 * MiB + 5000, 6 * MiB, 2 * MiB};
+    static const size_t grad_bytes[3] = {3 * MiB, MiB + 512, 200 * 1024};
+    plan_block grads[3];
+    size_t persistent = 0;
+    for (int step = 0; step < 4; step++) {
+        if (step == 0)
+            cr_assert_eq(remat_pool_plan_record_begin(pool), REMAT_OK);
+        else
+            cr_assert_eq(remat_pool_plan_step_begin(pool), REMAT_OK, "%s", remat_last_error());
+        plan_block act[4];
+        for (int i = 0; i < 4; i++)
+            act[i] = plan_get(pool, act_bytes[i], "act");
+        for (int i = 4; i-- > 0;)
+            plan_put(pool, act[i]);
+        for (int i = 0; step == 0 && i < 3; i++) { /* into the room the activations left */
+            grads[i] = plan_get(pool, grad_bytes[i], "grads");
+            persistent += (grad_bytes[i] + 511) / 512 * 512;
+        }
+        if (step == 0) {
+            remat_layout_result layout;
+            cr_assert_eq(remat_pool_plan_record_end(pool, &layout), REMAT_OK, "%s",
+                         remat_last_error());
+            remat_pool_stats st = plan_stats(pool);
+            cr_assert_eq(st.reserved.current, layout.arena_bytes + persistent,
+                         "reserved %llu, arena %llu + persistent %zu",
+                         (unsigned long long)st.reserved.current,
+                         (unsigned long long)layout.arena_bytes, persistent);
+            cr_assert_eq(remat_pool_reset_peaks(pool), REMAT_OK);
+        }
+    }
+    remat_pool_stats st = plan_stats(pool);
+    cr_assert_eq(st.n_planned_hits, 3 * 4);
+    cr_assert_eq(st.n_planned_misses, 0);
+    cr_assert_eq(st.reserved.peak, st.planned_arena_bytes + persistent);
+    for (int i = 0; i < 3; i++)
+        plan_put(pool, grads[i]);
+    cr_assert_eq(plan_stats(pool).reserved.current, st.planned_arena_bytes,
+                 "freed, the exact segments went back to the device");
+    assert_pool_ok(pool);
+    remat_pool_destroy(pool);
+    remat_device_close(dev);
+}
+
+/* Requests the recorded step made and later steps skip (gradients allocated once, in step 0)
+ * do not end matching: the step resumes at the next recorded request like its own, so the
+ * optimizer's scratch after them still comes from the arena. A resumption never hands out a block
+ * over one that the recording had freed by then and that is still live. */
+Test(pool, planned_steps_resume_matching_past_requests_they_skip)
+{
+    remat_device *dev = open_dev("host");
+    remat_pool *pool = open_pool(dev, NULL);
+    plan_block grads[5];
+    cr_assert_eq(remat_pool_plan_record_begin(pool), REMAT_OK);
+    plan_step(pool, 4, PLAN_LAYERS);
+    for (int i = 0; i < 5; i++)
+        grads[i] = plan_get(pool, (size_t)(i + 1) * 100000, "grads");
+    plan_put(pool, plan_get(pool, 4 * MiB, "tmp")); /* the optimizer's scratch */
+    cr_assert_eq(remat_pool_plan_record_end(pool, NULL), REMAT_OK);
+    for (int step = 0; step < 3; step++) {
+        cr_assert_eq(remat_pool_plan_step_begin(pool), REMAT_OK, "%s", remat_last_error());
+        plan_step(pool, 4, PLAN_LAYERS);
+        plan_put(pool, plan_get(pool, 4 * MiB, "tmp"));
+    }
+    remat_pool_stats st = plan_stats(pool);
+    cr_assert_eq(st.n_planned_misses, 0);
+    cr_assert_eq(st.n_planned_hits, 3 * (PLAN_REQUESTS + 1));
+    for (int i = 0; i < 5; i++)
+        plan_put(pool, grads[i]);
+    cr_assert_eq(remat_pool_plan_stop(pool), REMAT_OK);
+
+    /* recorded: a, b, free a, c (may take a's place), ... A step keeps a past b's place and
+     * skips b: c must not be placed over a. */
+    cr_assert_eq(remat_pool_plan_record_begin(pool), REMAT_OK);
+    plan_block a = plan_get(pool, 300000, "act"), b = plan_get(pool, 200000, "act");
+    plan_put(pool, a);
+    plan_block c = plan_get(pool, 300000, "act");
+    plan_put(pool, b), plan_put(pool, c);
+    cr_assert_eq(remat_pool_plan_record_end(pool, NULL), REMAT_OK);
+    cr_assert_eq(remat_pool_plan_step_begin(pool), REMAT_OK);
+    uint64_t hits = plan_stats(pool).n_planned_hits, misses = plan_stats(pool).n_planned_misses;
+    a = plan_get(pool, 300000, "act");
+    c = plan_get(pool, 300000, "act"); /* b skipped; a is overdue: a miss */
+    cr_assert_neq(a.p, c.p);
+    cr_assert_eq(plan_stats(pool).n_planned_hits, hits + 1);
+    cr_assert_eq(plan_stats(pool).n_planned_misses, misses + 1);
+    plan_put(pool, a), plan_put(pool, c);
+    assert_pool_ok(pool);
+    remat_pool_destroy(pool);
+    remat_device_close(dev);
+}
+
+/* A recorded request that cannot have a segment of its own (the card is full) is served by the
+ * caching path from room it already holds: recording never fails where the pool alone would not. */
+Test(pool, planned_recording_falls_back_to_the_cache_when_the_card_is_full)
+{
+    remat_device *dev = open_dev("sim:5MiB");
+    remat_pool *pool = open_pool(dev, NULL);
+    void *pinned = remat_alloc(pool, 5 * MiB / 2, NULL); /* a 4 MiB segment, 1.5 MiB left free */
+    cr_assert(pinned, "%s", remat_last_error());
+    cr_assert_eq(plan_stats(pool).reserved.current, 4 * MiB);
+    cr_assert_eq(remat_pool_plan_record_begin(pool), REMAT_OK);
+    void *p = remat_alloc(pool, 1200 * 1024, NULL); /* 4 MiB + its own 1.2 MiB: over the card */
+    cr_assert(p, "%s", remat_last_error());
+    remat_free(pool, p);
+    remat_pool_stats st = plan_stats(pool);
+    cr_assert_eq(st.n_ooms, 0, "the refused exact segment is no out-of-memory");
+    cr_assert_eq(st.reserved.peak, 4 * MiB, "served inside the segment the pool held");
+    remat_free(pool, pinned);
+    cr_assert_eq(remat_pool_plan_record_end(pool, NULL), REMAT_OK, "%s", remat_last_error());
+    cr_assert_eq(plan_stats(pool).reserved.current, 1200 * 1024, "the cache made room");
+    cr_assert_eq(remat_pool_plan_stop(pool), REMAT_OK);
+    assert_pool_ok(pool);
+    remat_pool_destroy(pool);
+    remat_device_close(dev);
+}
+
+/* A new shape is recorded in segments of its own: the old arena (and anything else the cache
+ * holds wholly free) goes back to the device first instead of sitting idle next to them, so the
+ * recorded step reserves exactly what it has live. */
+Test(pool, planned_shape_change_records_without_holding_the_old_arena)
+{
+    remat_device *dev = open_dev("host");
+    remat_pool *pool = open_pool(dev, NULL);
+    for (int step = 0; step < 4; step++) {
+        size_t mib = step < 2 ? 1 : 2; /* sizes 1, 2, 3 MiB, then 2, 3, 4 MiB */
+        if (step == 1)
+            cr_assert_eq(remat_pool_plan_record_end(pool, NULL), REMAT_OK);
+        if (step == 0)
+            cr_assert_eq(remat_pool_plan_record_begin(pool), REMAT_OK);
+        else
+            cr_assert_eq(remat_pool_plan_step_begin(pool), REMAT_OK, "%s", remat_last_error());
+        if (step == 2)
+            cr_assert_eq(remat_pool_reset_peaks(pool), REMAT_OK);
+        plan_block b[3];
+        for (int i = 0; i < 3; i++)
+            b[i] = plan_get(pool, (mib + (size_t)i) * MiB, "act");
+        for (int i = 3; i-- > 0;)
+            plan_put(pool, b[i]);
+        if (step == 2) {
+            remat_pool_stats st = plan_stats(pool);
+            cr_assert_eq(st.n_planned_misses, 1, "the new shape's first request");
+            cr_assert_eq(st.reserved.peak, 9 * MiB, "reserved %llu while recording 9 MiB live",
+                         (unsigned long long)st.reserved.peak);
+        }
+    }
+    remat_pool_stats st = plan_stats(pool);
+    cr_assert_eq(st.n_plans, 2);
+    cr_assert_eq(st.planned_arena_bytes, 9 * MiB);
+    cr_assert_eq(st.reserved.current, 9 * MiB);
+    cr_assert_eq(st.n_planned_hits, 3 + 3);
+    assert_pool_ok(pool);
+    remat_pool_destroy(pool);
+    remat_device_close(dev);
+}
