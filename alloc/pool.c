@@ -527,7 +527,8 @@ static inline void *pool_commit(remat_pool *pool, pool_block *b, size_t bytes,
     if (pool->trace) {
         b->trace_id = ++pool->next_trace_id;
         /* "d": a dedicated segment, so a replay serves it as this pool did */
-        fprintf(pool->trace, "%c %llu %zu %llu %s\n", b->seg->dedicated ? 'd' : 'a',
+        fprintf(pool->trace, "%c %llu %zu %llu %s\n",
+                b->seg->dedicated == POOL_EXACT_USER ? 'd' : 'a',
                 (unsigned long long)b->trace_id, bytes,
                 (unsigned long long)pool_stream_number(pool, stream), pool->tags[tag].name);
     }
@@ -685,8 +686,9 @@ void *remat_alloc_tagged(remat_pool *pool, size_t bytes, remat_stream stream, co
 }
 
 /* A segment of exactly the rounded size for one block: never split, shared or cached. */
-void *pool_alloc_exact(remat_pool *pool, size_t bytes, remat_stream stream, uint32_t t, int quiet)
+void *pool_alloc_exact(remat_pool *pool, size_t bytes, remat_stream stream, uint32_t t, int kind)
 {
+    int quiet = kind == POOL_EXACT_RECORDING;
     size_t size = bytes > POOL_MAX_REQUEST ? 0 : bytes ? round_up(bytes, POOL_ALIGN) : POOL_ALIGN;
     uint64_t limit = pool->cfg.limit_bytes, released = 0;
     pool_block *b = NULL;
@@ -705,7 +707,7 @@ void *pool_alloc_exact(remat_pool *pool, size_t bytes, remat_stream stream, uint
         }
         return NULL;
     }
-    b->seg->dedicated = 1;
+    b->seg->dedicated = kind;
     void *p = pool_hand_out(pool, b, size, bytes, stream, t);
     if (!p && !b->allocated) {
         pool_index_remove(&pool->free[b->seg->kind], b);
@@ -718,7 +720,7 @@ static void *pool_alloc_dedicated_locked(remat_pool *pool, size_t bytes, remat_s
                                          const char *tag)
 {
     uint32_t t = tag_find(pool, tag, 1);
-    return t == UINT32_MAX ? NULL : pool_alloc_exact(pool, bytes, stream, t, 0);
+    return t == UINT32_MAX ? NULL : pool_alloc_exact(pool, bytes, stream, t, POOL_EXACT_USER);
 }
 
 void *remat_alloc_dedicated(remat_pool *pool, size_t bytes, remat_stream stream, const char *tag)

@@ -81,7 +81,10 @@ struct pool_segment {
     /* Made for a request of at least POOL_MIN_LARGE_ALLOC: while wholly free, only such a
      * request may take it (pool_find_free in pool.c; docs/allocator.md, "Spare segments"). */
     int big;
-    int dedicated;           /* remat_alloc_dedicated: one block, back to the device on free */
+    /* One block in a segment of its own, back to the device on free: POOL_EXACT_USER for
+     * remat_alloc_dedicated, POOL_EXACT_RECORDING for planned mode's recorded requests (only the
+     * first kind is traced as 'd': a replay of the trace records the others itself). 0: neither. */
+    int dedicated;
     uint64_t id;             /* creation order: ties in best fit go to older segments, so a
                                 replay makes the same choices whatever addresses it gets */
     pool_block *first;
@@ -285,11 +288,13 @@ void pool_segment_unlink(remat_pool *pool, pool_segment *seg);
 remat_status pool_release_cached(remat_pool *pool, uint64_t *released);
 /* The caching path of an allocation (the tag already resolved). */
 void *pool_alloc_cached(remat_pool *pool, size_t bytes, remat_stream stream, uint32_t tag);
-/* remat_alloc_dedicated with the tag resolved: a segment of exactly the rounded size, returned to
- * the device on free. NULL on failure; with `quiet` the failure is neither counted nor reported
- * as an out-of-memory (the caller has another way to serve it). */
+enum { POOL_EXACT_USER = 1, POOL_EXACT_RECORDING = 2 };
+/* remat_alloc_dedicated with the tag resolved (kind POOL_EXACT_USER), or a recorded request of
+ * planned mode (POOL_EXACT_RECORDING): a segment of exactly the rounded size, returned to the
+ * device on free. NULL on failure; for a recording the failure is neither counted nor reported as
+ * an out-of-memory (the caller serves it from the cache instead). */
 void *pool_alloc_exact(remat_pool *pool, size_t bytes, remat_stream stream, uint32_t tag,
-                       int quiet);
+                       int kind);
 /* Planned mode's arena: a segment of exactly `size` bytes, its one block allocated to the plan. */
 remat_status pool_arena_new(remat_pool *pool, size_t size, remat_stream stream, pool_block **out);
 void pool_arena_release(remat_pool *pool, pool_block *b);

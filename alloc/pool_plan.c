@@ -187,7 +187,9 @@ static size_t plan_match(const pool_plan *pl, size_t k, size_t size, remat_strea
  * of the file), small ones and any the device refuses that way the caching path. */
 static void *plan_record_serve(remat_pool *pool, size_t bytes, remat_stream stream, uint32_t tag)
 {
-    void *p = bytes >= PLAN_EXACT_MIN ? pool_alloc_exact(pool, bytes, stream, tag, 1) : NULL;
+    void *p = bytes >= PLAN_EXACT_MIN
+                  ? pool_alloc_exact(pool, bytes, stream, tag, POOL_EXACT_RECORDING)
+                  : NULL;
     return p ? p : pool_alloc_cached(pool, bytes, stream, tag);
 }
 
