@@ -1,7 +1,8 @@
 /* bench/gpu_pool.c: the pool on a real GPU (run by `make gpu-check`): cached alloc+free pairs
  * against cudaMalloc/cudaFree and cudaMallocAsync (pool release threshold raised), stream-ordered
  * reuse through events, every event call failing in turn, and expandable segments (cuMemMap) with
- * data copied through them. Exit 0 when every correctness check passes; speed targets (>= 100x
+ * data copied through them, and peak reserved on a real training trace against cudaMallocAsync
+ * (check_frag_peers). Exit 0 when every correctness check passes; speed targets (>= 100x
  * cudaMalloc, >= 2x cudaMallocAsync) are printed as met or MISSED. */
 #include "remat.h"
 
@@ -176,6 +177,73 @@ static void check_expandable(remat_device *dev)
     remat_pool_destroy(pool);
 }
 
+/* Peak reserved / lower bound on a real training trace ($REMAT_GPU_TRACE, recorded by
+ * scripts/gpu-check.sh with `remat train --trace`) for the caching pool, the pool's planned mode
+ * and cudaMallocAsync (the default memory pool, release threshold raised so it keeps what it
+ * reserved, as a training loop's pool would). The bound is the most 512-rounded bytes live at once
+ * over the whole trace. Printed, not checked: a peer comparison. */
+static void check_frag_peers(remat_device *dev)
+{
+    const char *path = getenv("REMAT_GPU_TRACE");
+    remat_trace *t = NULL;
+    if (!path || remat_trace_load(path, &t) != REMAT_OK) {
+        printf("frag peers: skipped (REMAT_GPU_TRACE %s)\n", path ? remat_last_error() : "unset");
+        return;
+    }
+    size_t n = remat_trace_events(t), n_alloc = 0;
+    remat_trace_event e;
+    for (size_t i = 0; i < n; i++)
+        n_alloc += remat_trace_event_at(t, i, &e) == REMAT_OK && e.op == 'a';
+    void **ptr = calloc(n_alloc ? n_alloc : 1, sizeof *ptr);
+    uint64_t *size = calloc(n_alloc ? n_alloc : 1, sizeof *size), live = 0, bound = 0;
+    cudaStream_t st = NULL;
+    cudaMemPool_t mp = NULL;
+    uint64_t keep = UINT64_MAX, zero = 0, high = 0;
+    int ok = ptr && size && cudaStreamCreate(&st) == cudaSuccess &&
+             cudaDeviceGetDefaultMemPool(&mp, 0) == cudaSuccess &&
+             cudaMemPoolSetAttribute(mp, cudaMemPoolAttrReleaseThreshold, &keep) == cudaSuccess &&
+             cudaMemPoolTrimTo(mp, 0) == cudaSuccess &&
+             cudaMemPoolSetAttribute(mp, cudaMemPoolAttrReservedMemHigh, &zero) == cudaSuccess;
+    for (size_t i = 0; ok && i < n; i++) {
+        ok = remat_trace_event_at(t, i, &e) == REMAT_OK && e.alloc_index < n_alloc;
+        if (ok && e.op == 'a') {
+            size[e.alloc_index] = e.bytes ? (e.bytes + 511) / 512 * 512 : 512;
+            live += size[e.alloc_index];
+            bound = live > bound ? live : bound;
+            ok = cudaMallocAsync(&ptr[e.alloc_index], e.bytes ? e.bytes : 1, st) == cudaSuccess;
+        } else if (ok) {
+            live -= size[e.alloc_index];
+            ok = cudaFreeAsync(ptr[e.alloc_index], st) == cudaSuccess;
+            ptr[e.alloc_index] = NULL;
+        }
+    }
+    ok = ok && cudaStreamSynchronize(st) == cudaSuccess &&
+         cudaMemPoolGetAttribute(mp, cudaMemPoolAttrReservedMemHigh, &high) == cudaSuccess;
+    for (size_t i = 0; i < n_alloc && ptr; i++)
+        if (ptr[i])
+            cudaFreeAsync(ptr[i], st);
+    if (st)
+        cudaStreamSynchronize(st), cudaStreamDestroy(st);
+    if (mp)
+        cudaMemPoolTrimTo(mp, 0);
+    CHECK(ok, "cudaMallocAsync replay of %s", path);
+    remat_replay_result r;
+    remat_planned_replay_result pr;
+    remat_status s1 = remat_trace_replay(t, dev, NULL, &r);
+    remat_status s2 = remat_trace_steps(t) >= 2 ? remat_trace_replay_planned(t, dev, NULL, &pr)
+                                                : REMAT_EINVAL;
+    CHECK(s1 == REMAT_OK, "pool replay of %s", path);
+    if (ok && s1 == REMAT_OK && bound)
+        printf("frag peers on %s: peak reserved / bound: pool %.3f, planned %s%.3f, "
+               "cudaMallocAsync %.3f (bound %llu bytes)\n",
+               path, (double)r.peak_reserved / (double)bound, s2 == REMAT_OK ? "" : "n/a ",
+               s2 == REMAT_OK ? (double)pr.all.peak_reserved / (double)bound : 0.0,
+               (double)high / (double)bound, (unsigned long long)bound);
+    free(ptr);
+    free(size);
+    remat_trace_free(t);
+}
+
 int main(void)
 {
     remat_device *dev = NULL;
@@ -186,6 +254,7 @@ int main(void)
     check_streams(dev);
     check_expandable(dev);
     check_speed(dev);
+    check_frag_peers(dev);
     remat_device_close(dev);
     printf("gpu_pool: %s (%d failed checks)\n", failures ? "FAILED" : "ok", failures);
     return failures ? 1 : 0;

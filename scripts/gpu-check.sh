@@ -21,6 +21,12 @@ step() { # step NAME COMMAND...: runs one check, records pass/fail and its last 
     printf '%-28s %-6s %s\n' "$name" "$([ $rc -eq 0 ] && echo ok || echo FAIL)" "$(printf '%s' "$out" | tail -1 | cut -c1-90)" >> "$table"
     [ $rc -eq 0 ] || status=1
 }
+# A real training trace (small GPT, optimal at 50%, each buffer from the pool) for gpu_pool's
+# fragmentation comparison with cudaMallocAsync; recorded on the host, replayed on the GPU.
+export REMAT_GPU_TRACE="$table.trace"
+"$remat" train --model small --batch 6 --steps 4 --policy optimal --budget 50% --layout pool \
+    --analytic --device host --trace "$REMAT_GPU_TRACE" > /dev/null 2>&1 || unset REMAT_GPU_TRACE
+trap 'rm -f "$table" "$table.trace"' EXIT
 for s in "$build"/gpu/gpu_*; do
     [ -x "$s" ] && step "$(basename "$s")" "$s"
 done
