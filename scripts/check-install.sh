@@ -6,6 +6,8 @@
 # REMAT_CUDA=0 scripts/check-install.sh does the same for a CPU-only build (in build-nocuda/), whose
 # remat.pc, library and binaries must not ask for cudart or libstdc++.
 set -euo pipefail
+# (grep without -q below: under pipefail, grep -q exiting at its first match can kill the writer
+# with SIGPIPE and fail the pipeline now and then)
 cd "$(dirname "$0")/.."
 cuda=${REMAT_CUDA:-}
 build=${BUILD:-$([ "$cuda" = 0 ] && echo build-nocuda || echo build)}
@@ -27,15 +29,15 @@ src=examples/hello_pool.c
 # What was installed: the versioned library, its SONAME link and dev link, header, CLI, docs.
 [ "$(readlink "$lib/libremat.so")" = libremat.so.0 ] || fail "libremat.so is not a link to libremat.so.0"
 [ "$(readlink "$lib/libremat.so.0")" = "libremat.so.$version" ] || fail "libremat.so.0 is not a link to libremat.so.$version"
-readelf -d "$lib/libremat.so.$version" | grep -q 'Library soname: \[libremat.so.0\]' || fail "SONAME is not libremat.so.0"
+readelf -d "$lib/libremat.so.$version" | grep 'Library soname: \[libremat.so.0\]' >/dev/null || fail "SONAME is not libremat.so.0"
 [ -f "$prefix/include/remat.h" ] || fail "no include/remat.h"
 [ -f "$prefix/share/doc/remat/contracts.md" ] || fail "no share/doc/remat/contracts.md"
 [ "$("$prefix/bin/remat" --version)" = "remat $version" ] || fail "bin/remat --version is not remat $version"
 
 run() { # NAME: runs the built example, which must print its one line
-    "$prefix/$1" | grep -q '^hello_pool: 9 allocations' || fail "$1 did not run as expected"
+    "$prefix/$1" | grep '^hello_pool: 9 allocations' >/dev/null || fail "$1 did not run as expected"
 }
-loads_libremat() { ldd "$prefix/$1" | grep -q "libremat.so.0 => $lib/libremat.so.0"; }
+loads_libremat() { ldd "$prefix/$1" | grep "libremat.so.0 => $lib/libremat.so.0" >/dev/null; }
 
 # 1. shared: pkg-config's rpath finds libremat.so.0
 cc -o "$prefix/hello_shared" $src $(pkg-config --cflags --libs remat)
@@ -57,7 +59,7 @@ if [ "$cuda" = 0 ]; then
     if grep -Eq 'cudart|stdc\+\+|cuda' <<<"$pc"; then fail "CPU-only remat.pc asks for CUDA or libstdc++: $pc"; fi
     for f in "$lib/libremat.so.$version" "$prefix/hello_shared" "$prefix/hello_pc_static" "$prefix/hello_static"; do
         if readelf -d "$f" | grep -E 'NEEDED.*(cudart|stdc\+\+)'; then fail "$f needs cudart or libstdc++"; fi
-        if ldd "$f" | grep -q cudart; then fail "$f loads cudart"; fi
+        if ldd "$f" | grep cudart >/dev/null; then fail "$f loads cudart"; fi
     done
 fi
 
