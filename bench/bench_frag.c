@@ -220,7 +220,12 @@ static int frag_real_load(frag_real *real, int *n)
 {
     const char *list = getenv("REMAT_FRAG_TRACES");
     *n = 0;
-    for (const char *p = list; p && *p && *n < FRAG_MAX_REAL;) {
+    for (const char *p = list; p && *p;) {
+        if (*n == FRAG_MAX_REAL) {
+            fprintf(stderr, "bench_frag: REMAT_FRAG_TRACES names more than %d traces\n",
+                    FRAG_MAX_REAL);
+            return -1;
+        }
         const char *end = strchr(p, ','), *eq = strchr(p, '=');
         size_t len = end ? (size_t)(end - p) : strlen(p);
         char item[512];
