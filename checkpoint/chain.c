@@ -30,6 +30,23 @@ uint64_t chain_saved_bytes(const remat_chain *c, int stage, int option)
     return option < 0 ? s->saved_bytes : s->options[option].saved_bytes;
 }
 
+uint64_t chain_grad_bytes(const remat_chain *c, int k)
+{
+    return k == 0 && c->input_no_grad ? 0 : chain_act_bytes(c, k);
+}
+
+uint64_t chain_fwd_tmp_bytes(const remat_chain *c, int stage, int option)
+{
+    const remat_stage *s = &c->stages[stage];
+    return s->fwd_tmp_bytes + (option >= 0 ? s->options[option].extra_fwd_tmp_bytes : 0);
+}
+
+uint64_t chain_bwd_tmp_bytes(const remat_chain *c, int stage, int option)
+{
+    const remat_stage *s = &c->stages[stage];
+    return s->bwd_tmp_bytes + (option >= 0 ? s->options[option].extra_bwd_tmp_bytes : 0);
+}
+
 double chain_bwd_time(const remat_chain *c, int stage, int option)
 {
     const remat_stage *s = &c->stages[stage];
@@ -89,7 +106,9 @@ static int chain_sizes_ok(const remat_stage *s)
         s->fwd_tmp_bytes > CHAIN_MAX_BYTES || s->bwd_tmp_bytes > CHAIN_MAX_BYTES)
         return 0;
     for (int k = 0; k < s->n_options; k++)
-        if (s->options[k].saved_bytes > CHAIN_MAX_BYTES)
+        if (s->options[k].saved_bytes > CHAIN_MAX_BYTES ||
+            s->options[k].extra_fwd_tmp_bytes > CHAIN_MAX_BYTES ||
+            s->options[k].extra_bwd_tmp_bytes > CHAIN_MAX_BYTES)
             return 0;
     return 1;
 }
@@ -161,6 +180,8 @@ remat_status chain_validate(const remat_chain *c)
         return remat_fail(REMAT_EPARSE, "stages: the chain is empty");
     if (c->n_stages > 30000)
         return remat_fail(REMAT_EPARSE, "stages: %d stages, at most 30000 supported", c->n_stages);
+    if (c->input_no_grad != 0 && c->input_no_grad != 1)
+        return remat_fail(REMAT_EPARSE, "input_no_grad: %d must be 0 or 1", c->input_no_grad);
     if (c->input_bytes > CHAIN_MAX_BYTES)
         return remat_fail(REMAT_EPARSE, "input_bytes: %llu is above the limit of 128 TiB",
                           (unsigned long long)c->input_bytes);
@@ -238,6 +259,16 @@ static remat_status chain_get_name(const cJSON *obj, const char *where, const ch
     return REMAT_OK;
 }
 
+/* Reads an optional boolean (absent: 0). */
+static remat_status chain_get_flag(const cJSON *obj, const char *key, int *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (v && !cJSON_IsBool(v))
+        return remat_fail(REMAT_EPARSE, "%s: must be true or false", key);
+    *out = v && cJSON_IsTrue(v);
+    return REMAT_OK;
+}
+
 static remat_status chain_parse_options(const cJSON *arr, int i, remat_stage *s)
 {
     if (!arr)
@@ -263,6 +294,11 @@ static remat_status chain_parse_options(const cJSON *arr, int i, remat_stage *s)
         REMAT_TRY(chain_get_name(o, where, NULL, opt->name, sizeof opt->name));
         REMAT_TRY(chain_get_bytes(o, "saved_bytes", where, NULL, &opt->saved_bytes));
         REMAT_TRY(chain_get_time(o, "bwd", where, &opt->bwd));
+        static const uint64_t zero = 0;
+        REMAT_TRY(
+            chain_get_bytes(o, "extra_fwd_tmp_bytes", where, &zero, &opt->extra_fwd_tmp_bytes));
+        REMAT_TRY(
+            chain_get_bytes(o, "extra_bwd_tmp_bytes", where, &zero, &opt->extra_bwd_tmp_bytes));
         k++;
     }
     return REMAT_OK;
@@ -303,6 +339,8 @@ static remat_status chain_from_json(const cJSON *root, remat_chain **out)
     remat_status s = chain_get_name(root, "", "chain", c->name, sizeof c->name);
     if (s == REMAT_OK)
         s = chain_get_bytes(root, "input_bytes", "", NULL, &c->input_bytes);
+    if (s == REMAT_OK)
+        s = chain_get_flag(root, "input_no_grad", &c->input_no_grad);
     int i = 0;
     const cJSON *st;
     cJSON_ArrayForEach(st, stages)
@@ -428,8 +466,17 @@ static void chain_write_stage(FILE *f, const remat_stage *s)
         for (int k = 0; k < s->n_options; k++) {
             fprintf(f, "%s{\"name\": ", k ? ", " : "");
             remat_json_string(f, s->options[k].name);
-            fprintf(f, ", \"saved_bytes\": %llu, \"bwd\": %.17g}",
-                    (unsigned long long)s->options[k].saved_bytes, s->options[k].bwd);
+            const remat_stage_option *o = &s->options[k];
+            fprintf(f, ", \"saved_bytes\": %llu, \"bwd\": %.17g",
+                    (unsigned long long)o->saved_bytes, o->bwd);
+            /* written only when set, so chains without them keep their files byte for byte */
+            if (o->extra_fwd_tmp_bytes)
+                fprintf(f, ", \"extra_fwd_tmp_bytes\": %llu",
+                        (unsigned long long)o->extra_fwd_tmp_bytes);
+            if (o->extra_bwd_tmp_bytes)
+                fprintf(f, ", \"extra_bwd_tmp_bytes\": %llu",
+                        (unsigned long long)o->extra_bwd_tmp_bytes);
+            fprintf(f, "}");
         }
         fprintf(f, "]");
     }
@@ -443,8 +490,9 @@ remat_status remat_chain_write(const remat_chain *chain, FILE *f)
     REMAT_TRY(chain_validate(chain));
     fprintf(f, "{\"name\": ");
     remat_json_string(f, chain->name);
-    fprintf(f, ", \"input_bytes\": %llu,\n  \"stages\": [\n",
-            (unsigned long long)chain->input_bytes);
+    fprintf(f, ", \"input_bytes\": %llu,%s\n  \"stages\": [\n",
+            (unsigned long long)chain->input_bytes,
+            chain->input_no_grad ? " \"input_no_grad\": true," : "");
     for (int i = 0; i < chain->n_stages; i++) {
         chain_write_stage(f, &chain->stages[i]);
         fprintf(f, "%s\n", i + 1 < chain->n_stages ? "," : "");

@@ -11,6 +11,12 @@
 uint64_t chain_act_bytes(const remat_chain *c, int k);
 /* |ā_{i+1}| made by F_all i with `option` (-1 = default). */
 uint64_t chain_saved_bytes(const remat_chain *c, int stage, int option);
+/* |d_k|: 0 for k = 0 when the chain's input needs no gradient, else |a_k|. */
+uint64_t chain_grad_bytes(const remat_chain *c, int k);
+/* Workspace of stage i's forward / backward with `option` (-1 default, -2 no grad: the stage's
+ * own), an option's extra included. */
+uint64_t chain_fwd_tmp_bytes(const remat_chain *c, int stage, int option);
+uint64_t chain_bwd_tmp_bytes(const remat_chain *c, int stage, int option);
 /* Backward time of stage i when ā_{i+1} was made with `option`. */
 double chain_bwd_time(const remat_chain *c, int stage, int option);
 /* Σ fwd + Σ bwd (default options): the store-all time, the base of overhead. */

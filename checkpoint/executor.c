@@ -2,8 +2,10 @@
  * every activation, gradient and workspace in the simulator's exact order: from the pool, or, with
  * a planned layout, at the planned offsets of one arena block (the n-th buffer the run asks for is
  * the layout's n-th buffer: both walk the same state machine). */
+#include "alloc/pool.h"
 #include "checkpoint/checkpoint.h"
 
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,11 +17,36 @@ typedef struct {
     remat_stream stream;
     const remat_callbacks *cb;
     void *ctx;
-    void **a, **abar, **d; /* [L+1] each: live buffers by kind and index */
+    void **a, **abar, **d;            /* [L+1] each: live buffers by kind and index */
     const remat_schedule_layout *lay; /* NULL: every buffer from the pool */
     char *arena;                      /* lay's arena block */
     size_t next;                      /* the layout's next buffer */
+    void *output;                     /* host memory for a_L (remat_run_output), or NULL */
+    size_t output_bytes;
+    int output_done; /* a_L was copied out */
 } exec_run;
+
+remat_status remat_callback_fail(remat_status s, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    remat_status r = remat_failv(s, fmt, ap);
+    va_end(ap);
+    return r;
+}
+
+/* Names the callback that failed in the run's message: its own (set with remat_callback_fail,
+ * or by any library call it made) is kept after "remat_run: <what> of stage i: "; a callback that
+ * set none gets one saying so, never a stale message from an earlier call. */
+static remat_status exec_called(remat_status s, const char *what, int stage)
+{
+    if (s == REMAT_OK)
+        return REMAT_OK;
+    if (remat_last_error()[0] == '\0')
+        return remat_fail(s, "remat_run: the %s callback of stage %d failed (%s) without a message",
+                          what, stage, remat_strerror(s));
+    return remat_fail_context(s, "remat_run: %s callback of stage %d", what, stage);
+}
 
 static void **exec_slot(exec_run *r, ckpt_buf b)
 {
@@ -79,12 +106,31 @@ static remat_status exec_compute(exec_run *r, const remat_op *op, const ckpt_eff
         else if (!eff->first_forward && cb->restore_rng)
             cb->restore_rng(r->ctx, i);
         int option = op->kind == REMAT_OP_F_ALL ? eff->option : REMAT_OPTION_NO_GRAD;
-        return cb->forward(r->ctx, i, option, exec_input(r, i, eff), out, tmp);
+        remat_clear_error();
+        return exec_called(cb->forward(r->ctx, i, option, exec_input(r, i, eff), out, tmp),
+                           "forward", i);
     }
+    remat_clear_error();
     if (cb->zero && eff->out_bytes > 0)
-        REMAT_TRY(cb->zero(r->ctx, out, (size_t)eff->out_bytes));
-    return cb->backward(r->ctx, i, eff->option, exec_input(r, i, eff), r->abar[i + 1], r->d[i + 1],
-                        out, tmp);
+        REMAT_TRY(exec_called(cb->zero(r->ctx, out, (size_t)eff->out_bytes), "zero", i));
+    return exec_called(cb->backward(r->ctx, i, eff->option, exec_input(r, i, eff), r->abar[i + 1],
+                                    r->d[i + 1], out, tmp),
+                       "backward", i);
+}
+
+/* Copies a_L (the first out_bytes of the output of the last stage's first forward) to the
+ * caller's host memory, once: recomputations give the same bytes. */
+static remat_status exec_output(exec_run *r, const remat_op *op, const void *out)
+{
+    int L = r->chain->n_stages;
+    if (!r->output || r->output_done || op->kind == REMAT_OP_B || op->stage != L - 1)
+        return REMAT_OK;
+    r->output_done = 1;
+    if (r->output_bytes == 0)
+        return REMAT_OK;
+    remat_status s =
+        remat_device_copy(r->pool->dev, r->output, out, r->output_bytes, REMAT_COPY_DEVICE_TO_HOST);
+    return s == REMAT_OK ? s : remat_fail_context(s, "remat_run: copying out a_%d", L);
 }
 
 /* Performs one op exactly as ckpt_state_apply accounted it. */
@@ -96,6 +142,8 @@ static remat_status exec_op(exec_run *r, size_t k, const remat_op *op, const ckp
         s = exec_alloc(r, eff->tmp_bytes, k, &tmp);
     if (s == REMAT_OK)
         s = exec_compute(r, op, eff, out, tmp);
+    if (s == REMAT_OK)
+        s = exec_output(r, op, out);
     exec_release(r, &tmp);
     if (s != REMAT_OK || !eff->keep_out) /* failed, or recomputed an output already live */
         exec_release(r, &out);
@@ -114,11 +162,13 @@ static remat_status exec_start(exec_run *r)
     int L = r->chain->n_stages;
     REMAT_TRY(exec_alloc(r, chain_act_bytes(r->chain, 0), SIZE_MAX, &r->a[0]));
     REMAT_TRY(exec_alloc(r, chain_act_bytes(r->chain, L), SIZE_MAX, &r->d[L]));
-    REMAT_TRY(r->cb->input(r->ctx, r->a[0]));
+    remat_clear_error();
+    REMAT_TRY(exec_called(r->cb->input(r->ctx, r->a[0]), "input", 0));
     if (r->cb->seed)
-        return r->cb->seed(r->ctx, r->d[L]);
+        return exec_called(r->cb->seed(r->ctx, r->d[L]), "seed", L - 1);
     uint64_t bytes = chain_act_bytes(r->chain, L);
-    return bytes ? r->cb->zero(r->ctx, r->d[L], (size_t)bytes) : REMAT_OK;
+    return bytes ? exec_called(r->cb->zero(r->ctx, r->d[L], (size_t)bytes), "zero", L - 1)
+                 : REMAT_OK;
 }
 
 static remat_status exec_steps(exec_run *r, const remat_schedule *sched, ckpt_state *st)
@@ -171,13 +221,28 @@ static remat_status exec_arena(exec_run *r, const remat_schedule *sched)
 remat_status remat_run(const remat_schedule *sched, const remat_chain *chain, remat_pool *pool,
                        remat_stream stream, const remat_callbacks *cb, void *ctx)
 {
+    return remat_run_output(sched, chain, pool, stream, cb, ctx, NULL, 0);
+}
+
+remat_status remat_run_output(const remat_schedule *sched, const remat_chain *chain,
+                              remat_pool *pool, remat_stream stream, const remat_callbacks *cb,
+                              void *ctx, void *output, size_t output_bytes)
+{
     REMAT_TRY(exec_check(sched, chain, pool, cb));
+    uint64_t last = chain_act_bytes(chain, chain->n_stages);
+    if (output && output_bytes > last)
+        return remat_fail(REMAT_EINVAL,
+                          "remat_run_output: output_bytes %zu is above the last stage's "
+                          "out_bytes %llu",
+                          output_bytes, (unsigned long long)last);
     size_t n = (size_t)chain->n_stages + 1;
     exec_run r = {.chain = chain,
                   .pool = pool,
                   .stream = stream,
                   .cb = cb,
                   .ctx = ctx,
+                  .output = output,
+                  .output_bytes = output_bytes,
                   .a = calloc(n, sizeof(void *)),
                   .abar = calloc(n, sizeof(void *)),
                   .d = calloc(n, sizeof(void *))};

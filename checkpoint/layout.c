@@ -51,9 +51,13 @@ uint64_t ckpt_layout_key(const remat_chain *c, const remat_op *ops, size_t n_ops
         h = layout_mix(h, s->saved_bytes);
         h = layout_mix(h, s->fwd_tmp_bytes);
         h = layout_mix(h, s->bwd_tmp_bytes);
-        for (int k = 0; k < s->n_options; k++)
+        for (int k = 0; k < s->n_options; k++) {
             h = layout_mix(h, s->options[k].saved_bytes);
+            h = layout_mix(h, s->options[k].extra_fwd_tmp_bytes);
+            h = layout_mix(h, s->options[k].extra_bwd_tmp_bytes);
+        }
     }
+    h = layout_mix(h, (uint64_t)c->input_no_grad);
     h = layout_mix(h, (uint64_t)n_ops);
     for (size_t k = 0; k < n_ops; k++)
         h = layout_mix(h, (uint64_t)ops[k].kind << 48 ^ (uint64_t)(uint32_t)ops[k].stage << 16 ^

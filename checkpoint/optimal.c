@@ -34,14 +34,15 @@
 typedef struct {
     int L;
     uint64_t unit;
-    uint64_t *x;           /* [L+1] |a_k| */
-    uint64_t *ftmp, *btmp; /* [L] */
-    int *var0, *n_var;     /* [L]: first variant index in xb/bw, number of variants */
-    uint64_t *xb;          /* saved bytes per variant */
-    double *bw;            /* backward time per variant */
-    double *fwd;           /* [L] */
-    double *fsum;          /* [L+1]: prefix sums of fwd */
-    int *best;             /* [L]: fastest variant (ties: fewer saved bytes) */
+    uint64_t *x;       /* [L+1] |a_k| */
+    uint64_t *ftmp;    /* [L]: workspace of the forward without grad (F_ck, F_n) */
+    int *var0, *n_var; /* [L]: first variant index in xb/bw, number of variants */
+    uint64_t *xb;      /* saved bytes per variant */
+    uint64_t *vf, *vb; /* per variant: workspace of its F_all and of its backward */
+    double *bw;        /* backward time per variant */
+    double *fwd;       /* [L] */
+    double *fsum;      /* [L+1]: prefix sums of fwd */
+    int *best;         /* [L]: fastest variant (ties: fewer saved bytes) */
 } opt_sizes;
 
 /* Per sub-problem (s, t): the least memory any DP schedule needs (lb, with its choice) and the
@@ -100,10 +101,11 @@ static void opt_sizes_free(opt_sizes *z)
 {
     free(z->x);
     free(z->ftmp);
-    free(z->btmp);
     free(z->var0);
     free(z->n_var);
     free(z->xb);
+    free(z->vf);
+    free(z->vb);
     free(z->bw);
     free(z->fwd);
     free(z->fsum);
@@ -121,26 +123,27 @@ static remat_status opt_sizes_make(const remat_chain *c, uint64_t unit, opt_size
     z->unit = unit;
     z->x = malloc(((size_t)L + 1) * sizeof *z->x);
     z->ftmp = malloc((size_t)L * sizeof *z->ftmp);
-    z->btmp = malloc((size_t)L * sizeof *z->btmp);
     z->var0 = malloc((size_t)L * sizeof *z->var0);
     z->n_var = malloc((size_t)L * sizeof *z->n_var);
     z->xb = malloc((size_t)nv * sizeof *z->xb);
+    z->vf = malloc((size_t)nv * sizeof *z->vf);
+    z->vb = malloc((size_t)nv * sizeof *z->vb);
     z->bw = malloc((size_t)nv * sizeof *z->bw);
     z->fwd = malloc((size_t)L * sizeof *z->fwd);
     z->fsum = malloc(((size_t)L + 1) * sizeof *z->fsum);
     z->best = malloc((size_t)L * sizeof *z->best);
-    if (!z->x || !z->ftmp || !z->btmp || !z->var0 || !z->n_var || !z->xb || !z->bw || !z->fwd ||
-        !z->fsum || !z->best) {
+    if (!z->x || !z->ftmp || !z->var0 || !z->n_var || !z->xb || !z->vf || !z->vb || !z->bw ||
+        !z->fwd || !z->fsum || !z->best) {
         opt_sizes_free(z);
         return remat_fail(REMAT_ENOMEM, "optimal solver: out of memory for %d stages", L);
     }
+    /* x[0] is only ever read as d_0 (the caller counts a_0): 0 when the input has no gradient */
     for (int k = 0; k <= L; k++)
-        z->x[k] = opt_units(chain_act_bytes(c, k), unit);
+        z->x[k] = opt_units(chain_grad_bytes(c, k), unit);
     z->fsum[0] = 0;
     for (int i = 0, v = 0; i < L; i++) {
         const remat_stage *st = &c->stages[i];
         z->ftmp[i] = opt_units(st->fwd_tmp_bytes, unit);
-        z->btmp[i] = opt_units(st->bwd_tmp_bytes, unit);
         z->fwd[i] = st->fwd;
         z->fsum[i + 1] = z->fsum[i] + st->fwd;
         z->var0[i] = v;
@@ -148,6 +151,8 @@ static remat_status opt_sizes_make(const remat_chain *c, uint64_t unit, opt_size
         z->best[i] = 0;
         for (int k = -1; k < st->n_options; k++, v++) {
             z->xb[v] = opt_units(chain_saved_bytes(c, i, k), unit);
+            z->vf[v] = opt_units(chain_fwd_tmp_bytes(c, i, k), unit);
+            z->vb[v] = opt_units(chain_bwd_tmp_bytes(c, i, k), unit);
             z->bw[v] = chain_bwd_time(c, i, k);
             int b = z->var0[i] + z->best[i];
             if (z->bw[v] < z->bw[b] || (z->bw[v] == z->bw[b] && z->xb[v] < z->xb[b]))
@@ -160,8 +165,9 @@ static remat_status opt_sizes_make(const remat_chain *c, uint64_t unit, opt_size
 /* Memory of option A's own ops (F_all s, B s) with variant v, beside the sub-problem. */
 static uint64_t opt_need_a(const opt_sizes *z, int s, int t, int v)
 {
-    uint64_t xb = z->xb[z->var0[s] + v];
-    return opt_max(z->x[t] + xb + z->ftmp[s], xb + z->x[s + 1] + z->x[s] + z->btmp[s]);
+    size_t w = (size_t)(z->var0[s] + v);
+    uint64_t xb = z->xb[w];
+    return opt_max(z->x[t] + xb + z->vf[w], xb + z->x[s + 1] + z->x[s] + z->vb[w]);
 }
 
 /* ==== bounds ================================================================================ */
@@ -675,8 +681,11 @@ static uint64_t opt_chain_gcd(const remat_chain *c, uint64_t extra)
         g = opt_gcd(g, s->saved_bytes);
         g = opt_gcd(g, s->fwd_tmp_bytes);
         g = opt_gcd(g, s->bwd_tmp_bytes);
-        for (int k = 0; k < s->n_options; k++)
+        for (int k = 0; k < s->n_options; k++) {
             g = opt_gcd(g, s->options[k].saved_bytes);
+            g = opt_gcd(g, s->options[k].extra_fwd_tmp_bytes);
+            g = opt_gcd(g, s->options[k].extra_bwd_tmp_bytes);
+        }
     }
     return g;
 }

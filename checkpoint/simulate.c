@@ -105,7 +105,7 @@ static int state_forward(ckpt_state *st, const remat_op *op, ckpt_effect *eff, c
         return -1;
     }
     eff->in_abar = !st->plain[i];
-    eff->tmp_bytes = c->stages[i].fwd_tmp_bytes;
+    eff->tmp_bytes = chain_fwd_tmp_bytes(c, i, -2);
     if (op->kind == REMAT_OP_F_ALL) {
         int o = op->option;
         if (o < -1 || o >= c->stages[i].n_options) {
@@ -113,6 +113,7 @@ static int state_forward(ckpt_state *st, const remat_op *op, ckpt_effect *eff, c
             return -1;
         }
         eff->option = o;
+        eff->tmp_bytes = chain_fwd_tmp_bytes(c, i, o);
         eff->out = (ckpt_buf){CKPT_BUF_ABAR, i + 1};
         eff->out_bytes = chain_saved_bytes(c, i, o);
         eff->keep_out = st->abar[i + 1] == CKPT_NONE;
@@ -161,8 +162,8 @@ static int state_backward(ckpt_state *st, const remat_op *op, ckpt_effect *eff, 
     eff->option = o;
     eff->in_abar = !st->plain[i];
     eff->out = (ckpt_buf){CKPT_BUF_D, i};
-    eff->out_bytes = chain_act_bytes(c, i);
-    eff->tmp_bytes = c->stages[i].bwd_tmp_bytes;
+    eff->out_bytes = chain_grad_bytes(c, i);
+    eff->tmp_bytes = chain_bwd_tmp_bytes(c, i, o);
     eff->keep_out = 1;
     state_account(st, eff, chain_bwd_time(c, i, o));
     st->abar[i + 1] = CKPT_NONE;

@@ -44,9 +44,11 @@ extern "C" {
 #if defined(__GNUC__) || defined(__clang__)
 #define REMAT_NODISCARD __attribute__((warn_unused_result))
 #define REMAT_ALLOC(size_arg) __attribute__((malloc, alloc_size(size_arg)))
+#define REMAT_FORMAT(fmt_arg, first_arg) __attribute__((format(printf, fmt_arg, first_arg)))
 #else
 #define REMAT_NODISCARD
 #define REMAT_ALLOC(size_arg)
+#define REMAT_FORMAT(fmt_arg, first_arg)
 #endif
 
 /* The version, here and nowhere else (the Makefile reads it from these lines): MAJOR changes
@@ -405,11 +407,18 @@ REMAT_API REMAT_NODISCARD remat_status remat_pool_plan_stop(remat_pool *pool);
 
 /* ==== Checkpoint scheduler (checkpoint/) =================================================== */
 
-/* An alternative forward-with-grad variant of a stage: fewer saved bytes, a dearer backward. */
+/* An alternative forward-with-grad variant of a stage: fewer saved bytes, a dearer backward.
+ * Plain values, no pointers: the option array of its stage holds them. */
 typedef struct {
     char name[48];
     uint64_t saved_bytes;
     double bwd;
+    /* Workspace this option needs on top of its stage's: its F_all gets fwd_tmp_bytes +
+     * extra_fwd_tmp_bytes of workspace, the backward of what it saved bwd_tmp_bytes +
+     * extra_bwd_tmp_bytes (e.g. a buffer to recompute a dropped tensor in). The executor allocates
+     * them with the rest and the simulator and every solver count them. 0 (zero-initialised):
+     * none beyond the stage's. */
+    uint64_t extra_fwd_tmp_bytes, extra_bwd_tmp_bytes;
 } remat_stage_option;
 
 /* Stage i maps activation a_i to a_{i+1}. Cost model: docs/checkpoint.md. */
@@ -421,14 +430,25 @@ typedef struct {
     uint64_t fwd_tmp_bytes;   /* workspace during the forward */
     uint64_t bwd_tmp_bytes;   /* workspace during the backward */
     int n_options;
-    remat_stage_option *options; /* n_options entries; "default" is implicit, never listed */
+    /* n_options entries; "default" is implicit, never listed. Owned by the chain:
+     * remat_chain_free frees it with free(), so build it with malloc/calloc (or leave it NULL
+     * with n_options = 0). */
+    remat_stage_option *options;
 } remat_stage;
 
+/* A chain. Ownership: a chain from remat_chain_new, _load or _parse owns `stages` (one calloc'd
+ * array of n_stages) and each stage's `options`; remat_chain_free frees all three. Every call
+ * taking a const remat_chain * only reads it during the call and keeps no pointer into it,
+ * except that a remat_schedule's layout is keyed by the chain's sizes (not its address). */
 typedef struct {
     char name[128];
-    uint64_t input_bytes; /* |a_0|, also |d_0| */
+    uint64_t input_bytes; /* |a_0|, also |d_0| unless input_no_grad */
     int n_stages;
     remat_stage *stages;
+    /* 1: the input needs no gradient (token ids, a frozen stem's output): d_0 is neither
+     * allocated nor computed, so B 0 gets din = NULL, and the cost model counts 0 bytes for d_0
+     * (docs/checkpoint.md). 0 (zero-initialised): d_0 has input_bytes, as before. */
+    int input_no_grad;
 } remat_chain;
 
 /* Reads, parses, writes a chain file (docs/contracts.md). Loading validates and names the offending
@@ -613,13 +633,17 @@ REMAT_API REMAT_NODISCARD remat_status remat_schedule_write_json(const remat_sch
 /* ---- Executor ---------------------------------------------------------------------------- */
 
 /* Callbacks through which remat_run drives the trainer. Buffers are allocated and freed by the
- * executor through the pool; the callbacks only compute into them.
+ * executor through the pool; the callbacks only compute into them. Every pointer passed to a
+ * callback is valid only during that call (the executor frees or reuses the buffer after).
  * - forward: a_{i+1} (out, out_bytes) from a_i (in). option = REMAT_OPTION_NO_GRAD (F_ck/F_n):
  *   out has out_bytes; option = REMAT_OPTION_DEFAULT or k >= 0: forward-with-grad, out is ā_{i+1}
  *   with saved_bytes of that option, and a_{i+1} must be its first out_bytes. tmp has
- *   fwd_tmp_bytes (may be NULL if 0). For stage 0, in is a_0 as written by `input`.
+ *   fwd_tmp_bytes, plus the option's extra_fwd_tmp_bytes for option k >= 0 (NULL if 0). For stage
+ *   0, in is a_0 as written by `input`.
  * - backward: d_i (din, size |a_i|) from a_i (in), ā_{i+1} (saved, made with `option`) and d_{i+1}
- *   (dout). tmp has bwd_tmp_bytes. Parameter gradients are the trainer's business.
+ *   (dout). tmp has bwd_tmp_bytes, plus the option's extra_bwd_tmp_bytes for option k >= 0. For
+ *   stage 0 of a chain with input_no_grad, din is NULL (d_0 is not wanted): skip computing it.
+ *   Parameter gradients are the trainer's business.
  * - input: writes a_0 (input_bytes). seed: writes d_L (out_bytes of the last stage); NULL = zeros.
  * Every buffer of 0 bytes is passed as NULL. Buffers come from the pool under the tag "act", so
  * remat_pool_tag_stats(pool, "act") measures exactly the plan's peak_bytes (if nothing else uses
@@ -647,9 +671,31 @@ typedef struct {
  * With a layout (sched->layout, planned for these very ops and chain sizes) the run takes one
  * block of layout->arena_bytes from the pool under "act" and hands every buffer out at its planned
  * offset: the "act" peak is exactly the arena. Without one, or when the ops or the chain's sizes
- * changed since it was planned (its key differs), every buffer is allocated from the pool. */
+ * changed since it was planned (its key differs), every buffer is allocated from the pool.
+ * A callback's failure ends the run with the callback's status; remat_last_error() then reads
+ * "remat_run: <callback> callback of stage i: <the callback's message>" (see
+ * remat_callback_fail), or says the callback set no message. remat_run keeps no pointer to any
+ * argument after it returns; sched, chain and cb are only read. */
 REMAT_API REMAT_NODISCARD remat_status remat_run(const remat_schedule *sched, const remat_chain *chain, remat_pool *pool,
                        remat_stream stream, const remat_callbacks *cb, void *ctx);
+
+/* remat_run that also gives back what the last stage produced (its a_L: the loss, for a loss
+ * stage): the first output_bytes bytes of a_L are copied into `output`, host memory of the
+ * caller's, as soon as the last stage's first forward has written them (recomputations give
+ * the same bytes), with one synchronous remat_device_copy from the pool's device (so on CUDA it
+ * waits for the work queued so far). output_bytes may be less than the last stage's out_bytes
+ * (e.g. only a mean loss in front), not more: REMAT_EINVAL. output = NULL is remat_run. On a
+ * failed run, output holds whatever was copied before the failure. */
+REMAT_API REMAT_NODISCARD remat_status remat_run_output(const remat_schedule *sched,
+                                                        const remat_chain *chain, remat_pool *pool,
+                                                        remat_stream stream,
+                                                        const remat_callbacks *cb, void *ctx,
+                                                        void *output, size_t output_bytes);
+
+/* For callbacks: sets this thread's error message (printf-style) and returns s, so a callback
+ * fails with its own words: `return remat_callback_fail(REMAT_EDEVICE, "kernel %s: %s", k, why);`.
+ * remat_run then returns s with that message after the name of the callback and stage. */
+REMAT_API REMAT_NODISCARD REMAT_FORMAT(2, 3) remat_status remat_callback_fail(remat_status s, const char *fmt, ...);
 
 /* ==== Planner (plan/) ====================================================================== */
 /* Memory arithmetic for training and inference: what a model needs per GPU on a card, and the

@@ -20,8 +20,27 @@ typedef struct {
     float dw[RUN_MAXL][64], db[RUN_MAXL][64];
     uint64_t rng, saved_rng[RUN_MAXL];
     int forwards, fail_at; /* fail_at: make the n-th forward fail (0 = never) */
+    const char *fail_msg;  /* with fail_at: fail through remat_callback_fail with this message */
     float d0[64];
+    /* Workspace checks (chain != NULL): every call fills all of the tmp it is owed, and counts
+     * a NULL or (pool layout) too small tmp in tmp_bad. */
+    const remat_chain *chain;
+    remat_pool *pool;
+    int tmp_bad, din0_null;
+    float last_out[64]; /* a_L from the first forward of the last stage */
+    int last_seen;
 } trainer;
+
+static void trainer_use_tmp(trainer *t, void *tmp, uint64_t bytes)
+{
+    if (!t->chain || bytes == 0)
+        return;
+    size_t have;
+    if (!tmp || (t->pool && remat_pool_block_size(t->pool, tmp, &have) == REMAT_OK && have < bytes))
+        t->tmp_bad++;
+    else
+        memset(tmp, 0xab, (size_t)bytes);
+}
 
 static float trainer_noise(trainer *t)
 {
@@ -31,10 +50,17 @@ static float trainer_noise(trainer *t)
 
 static remat_status tr_forward(void *ctx, int i, int option, const void *in, void *out, void *tmp)
 {
-    (void)tmp;
     trainer *t = ctx;
     if (t->fail_at && ++t->forwards == t->fail_at)
-        return REMAT_EDEVICE;
+        return t->fail_msg ? remat_callback_fail(REMAT_EDEVICE, "%s at forward %d", t->fail_msg,
+                                                 t->forwards)
+                           : REMAT_EDEVICE;
+    if (t->chain) {
+        const remat_stage *st = &t->chain->stages[i];
+        trainer_use_tmp(t, tmp,
+                        st->fwd_tmp_bytes +
+                            (option >= 0 ? st->options[option].extra_fwd_tmp_bytes : 0));
+    }
     const float *x = in;
     float *y = out;
     int n_in = t->dim[i], n = t->dim[i + 1];
@@ -44,25 +70,37 @@ static remat_status tr_forward(void *ctx, int i, int option, const void *in, voi
         if (option == -1)
             y[n + j] = pre;
     }
+    if (i == t->L - 1 && !t->last_seen) {
+        memcpy(t->last_out, y, (size_t)n * sizeof(float));
+        t->last_seen = 1;
+    }
     return REMAT_OK;
 }
 
 static remat_status tr_backward(void *ctx, int i, int option, const void *in, const void *saved,
                                 const void *dout, void *din, void *tmp)
 {
-    (void)tmp;
     trainer *t = ctx;
+    if (t->chain) {
+        const remat_stage *st = &t->chain->stages[i];
+        trainer_use_tmp(t, tmp,
+                        st->bwd_tmp_bytes +
+                            (option >= 0 ? st->options[option].extra_bwd_tmp_bytes : 0));
+    }
     const float *x = in, *s = saved, *dy = dout;
     float *dx = din;
     int n_in = t->dim[i], n = t->dim[i + 1];
+    if (!dx)
+        t->din0_null += i == 0;
     for (int j = 0; j < n; j++) {
         float y = option == -1 ? tanhf(s[n + j]) : s[j];
         float g = dy[j] * (1 - y * y);
-        dx[j % n_in] += g * t->w[i][j % n_in];
+        if (dx)
+            dx[j % n_in] += g * t->w[i][j % n_in];
         t->dw[i][j % n_in] += g * x[j % n_in];
         t->db[i][j] += g;
     }
-    if (i == 0)
+    if (i == 0 && dx)
         memcpy(t->d0, dx, (size_t)n_in * sizeof(float));
     return REMAT_OK;
 }
@@ -293,8 +331,10 @@ static uint64_t run_layout(trainer *t, const remat_chain *c, const char *policy,
     remat_pool *pool;
     cr_assert_eq(remat_device_open("host", &dev), REMAT_OK);
     cr_assert_eq(remat_pool_create(dev, NULL, &pool), REMAT_OK);
+    t->pool = pool;
     cr_assert_eq(remat_run(*plan, c, pool, NULL, &tr_callbacks, t), REMAT_OK, "%s: %s", policy,
                  remat_last_error());
+    t->pool = NULL;
     remat_stat act;
     cr_assert_eq(remat_pool_tag_stats(pool, "act", &act), REMAT_OK);
     cr_assert_eq(act.current, 0);
@@ -335,4 +375,239 @@ Test(run, planned_and_pool_layouts_give_store_all_gradients_bitwise)
             }
         remat_chain_free(c);
     }
+}
+
+/* ==== the executor API for custom chains ====================================================== */
+
+/* trainer_chain with workspace on the lean option: 8 + 4 (i mod 4) extra bytes in its forward,
+ * 16 in its backward (the default keeps only the stage's own): less than the option saves, so
+ * plans under a tight budget still choose it. */
+static remat_chain *trainer_chain_workspace(const trainer *t)
+{
+    remat_chain *c = trainer_chain(t);
+    for (int i = 0; i < c->n_stages; i++) {
+        c->stages[i].options[0].extra_fwd_tmp_bytes = 8 + 4 * (uint64_t)(i % 4);
+        c->stages[i].options[0].extra_bwd_tmp_bytes = 16;
+    }
+    return c;
+}
+
+Test(run, option_workspace_is_counted_by_the_simulator_as_stage_workspace)
+{
+    /* Oracle: an op list using option 0 at every F_all and no forward without grad must simulate
+     * exactly as the same chain with the option's extra folded into the stage's own workspace. */
+    static trainer t;
+    trainer_init(&t, 9);
+    remat_chain *c = trainer_chain_workspace(&t), *folded = trainer_chain(&t);
+    for (int i = 0; i < c->n_stages; i++) {
+        folded->stages[i].fwd_tmp_bytes += c->stages[i].options[0].extra_fwd_tmp_bytes;
+        folded->stages[i].bwd_tmp_bytes += c->stages[i].options[0].extra_bwd_tmp_bytes;
+    }
+    remat_op ops[18];
+    int L = c->n_stages, n = 0;
+    for (int i = 0; i < L; i++)
+        ops[n++] = (remat_op){REMAT_OP_F_ALL, i, 0};
+    for (int i = L - 1; i >= 0; i--)
+        ops[n++] = (remat_op){REMAT_OP_B, i, 0};
+    remat_sim_result a, b, plain;
+    cr_assert_eq(remat_simulate(c, ops, (size_t)n, &a), REMAT_OK);
+    cr_assert_eq(remat_simulate(folded, ops, (size_t)n, &b), REMAT_OK);
+    cr_assert(a.valid && b.valid);
+    cr_assert_eq(a.peak_bytes, b.peak_bytes, "with extras %llu, folded %llu",
+                 (unsigned long long)a.peak_bytes, (unsigned long long)b.peak_bytes);
+    remat_chain *none = trainer_chain(&t);
+    cr_assert_eq(remat_simulate(none, ops, (size_t)n, &plain), REMAT_OK);
+    cr_assert_gt(a.peak_bytes, plain.peak_bytes, "the extras must cost memory");
+    /* the chain file keeps them */
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    cr_assert_eq(remat_chain_write(c, f), REMAT_OK);
+    cr_assert_eq(fclose(f), 0);
+    remat_chain *back;
+    cr_assert_eq(remat_chain_parse(buf, len, &back), REMAT_OK, "%s", remat_last_error());
+    cr_assert_eq(back->stages[3].options[0].extra_fwd_tmp_bytes, 20);
+    cr_assert_eq(back->stages[3].options[0].extra_bwd_tmp_bytes, 16);
+    free(buf);
+    remat_chain_free(back);
+    remat_chain_free(none);
+    remat_chain_free(folded);
+    remat_chain_free(c);
+}
+
+Test(run, option_workspace_is_allocated_and_pool_peak_is_plan_peak_under_both_layouts)
+{
+    static trainer ref, t;
+    int used_option = 0;
+    const char *policies[] = {"optimal", "optimal", "store-all", "revolve"};
+    int pcts[] = {100, 45, 100, 50};
+    for (int L = 3; L <= RUN_MAXL; L += 7) {
+        trainer_init(&ref, L);
+        remat_chain *c = trainer_chain_workspace(&ref);
+        remat_schedule *plan;
+        run_layout(&ref, c, "store-all", 100, REMAT_LAYOUT_POOL, &plan);
+        remat_schedule_free(plan);
+        for (int p = 0; p < 4; p++)
+            for (int lay = 0; lay < 2; lay++) {
+                remat_layout_mode mode = lay ? REMAT_LAYOUT_POOL : REMAT_LAYOUT_PLANNED;
+                trainer_init(&t, L);
+                t.chain = c;
+                uint64_t peak = run_layout(&t, c, policies[p], pcts[p], mode, &plan);
+                for (size_t k = 0; k < plan->n_ops; k++)
+                    used_option |= plan->ops[k].kind == REMAT_OP_F_ALL && plan->ops[k].option == 0;
+                remat_sim_result sim;
+                cr_assert_eq(remat_simulate(c, plan->ops, plan->n_ops, &sim), REMAT_OK);
+                cr_assert_eq(t.tmp_bad, 0, "%s L=%d: a call got less workspace than it is owed",
+                             policies[p], L);
+                cr_assert_eq(peak, plan->peak_bytes, "%s L=%d %s: pool %llu, plan %llu",
+                             policies[p], L, lay ? "pool" : "planned", (unsigned long long)peak,
+                             (unsigned long long)plan->peak_bytes);
+                if (mode == REMAT_LAYOUT_POOL)
+                    cr_assert_eq(peak, sim.peak_bytes);
+                cr_assert_eq(memcmp(t.dw, ref.dw, sizeof t.dw), 0, "%s L=%d %s", policies[p], L,
+                             lay ? "pool" : "planned");
+                remat_schedule_free(plan);
+            }
+        remat_chain_free(c);
+    }
+    cr_assert(used_option, "no plan used the option with workspace");
+}
+
+Test(run, a_callback_fails_with_its_own_message)
+{
+    static trainer t;
+    trainer_init(&t, 6);
+    remat_chain *c = trainer_chain(&t);
+    remat_policy p;
+    cr_assert_eq(remat_policy_parse("store-all", &p), REMAT_OK);
+    remat_schedule *plan;
+    cr_assert_eq(remat_plan(c, &p, UINT64_MAX, &plan), REMAT_OK);
+    remat_device *dev;
+    remat_pool *pool;
+    cr_assert_eq(remat_device_open("host", &dev), REMAT_OK);
+    cr_assert_eq(remat_pool_create(dev, NULL, &pool), REMAT_OK);
+    t.fail_at = 3;
+    t.fail_msg = "the card caught fire";
+    cr_assert_eq(remat_run(plan, c, pool, NULL, &tr_callbacks, &t), REMAT_EDEVICE);
+    const char *e = remat_last_error();
+    cr_assert(strstr(e, "the card caught fire at forward 3"), "%s", e);
+    cr_assert(strstr(e, "forward callback of stage 2"), "%s", e);
+    /* a callback that fails without a message never shows an older, unrelated one */
+    uint64_t dummy;
+    cr_assert_neq(remat_parse_size("no such size", &dummy), REMAT_OK);
+    t.forwards = 0;
+    t.fail_msg = NULL;
+    cr_assert_eq(remat_run(plan, c, pool, NULL, &tr_callbacks, &t), REMAT_EDEVICE);
+    e = remat_last_error();
+    cr_assert_null(strstr(e, "no such size"), "%s", e);
+    cr_assert(strstr(e, "without a message"), "%s", e);
+    remat_stat act;
+    cr_assert_eq(remat_pool_tag_stats(pool, "act", &act), REMAT_OK);
+    cr_assert_eq(act.current, 0);
+    remat_schedule_free(plan);
+    remat_pool_destroy(pool);
+    remat_device_close(dev);
+    remat_chain_free(c);
+}
+
+Test(run, an_input_without_gradient_is_neither_allocated_nor_computed)
+{
+    /* One stage, sizes multiples of 512 (planned = simulated): B 0 holds a_0, d_1, ā_1, d_0 and
+     * its workspace, the peak; without d_0 the peak is input_bytes less. */
+    remat_chain *c;
+    cr_assert_eq(remat_chain_new(1, &c), REMAT_OK);
+    c->input_bytes = 4096;
+    c->stages[0] = (remat_stage){
+        .fwd = 1, .bwd = 2, .out_bytes = 512, .saved_bytes = 1024, .bwd_tmp_bytes = 8192};
+    remat_policy p;
+    cr_assert_eq(remat_policy_parse("store-all", &p), REMAT_OK);
+    remat_schedule *with, *without;
+    cr_assert_eq(remat_plan(c, &p, UINT64_MAX, &with), REMAT_OK);
+    cr_assert_eq(with->peak_bytes, 4096 + 512 + 1024 + 4096 + 8192);
+    c->input_no_grad = 1;
+    cr_assert_eq(remat_plan(c, &p, UINT64_MAX, &without), REMAT_OK);
+    cr_assert_eq(without->peak_bytes, 4096 + 512 + 1024 + 8192);
+    remat_schedule_free(with);
+    remat_schedule_free(without);
+    remat_chain_free(c);
+
+    /* a real run: every policy and layout, din of B 0 is NULL, pool peak = plan peak, weight
+     * gradients those of the run that computes d_0 */
+    static trainer ref, t;
+    int L = 12;
+    trainer_init(&ref, L);
+    c = trainer_chain(&ref);
+    remat_schedule *plan;
+    run_layout(&ref, c, "store-all", 100, REMAT_LAYOUT_POOL, &plan);
+    remat_schedule_free(plan);
+    c->input_no_grad = 1;
+    const char *policies[] = {"store-all", "optimal", "sqrt", "revolve"};
+    int pcts[] = {100, 40, 100, 50};
+    for (int k = 0; k < 4; k++)
+        for (int lay = 0; lay < 2; lay++) {
+            trainer_init(&t, L);
+            uint64_t peak = run_layout(&t, c, policies[k], pcts[k],
+                                       lay ? REMAT_LAYOUT_POOL : REMAT_LAYOUT_PLANNED, &plan);
+            cr_assert_eq(peak, plan->peak_bytes, "%s", policies[k]);
+            cr_assert_eq(t.din0_null, 1, "%s: B 0 must get din = NULL once", policies[k]);
+            cr_assert_eq(memcmp(t.dw, ref.dw, sizeof t.dw), 0, "%s", policies[k]);
+            remat_schedule_free(plan);
+        }
+    /* the chain file keeps the flag */
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    cr_assert_eq(remat_chain_write(c, f), REMAT_OK);
+    cr_assert_eq(fclose(f), 0);
+    remat_chain *back;
+    cr_assert_eq(remat_chain_parse(buf, len, &back), REMAT_OK, "%s", remat_last_error());
+    cr_assert_eq(back->input_no_grad, 1);
+    free(buf);
+    remat_chain_free(back);
+    cr_assert_eq(
+        remat_chain_parse("{\"input_bytes\": 8, \"input_no_grad\": 1, \"stages\": "
+                          "[{\"fwd\": 1, \"bwd\": 1, \"out_bytes\": 4, \"saved_bytes\": 4}]}",
+                          strlen("{\"input_bytes\": 8, \"input_no_grad\": 1, \"stages\": "
+                                 "[{\"fwd\": 1, \"bwd\": 1, \"out_bytes\": 4, "
+                                 "\"saved_bytes\": 4}]}"),
+                          &back),
+        REMAT_EPARSE);
+    cr_assert(strstr(remat_last_error(), "input_no_grad"), "%s", remat_last_error());
+    remat_chain_free(c);
+}
+
+Test(run, run_output_gives_back_what_the_last_stage_produced)
+{
+    static trainer t;
+    int L = 10;
+    trainer_init(&t, L);
+    remat_chain *c = trainer_chain(&t);
+    remat_policy p;
+    cr_assert_eq(remat_policy_parse("optimal", &p), REMAT_OK);
+    uint64_t min;
+    cr_assert_eq(remat_min_budget(c, &p, &min), REMAT_OK);
+    remat_schedule *plan;
+    cr_assert_eq(remat_plan(c, &p, min, &plan), REMAT_OK);
+    remat_device *dev;
+    remat_pool *pool;
+    cr_assert_eq(remat_device_open("host", &dev), REMAT_OK);
+    cr_assert_eq(remat_pool_create(dev, NULL, &pool), REMAT_OK);
+    float out[64];
+    memset(out, 0, sizeof out);
+    size_t bytes = (size_t)c->stages[L - 1].out_bytes;
+    cr_assert_eq(remat_run_output(plan, c, pool, NULL, &tr_callbacks, &t, out, bytes), REMAT_OK,
+                 "%s", remat_last_error());
+    cr_assert(t.last_seen);
+    cr_assert_eq(memcmp(out, t.last_out, bytes), 0);
+    cr_assert_neq(out[0], 0.0f);
+    /* more than a_L has is refused before anything runs */
+    t.last_seen = 0;
+    cr_assert_eq(remat_run_output(plan, c, pool, NULL, &tr_callbacks, &t, out, bytes + 4),
+                 REMAT_EINVAL);
+    cr_assert(strstr(remat_last_error(), "output_bytes"), "%s", remat_last_error());
+    cr_assert_eq(t.last_seen, 0);
+    remat_schedule_free(plan);
+    remat_pool_destroy(pool);
+    remat_device_close(dev);
+    remat_chain_free(c);
 }
