@@ -1,9 +1,11 @@
 /* examples/mlp_checkpoint.c: a small MLP trained on the CPU through remat's public API only.
- * Each layer is a stage of a checkpoint chain; activations live in a remat pool on the host
- * device and the executor (remat_run) decides what is kept and what is recomputed. It trains the
- * same network twice in lockstep, once storing everything and once under the optimal plan at 40%
- * of the store-all memory, and checks that the gradients are bitwise identical and that the
- * pool's measured activation peak equals the plan's. Exit status 0 only if both hold.
+ * Each layer is a stage of a checkpoint chain; activations and every workspace live in a remat
+ * pool on the host device and the executor (remat_run) decides what is kept and what is
+ * recomputed. The chain's times are measured by profiling the network's own callbacks
+ * (remat_chain_profile), then planned. It trains the same network twice in lockstep, once storing
+ * everything and once under the optimal plan at 40% of the store-all memory, and checks that the
+ * gradients are bitwise identical and that the pool's measured activation peak equals the plan's.
+ * Exit status 0 only if both hold.
  *
  *   build/examples/mlp_checkpoint [steps]
  */
@@ -28,7 +30,6 @@ typedef struct {
     mlp_layer layer[LAYERS + 1]; /* layer LAYERS is the head: logits + cross-entropy */
     float x[BATCH * IN];
     int label[BATCH];
-    float loss;
 } mlp;
 
 static uint64_t mlp_rng = 0x9e3779b97f4a7c15ull;
@@ -108,7 +109,7 @@ static float mlp_gelu_grad(float h)
            0.5f * h * (1.0f - t * t) * 0.7978845608f * (1.0f + 3 * 0.044715f * h * h);
 }
 
-/* Accumulates dW += dh^T x, db += sum dh, and writes din += dh W. */
+/* Accumulates dW += dh^T x, db += sum dh, and din += dh W (din NULL: the input has no gradient). */
 static void mlp_linear_backward(mlp_layer *l, const float *x, const float *dh, float *din)
 {
     for (int r = 0; r < BATCH; r++)
@@ -117,7 +118,8 @@ static void mlp_linear_backward(mlp_layer *l, const float *x, const float *dh, f
             l->db[o] += g;
             for (int i = 0; i < l->in; i++) {
                 l->dw[o * l->in + i] += g * x[r * l->in + i];
-                din[r * l->in + i] += g * l->w[o * l->in + i];
+                if (din)
+                    din[r * l->in + i] += g * l->w[o * l->in + i];
             }
         }
 }
@@ -125,16 +127,16 @@ static void mlp_linear_backward(mlp_layer *l, const float *x, const float *dh, f
 /* ==== the stages, as remat callbacks ============================================================
  * Hidden stage i: a_{i+1} = gelu(a_i W^T + b). Its forward-with-grad keeps [a_{i+1} | h] (h the
  * pre-activation); option 0, "recompute-gelu", keeps only a_{i+1} and recomputes h from a_i in the
- * backward. Head: a_L = mean cross-entropy (one float); it keeps [loss | probabilities]. */
+ * backward, into workspace of its own. Head: a_L = mean cross-entropy (one float); it keeps
+ * [loss | probabilities]. Every temporary is the executor's `tmp`, so the plan counts it:
+ * forward [h], backward [dh] (recompute-gelu: [dh | h]). The input x needs no gradient. */
 
 static remat_status mlp_forward(void *ctx, int stage, int option, const void *in, void *out,
                                 void *tmp)
 {
-    (void)tmp;
     mlp *m = ctx;
     mlp_layer *l = &m->layer[stage];
-    static float h[BATCH * HIDDEN];
-    float *y = out;
+    float *y = out, *h = tmp;
     mlp_linear(l, in, h);
     if (stage == LAYERS) {
         float loss = 0, *probs = option == REMAT_OPTION_NO_GRAD ? NULL : y + 1;
@@ -149,7 +151,8 @@ static remat_status mlp_forward(void *ctx, int stage, int option, const void *in
                 probs[r * CLASSES + c] = expf(h[r * CLASSES + c] - mx) / sum;
         }
         y[0] = loss / BATCH;
-        m->loss = y[0];
+        if (!isfinite(y[0]))
+            return remat_callback_fail(REMAT_EINTERNAL, "head: the loss is %g", (double)y[0]);
         return REMAT_OK;
     }
     for (int k = 0; k < BATCH * l->out; k++)
@@ -162,11 +165,10 @@ static remat_status mlp_forward(void *ctx, int stage, int option, const void *in
 static remat_status mlp_backward(void *ctx, int stage, int option, const void *in,
                                  const void *saved, const void *dout, void *din, void *tmp)
 {
-    (void)tmp;
     mlp *m = ctx;
     mlp_layer *l = &m->layer[stage];
     const float *s = saved, *dy = dout;
-    static float h[BATCH * HIDDEN], dh[BATCH * HIDDEN];
+    float *dh = tmp, *h = dh + BATCH * l->out;
     if (stage == LAYERS) {
         const float *probs = s + 1;
         for (int r = 0; r < BATCH; r++)
@@ -205,7 +207,7 @@ static remat_status mlp_zero(void *ctx, void *p, size_t bytes)
     return REMAT_OK;
 }
 
-/* The chain: sizes in bytes, times in MFLOP (any consistent unit works). */
+/* The chain's sizes in bytes; its times are measured (mlp_profile). */
 static remat_status mlp_chain(const mlp *m, remat_chain **out)
 {
     remat_chain *c;
@@ -214,13 +216,14 @@ static remat_status mlp_chain(const mlp *m, remat_chain **out)
         return s;
     snprintf(c->name, sizeof c->name, "mlp-%dx%d-b%d", LAYERS, HIDDEN, BATCH);
     c->input_bytes = sizeof m->x;
+    c->input_no_grad = 1; /* nothing wants d x: B 0 gets din = NULL and d_0 costs no memory */
     for (int i = 0; i <= LAYERS; i++) {
         const mlp_layer *l = &m->layer[i];
         remat_stage *st = &c->stages[i];
-        double flop = 2e-6 * BATCH * l->in * l->out;
+        uint64_t h_bytes = sizeof(float) * BATCH * (size_t)l->out;
         snprintf(st->name, sizeof st->name, i == LAYERS ? "head" : "layer%d", i);
-        st->fwd = flop;
-        st->bwd = 2 * flop;
+        st->fwd_tmp_bytes = h_bytes; /* h */
+        st->bwd_tmp_bytes = h_bytes; /* dh */
         if (i == LAYERS) {
             st->out_bytes = sizeof(float);
             st->saved_bytes = sizeof(float) * (1 + BATCH * CLASSES);
@@ -236,9 +239,36 @@ static remat_status mlp_chain(const mlp *m, remat_chain **out)
         }
         snprintf(st->options[0].name, sizeof st->options[0].name, "recompute-gelu");
         st->options[0].saved_bytes = st->out_bytes;
-        st->options[0].bwd = st->bwd + flop;
+        st->options[0].extra_bwd_tmp_bytes = h_bytes; /* h, recomputed in the backward */
     }
     *out = c;
+    return REMAT_OK;
+}
+
+static void mlp_zero_grads(mlp *m)
+{
+    for (int i = 0; i <= LAYERS; i++) {
+        mlp_layer *l = &m->layer[i];
+        memset(l->dw, 0, (size_t)l->in * (size_t)l->out * sizeof(float));
+        memset(l->db, 0, (size_t)l->out * sizeof(float));
+    }
+}
+
+/* Measures the chain's times (ms) by calling the callbacks, stage by stage; the profile's
+ * backwards accumulate into the gradients, so they are zeroed after. */
+static remat_status mlp_profile(remat_chain *c, remat_pool *pool, const remat_callbacks *cb, mlp *m)
+{
+    remat_stage_profile sp[LAYERS + 1];
+    remat_profile_options opt = {.reps = 5};
+    remat_status s = remat_chain_profile(c, pool, NULL, cb, m, &opt, sp);
+    mlp_zero_grads(m);
+    if (s != REMAT_OK)
+        return s;
+    for (int i = 0; i <= LAYERS; i++)
+        if (sp[i].fwd_alloc_bytes || sp[i].bwd_alloc_bytes) /* all temporaries are the plan's */
+            return remat_callback_fail(REMAT_EINTERNAL, "stage %d allocates memory itself", i);
+    printf("profiled: layer0 fwd %.3f ms bwd %.3f ms (recompute-gelu %.3f ms), head fwd %.3f ms\n",
+           c->stages[0].fwd, c->stages[0].bwd, c->stages[0].options[0].bwd, c->stages[LAYERS].fwd);
     return REMAT_OK;
 }
 
@@ -311,6 +341,10 @@ int main(int argc, char **argv)
     }
     if ((s = mlp_chain(&runs[0].model, &chain)) != REMAT_OK)
         return mlp_fail("chain", s);
+    if ((s = mlp_profile(chain, runs[0].pool, &cb, &runs[0].model)) != REMAT_OK)
+        return mlp_fail("profile", s);
+    if ((s = remat_pool_reset_peaks(runs[0].pool)) != REMAT_OK)
+        return mlp_fail("pool", s);
     uint64_t all;
     if ((s = remat_store_all_peak(chain, &all)) != REMAT_OK)
         return mlp_fail("store-all peak", s);
@@ -325,14 +359,15 @@ int main(int argc, char **argv)
         remat_format_bytes(runs[1].plan->peak_bytes, b3, sizeof b3), 100 * runs[1].plan->overhead);
     int same = 1;
     for (int step = 1; step <= steps; step++) {
+        float loss[2];
         for (int k = 0; k < 2; k++)
-            if ((s = remat_run(runs[k].plan, chain, runs[k].pool, NULL, &cb, &runs[k].model)) !=
-                REMAT_OK)
+            if ((s = remat_run_output(runs[k].plan, chain, runs[k].pool, NULL, &cb, &runs[k].model,
+                                      &loss[k], sizeof loss[k])) != REMAT_OK)
                 return mlp_fail(runs[k].label, s);
         int eq = mlp_same_grads(&runs[0].model, &runs[1].model);
         same &= eq;
-        printf("step %d: loss %.6f (store-all) %.6f (optimal@40%%), gradients %s\n", step,
-               runs[0].model.loss, runs[1].model.loss, eq ? "bitwise identical" : "DIFFER");
+        printf("step %d: loss %.6f (store-all) %.6f (optimal@40%%), gradients %s\n", step, loss[0],
+               loss[1], eq ? "bitwise identical" : "DIFFER");
         for (int k = 0; k < 2; k++)
             mlp_sgd(&runs[k].model, 2.0f);
     }

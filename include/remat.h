@@ -697,6 +697,51 @@ REMAT_API REMAT_NODISCARD remat_status remat_run_output(const remat_schedule *sc
  * remat_run then returns s with that message after the name of the callback and stage. */
 REMAT_API REMAT_NODISCARD REMAT_FORMAT(2, 3) remat_status remat_callback_fail(remat_status s, const char *fmt, ...);
 
+/* ---- Profiling a chain ------------------------------------------------------------------- */
+
+/* Options of remat_chain_profile; may grow: zero-initialise. */
+typedef struct {
+    int reps; /* timed calls of each kind per stage (after one untimed warm-up); 0 = 5 */
+    /* Waits for the work the callbacks queued (e.g. cudaStreamSynchronize on their stream), called
+     * before and after every timed call so that its time covers its kernels. NULL: the callbacks
+     * run synchronously (CPU code). */
+    remat_status (*sync)(void *ctx);
+} remat_profile_options;
+
+/* What remat_chain_profile measured of one stage. Times in milliseconds (medians). */
+typedef struct {
+    double fwd;     /* forward without grad */
+    double fwd_all; /* default forward-with-grad */
+    double bwd;     /* backward of the default's saved state */
+    /* The most bytes the callbacks allocated from the pool themselves during one forward (any
+     * variant) / one backward call, beyond the buffers handed to them (requested bytes above the
+     * level before the call). The plan does not count these: declare them as the stage's
+     * workspace (fwd_tmp_bytes, bwd_tmp_bytes) and use `tmp` instead, and they are counted. */
+    uint64_t fwd_alloc_bytes, bwd_alloc_bytes;
+} remat_stage_profile;
+
+/* Measures `chain` by calling the trainer's own callbacks, as Rotor profiles an nn.Sequential:
+ * stage by stage from a_0 (written by cb->input), its forward without grad, then each
+ * forward-with-grad variant (default and every option) and the backward of what that variant
+ * saved, one untimed warm-up and opt->reps timed calls each, with only that call's buffers
+ * allocated (from `pool` on `stream`, tag "act", sizes as the chain declares them, freed after).
+ * The output gradient of the last stage is cb->seed's (else zeros via cb->zero); of others,
+ * zeros (or the pool's memory as it is when zero is NULL). save_rng is called before a stage's
+ * first forward and restore_rng before every other, as in a run.
+ * Writes into the chain, under the cost model's accounting: fwd = the forward without grad;
+ * bwd = the backward plus the forward-with-grad's excess over fwd (never less than the
+ * backward); options[k].bwd likewise for option k. Byte counts are left as declared. Per-stage
+ * measurements go to out[n_stages] (may be NULL). The calls run real backwards: parameter
+ * gradients the callbacks accumulate are garbage afterwards (zero them before training), and the
+ * pool's peaks are reset (remat_pool_reset_peaks). A failing callback is returned as by
+ * remat_run; the chain's times may then be partly updated. reps outside [0, 1000] is
+ * REMAT_EINVAL. */
+REMAT_API REMAT_NODISCARD remat_status remat_chain_profile(remat_chain *chain, remat_pool *pool,
+                                                           remat_stream stream,
+                                                           const remat_callbacks *cb, void *ctx,
+                                                           const remat_profile_options *opt,
+                                                           remat_stage_profile *out);
+
 /* ==== Planner (plan/) ====================================================================== */
 /* Memory arithmetic for training and inference: what a model needs per GPU on a card, and the
  * largest batch that fits under each activation policy. Formulas and sources: docs/planner.md. */
