@@ -18,10 +18,15 @@ void cmd_profile_usage(FILE *f)
             "with only that call's buffers live, so the profile needs no more memory than any\n"
             "schedule keeping the default saves. A round times the embedding, one block under\n"
             "the default and every save option (recompute-gelu, recompute-gelu-ln,\n"
-            "recompute-attn, recompute-attn-gelu-ln) back to back, and the head; after one\n"
-            "warm-up round it runs at least N rounds and more until the time of 4 training\n"
-            "steps (as its rounds ran them; at least 250 ms) has passed. Each time is the first\n"
-            "quartile of its rounds (wall-clock ms; interference only adds time).\n"
+            "recompute-attn, recompute-attn-gelu-ln) back to back, and the head; a call under\n"
+            "1 ms is repeated until its repetitions took 1 ms (at most 16). A call during which\n"
+            "the process was preempted (an involuntary context switch) is disturbed. After one\n"
+            "warm-up round it runs at least N rounds, and more until every time has 16\n"
+            "undisturbed calls, or 64 rounds, or the time of 4 training steps (as its rounds ran\n"
+            "them; at least 1 s) has passed. Each time is the first quartile of its undisturbed\n"
+            "calls (of all, with fewer than 4: then a warning says the profile may not repeat;\n"
+            "wall-clock ms, interference only adds time). Rounds, time and preempted calls are\n"
+            "printed first.\n"
             "The chain file for `remat plan` holds per stage the forward time without grad (what\n"
             "a recomputation runs) and the backward time (a forward-with-grad's excess over the\n"
             "forward without grad goes into the backward; the step's work outside its stages into\n"
@@ -183,7 +188,7 @@ int cmd_profile(int argc, char **argv)
     remat_status s = profile_measure(&r, &o, &what);
     int rc = s == REMAT_OK ? EXIT_OK : cli_fail("profile", s, what);
     if (rc == EXIT_OK)
-        rc = train_profile("profile", r.model, r.inputs, (int)o.reps, NULL, NULL, &r.chain);
+        rc = train_profile("profile", r.model, r.inputs, (int)o.reps, NULL, stdout, &r.chain);
     if (rc == EXIT_OK) {
         cli_output out;
         if ((s = cli_output_open(&out, o.out)) == REMAT_OK) {

@@ -176,6 +176,12 @@ int train_memprof_report(const struct gpt_memprof *p, int json)
  * only adds work, so the measurement was disturbed; the chain holds the raised value. */
 static void train_profile_warn(const char *cmd, const gpt_profile_info *info, const remat_chain *ch)
 {
+    if (info->unclean_times)
+        fprintf(stderr,
+                "remat %s: warning: the machine was busy while profiling: %d of %d timed calls "
+                "were preempted, and %d times had fewer than %d undisturbed calls (estimated "
+                "from disturbed ones): this profile may not repeat\n",
+                cmd, info->disturbed, info->samples, info->unclean_times, GPT_PROFILE_MIN_CLEAN);
     if (!info->contradicted || ch->n_stages < 3)
         return;
     const remat_stage *blk = &ch->stages[1];
@@ -228,6 +234,7 @@ int train_profile(const char *cmd, gpt_model *m, const int *inputs, int reps, co
         int replaced = path && strcmp(why, "no such file") != 0;
         fprintf(note, "profile: %d rounds stage by stage in %.2f s, at most %s live", info.rounds,
                 info.elapsed_ms / 1e3, remat_format_bytes(info.peak_bytes, pb, sizeof pb));
+        fprintf(note, ", %d of %d timed calls preempted", info.disturbed, info.samples);
         if (path)
             fprintf(note, "; written to %s", path);
         if (replaced)

@@ -200,6 +200,11 @@ typedef struct {
      * the forward it recomputes) is applied; the chain holds max(measured, floor). */
     double measured_option_bwd[GPT_N_BLOCK_OPTIONS];
     int contradicted; /* options measured more than 3% below the default backward */
+    int samples;      /* timed calls, every measured time together */
+    int disturbed;    /* of them, calls during which the process was preempted */
+    int unclean_times; /* times with fewer than GPT_PROFILE_MIN_CLEAN undisturbed samples,
+                        * estimated from all of theirs: a busy machine, a profile that may not
+                        * repeat */
 } gpt_profile_info;
 
 /* The same chain with measured wall times in milliseconds, stage by stage: each stage's forward
@@ -209,15 +214,26 @@ typedef struct {
  * see nothing, and the profile never holds more than one stage needs). A round measures the
  * embedding, one block (round mod L: blocks share one shape) under the default and every save
  * option back to back, the head, and the per-step work outside the stages (zeroing gradients,
- * copying the batch). After one warm-up round: at least `reps` rounds (1..64), and more (up to
- * 64) until the time of 4 store-all steps has passed (a step's time as the rounds ran it; at
- * least 250 ms). Each time is the first quartile of its own rounds. The chain's fwd is the
- * forward without grad; a forward-with-grad's excess over it goes into the backward; an option's
- * backward is never below the default's plus the share of the forward it recomputes (by FLOPs);
- * the work outside the stages goes into the embedding's backward. Leaves the
- * gradients zero. `inputs` are B*T host tokens of a real batch; info may be NULL. */
+ * copying the batch); a call shorter than 1 ms is repeated back to back until its repetitions
+ * took 1 ms (at most 16), each one a sample. A sample is disturbed when the process had an
+ * involuntary context switch during it (getrusage: some thread was preempted). After one warm-up
+ * round (its samples dropped): at least `reps` rounds (1..64), then more until every time has 16
+ * undisturbed samples, or 64 rounds, or the time of 4 store-all steps (as the rounds ran them;
+ * at least 1 s) has passed. Each time is gpt_profile_estimate of its samples. The chain's fwd is
+ * the forward without grad; a forward-with-grad's excess over it goes into the backward; an
+ * option's backward is never below the default's plus the share of the forward it recomputes (by
+ * FLOPs); the work outside the stages goes into the embedding's backward. Leaves the gradients
+ * zero. `inputs` are B*T host tokens of a real batch; info may be NULL. */
 remat_status gpt_model_profile(gpt_model *m, const int *inputs, int reps, remat_chain **out,
                                gpt_profile_info *info);
+/* The profile's estimator of one time from its n samples (ms[i], disturbed[i] nonzero when the
+ * call was preempted): the GPT_PROFILE_QUANTILE-quantile (linear interpolation) of the
+ * undisturbed samples when there are at least GPT_PROFILE_MIN_CLEAN of them, else of all n; 0
+ * when n is 0. work holds n doubles of scratch. Interference only adds time, so a low quantile
+ * of the undisturbed calls is what repeats, and not their least, which one lucky call sets. */
+enum { GPT_PROFILE_MIN_CLEAN = 4 };
+#define GPT_PROFILE_QUANTILE 0.25
+double gpt_profile_estimate(const double *ms, const unsigned char *disturbed, int n, double *work);
 /* What a profile's times depend on: the architecture, the batch shape, the device and the
  * dtype. A profile file is the chain JSON (readable by `remat plan`) with this as its "key"
  * object. */

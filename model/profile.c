@@ -17,17 +17,22 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
-/* Rounds at most (each one sample of every measured variant), and the least wall time a profile
- * spans: on a shared machine a burst of load can cover a whole round, so a few rounds of a tiny
- * model would all be disturbed alike. */
-enum { GPT_PROF_MAX_ROUNDS = 64, GPT_PROF_MIN_WINDOW_MS = 250 };
-/* The profile stops after GPT_PROF_STEPS_WINDOW training steps' worth of its own estimate (warm-up
- * included), once it has its `reps` rounds: cheap next to training, and reusable (profile files).
- */
+/* Rounds at most. A call shorter than GPT_PROF_CALL_MS is repeated back to back within a round
+ * until its repetitions have taken that long (at most GPT_PROF_MAX_REPEAT times), each one a
+ * sample: a stage of tens of microseconds (the embedding) gets 16 samples a round, not one. */
+enum { GPT_PROF_MAX_ROUNDS = 64, GPT_PROF_MAX_REPEAT = 16 };
+enum { GPT_PROF_MAX_SAMPLES = GPT_PROF_MAX_ROUNDS * GPT_PROF_MAX_REPEAT };
+#define GPT_PROF_CALL_MS 1.0
+/* The profile stops, once it has its `reps` rounds, as soon as every time has GPT_PROF_CLEAN
+ * undisturbed samples (a quiet machine), or else when GPT_PROF_STEPS_WINDOW training steps' worth
+ * of its own estimate (warm-up included), and at least GPT_PROF_MIN_WINDOW_MS, have passed: on a
+ * busy machine more rounds buy little, and the profile stays cheap next to training. */
+enum { GPT_PROF_CLEAN = 16, GPT_PROF_MIN_WINDOW_MS = 1000 };
 #define GPT_PROF_STEPS_WINDOW 4.0
 /* An option's backward measured below the default's by more than this share contradicts the
  * work it adds: it is raised to the floor either way, and counted in info->contradicted. */
@@ -36,31 +41,90 @@ enum { GPT_PROF_MAX_ROUNDS = 64, GPT_PROF_MIN_WINDOW_MS = 250 };
 /* Variants of the blocks: index 0 the default, 1 + k save option k. */
 enum { GPT_PROF_VARIANTS = 1 + GPT_N_BLOCK_OPTIONS };
 
-/* One round's samples, in ms. Embedding and head: forward without grad, forward-with-grad,
- * backward. Blocks: forward without grad, and forward-with-grad and backward per variant. */
+/* The measured times. Embedding and head: forward without grad (FN), forward-with-grad (FALL),
+ * backward (B). Blocks: forward without grad, and forward-with-grad and backward per variant.
+ * FIXED: the per-step work outside the stages (zeroing the gradients, copying the batch). */
+enum {
+    GPT_PF_FIXED,
+    GPT_PF_EMBED_FN,
+    GPT_PF_EMBED_FALL,
+    GPT_PF_EMBED_B,
+    GPT_PF_HEAD_FN,
+    GPT_PF_HEAD_FALL,
+    GPT_PF_HEAD_B,
+    GPT_PF_BLOCK_FN,
+    GPT_PF_BLOCK_FALL,                                      /* + variant */
+    GPT_PF_BLOCK_B = GPT_PF_BLOCK_FALL + GPT_PROF_VARIANTS, /* + variant */
+    GPT_PF_COUNT = GPT_PF_BLOCK_B + GPT_PROF_VARIANTS
+};
+
+/* One time's samples in ms, each marked disturbed when the process was preempted during it. */
 typedef struct {
-    double embed_fn, embed_fall, embed_b;
-    double head_fn, head_fall, head_b;
-    double block_fn, block_fall[GPT_PROF_VARIANTS], block_b[GPT_PROF_VARIANTS];
-    double fixed; /* per-step work outside the stages: zeroing the gradients, copying the batch */
-} gpt_prof_round;
+    int n, n_clean;
+    double ms[GPT_PROF_MAX_SAMPLES];
+    unsigned char disturbed[GPT_PROF_MAX_SAMPLES];
+} gpt_prof_samples;
 
 typedef struct {
     gpt_model *m;
     remat_pool *pool; /* the profile's own */
     void *a0, *x;     /* the batch's tokens; the embedding's output, input of blocks and head */
-    gpt_prof_round rounds[GPT_PROF_MAX_ROUNDS];
+    gpt_prof_samples samples[GPT_PF_COUNT];
+    double work[GPT_PROF_MAX_SAMPLES]; /* the estimator's scratch */
     int n_rounds;
 } gpt_prof;
 
-/* The clock of the profile: wall time, on the host as on a GPU (every stage callback ends with
- * the kernels synchronised). Process CPU time would count each OpenMP/BLAS thread's share
- * (spinning included), so stages with more parallel work would look dearer than they are. */
+/* The clock of the profile: wall time, on the host as on a GPU (each timed call ends with the
+ * kernels synchronised, kern status()). Process CPU time would count each OpenMP/BLAS thread's
+ * share (spinning included), so stages with more parallel work would look dearer than they are. */
 static double gpt_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* Involuntary context switches of the whole process (every thread): one during a call means some
+ * thread of it was preempted for another task, and the call's wall time holds that task's. */
+static long gpt_prof_preemptions(void)
+{
+    struct rusage u;
+    return getrusage(RUSAGE_SELF, &u) == 0 ? u.ru_nivcsw : 0;
+}
+
+typedef struct {
+    double ms;
+    long preemptions;
+} gpt_prof_mark;
+
+static gpt_prof_mark gpt_prof_start(void)
+{
+    gpt_prof_mark t;
+    t.preemptions = gpt_prof_preemptions();
+    t.ms = gpt_now_ms();
+    return t;
+}
+
+/* Records the time since t0 as a sample of `field`; returns it. */
+static double gpt_prof_stop(gpt_prof *p, int field, gpt_prof_mark t0)
+{
+    double ms = gpt_now_ms() - t0.ms;
+    int disturbed = gpt_prof_preemptions() != t0.preemptions;
+    gpt_prof_samples *s = &p->samples[field];
+    if (s->n < GPT_PROF_MAX_SAMPLES) {
+        s->ms[s->n] = ms;
+        s->disturbed[s->n] = (unsigned char)disturbed;
+        s->n++;
+        s->n_clean += !disturbed;
+    }
+    return ms;
+}
+
+/* Whether the repetitions of a call in this round are done: at least one, and either
+ * GPT_PROF_CALL_MS spent or GPT_PROF_MAX_REPEAT made. */
+static int gpt_prof_repeat_done(int k, double spent)
+{
+    return k >= GPT_PROF_MAX_REPEAT || (k >= 1 && spent >= GPT_PROF_CALL_MS);
 }
 
 static remat_status gpt_prof_alloc(gpt_prof *p, uint64_t bytes, void **out)
@@ -94,8 +158,9 @@ static uint64_t gpt_prof_in_bytes(const remat_chain *ch, int stage)
     return stage == 0 ? ch->input_bytes : ch->stages[stage - 1].out_bytes;
 }
 
-/* The forward without grad of `stage` (output a_{i+1} and forward workspace live): its time. */
-static remat_status gpt_prof_nograd(gpt_prof *p, const remat_chain *ch, int stage, double *ms)
+/* The forward without grad of `stage` (output a_{i+1} and forward workspace live), repeated as
+ * gpt_prof_repeat_done says: samples of `field`. */
+static remat_status gpt_prof_nograd(gpt_prof *p, const remat_chain *ch, int stage, int field)
 {
     const remat_stage *st = &ch->stages[stage];
     void *out = NULL, *tmp = NULL;
@@ -104,36 +169,38 @@ static remat_status gpt_prof_nograd(gpt_prof *p, const remat_chain *ch, int stag
         s = gpt_prof_alloc(p, st->fwd_tmp_bytes, &tmp);
     if (s == REMAT_OK)
         s = p->m->k->status(p->m->kc);
-    double t0 = gpt_now_ms();
-    if (s == REMAT_OK)
+    double spent = 0;
+    for (int k = 0; s == REMAT_OK && !gpt_prof_repeat_done(k, spent); k++) {
+        gpt_prof_mark t0 = gpt_prof_start();
         s = gpt_callbacks.forward(p->m, stage, -2, gpt_prof_input(p, stage), out, tmp);
-    *ms = gpt_now_ms() - t0;
+        if (s == REMAT_OK && (s = p->m->k->status(p->m->kc)) == REMAT_OK)
+            spent += gpt_prof_stop(p, field, t0);
+    }
     gpt_prof_release(p, &tmp);
     gpt_prof_release(p, &out);
     return s;
 }
 
-/* The forward-with-grad of `stage` under `option` (-1 the default) into its ā, then its backward
- * from it: their times. Live during the forward: input, ā, forward workspace; during the
- * backward: input, ā, output gradient, input gradient, backward workspace. */
-static remat_status gpt_prof_with_grad(gpt_prof *p, const remat_chain *ch, int stage, int option,
-                                       double *fall_ms, double *b_ms)
+/* One forward-with-grad of `stage` under `option` (-1 the default) into its ā, then its backward
+ * from it: samples of fall and b; *spent grows by their times. Live during the forward: input,
+ * ā, forward workspace; during the backward: input, ā, output gradient, input gradient,
+ * backward workspace. */
+static remat_status gpt_prof_pair(gpt_prof *p, const remat_chain *ch, int stage, int option,
+                                  void *abar, const int fields[2], double *spent)
 {
     const remat_stage *st = &ch->stages[stage];
     gpt_model *m = p->m;
-    uint64_t saved = option < 0 ? st->saved_bytes : st->options[option].saved_bytes;
-    void *abar = NULL, *tmp = NULL, *dout = NULL, *din = NULL;
+    void *tmp = NULL, *dout = NULL, *din = NULL;
     const void *in = gpt_prof_input(p, stage);
-    remat_status s = gpt_prof_alloc(p, saved, &abar);
-    if (s == REMAT_OK)
-        s = gpt_prof_alloc(p, st->fwd_tmp_bytes, &tmp);
+    remat_status s = gpt_prof_alloc(p, st->fwd_tmp_bytes, &tmp);
     if (s == REMAT_OK)
         s = m->k->status(m->kc);
     m->head_grad_done = 0; /* the head adds its weight gradient once per forward-with-grad */
-    double t0 = gpt_now_ms();
+    gpt_prof_mark t0 = gpt_prof_start();
     if (s == REMAT_OK)
         s = gpt_callbacks.forward(m, stage, option, in, abar, tmp);
-    *fall_ms = gpt_now_ms() - t0;
+    if (s == REMAT_OK && (s = m->k->status(m->kc)) == REMAT_OK)
+        *spent += gpt_prof_stop(p, fields[0], t0);
     gpt_prof_release(p, &tmp);
     if (s == REMAT_OK)
         s = gpt_prof_alloc(p, st->out_bytes, &dout);
@@ -145,49 +212,68 @@ static remat_status gpt_prof_with_grad(gpt_prof *p, const remat_chain *ch, int s
         m->k->zero(m->kc, dout, (size_t)st->out_bytes); /* a defined gradient, no NaN garbage */
         s = m->k->status(m->kc);
     }
-    t0 = gpt_now_ms();
+    t0 = gpt_prof_start();
     if (s == REMAT_OK)
         s = gpt_callbacks.backward(m, stage, option, in, abar, dout, din, tmp);
-    *b_ms = gpt_now_ms() - t0;
+    if (s == REMAT_OK && (s = m->k->status(m->kc)) == REMAT_OK)
+        *spent += gpt_prof_stop(p, fields[1], t0);
     gpt_prof_release(p, &tmp);
     gpt_prof_release(p, &din);
     gpt_prof_release(p, &dout);
+    return s;
+}
+
+/* The forward-with-grad and backward of `stage` under `option`, repeated as pairs as
+ * gpt_prof_repeat_done says: samples of fields[0] and fields[1]. */
+static remat_status gpt_prof_with_grad(gpt_prof *p, const remat_chain *ch, int stage, int option,
+                                       int fall_field, int b_field)
+{
+    const remat_stage *st = &ch->stages[stage];
+    uint64_t saved = option < 0 ? st->saved_bytes : st->options[option].saved_bytes;
+    const int fields[2] = {fall_field, b_field};
+    void *abar = NULL;
+    remat_status s = gpt_prof_alloc(p, saved, &abar);
+    double spent = 0;
+    for (int k = 0; s == REMAT_OK && !gpt_prof_repeat_done(k, spent); k++)
+        s = gpt_prof_pair(p, ch, stage, option, abar, fields, &spent);
     gpt_prof_release(p, &abar);
     return s;
 }
 
 /* What a step runs outside its stages: zeroing the gradients and copying the batch in. */
-static remat_status gpt_prof_fixed(gpt_prof *p, double *ms)
+static remat_status gpt_prof_fixed(gpt_prof *p)
 {
     gpt_model *m = p->m;
     REMAT_TRY(m->k->status(m->kc));
-    double t0 = gpt_now_ms();
-    REMAT_TRY(gpt_callbacks.input(m, m->targets)); /* the batch's tokens serve as targets */
-    m->k->zero(m->kc, m->grads, m->lay.total * sizeof(float));
-    REMAT_TRY(m->k->status(m->kc));
-    *ms = gpt_now_ms() - t0;
+    double spent = 0;
+    for (int k = 0; !gpt_prof_repeat_done(k, spent); k++) {
+        gpt_prof_mark t0 = gpt_prof_start();
+        REMAT_TRY(gpt_callbacks.input(m, m->targets)); /* the batch's tokens serve as targets */
+        m->k->zero(m->kc, m->grads, m->lay.total * sizeof(float));
+        REMAT_TRY(m->k->status(m->kc));
+        spent += gpt_prof_stop(p, GPT_PF_FIXED, t0);
+    }
     return REMAT_OK;
 }
 
 /* One round: the embedding (whose output becomes the blocks' and the head's input), block
  * `round mod L` under each variant back to back (starting with variant `round mod 5`, so no
  * variant always follows the forward without grad), the head. */
-static remat_status gpt_prof_round_run(gpt_prof *p, const remat_chain *ch, int round,
-                                       gpt_prof_round *r)
+static remat_status gpt_prof_round_run(gpt_prof *p, const remat_chain *ch, int round)
 {
     gpt_model *m = p->m;
     int L = m->cfg.layers, blk = 1 + round % L;
-    REMAT_TRY(gpt_prof_fixed(p, &r->fixed));
-    REMAT_TRY(gpt_prof_with_grad(p, ch, 0, -1, &r->embed_fall, &r->embed_b));
-    REMAT_TRY(gpt_prof_nograd(p, ch, 0, &r->embed_fn));
+    REMAT_TRY(gpt_prof_fixed(p));
+    REMAT_TRY(gpt_prof_with_grad(p, ch, 0, -1, GPT_PF_EMBED_FALL, GPT_PF_EMBED_B));
+    REMAT_TRY(gpt_prof_nograd(p, ch, 0, GPT_PF_EMBED_FN));
     REMAT_TRY(gpt_callbacks.forward(m, 0, -2, p->a0, p->x, NULL));
-    REMAT_TRY(gpt_prof_nograd(p, ch, blk, &r->block_fn));
+    REMAT_TRY(gpt_prof_nograd(p, ch, blk, GPT_PF_BLOCK_FN));
     for (int k = 0; k < GPT_PROF_VARIANTS; k++) {
         int v = (k + round) % GPT_PROF_VARIANTS; /* each variant in every position in turn */
-        REMAT_TRY(gpt_prof_with_grad(p, ch, blk, v - 1, &r->block_fall[v], &r->block_b[v]));
+        REMAT_TRY(gpt_prof_with_grad(p, ch, blk, v - 1, GPT_PF_BLOCK_FALL + v, GPT_PF_BLOCK_B + v));
     }
-    REMAT_TRY(gpt_prof_nograd(p, ch, L + 1, &r->head_fn));
-    return gpt_prof_with_grad(p, ch, L + 1, -1, &r->head_fall, &r->head_b);
+    REMAT_TRY(gpt_prof_nograd(p, ch, L + 1, GPT_PF_HEAD_FN));
+    return gpt_prof_with_grad(p, ch, L + 1, -1, GPT_PF_HEAD_FALL, GPT_PF_HEAD_B);
 }
 
 static int gpt_cmp_double(const void *a, const void *b)
@@ -205,21 +291,31 @@ static double gpt_quantile(double *v, int n, double q)
     return i + 1 < n ? v[i] + (x - i) * (v[i + 1] - v[i]) : v[i];
 }
 
-/* A time from its per-round samples: their first quartile. Interference on a shared machine
- * only adds time, to single calls (a thread descheduled, measured: the same 1 ms call taking 1,
- * 3.5 or 6 ms in consecutive rounds) as well as to whole rounds: a low quantile keeps the
- * undisturbed calls, and not the least sample, so that one lucky call does not set it. Each
- * variant is estimated from its own samples: a per-round ratio to the default would carry the
- * disturbance of either call. */
-static double gpt_prof_field(const gpt_prof *p, size_t offset)
+/* A time from its samples (see gpt.h): the first quartile of the undisturbed ones when there are
+ * at least GPT_PROFILE_MIN_CLEAN, else of all. Interference on a shared machine only adds time,
+ * to single calls (a thread preempted: the same 1 ms call taking 1, 3.5 or 6 ms in consecutive
+ * rounds) as well as to whole stretches of calls (another process's burst, undetected time taken
+ * by the hypervisor): a preempted sample is no measurement of the stage, and a low quantile of
+ * the rest keeps the undisturbed calls, not the least sample, so one lucky call does not set
+ * it. Each variant is estimated from its own samples: a per-round ratio to the default would
+ * carry the disturbance of either call. */
+double gpt_profile_estimate(const double *ms, const unsigned char *disturbed, int n, double *work)
 {
-    double v[GPT_PROF_MAX_ROUNDS];
-    for (int r = 0; r < p->n_rounds; r++)
-        v[r] = *(const double *)((const char *)&p->rounds[r] + offset);
-    return gpt_quantile(v, p->n_rounds, 0.25);
+    int clean = 0;
+    for (int i = 0; i < n; i++)
+        clean += !disturbed[i];
+    int k = 0, all = clean < GPT_PROFILE_MIN_CLEAN;
+    for (int i = 0; i < n; i++)
+        if (all || !disturbed[i])
+            work[k++] = ms[i];
+    return k ? gpt_quantile(work, k, GPT_PROFILE_QUANTILE) : 0;
 }
 
-#define GPT_PROF_EST(p, field) gpt_prof_field(p, offsetof(gpt_prof_round, field))
+static double gpt_prof_est(gpt_prof *p, int field)
+{
+    const gpt_prof_samples *s = &p->samples[field];
+    return gpt_profile_estimate(s->ms, s->disturbed, s->n, p->work);
+}
 
 /* Share of a block's forward FLOPs that option o recomputes in its backward. */
 static double gpt_prof_recompute_share(const gpt_model *m, int o)
@@ -244,22 +340,22 @@ static void gpt_prof_set_stage(remat_stage *st, double fn, double fall, double b
  * the default's backward plus the share of the forward it recomputes (by FLOPs): an option cannot
  * be cheaper than the work it adds. The step's work outside its stages is charged to the
  * embedding's backward, which every schedule runs exactly once per step. */
-static void gpt_prof_store(const gpt_prof *p, remat_chain *ch, gpt_profile_info *info)
+static void gpt_prof_store(gpt_prof *p, remat_chain *ch, gpt_profile_info *info)
 {
     const gpt_model *m = p->m;
     int L = m->cfg.layers;
-    gpt_prof_set_stage(&ch->stages[0], GPT_PROF_EST(p, embed_fn), GPT_PROF_EST(p, embed_fall),
-                       GPT_PROF_EST(p, embed_b));
-    ch->stages[0].bwd += GPT_PROF_EST(p, fixed);
-    gpt_prof_set_stage(&ch->stages[L + 1], GPT_PROF_EST(p, head_fn), GPT_PROF_EST(p, head_fall),
-                       GPT_PROF_EST(p, head_b));
+    gpt_prof_set_stage(&ch->stages[0], gpt_prof_est(p, GPT_PF_EMBED_FN),
+                       gpt_prof_est(p, GPT_PF_EMBED_FALL), gpt_prof_est(p, GPT_PF_EMBED_B));
+    ch->stages[0].bwd += gpt_prof_est(p, GPT_PF_FIXED);
+    gpt_prof_set_stage(&ch->stages[L + 1], gpt_prof_est(p, GPT_PF_HEAD_FN),
+                       gpt_prof_est(p, GPT_PF_HEAD_FALL), gpt_prof_est(p, GPT_PF_HEAD_B));
     remat_stage blk = {0};
-    double fall = GPT_PROF_EST(p, block_fall[0]);
-    gpt_prof_set_stage(&blk, GPT_PROF_EST(p, block_fn), fall, GPT_PROF_EST(p, block_b[0]));
+    gpt_prof_set_stage(&blk, gpt_prof_est(p, GPT_PF_BLOCK_FN), gpt_prof_est(p, GPT_PF_BLOCK_FALL),
+                       gpt_prof_est(p, GPT_PF_BLOCK_B));
     double option_bwd[GPT_N_BLOCK_OPTIONS];
     for (int o = 0; o < GPT_N_BLOCK_OPTIONS; o++) {
-        double measured =
-            GPT_PROF_EST(p, block_fall[1 + o]) + GPT_PROF_EST(p, block_b[1 + o]) - blk.fwd;
+        double measured = gpt_prof_est(p, GPT_PF_BLOCK_FALL + 1 + o) +
+                          gpt_prof_est(p, GPT_PF_BLOCK_B + 1 + o) - blk.fwd;
         double floor = blk.bwd + blk.fwd * gpt_prof_recompute_share(m, o);
         if (info)
             info->measured_option_bwd[o] = measured;
@@ -278,33 +374,65 @@ static void gpt_prof_store(const gpt_prof *p, remat_chain *ch, gpt_profile_info 
         info->default_bwd = blk.bwd;
 }
 
-/* The time of a store-all step as the rounds so far ran it: their mean, disturbances included,
- * so that the profile's cost is counted in steps of the same machine state (on a loaded machine
- * the rounds and the steps slow alike, and the profile takes more rounds of it). */
-static double gpt_prof_step_ms(const gpt_prof *p)
+/* The samples' count and count of disturbed ones into info, and the times estimated from every
+ * sample for want of GPT_PROFILE_MIN_CLEAN undisturbed ones. */
+static void gpt_prof_count(const gpt_prof *p, gpt_profile_info *info)
 {
-    double sum = 0;
-    for (int r = 0; r < p->n_rounds; r++) {
-        const gpt_prof_round *x = &p->rounds[r];
-        sum += x->embed_fall + x->embed_b + x->head_fall + x->head_b + x->fixed +
-               p->m->cfg.layers * (x->block_fall[0] + x->block_b[0]);
+    for (int f = 0; f < GPT_PF_COUNT; f++) {
+        const gpt_prof_samples *s = &p->samples[f];
+        info->samples += s->n;
+        info->disturbed += s->n - s->n_clean;
+        info->unclean_times += s->n_clean < GPT_PROFILE_MIN_CLEAN;
     }
-    return p->n_rounds ? sum / p->n_rounds : 0;
 }
 
-/* One warm-up round (every buffer and code path touched once), then rounds until there are at
- * least reps, and either GPT_PROF_MAX_ROUNDS or the time of GPT_PROF_STEPS_WINDOW steps (at
- * least GPT_PROF_MIN_WINDOW_MS) has passed. */
+/* The mean of a time's samples, disturbances included. */
+static double gpt_prof_mean(const gpt_prof *p, int field)
+{
+    const gpt_prof_samples *s = &p->samples[field];
+    double sum = 0;
+    for (int i = 0; i < s->n; i++)
+        sum += s->ms[i];
+    return s->n ? sum / s->n : 0;
+}
+
+/* The time of a store-all step as the rounds so far ran its calls: their means, disturbances
+ * included, so that the profile's cost is counted in steps of the same machine state (on a loaded
+ * machine the rounds and the steps slow alike, and the profile takes more rounds of it). */
+static double gpt_prof_step_ms(const gpt_prof *p)
+{
+    return gpt_prof_mean(p, GPT_PF_FIXED) + gpt_prof_mean(p, GPT_PF_EMBED_FALL) +
+           gpt_prof_mean(p, GPT_PF_EMBED_B) + gpt_prof_mean(p, GPT_PF_HEAD_FALL) +
+           gpt_prof_mean(p, GPT_PF_HEAD_B) +
+           p->m->cfg.layers *
+               (gpt_prof_mean(p, GPT_PF_BLOCK_FALL) + gpt_prof_mean(p, GPT_PF_BLOCK_B));
+}
+
+/* Whether every time has GPT_PROF_CLEAN undisturbed samples. */
+static int gpt_prof_settled(const gpt_prof *p)
+{
+    for (int f = 0; f < GPT_PF_COUNT; f++)
+        if (p->samples[f].n_clean < GPT_PROF_CLEAN)
+            return 0;
+    return 1;
+}
+
+/* One warm-up round (every buffer and code path touched once, its samples dropped), then rounds
+ * until there are at least reps, and either every time is settled, or GPT_PROF_MAX_ROUNDS, or
+ * the time of GPT_PROF_STEPS_WINDOW steps (at least GPT_PROF_MIN_WINDOW_MS) has passed. */
 static remat_status gpt_prof_run(gpt_prof *p, const remat_chain *ch, int reps)
 {
     double t0 = gpt_now_ms();
-    gpt_prof_round warm;
-    REMAT_TRY(gpt_prof_round_run(p, ch, 0, &warm));
+    REMAT_TRY(gpt_prof_round_run(p, ch, 0));
+    for (int f = 0; f < GPT_PF_COUNT; f++)
+        p->samples[f].n = p->samples[f].n_clean = 0;
     while (p->n_rounds < GPT_PROF_MAX_ROUNDS) {
-        REMAT_TRY(gpt_prof_round_run(p, ch, p->n_rounds, &p->rounds[p->n_rounds]));
+        REMAT_TRY(gpt_prof_round_run(p, ch, p->n_rounds));
         p->n_rounds++;
         if (p->n_rounds < reps)
             continue;
+        if (gpt_prof_settled(p))
+            break;
         double window = GPT_PROF_STEPS_WINDOW * gpt_prof_step_ms(p);
         if (gpt_now_ms() - t0 >=
             (window > GPT_PROF_MIN_WINDOW_MS ? window : GPT_PROF_MIN_WINDOW_MS))
@@ -368,6 +496,8 @@ remat_status gpt_model_profile(gpt_model *m, const int *inputs, int reps, remat_
         info->rounds = p->n_rounds;
         info->elapsed_ms = gpt_now_ms() - t0;
     }
+    if (info)
+        gpt_prof_count(p, info);
     gpt_prof_close(p, info);
     free(p);
     m->head_grad_done = 0;
