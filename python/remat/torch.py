@@ -597,14 +597,18 @@ def _batch_of(x, b):
 
 
 def fit(module_or_list, sample_input, card="a100-80gb", optimizer="adamw", dtype="fp32", gpus=1,
-        zero=0, batches=(1, 2), batch=1, policy="store-all", print_result=False, **profile_kw):
+        zero=0, batches=(1, 2), batch=1, policy="store-all", allocator=None, print_result=False,
+        **profile_kw):
     """The largest batch per activation policy on `card` for this model: the chain is profiled
     at two batch sizes (`batches`, samples taken along dim 0 of sample_input) and extended
     linearly; model states come from the parameter count, `optimizer` and `dtype` (fp32, or
     bf16/fp16 mixed precision with fp32 master weights), ZeRO `zero` over `gpus`; then libremat's
     fit arithmetic (remat_fit_chain) answers. The profile runs once per stage (timing=False)
     unless timing=True is passed: times only shape the overheads. Activations are as measured,
-    in the dtype the model ran in. Returns a dict like `remat fit --json`, with `largest_batch`
+    in the dtype the model ran in. `allocator`: "remat" (the training runs on remat's pool,
+    use_pool: its rounding is computed, no slack), "torch" (PyTorch's caching allocator: 2% of
+    the managed bytes assumed for its rounding and fragmentation), None = "remat" once
+    use_pool() has run, else "torch". Returns a dict like `remat fit --json`, with `largest_batch`
     per policy (None where a policy is not available: the selective ones need stage options);
     print_result prints it as `remat fit` does."""
     mods = _stages(module_or_list)
@@ -613,8 +617,14 @@ def fit(module_or_list, sample_input, card="a100-80gb", optimizer="adamw", dtype
     if not (1 <= b1 < b2):
         raise ValueError(f"remat.torch: batches {batches!r} must be two sizes 1 <= b1 < b2")
     card_name, card_bytes = _card(card)
+    if allocator is None:
+        allocator = "remat" if _pool_installed else "torch"
+    if allocator not in ("remat", "torch"):
+        raise ValueError(f"remat.torch: allocator {allocator!r}: give \"remat\" (use_pool) or "
+                         "\"torch\" (PyTorch's caching allocator)")
     req = _lib.FitRequest()
     _lib.load().remat_fit_request_init(ctypes.byref(req))
+    req.own_pool = int(allocator == "remat")
     req.model.params_only = _unique_params(mods)
     req.card_bytes = card_bytes
     req.gpus, req.zero, req.batch = int(gpus), int(zero), int(batch)
@@ -641,6 +651,7 @@ def fit(module_or_list, sample_input, card="a100-80gb", optimizer="adamw", dtype
            "card": {"name": card_name, "bytes": card_bytes}, "gpus": int(gpus), "zero": int(zero),
            "batch": int(batch),
            "dtype": str(dtype), "optimizer": str(optimizer), "policy": str(policy),
+           "allocator": allocator,
            "per_gpu_bytes": {f: int(getattr(res.per_gpu, f)) for f in _lib.FIT_PARTS},
            "max_batch": largest, "largest_batch": largest,
            "overhead": {p: float(res.overhead[k]) for k, p in enumerate(_lib.ACT_POLICIES)
@@ -657,7 +668,8 @@ def format_fit(r):
     lines = [f"model      torch: {r['params']} parameters",
              f"mode       training: {r['dtype']} {r['optimizer']}, ZeRO-{r['zero']} over "
              f"{r['gpus']} GPU, batch {r['batch']}, policy {r['policy']} (activations measured "
-             f"at batches {r['batches_measured'][0]} and {r['batches_measured'][1]})",
+             f"at batches {r['batches_measured'][0]} and {r['batches_measured'][1]}; "
+             f"{r['allocator']} allocator)",
              f"card       {r['card']['name']}: {fb(r['card']['bytes'])} ({r['card']['bytes']} "
              "bytes)", "per GPU:"]
     for part, n in r["per_gpu_bytes"].items():
