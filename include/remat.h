@@ -854,6 +854,9 @@ typedef struct {
     remat_act_policy policy;  /* the policy of the per_gpu breakdown */
     remat_dtype quant;        /* inference: weight format */
     remat_dtype kv_dtype;     /* inference: KV cache element (fp32, bf16, fp16 or fp8) */
+    int own_pool;             /* remat_fit_chain: 1 = the trainer allocates from remat's pool
+                                 (remat.torch.use_pool): its rounding is computed, no slack
+                                 assumed; 0 = another allocator (2% of the managed bytes) */
 } remat_fit_request;
 
 /* Defaults: 1 GPU, ZeRO 0, batch 1, seq 0, fp32 AdamW training, store-all, bf16 weights and
@@ -905,7 +908,10 @@ REMAT_API REMAT_NODISCARD remat_status remat_fit(const remat_fit_request *req, r
  * out->per_gpu is at req->batch under req->policy (for optimal, its peak within the card or its
  * minimum); max_batch is filled for store-all, full-recompute and optimal, and for the selective
  * policies only when some stage carries their option ("recompute-gelu"/"recompute-act",
- * "recompute-attn"), else -1. Inference requests, differing chains and b2 <= b1 are REMAT_EINVAL. */
+ * "recompute-attn"), else -1. The reserve: with req->own_pool the pool's rounding as our trainer's
+ * (each state in a segment of its size rounded to 512 B, the activation peak in one segment of
+ * the pool's 2 MiB rounding; no slack), else remat_fit's assumed 2% slack. Inference requests,
+ * differing chains and b2 <= b1 are REMAT_EINVAL. */
 REMAT_API REMAT_NODISCARD remat_status remat_fit_chain(const remat_fit_request *req, const remat_chain *c1, uint64_t b1,
                              const remat_chain *c2, uint64_t b2, remat_fit_result *out);
 

@@ -689,11 +689,27 @@ static remat_status fit_chain_activations(const fit_chain_ctx *x, remat_act_poli
     return s;
 }
 
+/* The activation bytes the card leaves: in our own pool the peak in one segment beside the
+ * states' exact segments (nothing else is held beside the chain), else the assumed slack's rule. */
+static uint64_t fit_chain_budget(const remat_fit_request *r, const remat_fit_bytes *states,
+                                 uint64_t batch)
+{
+    return r->own_pool ? act_budget_gpt(r, states, 0) : act_budget(r, states, batch);
+}
+
+static void fit_chain_finish(const remat_fit_request *r, remat_fit_bytes *b)
+{
+    if (r->own_pool)
+        fit_finish_gpt(r, b, 0);
+    else
+        fit_finish(b);
+}
+
 static remat_status fit_chain_probe(const remat_fit_request *r, const remat_fit_bytes *states,
                                     int policy, uint64_t batch, int *fits)
 {
     const fit_chain_ctx *x = (const fit_chain_ctx *)r;
-    uint64_t budget = act_budget(r, states, batch), act = 0;
+    uint64_t budget = fit_chain_budget(r, states, batch), act = 0;
     *fits = 0;
     if (budget == 0 || batch == 0)
         return REMAT_OK;
@@ -745,14 +761,14 @@ remat_status remat_fit_chain(const remat_fit_request *req, const remat_chain *c1
     remat_fit_bytes *b = &out->per_gpu;
     training_states(&x.req, b);
     remat_fit_bytes states = *b;
-    uint64_t budget = act_budget(&x.req, &states, (uint64_t)req->batch);
+    uint64_t budget = fit_chain_budget(&x.req, &states, (uint64_t)req->batch);
     remat_status s =
         fit_chain_activations(&x, req->policy, (uint64_t)req->batch, budget, &b->activations, NULL);
     if (s == REMAT_EINFEASIBLE) /* optimal at a batch that does not fit: report its minimum */
         remat_clear_error();
     else
         REMAT_TRY(s);
-    fit_finish(b);
+    fit_chain_finish(&x.req, b);
     out->fits = b->total <= req->card_bytes;
     /* Every sample adds at least its input and its output gradient. */
     uint64_t grow = fit_line_bytes(c1->input_bytes, c2->input_bytes, &x, 2) -

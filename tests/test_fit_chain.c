@@ -129,6 +129,56 @@ Test(fit_chain, fixed_policies_match_the_simulated_oracle)
     cr_assert(out.fits);
 }
 
+/* In remat's own pool (own_pool): each state in a segment of its size rounded to 512 B (fp32
+ * AdamW: weights, gradients, m and v of 4 B a parameter each), the activation peak in one
+ * segment (2 MiB up to 1 MiB, else rounded up to 2 MiB), the 426 MiB context and 64 MiB
+ * workspace, and no slack. */
+static uint64_t oracle_round(uint64_t v, uint64_t to)
+{
+    return (v + to - 1) / to * to;
+}
+
+static int oracle_fits_pool(uint64_t card, uint64_t params, uint64_t act)
+{
+    uint64_t states = 4 * oracle_round(4 * params, 512);
+    uint64_t segment = act <= MiB ? 2 * MiB : oracle_round(act, 2 * MiB);
+    return states + 64 * MiB + 426 * MiB + segment <= card;
+}
+
+Test(fit_chain, own_pool_computes_the_rounding_instead_of_the_slack)
+{
+    uint64_t card = 600 * MiB, params = 1000001; /* 4 B x params is not a multiple of 512 */
+    remat_fit_request r = request(card, params);
+    remat_fit_result slack = fit(&r, 1, 2, 0, 0);
+    r.own_pool = 1;
+    remat_fit_result out = fit(&r, 1, 2, 0, 0);
+    for (int full = 0; full <= 1; full++) {
+        long best = 0;
+        for (uint64_t b = 1;; b++) {
+            remat_chain *c = make_chain(b, 0, 0);
+            int fits = oracle_fits_pool(card, params, oracle_peak(c, full));
+            remat_chain_free(c);
+            if (!fits)
+                break;
+            best = (long)b;
+        }
+        int p = full ? REMAT_ACT_FULL : REMAT_ACT_STORE_ALL;
+        cr_assert_eq(out.max_batch[p], best, "policy %d: %ld, oracle %ld", p, out.max_batch[p],
+                     best);
+        cr_assert_gt(out.max_batch[p], slack.max_batch[p], "policy %d", p);
+    }
+    /* per_gpu at batch 1, store-all: the reserve is the context plus the states' and the
+     * activation segment's rounding. */
+    remat_chain *c = make_chain(1, 0, 0);
+    uint64_t act = oracle_peak(c, 0);
+    remat_chain_free(c);
+    uint64_t rounding = 4 * (oracle_round(4 * params, 512) - 4 * params) +
+                        (act <= MiB ? 2 * MiB : oracle_round(act, 2 * MiB)) - act;
+    cr_assert_eq(out.per_gpu.activations, act);
+    cr_assert_eq(out.per_gpu.reserve, 426 * MiB + rounding);
+    cr_assert_eq(out.per_gpu.total, 16 * params + 64 * MiB + act + 426 * MiB + rounding);
+}
+
 Test(fit_chain, optimal_is_the_largest_batch_the_scheduler_fits)
 {
     uint64_t card = 600 * MiB, params = 1000000;

@@ -59,7 +59,8 @@ class Policy(ctypes.Structure):
 class Schedule(ctypes.Structure):
     _fields_ = [("ops", ctypes.POINTER(Op)), ("n_ops", ctypes.c_size_t), ("policy", Policy),
                 ("budget_bytes", c_u64), ("feasible", c_int), ("peak_bytes", c_u64),
-                ("time", c_double), ("base_time", c_double), ("overhead", c_double)]
+                ("time", c_double), ("base_time", c_double), ("overhead", c_double),
+                ("layout", c_void_p)]  # remat_schedule_layout *, unused here
 
 
 class SimResult(ctypes.Structure):
@@ -79,7 +80,7 @@ class ModelDesc(ctypes.Structure):
 class FitRequest(ctypes.Structure):
     _fields_ = [("model", ModelDesc), ("card_bytes", c_u64)] + [
         (f, c_int) for f in ("inference", "gpus", "zero", "batch", "seq", "dtype", "optimizer",
-                             "policy", "quant", "kv_dtype")]
+                             "policy", "quant", "kv_dtype", "own_pool")]
 
 
 FIT_PARTS = ["weights", "gradients", "optimizer", "activations", "kv_cache", "workspace",
@@ -94,7 +95,9 @@ class FitBytes(ctypes.Structure):
 class FitResult(ctypes.Structure):
     _fields_ = [("params", c_u64), ("active_params", c_u64), ("per_gpu", FitBytes),
                 ("fits", c_int), ("max_batch", ctypes.c_long * 5), ("overhead", c_double * 5),
-                ("max_tokens", ctypes.c_long), ("pool_bytes", c_u64)]
+                ("max_tokens", ctypes.c_long), ("pool_bytes", c_u64)] + [
+        (f, c_u64) for f in ("weights_quantized", "weights_scales", "weights_16bit",
+                             "quant_params")]
 
 
 class Card(ctypes.Structure):
@@ -106,7 +109,8 @@ class Stat(ctypes.Structure):
 
 
 POOL_COUNTERS = ["n_alloc", "n_free", "n_cache_hits", "n_device_alloc", "n_device_free",
-                 "n_retries", "n_ooms", "largest_free_block"]
+                 "n_retries", "n_ooms", "largest_free_block", "n_planned_hits",
+                 "n_planned_misses", "planned_arena_bytes", "n_plans"]
 
 
 class PoolStats(ctypes.Structure):

@@ -18,6 +18,7 @@ import statistics
 import time
 
 import torch
+import torch.utils.checkpoint
 
 from . import _lib
 from ._lib import RematError
@@ -28,8 +29,20 @@ __all__ = ["RematError", "Chain", "Checkpointed", "profile", "checkpoint", "fit"
 # ==== Inputs ===================================================================================
 
 
-def _stages(module_or_list):
-    """The list of modules of an nn.Sequential or of a list/tuple of modules (TypeError else)."""
+def _expanded(mods):
+    """mods with every nn.Sequential among them replaced by its children, recursively."""
+    out = []
+    for m in mods:
+        if isinstance(m, torch.nn.Sequential) and len(m) > 0:
+            out.extend(_expanded(list(m.children())))
+        else:
+            out.append(m)
+    return out
+
+
+def _stages(module_or_list, expand=False):
+    """The list of modules of an nn.Sequential or of a list/tuple of modules (TypeError else);
+    with expand, nested nn.Sequential stages are replaced by their children."""
     if isinstance(module_or_list, torch.nn.Sequential):
         mods = list(module_or_list.children())
     elif isinstance(module_or_list, (list, tuple, torch.nn.ModuleList)):
@@ -42,7 +55,61 @@ def _stages(module_or_list):
     for i, m in enumerate(mods):
         if not isinstance(m, torch.nn.Module):
             raise TypeError(f"remat.torch: stage {i} is a {type(m).__name__}, not an nn.Module")
-    return mods
+    return _expanded(mods) if expand else mods
+
+
+# ==== Recomputing a sub-module ===================================================================
+
+OPTION_PREFIX = "recompute:"
+
+
+class _recomputing:
+    """Within this context, calls of `sub` with grad enabled keep only its inputs for backward
+    and recompute its forward there (torch.utils.checkpoint, reentrant: the inputs are saved
+    through save_for_backward, so saved-tensor hooks see them; the RNG state is replayed)."""
+
+    def __init__(self, sub):
+        self.sub = sub
+
+    def __enter__(self):
+        sub, inner = self.sub, self.sub.forward
+
+        def forward(*args, **kw):
+            if kw or not torch.is_grad_enabled() or not any(
+                    isinstance(a, torch.Tensor) and a.requires_grad for a in args):
+                return inner(*args, **kw)
+            return torch.utils.checkpoint.checkpoint(inner, *args, use_reentrant=True,
+                                                     preserve_rng_state=True)
+
+        sub.forward = forward  # an instance attribute: Module.__call__ finds it first
+        return self
+
+    def __exit__(self, *exc):
+        del self.sub.forward
+        return False
+
+
+def _option_module(stage, name):
+    """The sub-module of `stage` a "recompute:<path>" option names."""
+    try:
+        if not name.startswith(OPTION_PREFIX):
+            raise AttributeError(f"not {OPTION_PREFIX}<path>")
+        return stage.get_submodule(name[len(OPTION_PREFIX):])
+    except AttributeError as e:
+        raise ValueError(f"remat.torch: option {name!r} names no sub-module of "
+                         f"{type(stage).__name__} ({e})") from None
+
+
+def _option_context(stage, option_name):
+    return _recomputing(_option_module(stage, option_name)) if option_name else _NoContext()
+
+
+class _NoContext:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
 
 
 def _check_sample(mods, x):
@@ -158,8 +225,9 @@ class Chain:
     """A measured chain: per stage its times (ms) and bytes, in remat's chain format
     (docs/checkpoint.md). `save(path)` writes the file `remat plan` reads."""
 
-    def __init__(self, name, input_bytes, stages):
+    def __init__(self, name, input_bytes, stages, expand=False):
         self.name, self.input_bytes, self.stages = name, int(input_bytes), stages
+        self.expand = expand  # profiled with nested nn.Sequential stages expanded
         self._c = None
 
     def to_dict(self):
@@ -190,9 +258,28 @@ class Chain:
         return f"<remat Chain {self.name!r}: {len(self.stages)} stages>"
 
 
-def _profile_stage(i, m, x, exclude, device, reps, min_time, timing):
-    """One stage's row of the chain (times, output and saved bytes, workspaces) and its output
-    without grad, for the next stage."""
+def _saved_by_forward(i, m, x, leaf, exclude):
+    """One forward with grad of stage m on a fresh leaf: (output, the leaf, the storages autograd
+    keeps for backward: parameters and the stage input excluded, the output included)."""
+    tracker = _SavedTracker(exclude | {_storage(x)[0]})
+    xin = leaf()
+    with torch.enable_grad(), tracker.hooks():
+        out = _check_output(i, m, m(xin))
+    saved = dict(tracker.storages)
+    ptr, n = _storage(out)
+    saved[ptr] = n
+    return out, xin, saved
+
+
+def _candidates(m):
+    """The sub-modules of stage m (dotted paths) whose recomputation may be an option."""
+    return [name for name, sub in m.named_modules() if name and
+            len(OPTION_PREFIX) + len(name) <= 47]
+
+
+def _profile_stage(i, m, x, exclude, device, reps, min_time, timing, options):
+    """One stage's row of the chain (times, output and saved bytes, workspaces, options) and its
+    output without grad, for the next stage."""
     name = f"{i}:{type(m).__name__}"[:47]
     grad_in = x.is_floating_point()
 
@@ -209,21 +296,17 @@ def _profile_stage(i, m, x, exclude, device, reps, min_time, timing):
     # One forward with grad under the saved-tensor hooks and a memory window: the bytes autograd
     # keeps (parameters and the stage input excluded, the output included), and the workspace:
     # the peak above what the forward leaves.
-    tracker = _SavedTracker(exclude | {_storage(x)[0]})
-    xin = leaf()
-    with torch.enable_grad(), tracker.hooks(), _MemoryWindow(device) as w:
-        out = _check_output(i, m, m(xin))
+    with _MemoryWindow(device) as w:
+        out, xin, saved = _saved_by_forward(i, m, x, leaf, exclude)
     fwd_tmp = max(0, w.peak - w.end)
-    out_ptr, out_bytes = _storage(out)
-    saved = dict(tracker.storages)
-    saved[out_ptr] = out_bytes
+    out_bytes = _storage(out)[1]
     needs_backward = out.requires_grad and seed is not None
     # The backward's workspace: its peak above the input gradient and the parameter gradients it
     # creates (gradients that existed are put back afterwards).
     bwd_tmp, t_bwd = 0, 0.0
+    params = [p for p in m.parameters() if p.requires_grad]
+    old = [p.grad for p in params]
     if needs_backward:
-        params = [p for p in m.parameters() if p.requires_grad]
-        old = [p.grad for p in params]
         for p in params:
             p.grad = None
         t0 = time.perf_counter()
@@ -233,20 +316,24 @@ def _profile_stage(i, m, x, exclude, device, reps, min_time, timing):
         grads = sum(_storage(p.grad)[1] for p in params if p.grad is not None)
         din = _storage(xin.grad)[1] if xin.grad is not None else 0
         bwd_tmp = max(0, w.peak - din - grads)
-        for p, g in zip(params, old):
-            p.grad = g
     del out, xin
 
-    if timing:
-        def fwd_nograd():
-            with torch.no_grad():
-                m(x)
+    # Options: each sub-module recomputed in the backward (only its inputs kept), where that
+    # keeps fewer bytes than the default.
+    opts = []
+    if options and needs_backward:
+        default = sum(saved.values())
+        for path in _candidates(m):
+            with _recomputing(m.get_submodule(path)):
+                o, _, kept = _saved_by_forward(i, m, x, leaf, exclude)
+            del o
+            # A saving below 1% of the stage's bytes is not worth a measured time difference
+            # that noise could make look free.
+            if sum(kept.values()) < 0.99 * default:
+                opts.append({"name": OPTION_PREFIX + path, "saved_bytes": sum(kept.values())})
 
-        def fwd_grad():
-            with torch.enable_grad():
-                return m(leaf())
-
-        def fwd_bwd():
+    def fwd_bwd(option=None):
+        with _option_context(m, option):
             with torch.enable_grad():
                 o = m(leaf())
             if not needs_backward:
@@ -257,18 +344,60 @@ def _profile_stage(i, m, x, exclude, device, reps, min_time, timing):
             _sync(device)
             return time.perf_counter() - t0
 
+    def whole(option=None):
+        """Seconds of a forward with grad and its backward, under option."""
+        _sync(device)
+        t0 = time.perf_counter()
+        fwd_bwd(option)
+        _sync(device)
+        return time.perf_counter() - t0
+
+    if timing:
+        def fwd_nograd():
+            with torch.no_grad():
+                m(x)
+
+        def fwd_grad():
+            with torch.enable_grad():
+                return m(leaf())
+
         fwd_bwd()  # warm-up: first calls pay for allocation and kernel selection
         t_fwd = _timed(fwd_nograd, device, reps, min_time)
         t_fwd_grad = _timed(fwd_grad, device, reps, min_time)
         t_bwd = statistics.median([fwd_bwd() for _ in range(max(reps, 1))])
     ms = 1000.0
-    row = {"name": name, "fwd": t_fwd * ms, "bwd": (t_bwd + max(0.0, t_fwd_grad - t_fwd)) * ms,
+    bwd = (t_bwd + max(0.0, t_fwd_grad - t_fwd)) * ms
+    # An option's backward: the default's plus what its forward+backward costs beyond the
+    # default's, the two timed alternately (so load changes hit both alike), medians.
+    n = max(reps, 1) if timing else 1
+    for opt in opts:
+        fwd_bwd(opt["name"])  # warm-up of the recomputing path
+        pairs = [(whole(), whole(opt["name"])) for _ in range(n)]
+        extra = statistics.median(b for _, b in pairs) - statistics.median(a for a, _ in pairs)
+        # Recomputing adds work: a backward measured faster than the default's is noise.
+        opt["bwd"] = bwd + max(0.0, extra) * ms
+    for p, g in zip(params, old):
+        p.grad = g
+    row = {"name": name, "fwd": t_fwd * ms, "bwd": bwd,
            "out_bytes": out_bytes, "saved_bytes": max(sum(saved.values()), out_bytes),
            "fwd_tmp_bytes": int(fwd_tmp), "bwd_tmp_bytes": int(bwd_tmp)}
+    if opts:
+        row["options"] = _pareto(opts)
     return row, y_next
 
 
-def profile(module_or_list, sample_input, reps=3, min_time=0.02, timing=True, name="torch"):
+def _pareto(opts):
+    """The options no other one beats in both saved bytes and backward time, fewest bytes first."""
+    opts = sorted(opts, key=lambda o: (o["saved_bytes"], o["bwd"]))
+    kept = []
+    for o in opts:
+        if not kept or o["bwd"] < kept[-1]["bwd"]:
+            kept.append(o)
+    return kept
+
+
+def profile(module_or_list, sample_input, reps=3, min_time=0.02, timing=True, name="torch",
+            expand=False, options=False):
     """Measures each stage of the sequence on sample_input, as Rotor does: forward time without
     grad, backward time (plus what a forward with grad costs beyond one without), output bytes,
     the bytes autograd saves (saved-tensor hooks, parameters and the stage input excluded, the
@@ -276,16 +405,22 @@ def profile(module_or_list, sample_input, reps=3, min_time=0.02, timing=True, na
     leaves: CUDA's allocator counters, or on CPU the profiler's allocation events). Each time is
     the median of at least `reps` runs and `min_time` seconds after a warm-up; timing=False
     keeps the times of the single measuring run (enough where only bytes matter, as in fit).
-    Parameter gradients are left as they were. Returns a Chain."""
-    mods = _stages(module_or_list)
+    expand=True makes the children of nested nn.Sequential stages stages of their own (finer
+    stages give the scheduler more choice). options=True adds, per stage, an option
+    "recompute:<path>" for each sub-module whose recomputation in the backward keeps fewer bytes
+    than the default: its saved bytes measured as above with that sub-module run under
+    torch.utils.checkpoint (only its inputs kept), its backward time the default's plus the
+    measured extra of a forward+backward that recomputes it; options beaten by another in both
+    bytes and time are dropped. Parameter gradients are left as they were. Returns a Chain."""
+    mods = _stages(module_or_list, expand)
     _check_sample(mods, sample_input)
     device = sample_input.device
     exclude = _owned_storages(mods)
     rows, x = [], sample_input
     for i, m in enumerate(mods):
-        row, x = _profile_stage(i, m, x, exclude, device, reps, min_time, timing)
+        row, x = _profile_stage(i, m, x, exclude, device, reps, min_time, timing, options)
         rows.append(row)
-    chain = Chain(name, _storage(sample_input)[1], rows)
+    chain = Chain(name, _storage(sample_input)[1], rows, expand)
     chain.c_chain()  # validated by libremat now, not at first use
     return chain
 
@@ -366,7 +501,8 @@ def _plan(chain, budget, policy):
                                          for st in chain.stages])
     plan["held_bytes"] = _simulate(_lib.OwnedChain.parse(json.dumps(bare)), ops).peak_bytes
     plan["store_all_bytes"] = chain.store_all_bytes()
-    plan["ops"] = [f"{_lib.OP_NAMES[k]} {s}" for k, s, _ in ops]
+    plan["ops"] = [f"{_lib.OP_NAMES[k]} {s}" + (f" {chain.stages[s]['options'][o]['name']}"
+                                                  if o >= 0 else "") for k, s, o in ops]
     plan["stages"] = [dict(st) for st in chain.stages]
     plan["_ops"] = ops
     return plan
@@ -379,8 +515,9 @@ class _Run:
     """State of one forward+backward under a schedule: plain activations a_i, stored ā_{i+1}
     (input leaf, output, storages saved), gradients d_i; and the bytes they hold."""
 
-    def __init__(self, mods, ops, exclude, device):
+    def __init__(self, mods, ops, exclude, device, option_names):
         self.mods, self.ops, self.exclude, self.device = mods, ops, exclude, device
+        self.option_names = option_names  # per stage, the names of its options by index
         self.acts, self.stored, self.grads = {}, {}, {}
         self.rng, self.pc, self.peak = {}, 0, 0
         self.autocast = (torch.is_autocast_cpu_enabled(), torch.get_autocast_cpu_dtype(),
@@ -438,11 +575,12 @@ class _Run:
         if not keep_input and i > 0 and i in self.acts:
             del self.acts[i]
 
-    def forward_all(self, i):
+    def forward_all(self, i, option):
         x = self.activation(i)
         leaf = x.detach().requires_grad_(x.is_floating_point())
         tracker = _SavedTracker(self.exclude | {_storage(x)[0]})
-        with torch.enable_grad(), tracker.hooks():
+        name = self.option_names[i][option] if option >= 0 else None
+        with torch.enable_grad(), tracker.hooks(), _option_context(self.mods[i], name):
             y = self._call(i, leaf)
         if i + 1 in self.stored:  # already stored: the recomputed copy is dropped
             self.measure()
@@ -466,14 +604,14 @@ class _Run:
             self.acts.pop(i, None)
 
     def step(self):
-        kind, i, _ = self.ops[self.pc]
+        kind, i, option = self.ops[self.pc]
         self.pc += 1
         if kind == _lib.F_CK:
             self.forward_nograd(i, keep_input=True)
         elif kind == _lib.F_N:
             self.forward_nograd(i, keep_input=False)
         elif kind == _lib.F_ALL:
-            self.forward_all(i)
+            self.forward_all(i, option)
         else:
             self.backward(i)
 
@@ -526,6 +664,10 @@ class Checkpointed(torch.nn.Module):
         self.stages = torch.nn.ModuleList(mods)
         self.plan = {k: v for k, v in plan.items() if not k.startswith("_")}
         self._ops = plan["_ops"]
+        self._option_names = [[o["name"] for o in st.get("options", [])] for st in plan["stages"]]
+        for i, names in enumerate(self._option_names):
+            for n in names:
+                _option_module(mods[i], n)  # a chain of another model fails here, not in backward
         self._last_peak = None
 
     @property
@@ -539,19 +681,24 @@ class Checkpointed(torch.nn.Module):
                 x = _check_output(i, m, m(x))
             return x
         params = [p for p in self.parameters() if p.requires_grad]
-        run = _Run(mods, self._ops, _owned_storages(mods), x.device)
+        run = _Run(mods, self._ops, _owned_storages(mods), x.device, self._option_names)
         run.owner, run.n_params = self, len(params)
         # The parameters are inputs only so that the output requires grad even when x does not
         # (token ids); their gradients reach .grad through the stages' own backward calls.
         return _Schedule.apply(run, x, *params)
 
 
-def checkpoint(module_or_list, sample_input, budget, policy="optimal", chain=None, **profile_kw):
+def checkpoint(module_or_list, sample_input, budget, policy="optimal", chain=None, expand=None,
+               **profile_kw):
     """Profiles the sequence on sample_input (or uses `chain`), plans it under `budget` (bytes,
     a size string "512MiB", a percentage "50%" or a fraction 0.5 of the store-all peak) with
     remat's `policy` (optimal, store-all, sqrt, periodic:K, revolve), and returns a Checkpointed
-    module. A budget below the policy's minimum raises ValueError naming the minimum."""
-    mods = _stages(module_or_list)
+    module. expand and the profile's keywords (options=True: per-stage recompute options) are
+    profile()'s (expand=None: the given chain's, else False). A budget below the policy's
+    minimum raises ValueError naming the minimum."""
+    if expand is None:
+        expand = chain.expand if chain is not None else False
+    mods = _stages(module_or_list, expand)
     if chain is None:
         chain = profile(mods, sample_input, **profile_kw)
     elif len(chain.stages) != len(mods):
@@ -597,14 +744,18 @@ def _batch_of(x, b):
 
 
 def fit(module_or_list, sample_input, card="a100-80gb", optimizer="adamw", dtype="fp32", gpus=1,
-        zero=0, batches=(1, 2), batch=1, policy="store-all", print_result=False, **profile_kw):
+        zero=0, batches=(1, 2), batch=1, policy="store-all", allocator=None, print_result=False,
+        **profile_kw):
     """The largest batch per activation policy on `card` for this model: the chain is profiled
     at two batch sizes (`batches`, samples taken along dim 0 of sample_input) and extended
     linearly; model states come from the parameter count, `optimizer` and `dtype` (fp32, or
     bf16/fp16 mixed precision with fp32 master weights), ZeRO `zero` over `gpus`; then libremat's
     fit arithmetic (remat_fit_chain) answers. The profile runs once per stage (timing=False)
     unless timing=True is passed: times only shape the overheads. Activations are as measured,
-    in the dtype the model ran in. Returns a dict like `remat fit --json`, with `largest_batch`
+    in the dtype the model ran in. `allocator`: "remat" (the training runs on remat's pool,
+    use_pool: its rounding is computed, no slack), "torch" (PyTorch's caching allocator: 2% of
+    the managed bytes assumed for its rounding and fragmentation), None = "remat" once
+    use_pool() has run, else "torch". Returns a dict like `remat fit --json`, with `largest_batch`
     per policy (None where a policy is not available: the selective ones need stage options);
     print_result prints it as `remat fit` does."""
     mods = _stages(module_or_list)
@@ -613,8 +764,14 @@ def fit(module_or_list, sample_input, card="a100-80gb", optimizer="adamw", dtype
     if not (1 <= b1 < b2):
         raise ValueError(f"remat.torch: batches {batches!r} must be two sizes 1 <= b1 < b2")
     card_name, card_bytes = _card(card)
+    if allocator is None:
+        allocator = "remat" if _pool_installed else "torch"
+    if allocator not in ("remat", "torch"):
+        raise ValueError(f"remat.torch: allocator {allocator!r}: give \"remat\" (use_pool) or "
+                         "\"torch\" (PyTorch's caching allocator)")
     req = _lib.FitRequest()
     _lib.load().remat_fit_request_init(ctypes.byref(req))
+    req.own_pool = int(allocator == "remat")
     req.model.params_only = _unique_params(mods)
     req.card_bytes = card_bytes
     req.gpus, req.zero, req.batch = int(gpus), int(zero), int(batch)
@@ -641,6 +798,7 @@ def fit(module_or_list, sample_input, card="a100-80gb", optimizer="adamw", dtype
            "card": {"name": card_name, "bytes": card_bytes}, "gpus": int(gpus), "zero": int(zero),
            "batch": int(batch),
            "dtype": str(dtype), "optimizer": str(optimizer), "policy": str(policy),
+           "allocator": allocator,
            "per_gpu_bytes": {f: int(getattr(res.per_gpu, f)) for f in _lib.FIT_PARTS},
            "max_batch": largest, "largest_batch": largest,
            "overhead": {p: float(res.overhead[k]) for k, p in enumerate(_lib.ACT_POLICIES)
@@ -657,7 +815,8 @@ def format_fit(r):
     lines = [f"model      torch: {r['params']} parameters",
              f"mode       training: {r['dtype']} {r['optimizer']}, ZeRO-{r['zero']} over "
              f"{r['gpus']} GPU, batch {r['batch']}, policy {r['policy']} (activations measured "
-             f"at batches {r['batches_measured'][0]} and {r['batches_measured'][1]})",
+             f"at batches {r['batches_measured'][0]} and {r['batches_measured'][1]}; "
+             f"{r['allocator']} allocator)",
              f"card       {r['card']['name']}: {fb(r['card']['bytes'])} ({r['card']['bytes']} "
              "bytes)", "per GPU:"]
     for part, n in r["per_gpu_bytes"].items():

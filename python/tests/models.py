@@ -15,27 +15,59 @@ def mlp(layers, width, dropout=0.0):
         for _ in range(layers)])
 
 
-class Block(torch.nn.Module):
+class Attention(torch.nn.Module):
+    """The causal attention core: qkv (B, T, 3C) to y (B, T, C); its softmax output (B, NH, T, T)
+    is what the block saves most of at long sequences."""
+
     def __init__(self, C, NH, dropout=0.0):
         super().__init__()
         self.C, self.NH, self.p = C, NH, dropout
-        self.ln1, self.ln2 = torch.nn.LayerNorm(C), torch.nn.LayerNorm(C)
-        self.qkv, self.proj = torch.nn.Linear(C, 3 * C), torch.nn.Linear(C, C)
-        self.fc, self.fcproj = torch.nn.Linear(C, 4 * C), torch.nn.Linear(4 * C, C)
 
-    def forward(self, x):
-        B, T, C = x.shape
-        hs = C // self.NH
-        q, k, v = self.qkv(self.ln1(x)).split(C, dim=2)
+    def forward(self, qkv):
+        B, T, _ = qkv.shape
+        C, hs = self.C, self.C // self.NH
+        q, k, v = qkv.split(C, dim=2)
         q, k, v = (t.view(B, T, self.NH, hs).transpose(1, 2) for t in (q, k, v))
         att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(hs))
-        mask = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
+        mask = torch.ones(T, T, dtype=torch.bool, device=qkv.device).tril()
         att = att.masked_fill(~mask, float("-inf")).softmax(dim=-1)
         att = F.dropout(att, self.p, self.training)
-        y = (att @ v).transpose(1, 2).contiguous().view(B, T, C)
-        x = x + F.dropout(self.proj(y), self.p, self.training)
+        return (att @ v).transpose(1, 2).contiguous().view(B, T, C)
+
+
+class AttnHalf(torch.nn.Module):
+    """x + proj(attention(qkv(ln1(x)))): the first residual half of a block."""
+
+    def __init__(self, C, NH, dropout=0.0):
+        super().__init__()
+        self.p = dropout
+        self.ln1, self.qkv = torch.nn.LayerNorm(C), torch.nn.Linear(C, 3 * C)
+        self.attn, self.proj = Attention(C, NH, dropout), torch.nn.Linear(C, C)
+
+    def forward(self, x):
+        return x + F.dropout(self.proj(self.attn(self.qkv(self.ln1(x)))), self.p, self.training)
+
+
+class MLPHalf(torch.nn.Module):
+    """x + fcproj(gelu(fc(ln2(x)))): the second residual half of a block."""
+
+    def __init__(self, C, dropout=0.0):
+        super().__init__()
+        self.p = dropout
+        self.ln2, self.fc = torch.nn.LayerNorm(C), torch.nn.Linear(C, 4 * C)
+        self.fcproj = torch.nn.Linear(4 * C, C)
+
+    def forward(self, x):
         h = self.fcproj(F.gelu(self.fc(self.ln2(x)), approximate="tanh"))
         return x + F.dropout(h, self.p, self.training)
+
+
+class Block(torch.nn.Sequential):
+    """A GPT-2 block, as the two residual halves in sequence: one stage, or two where the model
+    is expanded (rt.profile(..., expand=True))."""
+
+    def __init__(self, C, NH, dropout=0.0):
+        super().__init__(AttnHalf(C, NH, dropout), MLPHalf(C, dropout))
 
 
 class Embed(torch.nn.Module):
