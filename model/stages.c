@@ -10,83 +10,33 @@ const char *const gpt_block_option_names[GPT_N_BLOCK_OPTIONS] = {
 
 /* ==== Layouts ============================================================================== */
 
-static size_t gpt_round512(size_t b)
-{
-    return (b + 511) / 512 * 512;
-}
-
-/* Appends a region of `bytes` at *off (256-byte aligned) and returns its offset. */
-static size_t gpt_region(size_t *off, size_t bytes)
-{
-    size_t at = (*off + 255) / 256 * 256;
-    *off = at + bytes;
-    return at;
-}
-
-static void gpt_block_saved_layout(const gpt_model *m, int save_gelu, int save_ln, int save_attn,
-                                   gpt_block_saved *s)
-{
-    size_t NC = m->N * m->cfg.channels * sizeof(float);
-    size_t att = (size_t)m->B * m->cfg.heads * m->T * m->T * sizeof(float);
-    size_t off = m->act_bytes;
-    s->qkv = gpt_region(&off, 3 * NC);
-    s->res2 = gpt_region(&off, NC);
-    s->fch = gpt_region(&off, 4 * NC);
-    s->stats = gpt_region(&off, 4 * m->N * sizeof(float));
-    s->ln1 = save_ln ? gpt_region(&off, NC) : GPT_ABSENT;
-    s->ln2 = save_ln ? gpt_region(&off, NC) : GPT_ABSENT;
-    s->atty = save_attn ? gpt_region(&off, NC) : GPT_ABSENT;
-    s->att = save_attn ? gpt_region(&off, att) : GPT_ABSENT;
-    s->gelu = save_gelu ? gpt_region(&off, 4 * NC) : GPT_ABSENT;
-    s->bytes = gpt_round512(off);
-}
+/* core/gpt_layout.h numbers the options in the order of gpt.h's enum. */
+_Static_assert((int)GPT_N_BLOCK_OPTIONS == (int)GPTL_N_BLOCK_OPTIONS &&
+                   GPT_OPT_RECOMPUTE_GELU == 0 && GPT_OPT_RECOMPUTE_GELU_LN == 1 &&
+                   GPT_OPT_RECOMPUTE_ATTN == 2 && GPT_OPT_RECOMPUTE_ATTN_GELU_LN == 3,
+               "the block options of gpt.h and core/gpt_layout.h differ");
 
 void gpt_stages_layout(gpt_model *m)
 {
-    size_t N = m->N, C = (size_t)m->cfg.channels, f = sizeof(float);
-    size_t NC = N * C * f, att = (size_t)m->B * m->cfg.heads * m->T * m->T * f;
-    size_t big = att > 4 * NC ? att : 4 * NC;
-    size_t scratch = m->k->attention_scratch_bytes(m->B, m->T, m->cfg.channels, m->cfg.heads);
-    m->input_bytes = gpt_round512(N * sizeof(int));
-    m->act_bytes = gpt_round512(NC);
-    m->loss_bytes = gpt_round512(N * f);
-
-    gpt_block_saved_layout(m, 1, 1, 1, &m->saved[0]);
-    gpt_block_saved_layout(m, 0, 1, 1, &m->saved[1 + GPT_OPT_RECOMPUTE_GELU]);
-    gpt_block_saved_layout(m, 0, 0, 1, &m->saved[1 + GPT_OPT_RECOMPUTE_GELU_LN]);
-    gpt_block_saved_layout(m, 1, 1, 0, &m->saved[1 + GPT_OPT_RECOMPUTE_ATTN]);
-    gpt_block_saved_layout(m, 0, 0, 0, &m->saved[1 + GPT_OPT_RECOMPUTE_ATTN_GELU_LN]);
-
-    size_t off = 0;
-    gpt_block_fwd_tmp *ft = &m->fwd_tmp;
-    ft->t1 = gpt_region(&off, NC);
-    ft->t2 = gpt_region(&off, 4 * NC);
-    ft->t3 = gpt_region(&off, big);
-    ft->t4 = gpt_region(&off, NC);
-    ft->stats = gpt_region(&off, 2 * N * f);
-    ft->scratch = gpt_region(&off, scratch);
-    ft->bytes = gpt_round512(off);
-
-    off = 0;
-    gpt_block_bwd_tmp *bt = &m->bwd_tmp;
-    bt->g1 = gpt_region(&off, big);
-    bt->g2 = gpt_region(&off, 4 * NC);
-    bt->g3 = gpt_region(&off, NC);
-    bt->g4 = gpt_region(&off, NC);
-    bt->stats = gpt_region(&off, 2 * N * f);
-    bt->scratch = gpt_region(&off, scratch);
-    bt->bytes = gpt_round512(off);
-
-    off = 0;
-    m->head_tmp.lnf = gpt_region(&off, NC);
-    m->head_tmp.logits = gpt_region(&off, N * (size_t)m->cfg.padded_vocab * f);
-    m->head_tmp.stats = gpt_region(&off, 2 * N * f);
-    m->head_tmp.bytes = gpt_round512(off);
-
-    off = m->loss_bytes;
-    m->head_saved.dlnf = gpt_region(&off, NC);
-    m->head_saved.stats = gpt_region(&off, 2 * N * f);
-    m->head_saved.bytes = gpt_round512(off);
+    gptl_dims d = {.B = (uint64_t)m->B,
+                   .T = (uint64_t)m->T,
+                   .C = (uint64_t)m->cfg.channels,
+                   .NH = (uint64_t)m->cfg.heads,
+                   .Vp = (uint64_t)m->cfg.padded_vocab,
+                   .elem = sizeof(float),
+                   .scratch =
+                       m->k->attention_scratch_bytes(m->B, m->T, m->cfg.channels, m->cfg.heads)};
+    gptl_layout l;
+    gptl_compute(&d, &l);
+    m->input_bytes = l.input;
+    m->act_bytes = l.act;
+    m->loss_bytes = l.loss;
+    for (int i = 0; i <= GPT_N_BLOCK_OPTIONS; i++)
+        m->saved[i] = l.saved[i];
+    m->fwd_tmp = l.fwd;
+    m->bwd_tmp = l.bwd;
+    m->head_tmp = l.head_tmp;
+    m->head_saved = l.head_saved;
 }
 
 static float *gpt_at(const void *base, size_t off)

@@ -3,34 +3,17 @@
 #ifndef REMAT_MODEL_STAGES_H
 #define REMAT_MODEL_STAGES_H
 
+#include "core/gpt_layout.h"
 #include "model/gpt.h"
 
-enum { GPT_ABSENT = (size_t)-1 };
+enum { GPT_ABSENT = GPTL_ABSENT };
 
-/* Byte offsets inside a block's ā (saved activations) for one save option; GPT_ABSENT where the
- * option recomputes that tensor in the backward. a_{i+1} (the block output) is always at 0. */
-typedef struct {
-    size_t qkv, res2, fch, stats; /* always saved (stats: ln1 mean, ln1 rstd, ln2 mean, ln2 rstd) */
-    size_t ln1, ln2, atty, att, gelu;
-    size_t bytes; /* total, a multiple of 512 */
-} gpt_block_saved;
-
-/* Workspace layouts (byte offsets). Forward: t1 [N,C], t2 [N,4C], t3 [max(att, 4C)], t4 [N,C],
- * stats [2N], scratch. Backward: g1 [max(att, 4C)], g2 [N,4C], g3 [N,C], g4 [N,C], stats [2N],
- * scratch. The head's forward: lnf [N,C], logits [N,Vp], stats [2N]. */
-typedef struct {
-    size_t t1, t2, t3, t4, stats, scratch, bytes;
-} gpt_block_fwd_tmp;
-typedef struct {
-    size_t g1, g2, g3, g4, stats, scratch, bytes;
-} gpt_block_bwd_tmp;
-typedef struct {
-    size_t lnf, logits, stats, bytes;
-} gpt_head_fwd_tmp;
-/* The head's ā: losses (a_{L+2}) at 0, dlnf [N,C], stats (mean, rstd) [2N]. */
-typedef struct {
-    size_t dlnf, stats, bytes;
-} gpt_head_saved;
+/* The byte layouts of the stages' buffers (core/gpt_layout.h, shared with the planner). */
+typedef gptl_block_saved gpt_block_saved;
+typedef gptl_block_fwd_tmp gpt_block_fwd_tmp;
+typedef gptl_block_bwd_tmp gpt_block_bwd_tmp;
+typedef gptl_head_fwd_tmp gpt_head_fwd_tmp;
+typedef gptl_head_saved gpt_head_saved;
 
 struct gpt_model {
     remat_device *dev;
