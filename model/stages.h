@@ -4,6 +4,7 @@
 #define REMAT_MODEL_STAGES_H
 
 #include "core/gpt_layout.h"
+#include "kernels/kernels_bf16.h"
 #include "model/gpt.h"
 
 enum { GPT_ABSENT = GPTL_ABSENT };
@@ -28,8 +29,16 @@ struct gpt_model {
     int B, T;
     size_t N; /* B * T */
 
-    float *params, *grads, *m, *v; /* flat, lay.total floats each */
-    float *p[GPT_N_PARAMS], *g[GPT_N_PARAMS];
+    /* Precision: fp32, or bf16 (kb set) with parameters, gradients and activations in bf16;
+     * elem is their element size (4 or 2). m, v (and master, bf16 with master weights) are
+     * float32. */
+    gpt_precision prec;
+    const kern_bf16_table *kb;
+    size_t elem;
+    void *params, *grads; /* flat, lay.total elements each */
+    float *master;        /* bf16 with master weights: lay.total floats; else NULL */
+    float *m, *v;         /* flat, lay.total floats each */
+    void *p[GPT_N_PARAMS], *g[GPT_N_PARAMS];
     int *targets;        /* device, N */
     float *losses_host;  /* host, N: the last losses read back */
     uint64_t persistent; /* pool bytes of the four flat buffers and targets */
