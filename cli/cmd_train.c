@@ -20,7 +20,7 @@ void cmd_train_usage(FILE *f)
         "                   [--steps N] [--policy P] [--budget SIZE|PCT] [--seed S] [--save FILE]\n"
         "                   [--json] [--lr X] [--shuffle] [--analytic] [--baseline]\n"
         "                   [--trace FILE] [--profile-memory] [--profile-file FILE]\n"
-        "                   [--layout planned|pool]\n"
+        "                   [--layout planned|pool] [--dtype fp32|bf16] [--master-weights on|off]\n"
         "                   [--layers L --channels C --heads NH --vocab V]\n\n"
         "Trains llm.c's GPT-2 with every parameter, gradient, optimizer state and activation in\n"
         "remat's pool, the activations following a checkpoint plan.\n"
@@ -64,6 +64,12 @@ void cmd_train_usage(FILE *f)
         "  --layout L      planned (default): each step's activations in one arena at offsets\n"
         "                  planned before the step, so the predicted peak (the arena) is what\n"
         "                  the pool holds; pool: each buffer from the caching pool as it comes\n"
+        "  --dtype D       fp32 (default) or bf16: mixed precision, with bf16 parameters,\n"
+        "                  gradients and activations, fp32 arithmetic, LayerNorm statistics,\n"
+        "                  loss, AdamW moments and master weights (16 bytes a parameter)\n"
+        "  --master-weights on|off  bf16 only: off keeps no fp32 master copy and rounds each\n"
+        "                  update stochastically from --seed (12 bytes a parameter); default on.\n"
+        "                  --save writes fp32 weights either way (the master copy when on)\n"
         "  --json          one JSON object a line: {\"step\", \"loss\", \"ms\", \"peak_bytes\"},\n"
         "                  then a summary object (with the process's peak RSS, peak_rss_bytes)\n"
         "Before allocating, the run's memory (parameters, gradients, AdamW states, the plan's\n"
@@ -87,6 +93,8 @@ typedef struct {
     const char *trace, *profile_file;
     int profile_memory;
     remat_layout_mode layout;
+    gpt_dtype dtype;
+    int master_weights; /* 1, 0 (--master-weights off), -1 not given */
 } train_opts;
 
 static int train_parse(int argc, char **argv, train_opts *o)
@@ -104,7 +112,9 @@ static int train_parse(int argc, char **argv, train_opts *o)
         O_TRACE,
         O_PROFILE_MEMORY,
         O_PROFILE_FILE,
-        O_LAYOUT
+        O_LAYOUT,
+        O_DTYPE,
+        O_MASTER
     };
     static const struct option opts[] = {{"model", required_argument, NULL, 'm'},
                                          {"data", required_argument, NULL, 'd'},
@@ -125,13 +135,20 @@ static int train_parse(int argc, char **argv, train_opts *o)
                                          {"profile-memory", no_argument, NULL, O_PROFILE_MEMORY},
                                          {"profile-file", required_argument, NULL, O_PROFILE_FILE},
                                          {"layout", required_argument, NULL, O_LAYOUT},
+                                         {"dtype", required_argument, NULL, O_DTYPE},
+                                         {"master-weights", required_argument, NULL, O_MASTER},
                                          {"layers", required_argument, NULL, O_LAYERS},
                                          {"channels", required_argument, NULL, O_CHANNELS},
                                          {"heads", required_argument, NULL, O_HEADS},
                                          {"vocab", required_argument, NULL, O_VOCAB},
                                          {NULL, 0, NULL, 0}};
-    *o = (train_opts){
-        .device = "auto", .policy = "store-all", .batch = 4, .steps = 50, .seed = 1337, .lr = 3e-4};
+    *o = (train_opts){.device = "auto",
+                      .policy = "store-all",
+                      .batch = 4,
+                      .steps = 50,
+                      .seed = 1337,
+                      .lr = 3e-4,
+                      .master_weights = -1};
     long v;
     opterr = 0;
     optind = 1;
@@ -156,6 +173,19 @@ static int train_parse(int argc, char **argv, train_opts *o)
                 cli_usage_error("train", "--layout: %s", remat_last_error());
                 return -1;
             }
+            break;
+        case O_DTYPE:
+            if (gpt_dtype_parse(optarg, &o->dtype) != REMAT_OK) {
+                cli_usage_error("train", "--dtype: %s", remat_last_error());
+                return -1;
+            }
+            break;
+        case O_MASTER:
+            if (strcmp(optarg, "on") != 0 && strcmp(optarg, "off") != 0) {
+                cli_usage_error("train", "--master-weights '%s': use on or off", optarg);
+                return -1;
+            }
+            o->master_weights = strcmp(optarg, "on") == 0;
             break;
         case 'b':
             if (cli_parse_int("train", "--batch", optarg, 1, 1 << 20, &o->batch))
@@ -206,7 +236,23 @@ static int train_parse(int argc, char **argv, train_opts *o)
         cli_usage_error("train", "unexpected argument '%s'", argv[optind]);
         return -1;
     }
+    if (o->master_weights >= 0 && o->dtype != GPT_BF16) {
+        cli_usage_error("train", "--master-weights needs --dtype bf16 (fp32 weights are the "
+                                 "master weights)");
+        return -1;
+    }
     return 0;
+}
+
+/* The model's precision from the options: master weights unless --master-weights off, the
+ * stochastic rounding seeded from --seed. */
+static gpt_precision train_precision(const train_opts *o)
+{
+    gpt_precision p = gpt_precision_default();
+    p.dtype = o->dtype;
+    p.master_weights = o->master_weights != 0;
+    p.seed = (uint64_t)o->seed;
+    return p;
 }
 
 /* ==== The run ============================================================================== */
@@ -358,8 +404,9 @@ static uint64_t train_mem_available(void)
 static int train_check_memory(train_run *r)
 {
     uint64_t persistent = 0;
-    remat_status s =
-        gpt_model_estimate(r->dev, &r->cfg, (int)r->o.batch, r->T, &persistent, &r->chain);
+    gpt_precision prec = train_precision(&r->o);
+    remat_status s = gpt_model_estimate_precision(r->dev, &r->cfg, (int)r->o.batch, r->T, &prec,
+                                                  &persistent, &r->chain);
     if (s != REMAT_OK)
         return cli_fail("train", s, "the run does not fit in memory");
     int rc = train_resolve_policy(r);
@@ -418,7 +465,9 @@ static int train_open_model(train_run *r)
         return cli_fail("train", s, "cannot create the pool");
     if (r->o.trace && train_trace_begin(r->o.trace, r->pool, &r->trace) != EXIT_OK)
         return EXIT_USAGE;
-    s = gpt_model_create(r->dev, r->pool, &r->cfg, (int)r->o.batch, r->T, &r->model);
+    gpt_precision prec = train_precision(&r->o);
+    s = gpt_model_create_precision(r->dev, r->pool, &r->cfg, (int)r->o.batch, r->T, &prec,
+                                   &r->model);
     if (s != REMAT_OK)
         return cli_fail("train", s, "cannot create the model");
     float *direct = gpt_model_host_params(r->model);
@@ -483,10 +532,13 @@ static void train_print_plan(const train_run *r)
     remat_format_bytes(r->sched->peak_bytes, pb, sizeof pb);
     remat_format_bytes(r->sched->budget_bytes, bb, sizeof bb);
     remat_format_bytes(r->store_all_peak, sb, sizeof sb);
-    printf("model: L %d, C %d, NH %d, V %d (padded %d), batch %ld x %d%s; %zu parameters\n",
+    printf("model: L %d, C %d, NH %d, V %d (padded %d), batch %ld x %d%s; %zu parameters%s\n",
            r->cfg.layers, r->cfg.channels, r->cfg.heads, r->cfg.vocab, r->cfg.padded_vocab,
            r->o.batch, r->T, r->o.batch_given ? "" : " (default batch)",
-           gpt_model_layout(r->model)->total);
+           gpt_model_layout(r->model)->total,
+           r->o.dtype != GPT_BF16     ? ""
+           : r->o.master_weights == 0 ? "; bf16, no master weights (stochastic rounding)"
+                                      : "; bf16 with fp32 master weights");
     printf("plan: %s, budget %s (%.0f%% of store-all's %s%s): activation peak %s, predicted "
            "overhead %.1f%%\n",
            name, bb, 100.0 * (double)r->sched->budget_bytes / (double)r->store_all_peak, sb,
@@ -674,13 +726,14 @@ static void train_summary(const train_run *r, train_totals *t)
                "\"predicted_act_peak_bytes\": %llu, \"measured_act_peak_bytes\": %llu, "
                "\"store_all_act_peak_bytes\": %llu, \"predicted_overhead\": %.6f, "
                "\"persistent_bytes\": %llu, \"peak_bytes\": %llu, \"parameters\": %zu, "
-               "\"fwd_bwd_median_ms\": %.3f, \"batch\": %ld, \"peak_rss_bytes\": %llu",
+               "\"fwd_bwd_median_ms\": %.3f, \"batch\": %ld, \"peak_rss_bytes\": %llu, "
+               "\"dtype\": \"%s\"",
                (unsigned long long)r->sched->budget_bytes, t->first_loss, t->last_loss, mean_ms,
                t->ms_median, t->ms_min, tok_s, (unsigned long long)r->sched->peak_bytes,
                (unsigned long long)t->act_peak_max, (unsigned long long)r->store_all_peak,
                r->sched->overhead, (unsigned long long)gpt_model_persistent_bytes(r->model),
                (unsigned long long)t->peak_max, gpt_model_layout(r->model)->total, fb, r->o.batch,
-               (unsigned long long)rss);
+               (unsigned long long)rss, gpt_dtype_name(r->o.dtype));
         if (r->o.baseline)
             printf(", \"store_all_fwd_bwd_median_ms\": %.3f, \"measured_overhead\": %.6f, "
                    "\"store_all_measured_act_peak_bytes\": %llu",

@@ -47,6 +47,7 @@ void kern_close(kern_ctx *ctx)
     if (ctx->kind == REMAT_DEVICE_CUDA)
         kern_cuda_close(ctx);
 #endif
+    free(ctx->host_scratch);
     free(ctx);
 }
 

@@ -16,6 +16,7 @@
 #include "remat.h"
 
 typedef struct kern_ctx kern_ctx; /* device-specific: cuBLAS handle, stream, error state */
+typedef struct kern_bf16_table kern_bf16_table;
 
 typedef struct {
     const char *name; /* "cpu" or "cuda" */
@@ -36,8 +37,8 @@ typedef struct {
     /* out[N,OC] = inp[N,C] @ weight[OC,C]^T + bias[OC] (bias may be NULL). */
     void (*matmul_forward)(kern_ctx *k, float *out, const float *inp, const float *weight,
                            const float *bias, int N, int C, int OC);
-    /* dinp[N,C] += dout @ weight; dweight[OC,C] += dout^T @ inp; dbias[OC] += sum dout (NULL: skip).
-     * dinp may be NULL (no input gradient needed). */
+    /* dinp[N,C] += dout @ weight; dweight[OC,C] += dout^T @ inp; dbias[OC] += sum dout (NULL:
+     * skip). dinp may be NULL (no input gradient needed). */
     void (*matmul_backward)(kern_ctx *k, float *dinp, float *dweight, float *dbias,
                             const float *dout, const float *inp, const float *weight, int N, int C,
                             int OC);
@@ -76,8 +77,13 @@ typedef struct {
     void (*zero)(kern_ctx *k, void *p, size_t bytes);
     void (*copy)(kern_ctx *k, void *dst, const void *src, size_t bytes); /* device to device */
 
-    /* Status of the work queued so far (synchronises on CUDA); a failure message names the kernel. */
+    /* Status of the work queued so far (synchronises on CUDA); a failure message names the kernel.
+     */
     remat_status (*status)(kern_ctx *k);
+
+    /* The same kernels over bf16 storage on this device (kernels_bf16.h); NULL where the device
+     * has none. */
+    const kern_bf16_table *bf16;
 } kern_table;
 
 /* Creates the kernel context for dev (a cuBLAS handle and stream on CUDA; nothing on host) and

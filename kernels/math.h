@@ -1,10 +1,13 @@
 /* kernels/math.h: the per-element math of every kernel, shared by the CPU and CUDA tables so that
  * the CPU tests cover the CUDA arithmetic too. Every function is a small REMAT_HD static inline:
- * __host__ __device__ under nvcc, plain static inline under a C compiler. float32 throughout. */
+ * __host__ __device__ under nvcc, plain static inline under a C compiler. float32 arithmetic
+ * throughout; bf16 is a storage format only, converted here (round to nearest even, or
+ * stochastic rounding from a counter-based hash). */
 #ifndef REMAT_KERNELS_MATH_H
 #define REMAT_KERNELS_MATH_H
 
 #include <math.h>
+#include <stdint.h>
 
 #ifdef __CUDACC__
 #define REMAT_HD __host__ __device__
@@ -172,6 +175,96 @@ REMAT_HD static inline void kern_adamw_update(float *p, float g, float *m, float
     *m = mt;
     *v = vt;
     *p = param + -s->step_size * (mt / denom);
+}
+
+/* ---- bf16 storage --------------------------------------------------------------------------- */
+
+/* A bfloat16 value: the top 16 bits of an IEEE float32 (1 sign, 8 exponent, 7 mantissa bits). */
+typedef uint16_t kern_bf16;
+
+REMAT_HD static inline uint32_t kern_f32_bits(float f)
+{
+#ifdef __CUDA_ARCH__
+    return __float_as_uint(f);
+#else
+    union {
+        float f;
+        uint32_t u;
+    } v;
+    v.f = f;
+    return v.u;
+#endif
+}
+
+REMAT_HD static inline float kern_bits_f32(uint32_t u)
+{
+#ifdef __CUDA_ARCH__
+    return __uint_as_float(u);
+#else
+    union {
+        uint32_t u;
+        float f;
+    } v;
+    v.u = u;
+    return v.f;
+#endif
+}
+
+/* Exact: every bf16 is a float32. */
+REMAT_HD static inline float kern_bf16_to_f32(kern_bf16 h)
+{
+    return kern_bits_f32((uint32_t)h << 16);
+}
+
+/* Round to nearest, ties to even (as torch and the hardware convert); NaN stays a quiet NaN of
+ * the same sign; values past the largest bf16 round to infinity. */
+REMAT_HD static inline kern_bf16 kern_f32_to_bf16(float f)
+{
+    uint32_t u = kern_f32_bits(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u)
+        return (kern_bf16)((u >> 16) | 0x40u);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (kern_bf16)(u >> 16);
+}
+
+/* Stochastic rounding: up with probability (dropped bits) / 2^16, so the expected value of the
+ * result is f (for finite f below the largest bf16). rnd's low 16 bits are the random draw. */
+REMAT_HD static inline kern_bf16 kern_f32_to_bf16_sr(float f, uint32_t rnd)
+{
+    uint32_t u = kern_f32_bits(f);
+    if ((u & 0x7fffffffu) >= 0x7f800000u)
+        return kern_f32_to_bf16(f); /* inf and NaN unchanged */
+    u += rnd & 0xffffu;
+    return (kern_bf16)(u >> 16);
+}
+
+/* 32 random bits for element i of a stream: the splitmix64 finaliser of seed + (i+1) * golden,
+ * stateless so that every thread (and the GPU) draws the same bits for the same element. */
+REMAT_HD static inline uint32_t kern_sr_bits(uint64_t seed, uint64_t i)
+{
+    uint64_t z = seed + (i + 1) * 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return (uint32_t)((z ^ (z >> 31)) >> 32);
+}
+
+/* The AdamW update of one bf16 parameter with fp32 master weights: the master copy is updated in
+ * fp32 and the bf16 parameter is its nearest bf16. */
+REMAT_HD static inline void kern_adamw_update_master(kern_bf16 *p, float *master, float g, float *m,
+                                                     float *v, const kern_adamw_step *s)
+{
+    kern_adamw_update(master, g, m, v, s);
+    *p = kern_f32_to_bf16(*master);
+}
+
+/* Without master weights: the update in fp32 from the bf16 value, stochastically rounded back
+ * (llm.c's -w 0), with rnd the element's random bits. */
+REMAT_HD static inline void kern_adamw_update_sr(kern_bf16 *p, float g, float *m, float *v,
+                                                 const kern_adamw_step *s, uint32_t rnd)
+{
+    float param = kern_bf16_to_f32(*p);
+    kern_adamw_update(&param, g, m, v, s);
+    *p = kern_f32_to_bf16_sr(param, rnd);
 }
 
 #endif

@@ -161,12 +161,35 @@ gpt_adamw gpt_adamw_defaults(void);
 
 typedef struct gpt_model gpt_model;
 
+/* The training precision. fp32: everything float32. bf16 (mixed precision): parameters,
+ * gradients, activations and activation gradients in bf16, float32 arithmetic, LayerNorm
+ * statistics and losses float32, AdamW moments float32, and with master_weights a float32 master
+ * copy of the parameters (16 bytes a parameter); without, the update rounds the bf16 weights
+ * stochastically from a generator seeded by `seed` and the step (12 bytes a parameter). */
+typedef enum { GPT_FP32, GPT_BF16 } gpt_dtype;
+typedef struct {
+    gpt_dtype dtype;
+    int master_weights; /* bf16 only; 1 by default */
+    uint64_t seed;      /* stochastic rounding's seed (bf16 without master weights) */
+} gpt_precision;
+/* fp32 (what gpt_model_create uses). */
+gpt_precision gpt_precision_default(void);
+/* "fp32" or "bf16". */
+const char *gpt_dtype_name(gpt_dtype d);
+/* Parses "fp32" / "bf16"; anything else is REMAT_EINVAL naming the value. */
+remat_status gpt_dtype_parse(const char *s, gpt_dtype *out);
+
 /* Creates the model for batches of B x T on dev: parameters, gradients and AdamW states come from
  * pool (tags params, grads, optim), plus the step's targets; parameters start at zero. T <= maxT.
  */
 remat_status gpt_model_create(remat_device *dev, remat_pool *pool, const gpt_config *cfg, int B,
                               int T, gpt_model **out);
+/* The same in precision *prec (NULL: fp32). bf16 on a device whose kernel table has no bf16
+ * kernels is REMAT_EUNSUPPORTED. */
+remat_status gpt_model_create_precision(remat_device *dev, remat_pool *pool, const gpt_config *cfg,
+                                        int B, int T, const gpt_precision *prec, gpt_model **out);
 void gpt_model_destroy(gpt_model *m);
+const gpt_precision *gpt_model_precision(const gpt_model *m);
 const gpt_config *gpt_model_config(const gpt_model *m);
 const gpt_param_layout *gpt_model_layout(const gpt_model *m);
 /* Bytes of the pool held for the whole run (parameters, gradients, optimizer, targets): the pool's
@@ -179,10 +202,16 @@ uint64_t gpt_model_persistent_bytes(const gpt_model *m);
  * any machine (a single buffer above 128 TiB) is REMAT_ENOMEM naming it. */
 remat_status gpt_model_estimate(remat_device *dev, const gpt_config *cfg, int B, int T,
                                 uint64_t *persistent, remat_chain **chain);
-/* The model's parameters where they are host memory (host device): layout.total floats to read
- * or fill in place, saving a host copy; NULL on other devices. */
+/* The same in precision *prec (NULL: fp32). */
+remat_status gpt_model_estimate_precision(remat_device *dev, const gpt_config *cfg, int B, int T,
+                                          const gpt_precision *prec, uint64_t *persistent,
+                                          remat_chain **chain);
+/* The model's parameters where they are host memory (host device) and fp32: layout.total floats
+ * to read or fill in place, saving a host copy; NULL on other devices and in bf16. */
 float *gpt_model_host_params(gpt_model *m);
-/* Copies all parameters from / to host memory (layout.total floats); gradients to host. */
+/* Copies all parameters from / to host memory (layout.total floats); gradients to host. In bf16,
+ * set fills the master weights (with master weights) and the bf16 parameters (rounded to
+ * nearest); get returns the master weights (or the bf16 weights widened); grads are widened. */
 remat_status gpt_model_set_params(gpt_model *m, const float *host);
 remat_status gpt_model_get_params(gpt_model *m, float *host);
 remat_status gpt_model_get_grads(gpt_model *m, float *host);
@@ -241,7 +270,7 @@ typedef struct {
     int layers, channels, heads, vocab, batch, seq;
     char device[64];       /* the device's canonical spec: "host", "cuda:0" */
     char device_name[128]; /* "host (jemalloc)", "NVIDIA H200" */
-    char dtype[8];         /* "fp32", the trainer's only one */
+    char dtype[8];         /* "fp32" or "bf16" (gpt_dtype_name) */
 } gpt_profile_key;
 remat_status gpt_profile_key_of(const gpt_model *m, gpt_profile_key *out);
 /* Writes ch with the key as a profile file to f; gpt_profile_save to path (through a unique

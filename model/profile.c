@@ -249,7 +249,7 @@ static remat_status gpt_prof_fixed(gpt_prof *p)
     for (int k = 0; !gpt_prof_repeat_done(k, spent); k++) {
         gpt_prof_mark t0 = gpt_prof_start();
         REMAT_TRY(gpt_callbacks.input(m, m->targets)); /* the batch's tokens serve as targets */
-        m->k->zero(m->kc, m->grads, m->lay.total * sizeof(float));
+        m->k->zero(m->kc, m->grads, m->lay.total * m->elem);
         REMAT_TRY(m->k->status(m->kc));
         spent += gpt_prof_stop(p, GPT_PF_FIXED, t0);
     }
@@ -501,7 +501,7 @@ remat_status gpt_model_profile(gpt_model *m, const int *inputs, int reps, remat_
     gpt_prof_close(p, info);
     free(p);
     m->head_grad_done = 0;
-    m->k->zero(m->kc, m->grads, m->lay.total * sizeof(float));
+    m->k->zero(m->kc, m->grads, m->lay.total * m->elem);
     if (s == REMAT_OK)
         s = m->k->status(m->kc);
     if (s != REMAT_OK) {
@@ -529,7 +529,7 @@ remat_status gpt_profile_key_of(const gpt_model *m, gpt_profile_key *out)
     out->seq = m->T;
     snprintf(out->device, sizeof out->device, "%s", info.spec);
     snprintf(out->device_name, sizeof out->device_name, "%s", info.name);
-    snprintf(out->dtype, sizeof out->dtype, "fp32");
+    snprintf(out->dtype, sizeof out->dtype, "%s", gpt_dtype_name(m->prec.dtype));
     return REMAT_OK;
 }
 

@@ -10,111 +10,179 @@ const char *const gpt_block_option_names[GPT_N_BLOCK_OPTIONS] = {
 
 /* ==== Layouts ============================================================================== */
 
-static size_t gpt_round512(size_t b)
-{
-    return (b + 511) / 512 * 512;
-}
-
-/* Appends a region of `bytes` at *off (256-byte aligned) and returns its offset. */
-static size_t gpt_region(size_t *off, size_t bytes)
-{
-    size_t at = (*off + 255) / 256 * 256;
-    *off = at + bytes;
-    return at;
-}
-
-static void gpt_block_saved_layout(const gpt_model *m, int save_gelu, int save_ln, int save_attn,
-                                   gpt_block_saved *s)
-{
-    size_t NC = m->N * m->cfg.channels * sizeof(float);
-    size_t att = (size_t)m->B * m->cfg.heads * m->T * m->T * sizeof(float);
-    size_t off = m->act_bytes;
-    s->qkv = gpt_region(&off, 3 * NC);
-    s->res2 = gpt_region(&off, NC);
-    s->fch = gpt_region(&off, 4 * NC);
-    s->stats = gpt_region(&off, 4 * m->N * sizeof(float));
-    s->ln1 = save_ln ? gpt_region(&off, NC) : GPT_ABSENT;
-    s->ln2 = save_ln ? gpt_region(&off, NC) : GPT_ABSENT;
-    s->atty = save_attn ? gpt_region(&off, NC) : GPT_ABSENT;
-    s->att = save_attn ? gpt_region(&off, att) : GPT_ABSENT;
-    s->gelu = save_gelu ? gpt_region(&off, 4 * NC) : GPT_ABSENT;
-    s->bytes = gpt_round512(off);
-}
+/* core/gpt_layout.h numbers the options in the order of gpt.h's enum. */
+_Static_assert((int)GPT_N_BLOCK_OPTIONS == (int)GPTL_N_BLOCK_OPTIONS &&
+                   GPT_OPT_RECOMPUTE_GELU == 0 && GPT_OPT_RECOMPUTE_GELU_LN == 1 &&
+                   GPT_OPT_RECOMPUTE_ATTN == 2 && GPT_OPT_RECOMPUTE_ATTN_GELU_LN == 3,
+               "the block options of gpt.h and core/gpt_layout.h differ");
 
 void gpt_stages_layout(gpt_model *m)
 {
-    size_t N = m->N, C = (size_t)m->cfg.channels, f = sizeof(float);
-    size_t NC = N * C * f, att = (size_t)m->B * m->cfg.heads * m->T * m->T * f;
-    size_t big = att > 4 * NC ? att : 4 * NC;
-    size_t scratch = m->k->attention_scratch_bytes(m->B, m->T, m->cfg.channels, m->cfg.heads);
-    m->input_bytes = gpt_round512(N * sizeof(int));
-    m->act_bytes = gpt_round512(NC);
-    m->loss_bytes = gpt_round512(N * f);
-
-    gpt_block_saved_layout(m, 1, 1, 1, &m->saved[0]);
-    gpt_block_saved_layout(m, 0, 1, 1, &m->saved[1 + GPT_OPT_RECOMPUTE_GELU]);
-    gpt_block_saved_layout(m, 0, 0, 1, &m->saved[1 + GPT_OPT_RECOMPUTE_GELU_LN]);
-    gpt_block_saved_layout(m, 1, 1, 0, &m->saved[1 + GPT_OPT_RECOMPUTE_ATTN]);
-    gpt_block_saved_layout(m, 0, 0, 0, &m->saved[1 + GPT_OPT_RECOMPUTE_ATTN_GELU_LN]);
-
-    size_t off = 0;
-    gpt_block_fwd_tmp *ft = &m->fwd_tmp;
-    ft->t1 = gpt_region(&off, NC);
-    ft->t2 = gpt_region(&off, 4 * NC);
-    ft->t3 = gpt_region(&off, big);
-    ft->t4 = gpt_region(&off, NC);
-    ft->stats = gpt_region(&off, 2 * N * f);
-    ft->scratch = gpt_region(&off, scratch);
-    ft->bytes = gpt_round512(off);
-
-    off = 0;
-    gpt_block_bwd_tmp *bt = &m->bwd_tmp;
-    bt->g1 = gpt_region(&off, big);
-    bt->g2 = gpt_region(&off, 4 * NC);
-    bt->g3 = gpt_region(&off, NC);
-    bt->g4 = gpt_region(&off, NC);
-    bt->stats = gpt_region(&off, 2 * N * f);
-    bt->scratch = gpt_region(&off, scratch);
-    bt->bytes = gpt_round512(off);
-
-    off = 0;
-    m->head_tmp.lnf = gpt_region(&off, NC);
-    m->head_tmp.logits = gpt_region(&off, N * (size_t)m->cfg.padded_vocab * f);
-    m->head_tmp.stats = gpt_region(&off, 2 * N * f);
-    m->head_tmp.bytes = gpt_round512(off);
-
-    off = m->loss_bytes;
-    m->head_saved.dlnf = gpt_region(&off, NC);
-    m->head_saved.stats = gpt_region(&off, 2 * N * f);
-    m->head_saved.bytes = gpt_round512(off);
+    gptl_dims d = {
+        .B = (uint64_t)m->B,
+        .T = (uint64_t)m->T,
+        .C = (uint64_t)m->cfg.channels,
+        .NH = (uint64_t)m->cfg.heads,
+        .Vp = (uint64_t)m->cfg.padded_vocab,
+        .elem = (unsigned)m->elem,
+        .scratch = m->kb
+                       ? m->kb->attention_scratch_bytes(m->B, m->T, m->cfg.channels, m->cfg.heads)
+                       : m->k->attention_scratch_bytes(m->B, m->T, m->cfg.channels, m->cfg.heads)};
+    gptl_layout l;
+    gptl_compute(&d, &l);
+    m->input_bytes = l.input;
+    m->act_bytes = l.act;
+    m->loss_bytes = l.loss;
+    for (int i = 0; i <= GPT_N_BLOCK_OPTIONS; i++)
+        m->saved[i] = l.saved[i];
+    m->fwd_tmp = l.fwd;
+    m->bwd_tmp = l.bwd;
+    m->head_tmp = l.head_tmp;
+    m->head_saved = l.head_saved;
 }
 
-static float *gpt_at(const void *base, size_t off)
+/* A region of a stage buffer: a tensor of the model's element type, or (as float *) statistics. */
+static void *gpt_at(const void *base, size_t off)
 {
-    return (float *)((char *)base + off);
+    return (char *)base + off;
+}
+
+/* ==== Kernels of the model's dtype ========================================================= */
+/* Tensors are void *: float32 or bf16 as the model's dtype says (m->kb set: bf16); LayerNorm
+ * statistics and losses are float32 in both. */
+
+static void op_encoder_forward(const gpt_model *m, void *out, const int *inp, const void *wte,
+                               const void *wpe)
+{
+    if (m->kb)
+        m->kb->encoder_forward(m->kc, out, inp, wte, wpe, m->B, m->T, m->cfg.channels);
+    else
+        m->k->encoder_forward(m->kc, out, inp, wte, wpe, m->B, m->T, m->cfg.channels);
+}
+
+static void op_encoder_backward(const gpt_model *m, void *dwte, void *dwpe, const void *dout,
+                                const int *inp)
+{
+    if (m->kb)
+        m->kb->encoder_backward(m->kc, dwte, dwpe, dout, inp, m->B, m->T, m->cfg.channels);
+    else
+        m->k->encoder_backward(m->kc, dwte, dwpe, dout, inp, m->B, m->T, m->cfg.channels);
+}
+
+static void op_ln_forward(const gpt_model *m, void *out, float *mean, float *rstd, const void *inp,
+                          const void *w, const void *b, int N, int C)
+{
+    if (m->kb)
+        m->kb->layernorm_forward(m->kc, out, mean, rstd, inp, w, b, N, C);
+    else
+        m->k->layernorm_forward(m->kc, out, mean, rstd, inp, w, b, N, C);
+}
+
+static void op_ln_backward(const gpt_model *m, void *dinp, void *dw, void *db, const void *dout,
+                           const void *inp, const void *w, const float *mean, const float *rstd,
+                           int N, int C)
+{
+    if (m->kb)
+        m->kb->layernorm_backward(m->kc, dinp, dw, db, dout, inp, w, mean, rstd, N, C);
+    else
+        m->k->layernorm_backward(m->kc, dinp, dw, db, dout, inp, w, mean, rstd, N, C);
+}
+
+static void op_matmul_forward(const gpt_model *m, void *out, const void *inp, const void *w,
+                              const void *bias, int N, int C, int OC)
+{
+    if (m->kb)
+        m->kb->matmul_forward(m->kc, out, inp, w, bias, N, C, OC);
+    else
+        m->k->matmul_forward(m->kc, out, inp, w, bias, N, C, OC);
+}
+
+static void op_matmul_backward(const gpt_model *m, void *dinp, void *dw, void *db, const void *dout,
+                               const void *inp, const void *w, int N, int C, int OC)
+{
+    if (m->kb)
+        m->kb->matmul_backward(m->kc, dinp, dw, db, dout, inp, w, N, C, OC);
+    else
+        m->k->matmul_backward(m->kc, dinp, dw, db, dout, inp, w, N, C, OC);
+}
+
+static void op_attention_forward(const gpt_model *m, void *out, void *att, const void *qkv,
+                                 void *scratch)
+{
+    int C = m->cfg.channels, NH = m->cfg.heads;
+    if (m->kb)
+        m->kb->attention_forward(m->kc, out, att, qkv, scratch, m->B, m->T, C, NH);
+    else
+        m->k->attention_forward(m->kc, out, att, qkv, scratch, m->B, m->T, C, NH);
+}
+
+static void op_attention_backward(const gpt_model *m, void *dqkv, const void *dout, const void *qkv,
+                                  const void *att, void *scratch)
+{
+    int C = m->cfg.channels, NH = m->cfg.heads;
+    if (m->kb)
+        m->kb->attention_backward(m->kc, dqkv, dout, qkv, att, scratch, m->B, m->T, C, NH);
+    else
+        m->k->attention_backward(m->kc, dqkv, dout, qkv, att, scratch, m->B, m->T, C, NH);
+}
+
+static void op_gelu_forward(const gpt_model *m, void *out, const void *inp, size_t n)
+{
+    if (m->kb)
+        m->kb->gelu_forward(m->kc, out, inp, n);
+    else
+        m->k->gelu_forward(m->kc, out, inp, n);
+}
+
+static void op_gelu_backward(const gpt_model *m, void *dinp, const void *inp, const void *dout,
+                             size_t n)
+{
+    if (m->kb)
+        m->kb->gelu_backward(m->kc, dinp, inp, dout, n);
+    else
+        m->k->gelu_backward(m->kc, dinp, inp, dout, n);
+}
+
+static void op_residual(const gpt_model *m, void *out, const void *a, const void *b, size_t n)
+{
+    if (m->kb)
+        m->kb->residual_forward(m->kc, out, a, b, n);
+    else
+        m->k->residual_forward(m->kc, out, a, b, n);
+}
+
+static void op_softmax_xent(const gpt_model *m, float *losses, void *dlogits, const void *logits)
+{
+    int N = (int)m->N, V = m->cfg.vocab, Vp = m->cfg.padded_vocab;
+    float dscale = 1.0f / (float)N;
+    if (m->kb)
+        m->kb->softmax_xent(m->kc, losses, dlogits, logits, m->targets, dscale, N, V, Vp);
+    else
+        m->k->softmax_xent(m->kc, losses, dlogits, logits, m->targets, dscale, N, V, Vp);
 }
 
 /* ==== Per-layer parameters ================================================================= */
 
 typedef struct {
-    const float *ln1w, *ln1b, *qkvw, *qkvb, *attprojw, *attprojb, *ln2w, *ln2b, *fcw, *fcb,
-        *fcprojw, *fcprojb;
+    const void *ln1w, *ln1b, *qkvw, *qkvb, *attprojw, *attprojb, *ln2w, *ln2b, *fcw, *fcb, *fcprojw,
+        *fcprojb;
 } gpt_layer_params;
 
 typedef struct {
-    float *ln1w, *ln1b, *qkvw, *qkvb, *attprojw, *attprojb, *ln2w, *ln2b, *fcw, *fcb, *fcprojw,
+    void *ln1w, *ln1b, *qkvw, *qkvb, *attprojw, *attprojb, *ln2w, *ln2b, *fcw, *fcb, *fcprojw,
         *fcprojb;
 } gpt_layer_grads;
 
-/* Tensor `t` of layer l inside a flat buffer whose tensors start at base[]. */
-static float *gpt_layer_tensor(const gpt_model *m, float *const *base, int t, int l)
+/* Tensor `t` of layer l inside a flat buffer whose tensors start at base[] (elements of
+ * m->elem bytes). */
+static void *gpt_layer_tensor(const gpt_model *m, void *const *base, int t, int l)
 {
-    return base[t] + (size_t)l * (m->lay.count[t] / (size_t)m->cfg.layers);
+    return (char *)base[t] + (size_t)l * (m->lay.count[t] / (size_t)m->cfg.layers) * m->elem;
 }
 
 static gpt_layer_params gpt_layer_p(const gpt_model *m, int l)
 {
-    float *const *b = m->p;
+    void *const *b = m->p;
     return (gpt_layer_params){
         gpt_layer_tensor(m, b, GPT_LN1W, l),     gpt_layer_tensor(m, b, GPT_LN1B, l),
         gpt_layer_tensor(m, b, GPT_QKVW, l),     gpt_layer_tensor(m, b, GPT_QKVB, l),
@@ -126,7 +194,7 @@ static gpt_layer_params gpt_layer_p(const gpt_model *m, int l)
 
 static gpt_layer_grads gpt_layer_g(const gpt_model *m, int l)
 {
-    float *const *b = m->g;
+    void *const *b = m->g;
     return (gpt_layer_grads){
         gpt_layer_tensor(m, b, GPT_LN1W, l),     gpt_layer_tensor(m, b, GPT_LN1B, l),
         gpt_layer_tensor(m, b, GPT_QKVW, l),     gpt_layer_tensor(m, b, GPT_QKVB, l),
@@ -138,55 +206,51 @@ static gpt_layer_grads gpt_layer_g(const gpt_model *m, int l)
 
 /* ==== Embedding ============================================================================ */
 
-static void gpt_embed_forward(gpt_model *m, const int *tokens, float *out)
+static void gpt_embed_forward(gpt_model *m, const int *tokens, void *out)
 {
-    m->k->encoder_forward(m->kc, out, tokens, m->p[GPT_WTE], m->p[GPT_WPE], m->B, m->T,
-                          m->cfg.channels);
+    op_encoder_forward(m, out, tokens, m->p[GPT_WTE], m->p[GPT_WPE]);
 }
 
-static void gpt_embed_backward(gpt_model *m, const int *tokens, const float *dout)
+static void gpt_embed_backward(gpt_model *m, const int *tokens, const void *dout)
 {
-    m->k->encoder_backward(m->kc, m->g[GPT_WTE], m->g[GPT_WPE], dout, tokens, m->B, m->T,
-                           m->cfg.channels);
+    op_encoder_backward(m, m->g[GPT_WTE], m->g[GPT_WPE], dout, tokens);
 }
 
 /* ==== Blocks =============================================================================== */
 
 /* Forward of block l from x into out. saved = NULL: no grad (every intermediate lives in tmp);
  * else saved is ā laid out by s (out == saved) and what s omits goes to tmp. */
-static void gpt_block_forward(gpt_model *m, int l, const float *x, float *out, void *saved,
+static void gpt_block_forward(gpt_model *m, int l, const void *x, void *out, void *saved,
                               const gpt_block_saved *s, void *tmp)
 {
-    const kern_table *k = m->k;
-    kern_ctx *kc = m->kc;
-    int N = (int)m->N, C = m->cfg.channels, B = m->B, T = m->T, NH = m->cfg.heads;
+    int N = (int)m->N, C = m->cfg.channels;
     const gpt_block_fwd_tmp *ft = &m->fwd_tmp;
     gpt_layer_params w = gpt_layer_p(m, l);
-    float *t1 = gpt_at(tmp, ft->t1), *t2 = gpt_at(tmp, ft->t2), *t3 = gpt_at(tmp, ft->t3),
-          *t4 = gpt_at(tmp, ft->t4);
+    void *t1 = gpt_at(tmp, ft->t1), *t2 = gpt_at(tmp, ft->t2), *t3 = gpt_at(tmp, ft->t3),
+         *t4 = gpt_at(tmp, ft->t4);
     void *scratch = gpt_at(tmp, ft->scratch);
     float *stats = saved ? gpt_at(saved, s->stats) : gpt_at(tmp, ft->stats);
     float *ln2stats = saved ? stats + 2 * m->N : stats;
     /* Where each intermediate goes: saved if the option keeps it, else workspace. */
-    float *ln1 = saved && s->ln1 != GPT_ABSENT ? gpt_at(saved, s->ln1) : t1;
-    float *qkv = saved ? gpt_at(saved, s->qkv) : t2;
-    float *atty = saved && s->atty != GPT_ABSENT ? gpt_at(saved, s->atty) : t4;
-    float *att = saved && s->att != GPT_ABSENT ? gpt_at(saved, s->att) : t3;
-    float *res2 = saved ? gpt_at(saved, s->res2) : out;
-    float *ln2 = saved && s->ln2 != GPT_ABSENT ? gpt_at(saved, s->ln2) : t4;
-    float *fch = saved ? gpt_at(saved, s->fch) : t2;
-    float *gelu = saved && s->gelu != GPT_ABSENT ? gpt_at(saved, s->gelu) : t3;
+    void *ln1 = saved && s->ln1 != GPT_ABSENT ? gpt_at(saved, s->ln1) : t1;
+    void *qkv = saved ? gpt_at(saved, s->qkv) : t2;
+    void *atty = saved && s->atty != GPT_ABSENT ? gpt_at(saved, s->atty) : t4;
+    void *att = saved && s->att != GPT_ABSENT ? gpt_at(saved, s->att) : t3;
+    void *res2 = saved ? gpt_at(saved, s->res2) : out;
+    void *ln2 = saved && s->ln2 != GPT_ABSENT ? gpt_at(saved, s->ln2) : t4;
+    void *fch = saved ? gpt_at(saved, s->fch) : t2;
+    void *gelu = saved && s->gelu != GPT_ABSENT ? gpt_at(saved, s->gelu) : t3;
 
-    k->layernorm_forward(kc, ln1, stats, stats + m->N, x, w.ln1w, w.ln1b, N, C);
-    k->matmul_forward(kc, qkv, ln1, w.qkvw, w.qkvb, N, C, 3 * C);
-    k->attention_forward(kc, atty, att, qkv, scratch, B, T, C, NH);
-    k->matmul_forward(kc, t1, atty, w.attprojw, w.attprojb, N, C, C);
-    k->residual_forward(kc, res2, x, t1, m->N * C);
-    k->layernorm_forward(kc, ln2, ln2stats, ln2stats + m->N, res2, w.ln2w, w.ln2b, N, C);
-    k->matmul_forward(kc, fch, ln2, w.fcw, w.fcb, N, C, 4 * C);
-    k->gelu_forward(kc, gelu, fch, m->N * 4 * C);
-    k->matmul_forward(kc, t1, gelu, w.fcprojw, w.fcprojb, N, 4 * C, C);
-    k->residual_forward(kc, out, res2, t1, m->N * C);
+    op_ln_forward(m, ln1, stats, stats + m->N, x, w.ln1w, w.ln1b, N, C);
+    op_matmul_forward(m, qkv, ln1, w.qkvw, w.qkvb, N, C, 3 * C);
+    op_attention_forward(m, atty, att, qkv, scratch);
+    op_matmul_forward(m, t1, atty, w.attprojw, w.attprojb, N, C, C);
+    op_residual(m, res2, x, t1, m->N * C);
+    op_ln_forward(m, ln2, ln2stats, ln2stats + m->N, res2, w.ln2w, w.ln2b, N, C);
+    op_matmul_forward(m, fch, ln2, w.fcw, w.fcb, N, C, 4 * C);
+    op_gelu_forward(m, gelu, fch, m->N * 4 * C);
+    op_matmul_forward(m, t1, gelu, w.fcprojw, w.fcprojb, N, 4 * C, C);
+    op_residual(m, out, res2, t1, m->N * C);
 }
 
 /* What the backward of one block works with: its weights and gradients, the saved tensors (or
@@ -199,83 +263,85 @@ typedef struct {
     gpt_layer_grads dw;
     const gpt_block_saved *s;
     const void *saved;
-    const float *x, *qkv, *res2, *fch, *stats; /* stats: ln1 mean, ln1 rstd, ln2 mean, ln2 rstd */
-    float *g1, *g2, *g3, *g4, *rs;
+    const void *x, *qkv, *res2, *fch;
+    const float *stats; /* ln1 mean, ln1 rstd, ln2 mean, ln2 rstd */
+    void *g1, *g2, *g3, *g4;
+    float *rs;
     void *scratch;
 } gpt_block_bwd;
 
 /* A saved tensor, or NULL when the option omits it. */
-static const float *gpt_saved_at(const gpt_block_bwd *b, size_t off)
+static const void *gpt_saved_at(const gpt_block_bwd *b, size_t off)
 {
     return off == GPT_ABSENT ? NULL : gpt_at(b->saved, off);
 }
 
 /* MLP, out = res2 + fcproj(gelu(fc(ln2(res2)))): leaves dres2 (dout plus the LayerNorm's share)
  * in g3. */
-static void gpt_block_backward_mlp(const gpt_block_bwd *b, const float *dout)
+static void gpt_block_backward_mlp(const gpt_block_bwd *b, const void *dout)
 {
     gpt_model *m = b->m;
     const kern_table *k = m->k;
     kern_ctx *kc = m->kc;
     int N = b->N, C = b->C;
-    size_t f = sizeof(float);
-    const float *gelu = gpt_saved_at(b, b->s->gelu), *ln2 = gpt_saved_at(b, b->s->ln2);
+    size_t f = m->elem;
+    const void *gelu = gpt_saved_at(b, b->s->gelu), *ln2 = gpt_saved_at(b, b->s->ln2);
     if (!gelu) {
-        k->gelu_forward(kc, b->g2, b->fch, 4 * b->NC);
+        op_gelu_forward(m, b->g2, b->fch, 4 * b->NC);
         gelu = b->g2;
     }
     k->zero(kc, b->g1, 4 * b->NC * f);
-    k->matmul_backward(kc, b->g1, b->dw.fcprojw, b->dw.fcprojb, dout, gelu, b->w.fcprojw, N, 4 * C,
+    op_matmul_backward(m, b->g1, b->dw.fcprojw, b->dw.fcprojb, dout, gelu, b->w.fcprojw, N, 4 * C,
                        C);
     k->zero(kc, b->g2, 4 * b->NC * f);
-    k->gelu_backward(kc, b->g2, b->fch, b->g1, 4 * b->NC);
+    op_gelu_backward(m, b->g2, b->fch, b->g1, 4 * b->NC);
     if (!ln2) {
-        k->layernorm_forward(kc, b->g3, b->rs, b->rs + m->N, b->res2, b->w.ln2w, b->w.ln2b, N, C);
+        op_ln_forward(m, b->g3, b->rs, b->rs + m->N, b->res2, b->w.ln2w, b->w.ln2b, N, C);
         ln2 = b->g3;
     }
     k->zero(kc, b->g4, b->NC * f);
-    k->matmul_backward(kc, b->g4, b->dw.fcw, b->dw.fcb, b->g2, ln2, b->w.fcw, N, C, 4 * C);
+    op_matmul_backward(m, b->g4, b->dw.fcw, b->dw.fcb, b->g2, ln2, b->w.fcw, N, C, 4 * C);
     k->copy(kc, b->g3, dout, b->NC * f);
-    k->layernorm_backward(kc, b->g3, b->dw.ln2w, b->dw.ln2b, b->g4, b->res2, b->w.ln2w,
-                          b->stats + 2 * m->N, b->stats + 3 * m->N, N, C);
+    op_ln_backward(m, b->g3, b->dw.ln2w, b->dw.ln2b, b->g4, b->res2, b->w.ln2w, b->stats + 2 * m->N,
+                   b->stats + 3 * m->N, N, C);
 }
 
 /* Attention, res2 = x + attproj(attention(qkv(ln1(x)))), from dres2 in g3: din = dres2 plus the
  * branch's share. */
-static void gpt_block_backward_attention(const gpt_block_bwd *b, float *din)
+static void gpt_block_backward_attention(const gpt_block_bwd *b, void *din)
 {
     gpt_model *m = b->m;
     const kern_table *k = m->k;
     kern_ctx *kc = m->kc;
     int N = b->N, C = b->C;
-    size_t f = sizeof(float);
+    size_t f = m->elem;
     k->copy(kc, din, b->g3, b->NC * f);
-    const float *atty = gpt_saved_at(b, b->s->atty), *att = gpt_saved_at(b, b->s->att),
-                *ln1 = gpt_saved_at(b, b->s->ln1);
+    const void *atty = gpt_saved_at(b, b->s->atty), *att = gpt_saved_at(b, b->s->att),
+               *ln1 = gpt_saved_at(b, b->s->ln1);
     if (!att) {
-        k->attention_forward(kc, b->g2, b->g1, b->qkv, b->scratch, m->B, m->T, C, m->cfg.heads);
+        op_attention_forward(m, b->g2, b->g1, b->qkv, b->scratch);
         atty = b->g2;
         att = b->g1;
     }
     k->zero(kc, b->g4, b->NC * f);
-    k->matmul_backward(kc, b->g4, b->dw.attprojw, b->dw.attprojb, b->g3, atty, b->w.attprojw, N, C,
+    op_matmul_backward(m, b->g4, b->dw.attprojw, b->dw.attprojb, b->g3, atty, b->w.attprojw, N, C,
                        C);
     k->zero(kc, b->g2, 3 * b->NC * f);
-    k->attention_backward(kc, b->g2, b->g4, b->qkv, att, b->scratch, m->B, m->T, C, m->cfg.heads);
+    op_attention_backward(m, b->g2, b->g4, b->qkv, att, b->scratch);
     if (!ln1) {
-        k->layernorm_forward(kc, b->g3, b->rs, b->rs + m->N, b->x, b->w.ln1w, b->w.ln1b, N, C);
+        op_ln_forward(m, b->g3, b->rs, b->rs + m->N, b->x, b->w.ln1w, b->w.ln1b, N, C);
         ln1 = b->g3;
     }
     k->zero(kc, b->g1, b->NC * f);
-    k->matmul_backward(kc, b->g1, b->dw.qkvw, b->dw.qkvb, b->g2, ln1, b->w.qkvw, N, C, 3 * C);
-    k->layernorm_backward(kc, din, b->dw.ln1w, b->dw.ln1b, b->g1, b->x, b->w.ln1w, b->stats,
-                          b->stats + m->N, N, C);
+    op_matmul_backward(m, b->g1, b->dw.qkvw, b->dw.qkvb, b->g2, ln1, b->w.qkvw, N, C, 3 * C);
+    op_ln_backward(m, din, b->dw.ln1w, b->dw.ln1b, b->g1, b->x, b->w.ln1w, b->stats,
+                   b->stats + m->N, N, C);
 }
 
 /* Backward of block l: din (= dx) from x, ā (saved, laid out by s) and dout; recomputes into the
  * workspace whatever s omits, with the same kernels on the same inputs, so the bits are equal. */
-static void gpt_block_backward(gpt_model *m, int l, const float *x, const void *saved,
-                               const gpt_block_saved *s, const float *dout, float *din, void *tmp)
+static void gpt_block_backward(gpt_model *m, int l, const void *x, const void *saved,
+                               const gpt_block_saved *s, const void *dout, void *din, void *tmp)
 {
     const gpt_block_bwd_tmp *bt = &m->bwd_tmp;
     gpt_block_bwd b = {.m = m,
@@ -321,38 +387,35 @@ static remat_status gpt_head_record_loss(gpt_model *m, const float *losses)
 
 /* Forward of the head from x: losses into out. With saved (ā), also the gradient of the mean loss
  * w.r.t. the final LayerNorm's output (saved there) and the head's share of dwte, added once. */
-static remat_status gpt_head_forward(gpt_model *m, const float *x, float *out, void *saved,
+static remat_status gpt_head_forward(gpt_model *m, const void *x, float *out, void *saved,
                                      void *tmp)
 {
-    const kern_table *k = m->k;
-    kern_ctx *kc = m->kc;
-    int N = (int)m->N, C = m->cfg.channels, V = m->cfg.vocab, Vp = m->cfg.padded_vocab;
-    float *lnf = gpt_at(tmp, m->head_tmp.lnf), *logits = gpt_at(tmp, m->head_tmp.logits);
+    int N = (int)m->N, C = m->cfg.channels, Vp = m->cfg.padded_vocab;
+    void *lnf = gpt_at(tmp, m->head_tmp.lnf), *logits = gpt_at(tmp, m->head_tmp.logits);
     float *stats = saved ? gpt_at(saved, m->head_saved.stats) : gpt_at(tmp, m->head_tmp.stats);
     if (saved && m->head_grad_done)
         return remat_fail(REMAT_EINTERNAL,
                           "the head's forward-with-grad ran twice in one step (its weight gradient "
                           "would be added twice)");
-    k->layernorm_forward(kc, lnf, stats, stats + m->N, x, m->p[GPT_LNFW], m->p[GPT_LNFB], N, C);
-    k->matmul_forward(kc, logits, lnf, m->p[GPT_WTE], NULL, N, C, Vp);
-    k->softmax_xent(kc, out, saved ? logits : NULL, logits, m->targets, 1.0f / (float)N, N, V, Vp);
+    op_ln_forward(m, lnf, stats, stats + m->N, x, m->p[GPT_LNFW], m->p[GPT_LNFB], N, C);
+    op_matmul_forward(m, logits, lnf, m->p[GPT_WTE], NULL, N, C, Vp);
+    op_softmax_xent(m, out, saved ? logits : NULL, logits);
     if (saved) {
-        float *dlnf = gpt_at(saved, m->head_saved.dlnf);
-        k->zero(kc, dlnf, m->N * C * sizeof(float));
-        k->matmul_backward(kc, dlnf, m->g[GPT_WTE], NULL, logits, lnf, m->p[GPT_WTE], N, C, Vp);
+        void *dlnf = gpt_at(saved, m->head_saved.dlnf);
+        m->k->zero(m->kc, dlnf, m->N * C * m->elem);
+        op_matmul_backward(m, dlnf, m->g[GPT_WTE], NULL, logits, lnf, m->p[GPT_WTE], N, C, Vp);
         m->head_grad_done = 1;
     }
     return gpt_head_record_loss(m, out);
 }
 
-static void gpt_head_backward(gpt_model *m, const float *x, const void *saved, float *din)
+static void gpt_head_backward(gpt_model *m, const void *x, const void *saved, void *din)
 {
     int N = (int)m->N, C = m->cfg.channels;
     const float *stats = gpt_at(saved, m->head_saved.stats);
-    m->k->zero(m->kc, din, m->N * C * sizeof(float));
-    m->k->layernorm_backward(m->kc, din, m->g[GPT_LNFW], m->g[GPT_LNFB],
-                             gpt_at(saved, m->head_saved.dlnf), x, m->p[GPT_LNFW], stats,
-                             stats + m->N, N, C);
+    m->k->zero(m->kc, din, m->N * C * m->elem);
+    op_ln_backward(m, din, m->g[GPT_LNFW], m->g[GPT_LNFB], gpt_at(saved, m->head_saved.dlnf), x,
+                   m->p[GPT_LNFW], stats, stats + m->N, N, C);
 }
 
 /* ==== Callbacks ============================================================================ */

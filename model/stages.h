@@ -3,34 +3,18 @@
 #ifndef REMAT_MODEL_STAGES_H
 #define REMAT_MODEL_STAGES_H
 
+#include "core/gpt_layout.h"
+#include "kernels/kernels_bf16.h"
 #include "model/gpt.h"
 
-enum { GPT_ABSENT = (size_t)-1 };
+enum { GPT_ABSENT = GPTL_ABSENT };
 
-/* Byte offsets inside a block's ā (saved activations) for one save option; GPT_ABSENT where the
- * option recomputes that tensor in the backward. a_{i+1} (the block output) is always at 0. */
-typedef struct {
-    size_t qkv, res2, fch, stats; /* always saved (stats: ln1 mean, ln1 rstd, ln2 mean, ln2 rstd) */
-    size_t ln1, ln2, atty, att, gelu;
-    size_t bytes; /* total, a multiple of 512 */
-} gpt_block_saved;
-
-/* Workspace layouts (byte offsets). Forward: t1 [N,C], t2 [N,4C], t3 [max(att, 4C)], t4 [N,C],
- * stats [2N], scratch. Backward: g1 [max(att, 4C)], g2 [N,4C], g3 [N,C], g4 [N,C], stats [2N],
- * scratch. The head's forward: lnf [N,C], logits [N,Vp], stats [2N]. */
-typedef struct {
-    size_t t1, t2, t3, t4, stats, scratch, bytes;
-} gpt_block_fwd_tmp;
-typedef struct {
-    size_t g1, g2, g3, g4, stats, scratch, bytes;
-} gpt_block_bwd_tmp;
-typedef struct {
-    size_t lnf, logits, stats, bytes;
-} gpt_head_fwd_tmp;
-/* The head's ā: losses (a_{L+2}) at 0, dlnf [N,C], stats (mean, rstd) [2N]. */
-typedef struct {
-    size_t dlnf, stats, bytes;
-} gpt_head_saved;
+/* The byte layouts of the stages' buffers (core/gpt_layout.h, shared with the planner). */
+typedef gptl_block_saved gpt_block_saved;
+typedef gptl_block_fwd_tmp gpt_block_fwd_tmp;
+typedef gptl_block_bwd_tmp gpt_block_bwd_tmp;
+typedef gptl_head_fwd_tmp gpt_head_fwd_tmp;
+typedef gptl_head_saved gpt_head_saved;
 
 struct gpt_model {
     remat_device *dev;
@@ -45,8 +29,16 @@ struct gpt_model {
     int B, T;
     size_t N; /* B * T */
 
-    float *params, *grads, *m, *v; /* flat, lay.total floats each */
-    float *p[GPT_N_PARAMS], *g[GPT_N_PARAMS];
+    /* Precision: fp32, or bf16 (kb set) with parameters, gradients and activations in bf16;
+     * elem is their element size (4 or 2). m, v (and master, bf16 with master weights) are
+     * float32. */
+    gpt_precision prec;
+    const kern_bf16_table *kb;
+    size_t elem;
+    void *params, *grads; /* flat, lay.total elements each */
+    float *master;        /* bf16 with master weights: lay.total floats; else NULL */
+    float *m, *v;         /* flat, lay.total floats each */
+    void *p[GPT_N_PARAMS], *g[GPT_N_PARAMS];
     int *targets;        /* device, N */
     float *losses_host;  /* host, N: the last losses read back */
     uint64_t persistent; /* pool bytes of the four flat buffers and targets */

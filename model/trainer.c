@@ -11,6 +11,56 @@ gpt_adamw gpt_adamw_defaults(void)
         .lr = 3e-4f, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .weight_decay = 0.0f};
 }
 
+/* ==== Precision ============================================================================ */
+
+gpt_precision gpt_precision_default(void)
+{
+    return (gpt_precision){.dtype = GPT_FP32, .master_weights = 1, .seed = 0};
+}
+
+const char *gpt_dtype_name(gpt_dtype d)
+{
+    return d == GPT_BF16 ? "bf16" : "fp32";
+}
+
+remat_status gpt_dtype_parse(const char *s, gpt_dtype *out)
+{
+    if (s && strcmp(s, "fp32") == 0)
+        *out = GPT_FP32;
+    else if (s && strcmp(s, "bf16") == 0)
+        *out = GPT_BF16;
+    else
+        return remat_fail(REMAT_EINVAL, "dtype '%s': the trainer runs fp32 or bf16",
+                          s ? s : "(null)");
+    return REMAT_OK;
+}
+
+/* Sets m's precision, element size and bf16 kernels (after kern_open). */
+static remat_status gpt_set_precision(gpt_model *m, const gpt_precision *prec)
+{
+    m->prec = prec ? *prec : gpt_precision_default();
+    m->elem = sizeof(float);
+    m->kb = NULL;
+    if (m->prec.dtype != GPT_BF16)
+        return REMAT_OK;
+    if (!m->k->bf16)
+        return remat_fail(REMAT_EUNSUPPORTED,
+                          "bf16 training: the %s kernels have no bf16 version in this build",
+                          m->k->name);
+    m->kb = m->k->bf16;
+    m->elem = sizeof(kern_bf16);
+    return REMAT_OK;
+}
+
+/* Pool bytes of the persistent buffers gpt_model_buffers allocates, each rounded to 512. */
+static uint64_t gpt_persistent_of(const gpt_model *m)
+{
+    uint64_t w = (m->lay.total * m->elem + 511) / 512 * 512;
+    uint64_t f = (m->lay.total * sizeof(float) + 511) / 512 * 512;
+    uint64_t states = m->kb && m->prec.master_weights ? 3 : 2;
+    return 2 * w + states * f + (m->N * sizeof(int) + 511) / 512 * 512;
+}
+
 /* ==== Creation ============================================================================= */
 
 /* Persistent state lives in segments of its own at exact sizes: it never interleaves with the
@@ -27,28 +77,38 @@ static remat_status gpt_pool_alloc(gpt_model *m, size_t bytes, const char *tag, 
 
 static remat_status gpt_model_buffers(gpt_model *m)
 {
-    size_t bytes = m->lay.total * sizeof(float);
-    REMAT_TRY(gpt_pool_alloc(m, bytes, "params", "parameters", (void **)&m->params));
-    REMAT_TRY(gpt_pool_alloc(m, bytes, "grads", "gradients", (void **)&m->grads));
-    REMAT_TRY(gpt_pool_alloc(m, bytes, "optim", "AdamW first moments", (void **)&m->m));
-    REMAT_TRY(gpt_pool_alloc(m, bytes, "optim", "AdamW second moments", (void **)&m->v));
+    size_t bytes = m->lay.total * m->elem, fbytes = m->lay.total * sizeof(float);
+    REMAT_TRY(gpt_pool_alloc(m, bytes, "params", "parameters", &m->params));
+    REMAT_TRY(gpt_pool_alloc(m, bytes, "grads", "gradients", &m->grads));
+    if (m->kb && m->prec.master_weights) {
+        REMAT_TRY(gpt_pool_alloc(m, fbytes, "optim", "fp32 master weights", (void **)&m->master));
+        m->k->zero(m->kc, m->master, fbytes);
+    }
+    REMAT_TRY(gpt_pool_alloc(m, fbytes, "optim", "AdamW first moments", (void **)&m->m));
+    REMAT_TRY(gpt_pool_alloc(m, fbytes, "optim", "AdamW second moments", (void **)&m->v));
     REMAT_TRY(gpt_pool_alloc(m, m->N * sizeof(int), "workspace", "targets", (void **)&m->targets));
     m->losses_host = malloc(m->N * sizeof(float));
     if (!m->losses_host)
         return remat_fail(REMAT_ENOMEM, "cannot allocate %zu host losses", m->N);
     for (int i = 0; i < GPT_N_PARAMS; i++) {
-        m->p[i] = m->params + m->lay.offset[i];
-        m->g[i] = m->grads + m->lay.offset[i];
+        m->p[i] = (char *)m->params + m->lay.offset[i] * m->elem;
+        m->g[i] = (char *)m->grads + m->lay.offset[i] * m->elem;
     }
     m->k->zero(m->kc, m->params, bytes);
     m->k->zero(m->kc, m->grads, bytes);
-    m->k->zero(m->kc, m->m, bytes);
-    m->k->zero(m->kc, m->v, bytes);
+    m->k->zero(m->kc, m->m, fbytes);
+    m->k->zero(m->kc, m->v, fbytes);
     return m->k->status(m->kc);
 }
 
 remat_status gpt_model_create(remat_device *dev, remat_pool *pool, const gpt_config *cfg, int B,
                               int T, gpt_model **out)
+{
+    return gpt_model_create_precision(dev, pool, cfg, B, T, NULL, out);
+}
+
+remat_status gpt_model_create_precision(remat_device *dev, remat_pool *pool, const gpt_config *cfg,
+                                        int B, int T, const gpt_precision *prec, gpt_model **out)
 {
     if (!dev || !pool || !cfg || !out)
         return remat_fail(REMAT_EINVAL, "gpt_model_create: arguments must not be NULL");
@@ -73,6 +133,8 @@ remat_status gpt_model_create(remat_device *dev, remat_pool *pool, const gpt_con
     remat_status s = remat_device_info_get(dev, &info);
     if (s == REMAT_OK)
         s = kern_open(dev, &m->k, &m->kc);
+    if (s == REMAT_OK)
+        s = gpt_set_precision(m, prec);
     if (s == REMAT_OK) {
         m->host_memory = info.kind == REMAT_DEVICE_HOST;
         m->stream = kern_stream(m->kc);
@@ -91,7 +153,7 @@ void gpt_model_destroy(gpt_model *m)
 {
     if (!m)
         return;
-    void *bufs[] = {m->params, m->grads, m->m, m->v, m->targets};
+    void *bufs[] = {m->params, m->grads, m->master, m->m, m->v, m->targets};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         if (bufs[i])
             remat_free(m->pool, bufs[i]);
@@ -116,6 +178,11 @@ uint64_t gpt_model_persistent_bytes(const gpt_model *m)
     return m->persistent;
 }
 
+const gpt_precision *gpt_model_precision(const gpt_model *m)
+{
+    return &m->prec;
+}
+
 /* ==== Memory estimate ====================================================================== */
 
 /* The largest single buffer of a B x T model in bytes, in double (no wrap-around): a parameter
@@ -132,6 +199,13 @@ static double gpt_largest_buffer(const gpt_config *c, int B, int T)
 
 remat_status gpt_model_estimate(remat_device *dev, const gpt_config *cfg, int B, int T,
                                 uint64_t *persistent, remat_chain **chain)
+{
+    return gpt_model_estimate_precision(dev, cfg, B, T, NULL, persistent, chain);
+}
+
+remat_status gpt_model_estimate_precision(remat_device *dev, const gpt_config *cfg, int B, int T,
+                                          const gpt_precision *prec, uint64_t *persistent,
+                                          remat_chain **chain)
 {
     if (!dev || !cfg || !persistent || !chain || B < 1 || T < 1)
         return remat_fail(REMAT_EINVAL, "gpt_model_estimate: bad arguments");
@@ -155,14 +229,16 @@ remat_status gpt_model_estimate(remat_device *dev, const gpt_config *cfg, int B,
     gpt_layout_params(&c, &m->lay);
     remat_status s = kern_open(dev, &m->k, &m->kc);
     if (s == REMAT_OK) {
-        gpt_stages_layout(m);
-        s = gpt_model_chain(m, chain);
+        s = gpt_set_precision(m, prec);
+        if (s == REMAT_OK) {
+            gpt_stages_layout(m);
+            s = gpt_model_chain(m, chain);
+        }
         kern_close(m->kc);
     }
-    /* As gpt_model_buffers allocates them: four flat float buffers and the targets, each
-     * rounded to the pool's 512 bytes. */
-    uint64_t flat = (m->lay.total * sizeof(float) + 511) / 512 * 512;
-    *persistent = 4 * flat + (m->N * sizeof(int) + 511) / 512 * 512;
+    /* As gpt_model_buffers allocates them: parameters and gradients, two or three float32
+     * states and the targets, each rounded to the pool's 512 bytes. */
+    *persistent = gpt_persistent_of(m);
     free(m);
     return s;
 }
@@ -182,22 +258,51 @@ static remat_status gpt_copy(gpt_model *m, void *dst, const void *src, size_t by
 
 float *gpt_model_host_params(gpt_model *m)
 {
-    return m && m->host_memory ? m->params : NULL;
+    return m && m->host_memory && !m->kb ? m->params : NULL;
+}
+
+/* bf16 buffers are converted by the bf16 kernels on the device; with no bf16 kernels on a device
+ * that is not host memory, gpt_model_create refuses bf16, so only host memory reaches here. */
+static remat_status gpt_bf16_host_only(const gpt_model *m)
+{
+    if (m->host_memory)
+        return REMAT_OK;
+    return remat_fail(REMAT_EUNSUPPORTED, "bf16 weights on a device that is not host memory");
 }
 
 remat_status gpt_model_set_params(gpt_model *m, const float *host)
 {
-    return gpt_copy(m, m->params, host, m->lay.total * sizeof(float), REMAT_COPY_HOST_TO_DEVICE);
+    size_t n = m->lay.total;
+    if (!m->kb)
+        return gpt_copy(m, m->params, host, n * sizeof(float), REMAT_COPY_HOST_TO_DEVICE);
+    REMAT_TRY(gpt_bf16_host_only(m));
+    if (m->master)
+        memcpy(m->master, host, n * sizeof(float));
+    m->kb->to_bf16(m->kc, m->params, host, n);
+    return m->k->status(m->kc);
 }
 
 remat_status gpt_model_get_params(gpt_model *m, float *host)
 {
-    return gpt_copy(m, host, m->params, m->lay.total * sizeof(float), REMAT_COPY_DEVICE_TO_HOST);
+    size_t n = m->lay.total;
+    if (!m->kb)
+        return gpt_copy(m, host, m->params, n * sizeof(float), REMAT_COPY_DEVICE_TO_HOST);
+    REMAT_TRY(gpt_bf16_host_only(m));
+    if (m->master)
+        memcpy(host, m->master, n * sizeof(float));
+    else
+        m->kb->to_f32(m->kc, host, m->params, n);
+    return m->k->status(m->kc);
 }
 
 remat_status gpt_model_get_grads(gpt_model *m, float *host)
 {
-    return gpt_copy(m, host, m->grads, m->lay.total * sizeof(float), REMAT_COPY_DEVICE_TO_HOST);
+    size_t n = m->lay.total;
+    if (!m->kb)
+        return gpt_copy(m, host, m->grads, n * sizeof(float), REMAT_COPY_DEVICE_TO_HOST);
+    REMAT_TRY(gpt_bf16_host_only(m));
+    m->kb->to_f32(m->kc, host, m->grads, n);
+    return m->k->status(m->kc);
 }
 
 /* ==== The chain ============================================================================ */
@@ -316,7 +421,7 @@ remat_status gpt_model_forward_backward(gpt_model *m, const remat_schedule *sche
                               inputs[i] < 0 || inputs[i] >= m->cfg.vocab ? inputs[i] : targets[i],
                               i, m->cfg.vocab);
     REMAT_TRY(gpt_copy(m, m->targets, targets, m->N * sizeof(int), REMAT_COPY_HOST_TO_DEVICE));
-    m->k->zero(m->kc, m->grads, m->lay.total * sizeof(float));
+    m->k->zero(m->kc, m->grads, m->lay.total * m->elem);
     m->step_inputs = inputs;
     m->head_grad_done = 0;
     m->loss = 0;
@@ -334,7 +439,15 @@ remat_status gpt_model_update(gpt_model *m, const gpt_adamw *hp, int t)
 {
     if (!m || !hp || t < 1)
         return remat_fail(REMAT_EINVAL, "gpt_model_update: bad arguments (step %d)", t);
-    m->k->adamw(m->kc, m->params, m->grads, m->m, m->v, m->lay.total, hp->lr, hp->beta1, hp->beta2,
-                hp->eps, hp->weight_decay, t);
+    if (!m->kb)
+        m->k->adamw(m->kc, m->params, m->grads, m->m, m->v, m->lay.total, hp->lr, hp->beta1,
+                    hp->beta2, hp->eps, hp->weight_decay, t);
+    else if (m->master)
+        m->kb->adamw_master(m->kc, m->params, m->master, m->grads, m->m, m->v, m->lay.total, hp->lr,
+                            hp->beta1, hp->beta2, hp->eps, hp->weight_decay, t);
+    else /* step t's rounding stream: a function of the run's seed and t only */
+        m->kb->adamw_sr(m->kc, m->params, m->grads, m->m, m->v, m->lay.total, hp->lr, hp->beta1,
+                        hp->beta2, hp->eps, hp->weight_decay, t,
+                        m->prec.seed ^ ((uint64_t)t * 0xd1b54a32d192ed03ull));
     return m->k->status(m->kc);
 }

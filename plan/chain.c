@@ -1,5 +1,6 @@
 /* plan/chain.c: the analytic chain of one training step of a model (embedding, blocks, head and
  * loss as stages, docs/checkpoint.md's model) and the closed-form peaks of the fixed policies. */
+#include "core/gpt_layout.h"
 #include "plan/plan.h"
 
 #include <math.h>
@@ -161,105 +162,42 @@ static remat_status chain_build_generic(const remat_model_desc *m, uint64_t batc
 }
 
 /* ==== Our GPT: the training loop's exact layout ============================================== */
-/* model/stages.c lays out every buffer of a stage as regions aligned to 256 bytes, the total
- * rounded up to 512 (the pool's rounding). Mirrored here so the planner predicts what the pool
- * will hold. Sizes are long double until clamped. */
+/* core/gpt_layout.h is the layout model/stages.c allocates, so the planner predicts what the pool
+ * will hold; only the times (FLOPs) are the planner's own. */
 
-typedef long double chain_ld;
-
-static chain_ld round512(chain_ld b)
+static void gpt_fill_block(remat_stage *s, const gptl_layout *lay, const remat_model_desc *m, int l,
+                           long double N, long double T)
 {
-    return ceill(b / 512) * 512;
-}
-
-/* Appends a region of `bytes` at *off (256-aligned); returns nothing, as only totals matter. */
-static void region(chain_ld *off, chain_ld bytes)
-{
-    *off = ceill(*off / 256) * 256 + bytes;
-}
-
-typedef struct {
-    chain_ld N, NC, att, big, scratch, act; /* tokens, [N,C], [B,NH,T,T], max(att, 4NC), ... */
-    chain_ld f;                             /* bytes of a float statistic */
-    chain_ld Vp;
-} gpt_dims;
-
-/* ā of a block that keeps the GELU output, the LayerNorm outputs and the attention as asked. */
-static uint64_t gpt_saved(const gpt_dims *d, int gelu, int ln, int attn)
-{
-    chain_ld off = d->act;
-    region(&off, 3 * d->NC);
-    region(&off, d->NC);
-    region(&off, 4 * d->NC);
-    region(&off, 4 * d->N * d->f);
-    if (ln)
-        region(&off, d->NC), region(&off, d->NC);
-    if (attn)
-        region(&off, d->NC), region(&off, d->att);
-    if (gelu)
-        region(&off, 4 * d->NC);
-    return chain_bytes(round512(off), 1);
-}
-
-/* Forward (t1 NC, t2 4NC, t3 big, t4 NC) or backward (g1 big, g2 4NC, g3 NC, g4 NC) workspace,
- * then statistics [2N] and the attention kernel's scratch: the same regions in another order. */
-static uint64_t gpt_block_tmp(const gpt_dims *d, int backward)
-{
-    chain_ld off = 0;
-    if (backward) {
-        region(&off, d->big), region(&off, 4 * d->NC), region(&off, d->NC), region(&off, d->NC);
-    } else {
-        region(&off, d->NC), region(&off, 4 * d->NC), region(&off, d->big), region(&off, d->NC);
-    }
-    region(&off, 2 * d->N * d->f);
-    region(&off, d->scratch);
-    return chain_bytes(round512(off), 1);
-}
-
-static const struct {
-    const char *name;
-    int gelu, ln, attn;
-} gpt_options[] = {{"recompute-gelu", 0, 1, 1},
-                   {"recompute-gelu-ln", 0, 0, 1},
-                   {"recompute-attn", 1, 1, 0},
-                   {"recompute-attn-gelu-ln", 0, 0, 0}};
-
-static void gpt_fill_block(remat_stage *s, const gpt_dims *d, const remat_model_desc *m, int l,
-                           chain_ld T)
-{
-    chain_ld C = m->hidden, NH = m->heads;
+    long double C = m->hidden, NH = m->heads;
     snprintf(s->name, sizeof s->name, "block%d", l);
-    s->fwd = (double)(d->N * (24 * C * C + 4 * T * C + 60 * C));
+    s->fwd = (double)(N * (24 * C * C + 4 * T * C + 60 * C));
     s->bwd = 2 * s->fwd;
-    s->out_bytes = chain_bytes(d->act, 1);
-    s->saved_bytes = gpt_saved(d, 1, 1, 1);
-    s->fwd_tmp_bytes = gpt_block_tmp(d, 0);
-    s->bwd_tmp_bytes = gpt_block_tmp(d, 1);
-    double gelu = (double)(d->N * 32 * C), ln = (double)(d->N * 16 * C);
-    double attn = (double)(d->N * (4 * T * C + 5 * NH * T));
-    for (int k = 0; k < 4; k++) {
-        snprintf(s->options[k].name, sizeof s->options[k].name, "%s", gpt_options[k].name);
-        s->options[k].saved_bytes =
-            gpt_saved(d, gpt_options[k].gelu, gpt_options[k].ln, gpt_options[k].attn);
-        s->options[k].bwd = s->bwd + (gpt_options[k].gelu ? 0 : gelu) +
-                            (gpt_options[k].ln ? 0 : ln) + (gpt_options[k].attn ? 0 : attn);
+    s->out_bytes = lay->act;
+    s->saved_bytes = lay->saved[0].bytes;
+    s->fwd_tmp_bytes = lay->fwd.bytes;
+    s->bwd_tmp_bytes = lay->bwd.bytes;
+    double gelu = (double)(N * 32 * C), ln = (double)(N * 16 * C);
+    double attn = (double)(N * (4 * T * C + 5 * NH * T));
+    for (int k = 0; k < GPTL_N_BLOCK_OPTIONS; k++) {
+        gptl_option o = gptl_block_option(k);
+        snprintf(s->options[k].name, sizeof s->options[k].name, "%s", o.name);
+        s->options[k].saved_bytes = lay->saved[1 + k].bytes;
+        s->options[k].bwd = s->bwd + (o.gelu ? 0 : gelu) + (o.ln ? 0 : ln) + (o.attn ? 0 : attn);
     }
-    s->n_options = 4;
+    s->n_options = GPTL_N_BLOCK_OPTIONS;
 }
 
 /* The head: forward-with-grad computes the head's gradient at once, so ā holds the losses, the
  * gradient of the final LayerNorm's output and its statistics; the logits are workspace. */
-static void gpt_fill_head(remat_stage *s, const gpt_dims *d, chain_ld C)
+static void gpt_fill_head(remat_stage *s, const gptl_layout *lay, long double N, long double C,
+                          long double Vp)
 {
-    chain_ld loss = round512(d->N * 4), tmp = 0, saved = loss;
-    region(&tmp, d->NC), region(&tmp, d->N * d->Vp * 4), region(&tmp, 2 * d->N * d->f);
-    region(&saved, d->NC), region(&saved, 2 * d->N * d->f);
     snprintf(s->name, sizeof s->name, "head");
-    s->fwd = (double)(3 * 2 * d->N * C * d->Vp);
-    s->bwd = (double)(10 * d->N * C);
-    s->out_bytes = chain_bytes(loss, 1);
-    s->saved_bytes = chain_bytes(round512(saved), 1);
-    s->fwd_tmp_bytes = chain_bytes(round512(tmp), 1);
+    s->fwd = (double)(3 * 2 * N * C * Vp);
+    s->bwd = (double)(10 * N * C);
+    s->out_bytes = lay->loss;
+    s->saved_bytes = lay->head_saved.bytes;
+    s->fwd_tmp_bytes = lay->head_tmp.bytes;
     s->bwd_tmp_bytes = 0;
 }
 
@@ -270,30 +208,33 @@ remat_status plan_chain_build_gpt(const remat_model_desc *m, uint64_t batch, uin
     remat_chain *c = NULL;
     REMAT_TRY(remat_chain_new(L + 2, &c));
     for (int l = 0; l < L; l++) {
-        c->stages[1 + l].options = calloc(4, sizeof(remat_stage_option));
+        c->stages[1 + l].options = calloc(GPTL_N_BLOCK_OPTIONS, sizeof(remat_stage_option));
         if (!c->stages[1 + l].options) {
             remat_chain_free(c);
             return remat_fail(REMAT_ENOMEM, "plan_chain_build: out of host memory (%d stages)",
                               L + 2);
         }
     }
-    chain_ld B = batch, T = seq, e = act_bytes, C = m->hidden;
-    gpt_dims d = {.N = B * T, .f = 4, .Vp = m->padded_vocab};
-    d.NC = d.N * C * e;
-    d.att = B * m->heads * T * T * e;
-    d.big = d.att > 4 * d.NC ? d.att : 4 * d.NC;
-    d.scratch = scratch;
-    d.act = round512(d.NC);
+    gptl_dims d = {.B = batch,
+                   .T = seq,
+                   .C = (uint64_t)m->hidden,
+                   .NH = (uint64_t)m->heads,
+                   .Vp = (uint64_t)m->padded_vocab,
+                   .elem = act_bytes,
+                   .scratch = scratch};
+    gptl_layout lay;
+    gptl_compute(&d, &lay);
+    long double N = (long double)batch * (long double)seq, C = m->hidden;
     snprintf(c->name, sizeof c->name, "%s-b%llu-t%llu", m->name, (unsigned long long)batch,
              (unsigned long long)seq);
-    c->input_bytes = chain_bytes(round512(d.N * 4), 1);
+    c->input_bytes = lay.input;
     snprintf(c->stages[0].name, sizeof c->stages[0].name, "embed");
-    c->stages[0].fwd = (double)(2 * d.N * C);
+    c->stages[0].fwd = (double)(2 * N * C);
     c->stages[0].bwd = 2 * c->stages[0].fwd;
-    c->stages[0].out_bytes = c->stages[0].saved_bytes = chain_bytes(d.act, 1);
+    c->stages[0].out_bytes = c->stages[0].saved_bytes = lay.act;
     for (int l = 0; l < L; l++)
-        gpt_fill_block(&c->stages[1 + l], &d, m, l, T);
-    gpt_fill_head(&c->stages[L + 1], &d, C);
+        gpt_fill_block(&c->stages[1 + l], &lay, m, l, N, (long double)seq);
+    gpt_fill_head(&c->stages[L + 1], &lay, N, C, (long double)m->padded_vocab);
     *out = c;
     return REMAT_OK;
 }
@@ -302,7 +243,7 @@ uint64_t plan_chain_extra_bytes(const remat_model_desc *m, uint64_t batch, uint6
 {
     if (m->arch != REMAT_ARCH_GPT2)
         return 0; /* the generic chains count targets in a_0 */
-    return chain_bytes(round512((chain_ld)batch * (chain_ld)seq * 4), 1);
+    return gptl_total(remat_sat_mul(remat_sat_mul(batch, seq), 4));
 }
 
 remat_status plan_chain_build(const remat_model_desc *m, uint64_t batch, uint64_t seq,

@@ -1,6 +1,8 @@
 /* tests/test_kernels.c: every CPU kernel against a naive float64 reference, every backward against
- * central finite differences of that reference, the += semantics of gradients, and kern_open. */
+ * central finite differences of that reference, the += semantics of gradients, and kern_open;
+ * the bf16 kernels (kernels_bf16.h) against the same references with bf16 tolerances. */
 #include "kernels/kernels.h"
+#include "kernels/kernels_bf16.h"
 #include "kernels/math.h"
 
 #include <criterion/criterion.h>
@@ -27,10 +29,16 @@ static void *t_malloc(size_t bytes)
     return t_calloc(1, bytes);
 }
 
+static remat_device *bf16_dev; /* the bf16 kernels' context (their host workspace lives there) */
+static kern_ctx *bf16_kc;
+
 static void free_test_bufs(void)
 {
     while (test_nbufs > 0)
         free(test_bufs[--test_nbufs]);
+    kern_close(bf16_kc);
+    remat_device_close(bf16_dev);
+    bf16_kc = NULL, bf16_dev = NULL;
 }
 
 TestSuite(kernels, .fini = free_test_bufs);
@@ -666,4 +674,330 @@ Test(kernels, open_host_and_sim)
     cr_expect_eq(kern_open(NULL, &t, &k), REMAT_EINVAL);
     remat_device_close(host);
     remat_device_close(sim);
+}
+
+/* ==== bf16 kernels ========================================================================= */
+/* Inputs are bf16 values, so the float64 reference sees exactly what the kernel sees; the kernel
+ * computes in float32 and rounds its output once, so outputs are within a few bf16 ulps (2^-8
+ * relative) of the reference. Gradients accumulate into pre-filled bf16 buffers. */
+
+#define BF16_TOL 1e-2    /* bf16 output vs float64 reference (max error / max magnitude) */
+#define BF16_FD_TOL 2e-2 /* bf16 gradient vs float64 finite differences */
+
+static const kern_bf16_table *bt(void)
+{
+    if (!bf16_kc) {
+        const kern_table *t = NULL;
+        cr_assert_eq(remat_device_open("host", &bf16_dev), REMAT_OK);
+        cr_assert_eq(kern_open(bf16_dev, &t, &bf16_kc), REMAT_OK, "%s", remat_last_error());
+        cr_assert_not_null(t->bf16, "the CPU table has no bf16 kernels");
+    }
+    return kern_cpu.bf16;
+}
+
+static kern_bf16 *rand_bf16(size_t n, double scale)
+{
+    kern_bf16 *x = t_malloc((n ? n : 1) * sizeof *x);
+    for (size_t i = 0; i < n; i++)
+        x[i] = kern_f32_to_bf16((float)((2.0 * rng_uniform() - 1.0) * scale));
+    return x;
+}
+
+static kern_bf16 *copy_bf16(const kern_bf16 *x, size_t n)
+{
+    kern_bf16 *c = t_malloc((n ? n : 1) * sizeof *c);
+    memcpy(c, x, n * sizeof *c);
+    return c;
+}
+
+static double *bf_double(const kern_bf16 *x, size_t n)
+{
+    double *d = t_malloc((n ? n : 1) * sizeof *d);
+    for (size_t i = 0; i < n; i++)
+        d[i] = kern_bf16_to_f32(x[i]);
+    return d;
+}
+
+static double *bf_added(const kern_bf16 *got, const kern_bf16 *before, size_t n)
+{
+    double *d = t_malloc((n ? n : 1) * sizeof *d);
+    for (size_t i = 0; i < n; i++)
+        d[i] = (double)kern_bf16_to_f32(got[i]) - kern_bf16_to_f32(before[i]);
+    return d;
+}
+
+static void expect_close_bf(const char *what, const kern_bf16 *got, const double *ref, size_t n,
+                            double tol)
+{
+    expect_close_d(what, bf_double(got, n), ref, n, tol);
+}
+
+Test(kernels, bf16_rounding)
+{
+    /* Round to nearest even on the 16 dropped bits, as torch's .to(torch.bfloat16). */
+    uint32_t in[] = {0x3f800000u, 0x3f808000u, 0x3f818000u, 0x3f808001u, 0xbf80c000u,
+                     0x7f7fffffu, 0x7f800000u, 0x00000001u, 0x80000000u};
+    uint16_t want[] = {0x3f80, 0x3f80, 0x3f82, 0x3f81, 0xbf81, 0x7f80, 0x7f80, 0x0000, 0x8000};
+    for (size_t i = 0; i < sizeof in / sizeof in[0]; i++)
+        cr_expect_eq(kern_f32_to_bf16(kern_bits_f32(in[i])), want[i],
+                     "0x%08x -> 0x%04x, want 0x%04x", in[i], kern_f32_to_bf16(kern_bits_f32(in[i])),
+                     want[i]);
+    kern_bf16 nan = kern_f32_to_bf16(NAN);
+    cr_expect(isnan(kern_bf16_to_f32(nan)), "NaN must stay NaN (got 0x%04x)", nan);
+    cr_expect(isnan(kern_bf16_to_f32(kern_f32_to_bf16(kern_bits_f32(0x7f800001u)))),
+              "a NaN whose payload is in the dropped bits must not become infinity");
+    for (uint32_t h = 0; h < 0x10000; h += 7) /* every bf16 converts exactly both ways */
+        if (((h >> 7) & 0xff) != 0xff)
+            cr_assert_eq(kern_f32_to_bf16(kern_bf16_to_f32((kern_bf16)h)), h);
+}
+
+Test(kernels, bf16_stochastic_rounding)
+{
+    /* x = 1 + 0.3 ulp: the mean of many stochastic roundings is x, each is one of the two
+     * neighbours, and the draw is a pure function of (seed, index). */
+    float lo = 1.0f, ulp = 1.0f / 128, x = lo + 0.3f * ulp;
+    double sum = 0;
+    int n = 200000, up = 0;
+    for (int i = 0; i < n; i++) {
+        float r = kern_bf16_to_f32(kern_f32_to_bf16_sr(x, kern_sr_bits(42, (uint64_t)i)));
+        cr_assert(r == lo || r == lo + ulp, "%g is not a neighbour of %g", r, x);
+        up += r != lo;
+        sum += r;
+    }
+    cr_expect(fabs(sum / n - x) < 3e-5, "mean %.8f, want %.8f", sum / n, x);
+    cr_expect(fabs((double)up / n - 0.3) < 0.01, "rounded up %.4f of the time, want 0.3",
+              (double)up / n);
+    cr_expect_eq(kern_sr_bits(7, 3), kern_sr_bits(7, 3));
+    cr_expect_neq(kern_sr_bits(7, 3), kern_sr_bits(8, 3));
+    cr_expect_eq(kern_f32_to_bf16_sr(INFINITY, 0xffff), 0x7f80);
+}
+
+Test(kernels, bf16_encoder)
+{
+    rng_seed(21);
+    int B = 4, T = 50, C = 70, V = 3; /* every token repeats ~67 times: one rounding per row */
+    size_t N = (size_t)B * T;
+    int *inp = t_malloc(N * sizeof *inp);
+    for (size_t n = 0; n < N; n++)
+        inp[n] = (int)(rng_uniform() * V);
+    kern_bf16 *wte = rand_bf16((size_t)V * C, 1), *wpe = rand_bf16((size_t)T * C, 1);
+    kern_bf16 *out = rand_bf16(N * C, 1), *dout = rand_bf16(N * C, 1);
+    bt()->encoder_forward(bf16_kc, out, inp, wte, wpe, B, T, C);
+    double *ref = t_malloc(N * C * 8);
+    ref_encoder(ref, inp, bf_double(wte, (size_t)V * C), bf_double(wpe, (size_t)T * C), B, T, C);
+    expect_close_bf("bf16 encoder out", out, ref, N * C, BF16_TOL);
+
+    kern_bf16 *dwte = rand_bf16((size_t)V * C, 1), *dwpe = rand_bf16((size_t)T * C, 1);
+    kern_bf16 *dwte0 = copy_bf16(dwte, (size_t)V * C), *dwpe0 = copy_bf16(dwpe, (size_t)T * C);
+    bt()->encoder_backward(bf16_kc, dwte, dwpe, dout, inp, B, T, C);
+    cr_assert_eq(kern_cpu.status(bf16_kc), REMAT_OK);
+    double *rwte = t_calloc((size_t)V * C, 8), *rwpe = t_calloc((size_t)T * C, 8);
+    double *d = bf_double(dout, N * C);
+    for (size_t n = 0; n < N; n++)
+        for (int c = 0; c < C; c++) {
+            rwte[(size_t)inp[n] * C + c] += d[n * C + c];
+            rwpe[(n % T) * C + c] += d[n * C + c];
+        }
+    expect_close_d("bf16 dwte (accumulated)", bf_added(dwte, dwte0, (size_t)V * C), rwte,
+                   (size_t)V * C, BF16_TOL);
+    expect_close_d("bf16 dwpe (accumulated)", bf_added(dwpe, dwpe0, (size_t)T * C), rwpe,
+                   (size_t)T * C, BF16_TOL);
+}
+
+Test(kernels, bf16_layernorm)
+{
+    rng_seed(22);
+    int N = 6, C = 72;
+    size_t NC = (size_t)N * C;
+    kern_bf16 *x = rand_bf16(NC, 2), *w = rand_bf16(C, 1), *b = rand_bf16(C, 1);
+    for (int c = 0; c < C; c++) /* an offset: the statistics are float32 two-pass */
+        x[c] = kern_f32_to_bf16(kern_bf16_to_f32(x[c]) + 20.0f);
+    kern_bf16 *out = t_malloc(NC * 2), *dout = rand_bf16(NC, 1);
+    float mean[6], rstd[6];
+    bt()->layernorm_forward(bf16_kc, out, mean, rstd, x, w, b, N, C);
+    ln_problem l = {N,
+                    C,
+                    bf_double(x, NC),
+                    bf_double(w, C),
+                    bf_double(b, C),
+                    bf_double(dout, NC),
+                    t_malloc(NC * 8)};
+    double *rout = t_malloc(NC * 8), rmean[6], rrstd[6];
+    ref_layernorm(rout, rmean, rrstd, l.x, l.w, l.b, N, C);
+    expect_close_bf("bf16 layernorm out", out, rout, NC, BF16_TOL);
+    expect_close_f("bf16 layernorm mean (fp32)", mean, rmean, N, 1e-6);
+    expect_close_f("bf16 layernorm rstd (fp32)", rstd, rrstd, N, 1e-5);
+
+    kern_bf16 *dx = rand_bf16(NC, 1), *dw = rand_bf16(C, 1), *db = rand_bf16(C, 1);
+    kern_bf16 *dx0 = copy_bf16(dx, NC), *dw0 = copy_bf16(dw, C), *db0 = copy_bf16(db, C);
+    bt()->layernorm_backward(bf16_kc, dx, dw, db, dout, x, w, mean, rstd, N, C);
+    double *fx = t_malloc(NC * 8), *fw = t_malloc(C * 8), *fb = t_malloc(C * 8);
+    fd_gradient(ln_loss, &l, l.x, NC, fx);
+    fd_gradient(ln_loss, &l, l.w, C, fw);
+    fd_gradient(ln_loss, &l, l.b, C, fb);
+    expect_close_d("bf16 layernorm dinp", bf_added(dx, dx0, NC), fx, NC, BF16_FD_TOL);
+    expect_close_d("bf16 layernorm dweight", bf_added(dw, dw0, C), fw, C, BF16_FD_TOL);
+    expect_close_d("bf16 layernorm dbias", bf_added(db, db0, C), fb, C, BF16_FD_TOL);
+}
+
+/* Shapes that cross every tile edge of the CPU bf16 GEMM (64 rows, 128 columns, 256 deep) and
+ * are large enough to be split across threads. */
+Test(kernels, bf16_matmul)
+{
+    rng_seed(23);
+    int shapes[3][3] = {{70, 300, 150}, {5, 7, 3}, {130, 64, 260}}; /* N, C, OC */
+    for (int s = 0; s < 3; s++) {
+        int N = shapes[s][0], C = shapes[s][1], OC = shapes[s][2];
+        size_t NC = (size_t)N * C, OCC = (size_t)OC * C, NO = (size_t)N * OC;
+        kern_bf16 *x = rand_bf16(NC, 1), *w = rand_bf16(OCC, 1), *b = rand_bf16(OC, 1);
+        kern_bf16 *out = t_malloc(NO * 2), *dout = rand_bf16(NO, 1);
+        kern_bf16 *dx = rand_bf16(NC, 1), *dw = rand_bf16(OCC, 1), *db = rand_bf16(OC, 1);
+        kern_bf16 *dx0 = copy_bf16(dx, NC), *dw0 = copy_bf16(dw, OCC), *db0 = copy_bf16(db, OC);
+        bt()->matmul_forward(bf16_kc, out, x, w, s == 1 ? NULL : b, N, C, OC);
+        bt()->matmul_backward(bf16_kc, dx, dw, db, dout, x, w, N, C, OC);
+        cr_assert_eq(kern_cpu.status(bf16_kc), REMAT_OK, "%s", remat_last_error());
+        double *xd = bf_double(x, NC), *wd = bf_double(w, OCC), *gd = bf_double(dout, NO);
+        double *ref = t_malloc(NO * 8), *rdx = t_calloc(NC, 8), *rdw = t_calloc(OCC, 8);
+        double *rdb = t_calloc(OC, 8);
+        ref_matmul(ref, xd, wd, s == 1 ? NULL : bf_double(b, OC), N, C, OC);
+        for (int n = 0; n < N; n++)
+            for (int o = 0; o < OC; o++) {
+                rdb[o] += gd[(size_t)n * OC + o];
+                for (int c = 0; c < C; c++) {
+                    rdx[(size_t)n * C + c] += gd[(size_t)n * OC + o] * wd[(size_t)o * C + c];
+                    rdw[(size_t)o * C + c] += gd[(size_t)n * OC + o] * xd[(size_t)n * C + c];
+                }
+            }
+        expect_close_bf("bf16 matmul out", out, ref, NO, BF16_TOL);
+        expect_close_d("bf16 matmul dinp", bf_added(dx, dx0, NC), rdx, NC, BF16_TOL);
+        expect_close_d("bf16 matmul dweight", bf_added(dw, dw0, OCC), rdw, OCC, BF16_TOL);
+        expect_close_d("bf16 matmul dbias", bf_added(db, db0, OC), rdb, OC, BF16_TOL);
+    }
+}
+
+Test(kernels, bf16_attention, .timeout = 60)
+{
+    rng_seed(24);
+    int B = 1, T = 67, C = 8, NH = 2; /* T crosses the 64-row block */
+    size_t nqkv = (size_t)B * T * 3 * C, nout = (size_t)B * T * C, natt = (size_t)B * NH * T * T;
+    kern_bf16 *qkv = rand_bf16(nqkv, 2), *out = t_malloc(nout * 2), *att = t_malloc(natt * 2);
+    kern_bf16 *dout = rand_bf16(nout, 1), *dqkv = rand_bf16(nqkv, 1);
+    kern_bf16 *dqkv0 = copy_bf16(dqkv, nqkv);
+    void *scratch = t_malloc(bt()->attention_scratch_bytes(B, T, C, NH));
+    bt()->attention_forward(bf16_kc, out, att, qkv, scratch, B, T, C, NH);
+    bt()->attention_backward(bf16_kc, dqkv, dout, qkv, att, scratch, B, T, C, NH);
+    att_problem a = {B, T, C, NH, bf_double(qkv, nqkv), bf_double(dout, nout), t_malloc(nout * 8)};
+    double *ratt = t_malloc(natt * 8);
+    ref_attention(a.out, ratt, a.qkv, B, T, C, NH);
+    expect_close_bf("bf16 attention out", out, a.out, nout, BF16_TOL);
+    expect_close_bf("bf16 attention att", att, ratt, natt, BF16_TOL);
+    double *fd = t_malloc(nqkv * 8);
+    fd_gradient(att_loss, &a, a.qkv, nqkv, fd);
+    expect_close_d("bf16 attention dqkv (accumulated)", bf_added(dqkv, dqkv0, nqkv), fd, nqkv,
+                   BF16_FD_TOL);
+    /* A recomputation (what a checkpointed backward does) reproduces the saved bits. */
+    kern_bf16 *out2 = t_malloc(nout * 2), *att2 = t_malloc(natt * 2);
+    bt()->attention_forward(bf16_kc, out2, att2, qkv, scratch, B, T, C, NH);
+    cr_expect(memcmp(out, out2, nout * 2) == 0 && memcmp(att, att2, natt * 2) == 0,
+              "bf16 attention recomputed differs");
+}
+
+Test(kernels, bf16_gelu_residual)
+{
+    rng_seed(25);
+    size_t n = 1001;
+    kern_bf16 *x = rand_bf16(n, 6), *out = t_malloc(n * 2), *dout = rand_bf16(n, 1);
+    bt()->gelu_forward(bf16_kc, out, x, n);
+    double *ref = t_malloc(n * 8), *rd = t_malloc(n * 8);
+    for (size_t i = 0; i < n; i++) {
+        double xd = kern_bf16_to_f32(x[i]), h = 1e-6;
+        ref[i] = ref_gelu(xd);
+        rd[i] = (ref_gelu(xd + h) - ref_gelu(xd - h)) / (2 * h) * kern_bf16_to_f32(dout[i]);
+    }
+    expect_close_bf("bf16 gelu out", out, ref, n, BF16_TOL);
+    kern_bf16 *dx = rand_bf16(n, 1), *dx0 = copy_bf16(dx, n);
+    bt()->gelu_backward(bf16_kc, dx, x, dout, n);
+    expect_close_d("bf16 gelu dinp (accumulated)", bf_added(dx, dx0, n), rd, n, BF16_FD_TOL);
+
+    kern_bf16 *a = rand_bf16(n, 1), *b = rand_bf16(n, 1), *sum = t_malloc(n * 2);
+    bt()->residual_forward(bf16_kc, sum, a, b, n);
+    for (size_t i = 0; i < n; i++)
+        cr_assert_eq(sum[i], kern_f32_to_bf16(kern_bf16_to_f32(a[i]) + kern_bf16_to_f32(b[i])));
+    kern_bf16 *acc = copy_bf16(a, n);
+    bt()->accumulate(bf16_kc, acc, b, n);
+    cr_expect(memcmp(acc, sum, n * 2) == 0, "accumulate differs from the residual add");
+}
+
+Test(kernels, bf16_softmax_xent)
+{
+    rng_seed(26);
+    int N = 5, V = 37, Vp = 64, targets[5] = {0, 36, 5, 17, 36};
+    size_t n = (size_t)N * Vp;
+    kern_bf16 *logits = rand_bf16(n, 8), *dlogits = t_malloc(n * 2);
+    for (int r = 0; r < N; r++)
+        for (int i = V; i < Vp; i++)
+            logits[(size_t)r * Vp + i] = kern_f32_to_bf16(1e30f);
+    float losses[5], losses2[5], dscale = 1.0f / N;
+    bt()->softmax_xent(bf16_kc, losses, dlogits, logits, targets, dscale, N, V, Vp);
+    xent_problem x = {N, V, Vp, targets, bf_double(logits, n), dscale};
+    double rl[5], *fd = t_malloc(n * 8);
+    ref_xent(rl, &x);
+    expect_close_f("bf16 xent losses (fp32 from bf16 logits)", losses, rl, N, 1e-5);
+    fd_gradient(xent_loss, &x, x.logits, n, fd);
+    for (int r = 0; r < N; r++)
+        for (int i = V; i < Vp; i++)
+            fd[(size_t)r * Vp + i] = 0.0;
+    expect_close_bf("bf16 xent dlogits", dlogits, fd, n, BF16_FD_TOL);
+    kern_bf16 *alias = copy_bf16(logits, n);
+    bt()->softmax_xent(bf16_kc, losses2, alias, alias, targets, dscale, N, V, Vp);
+    cr_expect(memcmp(losses, losses2, sizeof losses) == 0, "losses differ when aliased");
+    cr_expect(memcmp(alias, dlogits, n * 2) == 0, "dlogits differ when aliasing logits");
+}
+
+Test(kernels, bf16_adamw)
+{
+    rng_seed(27);
+    size_t n = 513;
+    float lr = 1e-2f, b1 = 0.9f, b2 = 0.95f, eps = 1e-8f, wd = 0.1f;
+    /* Master weights: master, m, v exactly as the float32 kernel; params = nearest bf16. */
+    float *master = rand_floats(n, 1), *ref = copy_floats(master, n);
+    float *m = t_calloc(n, 4), *v = t_calloc(n, 4), *rm = t_calloc(n, 4), *rv = t_calloc(n, 4);
+    kern_bf16 *p = t_malloc(n * 2);
+    float *sr_m = t_calloc(n, 4), *sr_v = t_calloc(n, 4), *sr_m2 = t_calloc(n, 4),
+          *sr_v2 = t_calloc(n, 4);
+    kern_bf16 *sr = rand_bf16(n, 1), *sr2 = copy_bf16(sr, n);
+    for (int t = 1; t <= 4; t++) {
+        kern_bf16 *g = rand_bf16(n, 1);
+        float *gf = t_malloc(n * 4);
+        for (size_t i = 0; i < n; i++)
+            gf[i] = kern_bf16_to_f32(g[i]);
+        bt()->adamw_master(bf16_kc, p, master, g, m, v, n, lr, b1, b2, eps, wd, t);
+        kern_cpu.adamw(NULL, ref, gf, rm, rv, n, lr, b1, b2, eps, wd, t);
+        bt()->adamw_sr(bf16_kc, sr, g, sr_m, sr_v, n, lr, b1, b2, eps, wd, t, 1000 + t);
+        bt()->adamw_sr(bf16_kc, sr2, g, sr_m2, sr_v2, n, lr, b1, b2, eps, wd, t, 1000 + t);
+    }
+    cr_expect(memcmp(master, ref, n * 4) == 0 && memcmp(m, rm, n * 4) == 0 &&
+                  memcmp(v, rv, n * 4) == 0,
+              "bf16 AdamW's float32 state differs from the float32 kernel");
+    for (size_t i = 0; i < n; i++)
+        cr_assert_eq(p[i], kern_f32_to_bf16(master[i]), "param %zu is not its master rounded", i);
+    cr_expect(memcmp(sr, sr2, n * 2) == 0, "stochastic rounding is not reproducible");
+    kern_bf16 *other = copy_bf16(sr, n);
+    bt()->adamw_sr(bf16_kc, other, sr, sr_m, sr_v, n, lr, b1, b2, eps, wd, 5, 1);
+    bt()->adamw_sr(bf16_kc, sr, sr, sr_m2, sr_v2, n, lr, b1, b2, eps, wd, 5, 2);
+    cr_expect(memcmp(sr, other, n * 2) != 0, "different seeds give the same rounding");
+}
+
+Test(kernels, bf16_conversions)
+{
+    rng_seed(28);
+    size_t n = 3000;
+    float *x = rand_floats(n, 100), *back = t_malloc(n * 4);
+    kern_bf16 *h = t_malloc(n * 2);
+    bt()->to_bf16(bf16_kc, h, x, n);
+    bt()->to_f32(bf16_kc, back, h, n);
+    for (size_t i = 0; i < n; i++) {
+        cr_assert_eq(h[i], kern_f32_to_bf16(x[i]));
+        cr_assert_eq(back[i], kern_bf16_to_f32(h[i]));
+    }
 }

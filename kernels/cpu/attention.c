@@ -14,11 +14,8 @@
 
 #define ATT_BLOCK 64
 
-/* Pointers to one (b, h) slice. */
-typedef struct {
-    const float *q, *k, *v; /* [T, hs], leading dimension ld = 3C */
-    int T, hs, ld;
-} att_head;
+/* Pointers to one (b, h) slice: [T, hs], leading dimension ld = 3C. */
+typedef kern_cpu_att_head att_head;
 
 static att_head att_head_at(const float *qkv, int b, int h, int T, int C, int NH)
 {
@@ -55,7 +52,7 @@ static void att_softmax_row(float *row, int t, int T)
 }
 
 /* att[T,T] = causal softmax(scale q k^T); out[T,hs] (leading dimension ldo) = att @ v. */
-static void att_head_forward(float *out, int ldo, float *att, att_head a)
+void kern_cpu_att_head_forward(float *out, int ldo, float *att, att_head a)
 {
     float scale = kern_att_scale(a.hs);
     for (int r0 = 0; r0 < a.T; r0 += ATT_BLOCK) {
@@ -85,8 +82,8 @@ void kern_cpu_attention_forward(kern_ctx *k, float *out, float *att, const float
 #pragma omp parallel for schedule(static) num_threads(kern_cpu_threads())
     for (int bh = 0; bh < heads; bh++) {
         int b = bh / NH, h = bh % NH;
-        att_head_forward(out + (size_t)b * T * C + (size_t)h * (C / NH), C,
-                         att + (size_t)bh * T * T, att_head_at(qkv, b, h, T, C, NH));
+        kern_cpu_att_head_forward(out + (size_t)b * T * C + (size_t)h * (C / NH), C,
+                                  att + (size_t)bh * T * T, att_head_at(qkv, b, h, T, C, NH));
     }
 }
 
@@ -104,8 +101,8 @@ static void att_softmax_backward_row(float *ds, const float *p, int t, int T, fl
 }
 
 /* Gradients of one (b, h): dq, dk, dv inside dqkv (leading dimension 3C); ds: T x T scratch. */
-static void att_head_backward(float *dq, const float *dout, int ldo, const float *att, float *ds,
-                              att_head a)
+void kern_cpu_att_head_backward(float *dq, const float *dout, int ldo, const float *att, float *ds,
+                                att_head a)
 {
     float *dk = dq + (a.k - a.q), *dv = dq + (a.v - a.q);
     float scale = kern_att_scale(a.hs);
@@ -142,8 +139,9 @@ void kern_cpu_attention_backward(kern_ctx *k, float *dqkv, const float *dout, co
         for (int bh = 0; bh < heads; bh++) {
             int b = bh / NH, h = bh % NH;
             size_t qkv_off = (size_t)b * T * 3 * C + (size_t)h * hs;
-            att_head_backward(dqkv + qkv_off, dout + (size_t)b * T * C + (size_t)h * hs, C,
-                              att + (size_t)bh * T * T, ds, att_head_at(qkv, b, h, T, C, NH));
+            kern_cpu_att_head_backward(dqkv + qkv_off, dout + (size_t)b * T * C + (size_t)h * hs, C,
+                                       att + (size_t)bh * T * T, ds,
+                                       att_head_at(qkv, b, h, T, C, NH));
         }
     }
 }

@@ -44,6 +44,11 @@ void kern_cpu_softmax_xent(kern_ctx *k, float *losses, float *dlogits, const flo
 void kern_cpu_adamw(kern_ctx *k, float *params, const float *grads, float *m, float *v, size_t n,
                     float lr, float beta1, float beta2, float eps, float weight_decay, int t);
 
+/* The context's host workspace, grown to at least `bytes` (its contents are not kept); NULL when
+ * k is NULL or it cannot grow, which sets k's sticky error naming `what` (status() reports it).
+ * Call outside parallel regions. */
+void *kern_cpu_scratch(kern_ctx *k, size_t bytes, const char *what);
+
 void kern_cpu_zero(kern_ctx *k, void *p, size_t bytes);
 void kern_cpu_copy(kern_ctx *k, void *dst, const void *src, size_t bytes);
 remat_status kern_cpu_status(kern_ctx *k);
@@ -79,6 +84,20 @@ static inline float kern_cpu_row_max(const float *x, int n)
         best = m[j] > best ? m[j] : best;
     return best;
 }
+
+/* One (batch, head) slice of qkv for attention.c's per-head routines (also used, on float32 copies
+ * of bf16 heads, by bf16_attention.c): q, k, v are [T, hs] with leading dimension ld. */
+typedef struct {
+    const float *q, *k, *v;
+    int T, hs, ld;
+} kern_cpu_att_head;
+/* att[T,T] = causal softmax(scale q k^T) (0 above the diagonal); out[T,hs] (leading dimension
+ * ldo) = att @ v. */
+void kern_cpu_att_head_forward(float *out, int ldo, float *att, kern_cpu_att_head a);
+/* dq, dk, dv += the head's gradients: dq points into an array laid out like a.q (dk, dv at the
+ * same distances as a.k, a.v from a.q); ds is T x T scratch. */
+void kern_cpu_att_head_backward(float *dq, const float *dout, int ldo, const float *att, float *ds,
+                                kern_cpu_att_head a);
 
 /* Channels per work item when a reduction over rows is split across threads by columns. */
 #define KERN_CPU_COL_BLOCK 64

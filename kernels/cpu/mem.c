@@ -5,6 +5,8 @@
 #include "kernels/cpu/cpu.h"
 
 #include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define MEM_PARALLEL_BYTES (1u << 20) /* below this, one thread */
@@ -57,9 +59,32 @@ void kern_cpu_copy(kern_ctx *k, void *dst, const void *src, size_t bytes)
     }
 }
 
-/* CPU kernels cannot fail once their arguments are valid. */
+/* The float32 kernels cannot fail once their arguments are valid; a bf16 kernel fails only when
+ * its host workspace cannot grow (kern_cpu_scratch), which is kept in the context. */
 remat_status kern_cpu_status(kern_ctx *k)
 {
-    (void)k;
+    if (k && k->error != REMAT_OK)
+        return remat_fail(k->error, "%s", k->error_msg);
     return REMAT_OK;
+}
+
+void *kern_cpu_scratch(kern_ctx *k, size_t bytes, const char *what)
+{
+    if (!k)
+        return NULL;
+    if (k->error != REMAT_OK)
+        return NULL;
+    if (bytes <= k->host_scratch_bytes)
+        return k->host_scratch;
+    void *p = malloc(bytes);
+    if (!p) {
+        k->error = REMAT_ENOMEM;
+        snprintf(k->error_msg, sizeof k->error_msg,
+                 "%s: cannot allocate %zu bytes of host workspace", what, bytes);
+        return NULL;
+    }
+    free(k->host_scratch);
+    k->host_scratch = p;
+    k->host_scratch_bytes = bytes;
+    return p;
 }

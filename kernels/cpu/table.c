@@ -1,5 +1,5 @@
 /* kernels/cpu/table.c: the CPU kernel table. */
-#include "kernels/cpu/cpu.h"
+#include "kernels/cpu/bf16.h"
 
 const kern_table kern_cpu = {
     .name = "cpu",
@@ -21,4 +21,5 @@ const kern_table kern_cpu = {
     .zero = kern_cpu_zero,
     .copy = kern_cpu_copy,
     .status = kern_cpu_status,
+    .bf16 = &kern_cpu_bf16,
 };

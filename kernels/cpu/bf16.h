@@ -1,0 +1,44 @@
+/* kernels/cpu/bf16.h: the CPU bf16 kernels (kernels_bf16.h), gathered in the kern_cpu_bf16 table:
+ * bf16 loads and stores through kernels/math.h, float32 arithmetic, OpenMP with static splits. */
+#ifndef REMAT_KERNELS_CPU_BF16_H
+#define REMAT_KERNELS_CPU_BF16_H
+
+#include "kernels/cpu/cpu.h"
+#include "kernels/kernels_bf16.h"
+
+/* One bf16 GEMM, row-major: C[M,N] = op(A)[M,K] op(B)[K,N] with a float32 reduction, then
+ * C = round(acc + bias[N]) (bias may be NULL) or, with accumulate, C = round(C + acc). */
+typedef struct {
+    int trans_a, trans_b, M, N, K;
+    const kern_bf16 *A;
+    int lda;
+    const kern_bf16 *B;
+    int ldb;
+    kern_bf16 *C;
+    int ldc;
+    const kern_bf16 *bias;
+    int accumulate;
+} kern_bf16_gemm;
+
+/* The GEMM the matmul kernels use. */
+void kern_cpu_bf16_gemm(kern_ctx *k, const kern_bf16_gemm *g);
+/* bf16 tiles converted to float32, then OpenBLAS sgemm (bf16_matmul.c). */
+void kern_cpu_bf16_gemm_sgemm(kern_ctx *k, const kern_bf16_gemm *g);
+const char *kern_cpu_bf16_gemm_name(void);
+
+void kern_cpu_bf16_matmul_forward(kern_ctx *k, kern_bf16 *out, const kern_bf16 *inp,
+                                  const kern_bf16 *weight, const kern_bf16 *bias, int N, int C,
+                                  int OC);
+void kern_cpu_bf16_matmul_backward(kern_ctx *k, kern_bf16 *dinp, kern_bf16 *dweight,
+                                   kern_bf16 *dbias, const kern_bf16 *dout, const kern_bf16 *inp,
+                                   const kern_bf16 *weight, int N, int C, int OC);
+
+size_t kern_cpu_bf16_attention_scratch_bytes(int B, int T, int C, int NH);
+void kern_cpu_bf16_attention_forward(kern_ctx *k, kern_bf16 *out, kern_bf16 *att,
+                                     const kern_bf16 *qkv, void *scratch, int B, int T, int C,
+                                     int NH);
+void kern_cpu_bf16_attention_backward(kern_ctx *k, kern_bf16 *dqkv, const kern_bf16 *dout,
+                                      const kern_bf16 *qkv, const kern_bf16 *att, void *scratch,
+                                      int B, int T, int C, int NH);
+
+#endif
