@@ -29,7 +29,8 @@ class RematError(RuntimeError):
 
 
 class StageOption(ctypes.Structure):
-    _fields_ = [("name", ctypes.c_char * 48), ("saved_bytes", c_u64), ("bwd", c_double)]
+    _fields_ = [("name", ctypes.c_char * 48), ("saved_bytes", c_u64), ("bwd", c_double),
+                ("extra_fwd_tmp_bytes", c_u64), ("extra_bwd_tmp_bytes", c_u64)]
 
 
 class Stage(ctypes.Structure):
@@ -41,7 +42,7 @@ class Stage(ctypes.Structure):
 
 class Chain(ctypes.Structure):
     _fields_ = [("name", ctypes.c_char * 128), ("input_bytes", c_u64), ("n_stages", c_int),
-                ("stages", ctypes.POINTER(Stage))]
+                ("stages", ctypes.POINTER(Stage)), ("input_no_grad", c_int)]
 
 
 class Op(ctypes.Structure):
