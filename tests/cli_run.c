@@ -53,3 +53,23 @@ cli_result *cli_run(cli_result *res, const char *fmt, ...)
     unlink(err_path);
     return res;
 }
+
+/* s quoted for /bin/sh (single quotes; a quote inside becomes '\''). */
+const char *cli_sh_quote(const char *s)
+{
+    static char bufs[8][2048];
+    static int next;
+    char *b = bufs[next++ % 8];
+    size_t n = 0;
+    b[n++] = '\'';
+    for (; *s && n < sizeof bufs[0] - 8; s++) {
+        if (*s == '\'') {
+            memcpy(b + n, "'\\''", 4);
+            n += 4;
+        } else
+            b[n++] = *s;
+    }
+    b[n++] = '\'';
+    b[n] = '\0';
+    return b;
+}

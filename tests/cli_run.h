@@ -12,8 +12,12 @@ typedef struct {
 
 /* Runs "$REMAT_BIN args" through /bin/sh (args is shell-quoted by the caller). Returns res. */
 cli_result *cli_run(cli_result *res, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Path of the CLI under test ($REMAT_BIN, default build/remat) and of the repo ($REMAT_ROOT, "."). */
+/* Path of the CLI under test ($REMAT_BIN, default build/remat) and of the repo ($REMAT_ROOT, ".").
+ */
 const char *cli_bin(void);
 const char *cli_root(void);
+/* s quoted for /bin/sh in single quotes (a quote inside becomes '\''), in one of 8 rotating
+ * static buffers (so a format may hold several); for test paths under 2 KB. */
+const char *cli_sh_quote(const char *s);
 
 #endif

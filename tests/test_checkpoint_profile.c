@@ -215,9 +215,11 @@ Test(profile, failures_are_reported_and_bad_options_refused)
 Test(profile, the_mlp_example_profiles_plans_and_trains)
 {
     char cmd[4200], out[8192];
+    char exe[2048];
     const char *bin = cli_bin(), *slash = strrchr(bin, '/');
     int dir = slash ? (int)(slash - bin) : 1;
-    snprintf(cmd, sizeof cmd, "%.*s/examples/mlp_checkpoint 2 2>&1", dir, slash ? bin : ".");
+    snprintf(exe, sizeof exe, "%.*s/examples/mlp_checkpoint", dir, slash ? bin : ".");
+    snprintf(cmd, sizeof cmd, "%s 2 2>&1", cli_sh_quote(exe));
     FILE *p = popen(cmd, "r");
     cr_assert(p, "%s", cmd);
     size_t n = fread(out, 1, sizeof out - 1, p);

@@ -45,26 +45,6 @@ static const char *in_dir(const char *name)
     return p;
 }
 
-/* s quoted for /bin/sh (single quotes; a quote inside becomes '\''). */
-static const char *sq(const char *s)
-{
-    static char bufs[8][2048];
-    static int next;
-    char *b = bufs[next++ % 8];
-    size_t n = 0;
-    b[n++] = '\'';
-    for (; *s && n < sizeof bufs[0] - 8; s++) {
-        if (*s == '\'') {
-            memcpy(b + n, "'\\''", 4);
-            n += 4;
-        } else
-            b[n++] = *s;
-    }
-    b[n++] = '\'';
-    b[n] = '\0';
-    return b;
-}
-
 static void write_file(const char *path, const char *text)
 {
     FILE *f = fopen(path, "w");
@@ -158,13 +138,13 @@ Test(files_gnuplot, memviz_hostile_trace_names_and_titles_run_nothing)
         char trace[1024], args[4096], err[4096];
         snprintf(trace, sizeof trace, "%.500s.trace", hostile_names[i]);
         write_file(in_dir(trace), trace_text);
-        snprintf(args, sizeof args, "memviz %s -o t.png", sq(trace));
+        snprintf(args, sizeof args, "memviz %s -o t.png", cli_sh_quote(trace));
         int code = run_in_dir(args, err, sizeof err);
         cr_assert_eq(count_entries("PWNED"), 0, "name %zu ran a command", i);
         cr_assert_eq(code, 0, "name %zu: exit %d: %s", i, code, err);
         cr_assert(is_png(in_dir("t.png")), "name %zu: no PNG", i);
-        snprintf(args, sizeof args, "memviz %s -o u.svg --title %s", sq(trace),
-                 sq(hostile_names[i]));
+        snprintf(args, sizeof args, "memviz %s -o u.svg --title %s", cli_sh_quote(trace),
+                 cli_sh_quote(hostile_names[i]));
         code = run_in_dir(args, err, sizeof err);
         cr_assert_eq(count_entries("PWNED"), 0, "title %zu ran a command", i);
         cr_assert_eq(code, 0, "title %zu: exit %d: %s", i, code, err);
@@ -186,7 +166,7 @@ Test(files_gnuplot, curve_hostile_out_dir_run_nothing, .timeout = 300)
     snprintf(cmd, sizeof cmd,
              "cd '%s' && '%s' curve --model tiny --batch 1 --seq 8 --device host --policies "
              "store-all,sqrt --steps 1 --reps 1 --out %s >out.txt 2>err.txt",
-             dir, bin, sq(out));
+             dir, bin, cli_sh_quote(out));
     int st = system(cmd);
     char err[4096] = "";
     read_file(in_dir("err.txt"), err, sizeof err);
@@ -206,10 +186,10 @@ Test(files_term, control_characters_in_names_are_shown_escaped)
     const char *trace = in_dir("a\x1b]0;title\x07\x1b[2J\rb\x7f.trace");
     write_file(trace, trace_text);
     cli_result r;
-    cli_run(&r, "replay %s", sq(trace));
+    cli_run(&r, "replay %s", cli_sh_quote(trace));
     cr_assert_eq(r.code, 0, "%s", r.err);
     cli_result m;
-    cli_run(&m, "replay %s", sq(in_dir("missing\x1b[31m\x07.trace")));
+    cli_run(&m, "replay %s", cli_sh_quote(in_dir("missing\x1b[31m\x07.trace")));
     cr_assert_eq(m.code, 2);
     const cli_result *all[] = {&r, &m};
     for (size_t i = 0; i < 2; i++) {
