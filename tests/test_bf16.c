@@ -5,6 +5,7 @@
 #include "model/gpt.h"
 #include "plan/plan.h"
 #include "tests/cli_run.h"
+#include "tests/model_rig.h"
 
 #include <criterion/criterion.h>
 #include <math.h>
@@ -15,13 +16,6 @@
 
 /* ==== Helpers ============================================================================== */
 
-typedef struct {
-    remat_device *dev;
-    remat_pool *pool;
-    gpt_model *model;
-    remat_chain *chain;
-} rig;
-
 static gpt_precision bf16_prec(int master, uint64_t seed)
 {
     gpt_precision p = gpt_precision_default();
@@ -29,58 +23,6 @@ static gpt_precision bf16_prec(int master, uint64_t seed)
     p.master_weights = master;
     p.seed = seed;
     return p;
-}
-
-static void rig_open(rig *r, const gpt_config *cfg, int B, int T, const gpt_precision *prec)
-{
-    memset(r, 0, sizeof *r);
-    cr_assert_eq(remat_device_open("host", &r->dev), REMAT_OK, "%s", remat_last_error());
-    cr_assert_eq(remat_pool_create(r->dev, NULL, &r->pool), REMAT_OK, "%s", remat_last_error());
-    cr_assert_eq(gpt_model_create_precision(r->dev, r->pool, cfg, B, T, prec, &r->model), REMAT_OK,
-                 "%s", remat_last_error());
-    cr_assert_eq(gpt_model_chain(r->model, &r->chain), REMAT_OK, "%s", remat_last_error());
-}
-
-static void rig_close(rig *r)
-{
-    remat_chain_free(r->chain);
-    gpt_model_destroy(r->model);
-    remat_pool_destroy(r->pool);
-    remat_device_close(r->dev);
-}
-
-static remat_schedule *plan(const remat_chain *chain, const char *policy, double pct)
-{
-    remat_policy p;
-    cr_assert_eq(remat_policy_parse(policy, &p), REMAT_OK, "%s", remat_last_error());
-    uint64_t all = 0;
-    cr_assert_eq(remat_store_all_peak(chain, &all), REMAT_OK, "%s", remat_last_error());
-    remat_schedule *s = NULL;
-    remat_status st =
-        remat_plan_layout(chain, &p, REMAT_LAYOUT_PLANNED, (uint64_t)(all * pct / 100.0), &s);
-    cr_assert_eq(st, REMAT_OK, "plan %s at %.0f%%: %s", policy, pct, remat_last_error());
-    return s;
-}
-
-static char *fixture(const char *name)
-{
-    static char path[4][1024];
-    static int next;
-    const char *root = getenv("REMAT_ROOT");
-    char *p = path[next++ % 4];
-    snprintf(p, sizeof path[0], "%s/tests/fixtures/%s", root ? root : ".", name);
-    return p;
-}
-
-static double rel_l2(const float *a, const float *ref, size_t n)
-{
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = (double)a[i] - ref[i];
-        num += d * d;
-        den += (double)ref[i] * ref[i];
-    }
-    return den > 0 ? sqrt(num / den) : sqrt(num);
 }
 
 static void random_batch(gpt_rng *g, int n, int vocab, int *inputs, int *targets)
@@ -98,7 +40,7 @@ static void random_batch(gpt_rng *g, int n, int vocab, int *inputs, int *targets
  * precision, and ten AdamW steps on the batch tracking torch's losses. */
 Test(bf16, first_step_and_adamw_match_the_pytorch_fixture)
 {
-    FILE *f = fopen(fixture("gpt_tiny_ref.txt"), "r");
+    FILE *f = fopen(rig_fixture("gpt_tiny_ref.txt"), "r");
     cr_assert_not_null(f);
     char line[256];
     int B, T;
@@ -110,10 +52,10 @@ Test(bf16, first_step_and_adamw_match_the_pytorch_fixture)
     fclose(f);
     gpt_config cfg, gcfg;
     float *w = NULL, *gref = NULL;
-    cr_assert_eq(gpt_weights_read(fixture("gpt_tiny_weights.bin"), &cfg, &w), REMAT_OK);
-    cr_assert_eq(gpt_weights_read(fixture("gpt_tiny_grads.bin"), &gcfg, &gref), REMAT_OK);
+    cr_assert_eq(gpt_weights_read(rig_fixture("gpt_tiny_weights.bin"), &cfg, &w), REMAT_OK);
+    cr_assert_eq(gpt_weights_read(rig_fixture("gpt_tiny_grads.bin"), &gcfg, &gref), REMAT_OK);
     gpt_tokens tok;
-    cr_assert_eq(gpt_tokens_load(fixture("gpt_tiny_batch.bin"), &tok), REMAT_OK);
+    cr_assert_eq(gpt_tokens_load(rig_fixture("gpt_tiny_batch.bin"), &tok), REMAT_OK);
     int n = B * T;
     cr_assert_eq(tok.n, (size_t)n + 1);
 
@@ -121,7 +63,7 @@ Test(bf16, first_step_and_adamw_match_the_pytorch_fixture)
     gpt_precision prec = bf16_prec(1, 0);
     rig_open(&r, &cfg, B, T, &prec);
     cr_assert_eq(gpt_model_set_params(r.model, w), REMAT_OK, "%s", remat_last_error());
-    remat_schedule *s = plan(r.chain, "store-all", 100);
+    remat_schedule *s = rig_plan(r.chain, "store-all", 100);
     float loss;
     cr_assert_eq(gpt_model_forward_backward(r.model, s, r.chain, tok.tokens, tok.tokens + 1, &loss),
                  REMAT_OK, "%s", remat_last_error());
@@ -134,7 +76,7 @@ Test(bf16, first_step_and_adamw_match_the_pytorch_fixture)
     float *g = malloc(lay->total * sizeof(float));
     cr_assert_eq(gpt_model_get_grads(r.model, g), REMAT_OK);
     for (int i = 0; i < GPT_N_PARAMS; i++) {
-        double e = rel_l2(g + lay->offset[i], gref + lay->offset[i], lay->count[i]);
+        double e = rig_rel_l2(g + lay->offset[i], gref + lay->offset[i], lay->count[i]);
         printf("bf16 fixture: d%-9s relative error %.2e\n", gpt_param_names[i], e);
         cr_expect_leq(e, 5e-2, "gradient of %s: relative error %.3e", gpt_param_names[i], e);
     }
@@ -211,7 +153,7 @@ Test(bf16, bitwise_identical_under_every_policy_and_option)
     int in[32], tg[32];
     gpt_rng rng = {99};
     random_batch(&rng, n, cfg.vocab, in, tg);
-    remat_schedule *s = plan(r.chain, "store-all", 100);
+    remat_schedule *s = rig_plan(r.chain, "store-all", 100);
     float loss_ref;
     cr_assert_eq(gpt_model_forward_backward(r.model, s, r.chain, in, tg, &loss_ref), REMAT_OK);
     cr_assert_eq(gpt_model_get_grads(r.model, g_ref), REMAT_OK);
@@ -231,13 +173,13 @@ Test(bf16, bitwise_identical_under_every_policy_and_option)
             check_step(&r, s, r.chain, what, in, tg, loss_ref, g_ref, g);
             remat_schedule_free(s);
         }
-        s = plan(r.chain, "sqrt", 400);
+        s = rig_plan(r.chain, "sqrt", 400);
         snprintf(what, sizeof what, "sqrt/%s", oname);
         check_step(&r, s, r.chain, what, in, tg, loss_ref, g_ref, g);
         remat_schedule_free(s);
         static const double pcts[] = {40, 60, 80};
         for (int p = 0; p < 3; p++) {
-            s = plan(r.chain, "optimal", pcts[p]);
+            s = rig_plan(r.chain, "optimal", pcts[p]);
             snprintf(what, sizeof what, "optimal-%.0f%%/%s", pcts[p], oname);
             check_step(&r, s, r.chain, what, in, tg, loss_ref, g_ref, g);
             remat_schedule_free(s);
@@ -333,7 +275,7 @@ static void train_steps(const gpt_config *cfg, const gpt_precision *prec, int st
     float *w = malloc(lay->total * sizeof(float));
     gpt_init_params(cfg, 3, w);
     cr_assert_eq(gpt_model_set_params(r.model, w), REMAT_OK);
-    remat_schedule *s = plan(r.chain, "store-all", 100);
+    remat_schedule *s = rig_plan(r.chain, "store-all", 100);
     gpt_adamw hp = gpt_adamw_defaults();
     hp.lr = 1e-2f;
     gpt_rng rng = {5};
@@ -389,8 +331,8 @@ Test(bf16, master_weights_and_stochastic_rounding)
     train_steps(&cfg, &sr2, 3, c, &pc);
     cr_expect(memcmp(b, c, bytes) != 0, "another seed gives the same weights");
     /* and it trains the same model to within bf16's noise */
-    cr_expect_lt(rel_l2(b, a, lay.total), 2e-2, "stochastic rounding strays %.3g from the master",
-                 rel_l2(b, a, lay.total));
+    cr_expect_lt(rig_rel_l2(b, a, lay.total), 2e-2,
+                 "stochastic rounding strays %.3g from the master", rig_rel_l2(b, a, lay.total));
     free(a), free(b), free(c);
 }
 

@@ -2,6 +2,7 @@
  * bitwise identity under every checkpoint policy and save option, and the pool's measured peaks. */
 #include "model/gpt.h"
 #include "tests/cli_run.h"
+#include "tests/model_rig.h"
 
 #include <criterion/criterion.h>
 #include <math.h>
@@ -11,64 +12,6 @@
 #include <unistd.h>
 
 /* ==== Helpers ============================================================================== */
-
-typedef struct {
-    remat_device *dev;
-    remat_pool *pool;
-    gpt_model *model;
-    remat_chain *chain;
-} rig;
-
-static void rig_open(rig *r, const gpt_config *cfg, int B, int T)
-{
-    memset(r, 0, sizeof *r);
-    cr_assert_eq(remat_device_open("host", &r->dev), REMAT_OK, "%s", remat_last_error());
-    cr_assert_eq(remat_pool_create(r->dev, NULL, &r->pool), REMAT_OK, "%s", remat_last_error());
-    cr_assert_eq(gpt_model_create(r->dev, r->pool, cfg, B, T, &r->model), REMAT_OK, "%s",
-                 remat_last_error());
-    cr_assert_eq(gpt_model_chain(r->model, &r->chain), REMAT_OK, "%s", remat_last_error());
-}
-
-static void rig_close(rig *r)
-{
-    remat_chain_free(r->chain);
-    gpt_model_destroy(r->model);
-    remat_pool_destroy(r->pool);
-    remat_device_close(r->dev);
-}
-
-static remat_schedule *plan(const remat_chain *chain, const char *policy, double pct)
-{
-    remat_policy p;
-    cr_assert_eq(remat_policy_parse(policy, &p), REMAT_OK, "%s", remat_last_error());
-    uint64_t all = 0;
-    cr_assert_eq(remat_store_all_peak(chain, &all), REMAT_OK, "%s", remat_last_error());
-    remat_schedule *s = NULL;
-    remat_status st = remat_plan(chain, &p, (uint64_t)(all * pct / 100.0), &s);
-    cr_assert_eq(st, REMAT_OK, "plan %s at %.0f%%: %s", policy, pct, remat_last_error());
-    return s;
-}
-
-static char *fixture(const char *name)
-{
-    static char path[4][1024];
-    static int next;
-    const char *root = getenv("REMAT_ROOT");
-    char *p = path[next++ % 4];
-    snprintf(p, sizeof path[0], "%s/tests/fixtures/%s", root ? root : ".", name);
-    return p;
-}
-
-static double rel_l2(const float *a, const float *ref, size_t n)
-{
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = (double)a[i] - ref[i];
-        num += d * d;
-        den += (double)ref[i] * ref[i];
-    }
-    return den > 0 ? sqrt(num / den) : sqrt(num);
-}
 
 static gpt_config small_deep_config(void)
 {
@@ -88,8 +31,8 @@ typedef struct {
 
 static void read_ref(fixture_ref *ref)
 {
-    FILE *f = fopen(fixture("gpt_tiny_ref.txt"), "r");
-    cr_assert_not_null(f, "missing fixture %s", fixture("gpt_tiny_ref.txt"));
+    FILE *f = fopen(rig_fixture("gpt_tiny_ref.txt"), "r");
+    cr_assert_not_null(f, "missing fixture %s", rig_fixture("gpt_tiny_ref.txt"));
     char line[256];
     cr_assert_not_null(fgets(line, sizeof line, f));
     cr_assert_eq(fscanf(f, "%d %d %lf %lf", &ref->B, &ref->T, &ref->lr, &ref->first), 4);
@@ -101,7 +44,7 @@ static void read_ref(fixture_ref *ref)
 static void fixture_batch(int n, int *inputs, int *targets)
 {
     gpt_tokens tok;
-    cr_assert_eq(gpt_tokens_load(fixture("gpt_tiny_batch.bin"), &tok), REMAT_OK, "%s",
+    cr_assert_eq(gpt_tokens_load(rig_fixture("gpt_tiny_batch.bin"), &tok), REMAT_OK, "%s",
                  remat_last_error());
     cr_assert_eq(tok.n, (size_t)n + 1);
     memcpy(inputs, tok.tokens, n * sizeof(int));
@@ -115,10 +58,10 @@ Test(model, matches_pytorch_loss_gradients_and_adamw)
     read_ref(&ref);
     gpt_config cfg;
     float *w = NULL, *gref = NULL;
-    cr_assert_eq(gpt_weights_read(fixture("gpt_tiny_weights.bin"), &cfg, &w), REMAT_OK, "%s",
+    cr_assert_eq(gpt_weights_read(rig_fixture("gpt_tiny_weights.bin"), &cfg, &w), REMAT_OK, "%s",
                  remat_last_error());
     gpt_config gcfg;
-    cr_assert_eq(gpt_weights_read(fixture("gpt_tiny_grads.bin"), &gcfg, &gref), REMAT_OK, "%s",
+    cr_assert_eq(gpt_weights_read(rig_fixture("gpt_tiny_grads.bin"), &gcfg, &gref), REMAT_OK, "%s",
                  remat_last_error());
     gpt_config tiny;
     cr_assert_eq(gpt_preset("tiny", &tiny), REMAT_OK);
@@ -128,9 +71,9 @@ Test(model, matches_pytorch_loss_gradients_and_adamw)
     int *inputs = malloc(n * sizeof(int)), *targets = malloc(n * sizeof(int));
     fixture_batch(n, inputs, targets);
     rig r;
-    rig_open(&r, &cfg, ref.B, ref.T);
+    rig_open(&r, &cfg, ref.B, ref.T, NULL);
     cr_assert_eq(gpt_model_set_params(r.model, w), REMAT_OK);
-    remat_schedule *s = plan(r.chain, "store-all", 100);
+    remat_schedule *s = rig_plan(r.chain, "store-all", 100);
     float loss;
     cr_assert_eq(gpt_model_forward_backward(r.model, s, r.chain, inputs, targets, &loss), REMAT_OK,
                  "%s", remat_last_error());
@@ -142,7 +85,7 @@ Test(model, matches_pytorch_loss_gradients_and_adamw)
     float *g = malloc(lay->total * sizeof(float));
     cr_assert_eq(gpt_model_get_grads(r.model, g), REMAT_OK);
     for (int i = 0; i < GPT_N_PARAMS; i++) {
-        double e = rel_l2(g + lay->offset[i], gref + lay->offset[i], lay->count[i]);
+        double e = rig_rel_l2(g + lay->offset[i], gref + lay->offset[i], lay->count[i]);
         printf("fixture: d%-9s relative error %.2e\n", gpt_param_names[i], e);
         cr_expect_leq(e, 1e-4, "gradient of %s: relative error %.3e", gpt_param_names[i], e);
     }
@@ -189,7 +132,7 @@ static void chain_favour_option(remat_chain *c, const remat_chain *orig, int onl
 /* Store-all with every block made with `option`. */
 static remat_schedule *store_all_with_option(const remat_chain *c, int option)
 {
-    remat_schedule *s = plan(c, "store-all", 100);
+    remat_schedule *s = rig_plan(c, "store-all", 100);
     for (size_t k = 0; k < s->n_ops; k++)
         if (s->ops[k].kind == REMAT_OP_F_ALL && c->stages[s->ops[k].stage].n_options > 0)
             s->ops[k].option = option;
@@ -248,7 +191,7 @@ Test(model, bitwise_identical_under_every_policy_and_option)
     gpt_config cfg = small_deep_config();
     int B = 2, T = 16, n = B * T;
     rig r;
-    rig_open(&r, &cfg, B, T);
+    rig_open(&r, &cfg, B, T, NULL);
     const gpt_param_layout *lay = gpt_model_layout(r.model);
     float *w = malloc(lay->total * sizeof(float)), *g_ref = malloc(lay->total * sizeof(float)),
           *g = malloc(lay->total * sizeof(float));
@@ -258,7 +201,7 @@ Test(model, bitwise_identical_under_every_policy_and_option)
     gpt_rng rng = {99};
     random_batch(&rng, n, cfg.vocab, in, tg);
 
-    remat_schedule *s = plan(r.chain, "store-all", 100);
+    remat_schedule *s = rig_plan(r.chain, "store-all", 100);
     float loss_ref;
     cr_assert_eq(gpt_model_forward_backward(r.model, s, r.chain, in, tg, &loss_ref), REMAT_OK, "%s",
                  remat_last_error());
@@ -278,13 +221,13 @@ Test(model, bitwise_identical_under_every_policy_and_option)
             check_step(&r, s, r.chain, what, in, tg, loss_ref, g_ref, g);
             remat_schedule_free(s);
         }
-        s = plan(r.chain, "sqrt", 400);
+        s = rig_plan(r.chain, "sqrt", 400);
         snprintf(what, sizeof what, "sqrt/%s", oname);
         check_step(&r, s, r.chain, what, in, tg, loss_ref, g_ref, g);
         remat_schedule_free(s);
         static const double pcts[] = {30, 50, 80};
         for (int p = 0; p < 3; p++) {
-            s = plan(r.chain, "optimal", pcts[p]);
+            s = rig_plan(r.chain, "optimal", pcts[p]);
             snprintf(what, sizeof what, "optimal-%.0f%%/%s", pcts[p], oname);
             if (opt >= 0 && p == 0)
                 cr_expect_gt(count_option(s, opt), 0, "%s never used the option", what);
@@ -307,7 +250,7 @@ Test(model, profile_times_every_option_and_keeps_the_chain_valid)
     gpt_config cfg = small_deep_config();
     int B = 2, T = 16, n = B * T;
     rig r;
-    rig_open(&r, &cfg, B, T);
+    rig_open(&r, &cfg, B, T, NULL);
     const gpt_param_layout *lay = gpt_model_layout(r.model);
     float *w = malloc(lay->total * sizeof(float));
     gpt_init_params(&cfg, 7, w);
@@ -345,7 +288,7 @@ Test(model, profile_times_every_option_and_keeps_the_chain_valid)
     remat_chain *back = NULL;
     cr_assert_eq(remat_chain_load(path, &back), REMAT_OK, "%s", remat_last_error());
     remove(path);
-    remat_schedule *s = plan(back, "optimal", 50);
+    remat_schedule *s = rig_plan(back, "optimal", 50);
     cr_expect(s->peak_bytes <= s->budget_bytes && s->time > 0 && s->overhead >= 0);
     remat_schedule_free(s);
     remat_chain_free(back);
@@ -371,7 +314,7 @@ static void profile_small(rig *r, int B, int T, remat_chain **ch, gpt_profile_in
 {
     gpt_config cfg;
     cr_assert_eq(gpt_preset("small", &cfg), REMAT_OK);
-    rig_open(r, &cfg, B, T);
+    rig_open(r, &cfg, B, T, NULL);
     size_t n = (size_t)B * T, total = gpt_model_layout(r->model)->total;
     float *w = malloc(total * sizeof(float));
     int *in = malloc(n * sizeof(int));
@@ -441,7 +384,7 @@ Test(model, profile_never_makes_an_option_cheaper_than_the_default)
             cr_expect_gt(st->options[o].bwd, st->bwd, "%s %s bwd %g <= default %g", st->name,
                          st->options[o].name, st->options[o].bwd, st->bwd);
     }
-    remat_schedule *s = plan(ch, "optimal", 100);
+    remat_schedule *s = rig_plan(ch, "optimal", 100);
     cr_expect_eq(s->overhead, 0, "optimal at 100%% predicts overhead %g", s->overhead);
     cr_expect_eq(s->time, s->base_time);
     remat_schedule_free(s);
@@ -455,7 +398,7 @@ Test(model, profile_files_match_key_and_byte_counts)
 {
     gpt_config cfg = small_deep_config();
     rig r;
-    rig_open(&r, &cfg, 2, 16);
+    rig_open(&r, &cfg, 2, 16, NULL);
     char path[256], why[256];
     snprintf(path, sizeof path, "/tmp/remat_test_model_pfile_%d.json", (int)getpid());
     remove(path);
