@@ -38,6 +38,16 @@ PC_NOPC     := $(if $(filter libcjson,$(PC_DEPS)),,-lcjson) $(if $(filter jemall
                $(if $(filter openblas,$(PC_DEPS)),,-lopenblas)
 PC_SYS      := -lgomp -lm -lpthread -ldl
 
+# MPI (data parallel over processes): on when Open MPI's pkg-config file is there; REMAT_MPI=0
+# builds without it (remat_comm is then one rank, and a launch under mpirun is refused clearly).
+REMAT_MPI ?= $(if $(shell pkg-config --exists ompi-c && echo y),1,0)
+ifeq ($(REMAT_MPI),1)
+CPPFLAGS += -DREMAT_HAVE_MPI $(shell pkg-config --cflags ompi-c)
+LDLIBS   += $(shell pkg-config --libs ompi-c)
+PC_DEPS  += ompi-c
+MPI_TEST_BIN := $(patsubst tests/mpi/%.c,$(BUILD)/mpi/%,$(wildcard tests/mpi/*.c))
+endif
+
 ifeq ($(REMAT_CUDA),1)
 CPPFLAGS += -DREMAT_HAVE_CUDA -I$(CUDA_HOME)/include
 NVFLAGS  := -O3 -std=c++17 -Iinclude -I. -DREMAT_HAVE_CUDA -Xcompiler -fPIC -Xcompiler -Wall \
@@ -49,7 +59,8 @@ PC_SYS   += -L$(CUDA_HOME)/lib64 -lcudart_static -lrt -lstdc++
 CUDA_SRC := $(wildcard kernels/cuda/*.cu)
 endif
 
-LIB_SRC  := $(wildcard core/*.c alloc/*.c checkpoint/*.c kernels/*.c kernels/cpu/*.c model/*.c plan/*.c)
+LIB_SRC  := $(wildcard core/*.c alloc/*.c checkpoint/*.c comm/*.c kernels/*.c kernels/cpu/*.c model/*.c \
+                       plan/*.c)
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(CUDA_SRC:%.cu=$(BUILD)/obj/%.cu.o)
 CLI_SRC  := $(wildcard cli/*.c)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
@@ -86,7 +97,7 @@ CLI    := $(BUILD)/remat
 all: lib cli tests benches examples
 lib: $(LIB_A) $(LIB_SO)
 cli: $(CLI)
-tests: $(TEST_BIN) $(LINK_BIN) $(LIB_SO)
+tests: $(TEST_BIN) $(LINK_BIN) $(LIB_SO) $(MPI_TEST_BIN)
 benches: $(BENCH_BIN) $(GPU_BIN)
 examples: $(EX_BIN)
 
@@ -151,6 +162,11 @@ $(BUILD)/examples/%: $(BUILD)/obj/examples/%.o $(LIB_A)
 $(BUILD)/link/%: $(BUILD)/obj/tests/link/%.o $(LIB_A)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $< $(LIB_A) $(LDLIBS)
+
+# Multi-process tests (tests/mpi/*.c): plain C programs that scripts/run-tests.sh runs under mpirun.
+$(BUILD)/mpi/%: $(BUILD)/obj/tests/mpi/%.o $(LIB_INT)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $< $(LIB_INT) $(LDLIBS)
 
 # libFuzzer targets (clang): tests/fuzz/fuzz_*.c, linked with the library and the CLI (less main).
 $(BUILD)/fuzz/%: $(BUILD)/obj/tests/fuzz/%.o $(CLI_LIB_OBJ) $(LIB_INT)

@@ -3,6 +3,7 @@
 #include "core/core.h"
 #include "model/gpt.h"
 
+#include <fcntl.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdint.h>
@@ -21,7 +22,8 @@ void cmd_train_usage(FILE *f)
         "                   [--json] [--lr X] [--shuffle] [--analytic] [--baseline]\n"
         "                   [--trace FILE] [--profile-memory] [--profile-file FILE]\n"
         "                   [--layout planned|pool] [--dtype fp32|bf16] [--master-weights on|off]\n"
-        "                   [--layers L --channels C --heads NH --vocab V]\n\n"
+        "                   [--zero 0|1] [--accum M] [--layers L --channels C --heads NH --vocab V]\n"
+        "       mpirun -np N remat train ... [--zero 0|1]\n\n"
         "Trains llm.c's GPT-2 with every parameter, gradient, optimizer state and activation in\n"
         "remat's pool, the activations following a checkpoint plan.\n"
         "  --model M       preset tiny, small (default), gpt2-124m, gpt2-350m,\n"
@@ -29,7 +31,8 @@ void cmd_train_usage(FILE *f)
         "  --data FILE     llm.c token file, or a text file (no NUL bytes, at most 1 GiB)\n"
         "                  read as bytes (vocab 256); default: the built-in corpus\n"
         "  --device SPEC   auto (default), host, cuda:N\n"
-        "  --batch B       sequences per step (default 4, as in `remat curve`, `remat profile`)\n"
+        "  --batch B       sequences per step and rank (default 4, as in `remat curve`,\n"
+        "                  `remat profile`); an update sees ranks x accum x B sequences\n"
         "  --seq T         tokens per sequence (default: the model's maxT)\n"
         "  --steps N       optimizer steps (default 50)\n"
         "  --policy P      store-all (default), sqrt, periodic:K, revolve, optimal, or a fixed\n"
@@ -70,6 +73,14 @@ void cmd_train_usage(FILE *f)
         "  --master-weights on|off  bf16 only: off keeps no fp32 master copy and rounds each\n"
         "                  update stochastically from --seed (12 bytes a parameter); default on.\n"
         "                  --save writes fp32 weights either way (the master copy when on)\n"
+        "  --accum M       gradient accumulation: M micro-steps of B sequences per update\n"
+        "                  (default 1); the loss printed is the mean over all of them\n"
+        "  --zero K        under mpirun: 0 (default) all-reduces the gradients, every rank\n"
+        "                  keeping all states; 1 (ZeRO-1) shards the AdamW moments (and bf16's\n"
+        "                  master weights) over the ranks: gradients reduce-scattered,\n"
+        "                  parameters all-gathered. Rank r of N reads rows (r*M + j)*B.. of the\n"
+        "                  one-process batch of N*M*B rows at micro-step j; only rank 0 prints.\n"
+        "                  2 and 3 are not built yet (refused)\n"
         "  --json          one JSON object a line: {\"step\", \"loss\", \"ms\", \"peak_bytes\"},\n"
         "                  then a summary object (with the process's peak RSS, peak_rss_bytes)\n"
         "Before allocating, the run's memory (parameters, gradients, AdamW states, the plan's\n"
@@ -95,6 +106,8 @@ typedef struct {
     remat_layout_mode layout;
     gpt_dtype dtype;
     int master_weights; /* 1, 0 (--master-weights off), -1 not given */
+    long zero, accum;
+    int zero_given;
 } train_opts;
 
 static int train_parse(int argc, char **argv, train_opts *o)
@@ -114,7 +127,9 @@ static int train_parse(int argc, char **argv, train_opts *o)
         O_PROFILE_FILE,
         O_LAYOUT,
         O_DTYPE,
-        O_MASTER
+        O_MASTER,
+        O_ZERO,
+        O_ACCUM
     };
     static const struct option opts[] = {{"model", required_argument, NULL, 'm'},
                                          {"data", required_argument, NULL, 'd'},
@@ -137,6 +152,8 @@ static int train_parse(int argc, char **argv, train_opts *o)
                                          {"layout", required_argument, NULL, O_LAYOUT},
                                          {"dtype", required_argument, NULL, O_DTYPE},
                                          {"master-weights", required_argument, NULL, O_MASTER},
+                                         {"zero", required_argument, NULL, O_ZERO},
+                                         {"accum", required_argument, NULL, O_ACCUM},
                                          {"layers", required_argument, NULL, O_LAYERS},
                                          {"channels", required_argument, NULL, O_CHANNELS},
                                          {"heads", required_argument, NULL, O_HEADS},
@@ -148,7 +165,8 @@ static int train_parse(int argc, char **argv, train_opts *o)
                       .steps = 50,
                       .seed = 1337,
                       .lr = 3e-4,
-                      .master_weights = -1};
+                      .master_weights = -1,
+                      .accum = 1};
     long v;
     opterr = 0;
     optind = 1;
@@ -186,6 +204,15 @@ static int train_parse(int argc, char **argv, train_opts *o)
                 return -1;
             }
             o->master_weights = strcmp(optarg, "on") == 0;
+            break;
+        case O_ZERO:
+            if (cli_parse_int("train", "--zero", optarg, 0, 3, &o->zero))
+                return -1;
+            o->zero_given = 1;
+            break;
+        case O_ACCUM:
+            if (cli_parse_int("train", "--accum", optarg, 1, 1 << 16, &o->accum))
+                return -1;
             break;
         case 'b':
             if (cli_parse_int("train", "--batch", optarg, 1, 1 << 20, &o->batch))
@@ -236,6 +263,21 @@ static int train_parse(int argc, char **argv, train_opts *o)
         cli_usage_error("train", "unexpected argument '%s'", argv[optind]);
         return -1;
     }
+    if (o->zero >= 2) {
+        cli_usage_error("train", "--zero %ld: ZeRO-2 and ZeRO-3 are not built yet (use --zero 0 "
+                                 "or 1)", o->zero);
+        return -1;
+    }
+    if (o->zero_given && !remat_built_with_mpi()) {
+        cli_usage_error("train", "--zero needs MPI, and this build has none (built with "
+                                 "REMAT_MPI=0: install libopenmpi-dev and rebuild)");
+        return -1;
+    }
+    if (o->baseline && o->accum > 1) {
+        cli_usage_error("train", "--baseline compares single forward-backward passes: it takes no "
+                                 "--accum");
+        return -1;
+    }
     if (o->master_weights >= 0 && o->dtype != GPT_BF16) {
         cli_usage_error("train", "--master-weights needs --dtype bf16 (fp32 weights are the "
                                  "master weights)");
@@ -277,6 +319,11 @@ typedef struct {
     uint64_t budget;      /* activation budget in bytes */
     FILE *trace;          /* --trace: the temporary file being written */
     gpt_memprof *memprof; /* --profile-memory */
+    remat_comm *comm;     /* the ranks (one without mpirun) */
+    int rank, ranks;
+    size_t rows;          /* sequences of one update over every rank: ranks x accum x batch */
+    uint64_t comm_bytes;  /* bytes this rank sent in the training steps */
+    double comm_ms;       /* time in the collectives of the training steps */
 } train_run;
 
 static double train_now_ms(void)
@@ -284,6 +331,11 @@ static double train_now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static gpt_parallel train_parallel(const train_run *r)
+{
+    return (gpt_parallel){.comm = r->comm, .zero = (int)r->o.zero, .accum = (int)r->o.accum};
 }
 
 static void train_close(train_run *r)
@@ -299,12 +351,13 @@ static void train_close(train_run *r)
     free(r->inputs);
     free(r->targets);
     free(r->host_params);
+    remat_comm_destroy(r->comm);
 }
 
 /* Loads the data and checks it fits the model's vocabulary. Returns an exit code. */
 static int train_load_data(train_run *r)
 {
-    size_t need = (size_t)r->o.batch * r->T + 1;
+    size_t need = r->rows * r->T + 1;
     remat_status s = r->o.data
                          ? gpt_tokens_load(r->o.data, &r->data)
                          : gpt_tokens_builtin(need > (1u << 20) ? need : (1u << 20), &r->data);
@@ -314,7 +367,12 @@ static int train_load_data(train_run *r)
         return cli_usage_error("train", "%s holds token %d, outside the model's vocabulary of %d",
                                r->o.data ? r->o.data : "the corpus", r->data.max_token,
                                r->cfg.vocab);
-    s = gpt_loader_init(&r->loader, &r->data, (int)r->o.batch, r->T, r->o.shuffle,
+    if (r->rows > (size_t)INT32_MAX / (size_t)r->T)
+        return cli_usage_error("train", "%d ranks x --accum %ld x --batch %ld x --seq %d tokens "
+                                        "in one update: too many", r->ranks, r->o.accum,
+                               r->o.batch, r->T);
+    /* every rank reads the whole update's rows and takes its own (train_forward_backward) */
+    s = gpt_loader_init(&r->loader, &r->data, (int)r->rows, r->T, r->o.shuffle,
                         (uint64_t)r->o.seed);
     if (s != REMAT_OK)
         return cli_fail("train", s, r->o.data ? r->o.data : "the corpus");
@@ -405,8 +463,9 @@ static int train_check_memory(train_run *r)
 {
     uint64_t persistent = 0;
     gpt_precision prec = train_precision(&r->o);
-    remat_status s = gpt_model_estimate_precision(r->dev, &r->cfg, (int)r->o.batch, r->T, &prec,
-                                                  &persistent, &r->chain);
+    gpt_parallel par = train_parallel(r);
+    remat_status s = gpt_model_estimate_parallel(r->dev, &r->cfg, (int)r->o.batch, r->T, &prec,
+                                                 &par, &persistent, &r->chain);
     if (s != REMAT_OK)
         return cli_fail("train", s, "the run does not fit in memory");
     int rc = train_resolve_policy(r);
@@ -449,9 +508,22 @@ static int train_check_memory(train_run *r)
 /* Opens the device and checks the run fits before allocating anything large. */
 static int train_open_device(train_run *r)
 {
-    remat_status s = remat_device_open(r->o.device, &r->dev);
+    char spec[32];
+    const char *dev = r->o.device;
+    int gpus = 0;
+    const char *why = NULL;
+    /* "cuda" (and "auto" where a GPU is) under mpirun: one GPU per rank, by local rank */
+    if (strcmp(dev, "cuda") == 0 ||
+        (r->ranks > 1 && strcmp(dev, "auto") == 0 &&
+         remat_cuda_device_count(&gpus, &why) == REMAT_OK && gpus > 0)) {
+        snprintf(spec, sizeof spec, "cuda:%d", remat_comm_local_rank(r->comm));
+        dev = spec;
+    }
+    remat_status s = remat_device_open(dev, &r->dev);
     if (s != REMAT_OK)
         return cli_fail("train", s, "cannot open the device");
+    if (r->ranks > 1 && (s = remat_comm_use_device(r->comm, r->dev, NULL)) != REMAT_OK)
+        return cli_fail("train", s, "cannot communicate between the ranks' devices");
     return train_check_memory(r);
 }
 
@@ -466,8 +538,9 @@ static int train_open_model(train_run *r)
     if (r->o.trace && train_trace_begin(r->o.trace, r->pool, &r->trace) != EXIT_OK)
         return EXIT_USAGE;
     gpt_precision prec = train_precision(&r->o);
-    s = gpt_model_create_precision(r->dev, r->pool, &r->cfg, (int)r->o.batch, r->T, &prec,
-                                   &r->model);
+    gpt_parallel par = train_parallel(r);
+    s = gpt_model_create_parallel(r->dev, r->pool, &r->cfg, (int)r->o.batch, r->T, &prec, &par,
+                                  &r->model);
     if (s != REMAT_OK)
         return cli_fail("train", s, "cannot create the model");
     float *direct = gpt_model_host_params(r->model);
@@ -488,23 +561,60 @@ static int train_open_model(train_run *r)
     return EXIT_OK;
 }
 
+/* Rank 0's chain (r->chain there; NULL on the others) to every rank, as chain JSON: every rank,
+ * rank 0 too, then holds the chain parsed from the same text, so all plan the same schedule. */
+static remat_status train_share_chain(train_run *r)
+{
+    char *text = NULL;
+    size_t len = 0;
+    remat_status s = REMAT_OK;
+    if (r->rank == 0) {
+        FILE *f = open_memstream(&text, &len);
+        if (!f)
+            return remat_fail(REMAT_ENOMEM, "cannot write the chain to memory");
+        s = remat_chain_write(r->chain, f);
+        if (fclose(f) != 0 && s == REMAT_OK)
+            s = remat_fail(REMAT_ENOMEM, "cannot write the chain to memory");
+    }
+    /* the length goes first; 0 tells the other ranks that rank 0 failed */
+    uint64_t n = s == REMAT_OK ? len : 0;
+    remat_status b = remat_comm_broadcast(r->comm, &n, sizeof n, REMAT_COMM_BYTE, 0);
+    if (b == REMAT_OK && n == 0 && r->rank != 0)
+        b = remat_fail(REMAT_EINTERNAL, "rank 0 could not send its profile");
+    if (b == REMAT_OK && r->rank != 0 && !(text = malloc(n)))
+        b = remat_fail(REMAT_ENOMEM, "cannot hold rank 0's profile (%llu bytes)",
+                       (unsigned long long)n);
+    if (b == REMAT_OK && s == REMAT_OK)
+        b = remat_comm_broadcast(r->comm, text, n, REMAT_COMM_BYTE, 0);
+    remat_chain_free(r->chain);
+    r->chain = NULL;
+    if (b == REMAT_OK && s == REMAT_OK)
+        b = remat_chain_parse(text, n, &r->chain);
+    free(text);
+    return s != REMAT_OK ? s : b;
+}
+
 /* Profiles the chain (not for store-all, which plans nothing; not with --analytic) and plans it
  * under the budget. */
 static int train_plan(train_run *r)
 {
     remat_status s;
     if (!r->o.analytic && !(r->pol.kind == REMAT_POLICY_STORE_ALL && r->selective < 0)) {
-        gpt_loader probe = r->loader;
-        probe.order = NULL;
-        probe.next = 0;
-        gpt_loader_next(&probe, r->inputs, r->targets);
         remat_chain *measured = NULL;
-        int rc = train_profile("train", r->model, r->inputs, 3, r->o.profile_file,
-                               r->o.json ? NULL : stdout, &measured);
-        if (rc != EXIT_OK)
-            return rc;
+        if (r->rank == 0) { /* the other ranks plan on rank 0's profile: one schedule for all */
+            gpt_loader probe = r->loader;
+            probe.order = NULL;
+            probe.next = 0;
+            gpt_loader_next(&probe, r->inputs, r->targets);
+            int rc = train_profile("train", r->model, r->inputs, 3, r->o.profile_file,
+                                   r->o.json ? NULL : stdout, &measured);
+            if (rc != EXIT_OK)
+                return rc;
+        }
         remat_chain_free(r->chain);
         r->chain = measured;
+        if (r->ranks > 1 && (s = train_share_chain(r)) != REMAT_OK)
+            return cli_fail("train", s, "cannot share rank 0's profile");
     }
     if ((s = train_make_plan(r, &r->sched)) != REMAT_OK)
         return cli_fail("train", s, "cannot plan");
@@ -577,15 +687,26 @@ static void train_report_step(const train_run *r, long step, float loss, double 
     fflush(stdout);
 }
 
-/* One forward and backward of the current batch under sched: its time and the pool's peaks. */
+/* The forward and backward passes of this rank's rows of the update under sched (its --accum
+ * micro-steps, gradients summed): their time, the pool's peaks and this rank's mean loss. Rank r's
+ * micro-step j takes rows (r * accum + j) * batch.. of the update's rows. */
 static remat_status train_forward_backward(train_run *r, const remat_schedule *sched, float *loss,
                                            double *ms, uint64_t *act_peak, uint64_t *pool_peak)
 {
     remat_pool_stats before, after;
     REMAT_TRY(remat_pool_reset_peaks(r->pool));
     REMAT_TRY(remat_pool_stats_get(r->pool, &before));
-    double t0 = train_now_ms();
-    REMAT_TRY(gpt_model_forward_backward(r->model, sched, r->chain, r->inputs, r->targets, loss));
+    double t0 = train_now_ms(), sum = 0;
+    REMAT_TRY(gpt_model_zero_grads(r->model));
+    size_t tokens = (size_t)r->o.batch * r->T;
+    for (long j = 0; j < r->o.accum; j++) {
+        size_t at = ((size_t)r->rank * r->o.accum + j) * tokens;
+        float l = 0;
+        REMAT_TRY(gpt_model_accumulate(r->model, sched, r->chain, r->inputs + at, r->targets + at,
+                                       &l));
+        sum += l;
+    }
+    *loss = (float)(sum / (double)r->o.accum);
     *ms = train_now_ms() - t0;
     REMAT_TRY(remat_pool_stats_get(r->pool, &after));
     *act_peak = after.allocated.peak - before.allocated.current;
@@ -623,6 +744,12 @@ static remat_status train_step(train_run *r, train_totals *tot, const gpt_adamw 
     if (act > tot->act_peak_max)
         tot->act_peak_max = act;
     double t0 = train_now_ms();
+    REMAT_TRY(gpt_model_reduce_grads(r->model));
+    if (r->ranks > 1) { /* the mean over every rank's rows (each rank's mean weighs the same) */
+        double mean = *loss;
+        REMAT_TRY(remat_comm_allreduce(r->comm, &mean, &mean, 1, REMAT_COMM_F64));
+        *loss = (float)(mean / r->ranks);
+    }
     REMAT_TRY(gpt_model_update(r->model, hp, (int)step));
     tot->ms[step - 1] = tot->fb_ms[step - 1] + train_now_ms() - t0;
     return REMAT_OK;
@@ -640,6 +767,7 @@ static int train_loop(train_run *r, train_totals *tot)
     tot->base_ms = calloc(n, sizeof(double));
     if (!tot->ms || !tot->fb_ms || !tot->base_ms)
         return cli_fail("train", remat_fail(REMAT_ENOMEM, "out of host memory"), "");
+    remat_comm_stats_reset(r->comm); /* the steps' traffic only */
     for (long step = 1; step <= r->o.steps; step++) {
         gpt_loader_next(&r->loader, r->inputs, r->targets);
         float loss;
@@ -679,6 +807,11 @@ static int train_loop(train_run *r, train_totals *tot)
         tot->last_loss = loss;
         train_report_step(r, step, loss, ms, pool_peak, tty);
     }
+    remat_comm_stats cs;
+    if (remat_comm_stats_get(r->comm, &cs) == REMAT_OK) {
+        r->comm_bytes = cs.bytes_sent;
+        r->comm_ms = cs.ms;
+    }
     return EXIT_OK;
 }
 
@@ -705,6 +838,15 @@ static uint64_t train_peak_rss(void)
     return getrusage(RUSAGE_SELF, &ru) == 0 ? (uint64_t)ru.ru_maxrss * 1024 : 0;
 }
 
+static const char *const train_tags[3] = {"params", "grads", "optim"};
+
+/* The pool's peak bytes under persistent tag i of train_tags (0 when the query fails). */
+static uint64_t train_tag_peak(const train_run *r, int i)
+{
+    remat_stat st = {0, 0};
+    return remat_pool_tag_stats(r->pool, train_tags[i], &st) == REMAT_OK ? st.peak : 0;
+}
+
 static void train_summary(const train_run *r, train_totals *t)
 {
     uint64_t rss = train_peak_rss();
@@ -714,7 +856,7 @@ static void train_summary(const train_run *r, train_totals *t)
     char name[48];
     train_policy_name(r, name, sizeof name);
     double mean_ms = t->ms_total / (double)r->o.steps;
-    double tok_s = (double)r->o.batch * r->T / (t->ms_median / 1e3);
+    double tok_s = (double)r->rows * r->T / (t->ms_median / 1e3);
     double dev = r->sched->peak_bytes ? ((double)t->act_peak_max - (double)r->sched->peak_bytes) /
                                             (double)r->sched->peak_bytes
                                       : 0;
@@ -734,6 +876,14 @@ static void train_summary(const train_run *r, train_totals *t)
                r->sched->overhead, (unsigned long long)gpt_model_persistent_bytes(r->model),
                (unsigned long long)t->peak_max, gpt_model_layout(r->model)->total, fb, r->o.batch,
                (unsigned long long)rss, gpt_dtype_name(r->o.dtype));
+        printf(", \"ranks\": %d, \"zero\": %ld, \"accum\": %ld, \"global_batch\": %zu, "
+               "\"comm_bytes_per_step\": %llu, \"comm_ms_per_step\": %.3f, \"rank_peak_bytes\": {",
+               r->ranks, r->o.zero, r->o.accum, r->rows,
+               (unsigned long long)(r->comm_bytes / (uint64_t)r->o.steps),
+               r->comm_ms / (double)r->o.steps);
+        for (int i = 0; i < 3; i++)
+            printf("\"%s\": %llu, ", train_tags[i], (unsigned long long)train_tag_peak(r, i));
+        printf("\"act\": %llu}", (unsigned long long)t->act_peak_max);
         if (r->o.baseline)
             printf(", \"store_all_fwd_bwd_median_ms\": %.3f, \"measured_overhead\": %.6f, "
                    "\"store_all_measured_act_peak_bytes\": %llu",
@@ -755,6 +905,17 @@ static void train_summary(const train_run *r, train_totals *t)
            "overhead %.1f%%\n",
            tp, t->ms_median, mean_ms, t->ms_min, tok_s, 100 * r->sched->overhead);
     printf("process peak RSS %s\n", remat_format_bytes(rss, rb, sizeof rb));
+    if (r->ranks > 1 || r->o.accum > 1 || r->o.zero_given) {
+        char b[3][32], cb[32];
+        for (int i = 0; i < 3; i++)
+            remat_format_bytes(train_tag_peak(r, i), b[i], sizeof b[i]);
+        printf("data parallel: %d rank%s, ZeRO-%ld, %ld micro-step%s of %ld: %zu sequences an "
+               "update; per rank: params %s, grads %s, optim %s; sent %s a step in %.1f ms\n",
+               r->ranks, r->ranks == 1 ? "" : "s", r->o.zero, r->o.accum,
+               r->o.accum == 1 ? "" : "s", r->o.batch, r->rows, b[0], b[1], b[2],
+               remat_format_bytes(r->comm_bytes / (uint64_t)r->o.steps, cb, sizeof cb),
+               r->comm_ms / (double)r->o.steps);
+    }
     if (r->o.baseline) {
         char bp[32];
         remat_format_bytes(t->base_act_peak_max, bp, sizeof bp);
@@ -777,6 +938,8 @@ static int train_save(train_run *r)
                            : remat_fail(REMAT_ENOMEM, "out of host memory for the weights");
         params = r->host_params;
     }
+    if (r->rank != 0) /* rank 0 writes; the others only took part in gathering the weights */
+        return s == REMAT_OK ? EXIT_OK : cli_fail("train", s, "cannot gather the weights");
     cli_output out = {.slot = -1};
     if (s == REMAT_OK && (s = cli_output_open(&out, r->o.save)) == REMAT_OK) {
         s = gpt_weights_fwrite(out.f, gpt_model_config(r->model), params);
@@ -787,6 +950,49 @@ static int train_save(train_run *r)
         return cli_fail("train", s, "cannot save the weights");
     if (!r->o.json)
         printf("saved %s\n", r->o.save);
+    return EXIT_OK;
+}
+
+/* The ranks: the MPI world under mpirun (every rank runs this same command), else one. Ranks
+ * other than 0 print nothing on stdout (their errors still go to stderr) and write no file; the
+ * options must be the same on every rank. Returns an exit code. */
+static int train_open_comm(train_run *r)
+{
+    remat_status s = remat_comm_create_world(&r->comm);
+    if (s != REMAT_OK)
+        return cli_fail("train", s, "cannot start the ranks");
+    r->rank = remat_comm_rank(r->comm);
+    r->ranks = remat_comm_size(r->comm);
+    if (r->ranks == 1)
+        return EXIT_OK;
+    if (r->rank != 0) {
+        fflush(stdout);
+        int fd = open("/dev/null", O_WRONLY);
+        if (fd < 0 || dup2(fd, STDOUT_FILENO) < 0)
+            return cli_fail("train", remat_fail(REMAT_EIO, "cannot silence rank %d", r->rank), "");
+        close(fd);
+    }
+    const train_opts *o = &r->o;
+    char key[2048];
+    snprintf(key, sizeof key,
+             "model=%s data=%s device=%s policy=%s budget=%s batch=%ld steps=%ld seed=%ld lr=%.17g "
+             "shuffle=%d analytic=%d layout=%d dtype=%d master=%d zero=%ld accum=%ld ov=%d,%d,%d,%d,%d "
+             "save=%d",
+             o->model ? o->model : "", o->data ? o->data : "", o->device, o->policy,
+             o->budget ? o->budget : "", o->batch, o->steps, o->seed, o->lr, o->shuffle,
+             o->analytic, (int)o->layout, (int)o->dtype, o->master_weights, o->zero, o->accum,
+             o->ov.layers, o->ov.channels, o->ov.heads, o->ov.vocab, o->ov.seq, o->save != NULL);
+    if ((s = remat_comm_check_same(r->comm, "the options of `remat train`", key, strlen(key))) !=
+        REMAT_OK)
+        return cli_usage_error("train", "%s: every rank must run the same command",
+                               remat_last_error());
+    if (o->baseline)
+        return cli_usage_error("train", "--baseline runs in one process (not under mpirun with %d "
+                                        "ranks)", r->ranks);
+    if (r->rank != 0) { /* rank 0 records the trace and the memory profile */
+        r->o.trace = NULL;
+        r->o.profile_memory = 0;
+    }
     return EXIT_OK;
 }
 
@@ -802,10 +1008,18 @@ int cmd_train(int argc, char **argv)
                               {"--trace", r.o.trace, 1}};
     if (cli_check_files("train", files, sizeof files / sizeof files[0]) != EXIT_OK)
         return EXIT_USAGE;
+    int rc = train_open_comm(&r);
+    if (rc != EXIT_OK) {
+        train_close(&r);
+        return rc;
+    }
     remat_status s = gpt_resolve(r.o.model, &r.o.ov, &r.cfg, &r.T, &r.host_params);
-    if (s != REMAT_OK)
+    if (s != REMAT_OK) {
+        train_close(&r);
         return cli_fail("train", s, "");
-    int rc = train_check_weights(&r);
+    }
+    r.rows = (size_t)r.ranks * (size_t)r.o.accum * (size_t)r.o.batch;
+    rc = train_check_weights(&r);
     if (rc == EXIT_OK)
         rc = train_open_device(&r);
     if (rc == EXIT_OK)

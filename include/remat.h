@@ -922,6 +922,97 @@ REMAT_API REMAT_NODISCARD remat_status remat_fit_chain(const remat_fit_request *
 REMAT_API REMAT_NODISCARD remat_status remat_kv_bytes_per_token(const remat_model_desc *m, remat_dtype kv, int tp,
                                       uint64_t *out);
 
+/* ==== Communication between processes (comm/) ============================================== */
+/* A small collective layer for data-parallel training, as llm.c and DeepSpeed use: MPI launches
+ * the processes and moves host buffers; NCCL (loaded at run time with dlopen, its unique id
+ * bootstrapped over MPI) moves device buffers once remat_comm_use_device names a CUDA device.
+ * Every collective is blocking and sums (reductions are in the element type: float32 sums in
+ * float32, bf16 in float32 then rounded once per pairwise step). A comm belongs to the thread
+ * that created it. A build without MPI (REMAT_MPI=0) still has the 1-rank comm, so a trainer is
+ * the same program with and without mpirun. Full contract: docs/distributed.md. */
+
+typedef struct remat_comm remat_comm;
+
+typedef enum {
+    REMAT_COMM_F32,  /* float */
+    REMAT_COMM_BF16, /* uint16_t holding a bfloat16 */
+    REMAT_COMM_I32,  /* int32_t */
+    REMAT_COMM_F64,  /* double */
+    REMAT_COMM_BYTE  /* raw bytes (broadcast and allgather only: a sum of bytes is refused) */
+} remat_comm_dtype;
+
+/* Bytes of one element of dt (0 for an unknown value). */
+REMAT_API size_t remat_comm_dtype_size(remat_comm_dtype dt);
+/* 1 if this build can talk MPI (REMAT_HAVE_MPI), else 0. */
+REMAT_API int remat_built_with_mpi(void);
+/* 1 when this process was started by an MPI launcher (mpirun/mpiexec set OMPI_COMM_WORLD_SIZE,
+ * PMI_SIZE or PMIX_RANK) or REMAT_MPI_FORCE=1 is set, else 0. */
+REMAT_API int remat_comm_launched(void);
+
+/* The world: under an MPI launcher, every process of the job (MPI is initialised here if the
+ * caller has not, and finalised by the last remat_comm_destroy of a comm that initialised it);
+ * otherwise a comm of one rank that never touches MPI. Launched but built without MPI is
+ * REMAT_EUNSUPPORTED saying so. */
+REMAT_API REMAT_NODISCARD remat_status remat_comm_create_world(remat_comm **out);
+/* A comm over the caller's own MPI communicator: mpi_comm points to an MPI_Comm (MPI already
+ * initialised). remat duplicates it (MPI_Comm_dup) and sets MPI_ERRORS_RETURN on its copy, so a
+ * failed MPI call becomes a status, never an abort; the caller's communicator is untouched. */
+REMAT_API REMAT_NODISCARD remat_status remat_comm_create_mpi(const void *mpi_comm, remat_comm **out);
+/* Frees c (NULL is a no-op). The NCCL communicator, if any, is destroyed first. */
+REMAT_API void remat_comm_destroy(remat_comm *c);
+
+REMAT_API int remat_comm_rank(const remat_comm *c);
+REMAT_API int remat_comm_size(const remat_comm *c);
+/* The rank among the processes of the same machine (Open MPI's OMPI_COMM_WORLD_LOCAL_RANK, else
+ * MPI's shared-memory split): which GPU a rank takes. */
+REMAT_API int remat_comm_local_rank(const remat_comm *c);
+/* "self" (1 rank, no MPI), "mpi" (host buffers over MPI) or "nccl" (device buffers). */
+REMAT_API const char *remat_comm_backend(const remat_comm *c);
+
+/* Makes dev's buffers the ones the collectives take: a CUDA device loads NCCL
+ * (REMAT_NCCL_LIBRARY, else libnccl.so.2) and builds its communicator, whose unique id rank 0
+ * sends to the others over MPI; a missing NCCL is REMAT_EUNSUPPORTED naming what was tried.
+ * host and sim devices keep MPI (a sim device's buffers are host memory). stream is the
+ * cudaStream_t the collectives run on (NULL = default); they synchronise it before returning. */
+REMAT_API REMAT_NODISCARD remat_status remat_comm_use_device(remat_comm *c, remat_device *dev,
+                                                             remat_stream stream);
+
+/* send: count elements summed over the ranks into recv (same count). send == recv is in place. */
+REMAT_API REMAT_NODISCARD remat_status remat_comm_allreduce(remat_comm *c, const void *send, void *recv,
+                                                            size_t count, remat_comm_dtype dt);
+/* send: size * count elements; rank r receives the sum of every rank's elements
+ * [r * count, (r + 1) * count) in recv (count elements). In place when
+ * recv == send + r * count elements (NCCL's convention); other overlaps are REMAT_EINVAL. */
+REMAT_API REMAT_NODISCARD remat_status remat_comm_reduce_scatter(remat_comm *c, const void *send, void *recv,
+                                                                 size_t count, remat_comm_dtype dt);
+/* Every rank's count elements of send, in rank order, into recv (size * count elements). In place
+ * when send == recv + r * count elements. */
+REMAT_API REMAT_NODISCARD remat_status remat_comm_allgather(remat_comm *c, const void *send, void *recv,
+                                                            size_t count, remat_comm_dtype dt);
+/* root's count elements of buf to every rank's buf. */
+REMAT_API REMAT_NODISCARD remat_status remat_comm_broadcast(remat_comm *c, void *buf, size_t count,
+                                                            remat_comm_dtype dt, int root);
+REMAT_API REMAT_NODISCARD remat_status remat_comm_barrier(remat_comm *c);
+/* Collective: REMAT_OK when `bytes` bytes of data are the same on every rank (the size too), else
+ * REMAT_EINVAL on every rank, naming `what` and the first rank whose value differs from rank 0's
+ * ("--zero differs between ranks: rank 1 has other values than rank 0"). For checking options at
+ * start. */
+REMAT_API REMAT_NODISCARD remat_status remat_comm_check_same(remat_comm *c, const char *what,
+                                                             const void *data, size_t bytes);
+
+/* What the collectives of c moved since it was created or last reset, by the ring algorithms'
+ * volumes per rank (what NCCL and MPI's large-message paths send): for a buffer of n bytes on p
+ * ranks, allreduce sends and receives 2 (p - 1) / p * n, reduce-scatter and allgather (p - 1) / p
+ * of the whole buffer, broadcast n (root sends, others receive). */
+typedef struct {
+    uint64_t calls;
+    uint64_t bytes_sent, bytes_received;
+    uint64_t allreduce_calls, reduce_scatter_calls, allgather_calls, broadcast_calls;
+    double ms; /* wall time inside the collectives */
+} remat_comm_stats;
+REMAT_API REMAT_NODISCARD remat_status remat_comm_stats_get(const remat_comm *c, remat_comm_stats *out);
+REMAT_API void remat_comm_stats_reset(remat_comm *c);
+
 /* ==== PyTorch allocator (alloc/torch_alloc.c) ============================================== */
 /* remat's pool as PyTorch's CUDA allocator: torch >= 2.0 loads remat_torch_alloc and
  * remat_torch_free from libremat.so through torch.cuda.memory.CUDAPluggableAllocator(path,

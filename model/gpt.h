@@ -188,6 +188,22 @@ remat_status gpt_model_create(remat_device *dev, remat_pool *pool, const gpt_con
  * kernels is REMAT_EUNSUPPORTED. */
 remat_status gpt_model_create_precision(remat_device *dev, remat_pool *pool, const gpt_config *cfg,
                                         int B, int T, const gpt_precision *prec, gpt_model **out);
+/* Data parallelism: the ranks of `comm` train one model, each on its own rows. ZeRO-0 keeps
+ * every state on every rank and all-reduces the gradients (buckets of 4 Mi elements); ZeRO-1
+ * keeps only the rank's shard of the AdamW moments (and of the fp32 master weights in bf16),
+ * reduce-scatters the gradients and all-gathers the updated parameters. Parameters and gradients
+ * are padded to a multiple of the rank count (zeros), so shards are equal; a rank's shard is
+ * elements [rank * shard, (rank + 1) * shard) of the flat layout. `accum` micro-steps make one
+ * update: the loss gradient is seeded with 1 / (B * T * ranks * accum), so the reduced gradient
+ * is that of the mean loss over every row of the update, as one process with the whole batch. */
+typedef struct {
+    remat_comm *comm; /* NULL: one process */
+    int zero;         /* 0 or 1 (2 and 3 are REMAT_EUNSUPPORTED) */
+    int accum;        /* micro-steps per update; 0 means 1 */
+} gpt_parallel;
+remat_status gpt_model_create_parallel(remat_device *dev, remat_pool *pool, const gpt_config *cfg,
+                                       int B, int T, const gpt_precision *prec,
+                                       const gpt_parallel *par, gpt_model **out);
 void gpt_model_destroy(gpt_model *m);
 const gpt_precision *gpt_model_precision(const gpt_model *m);
 const gpt_config *gpt_model_config(const gpt_model *m);
@@ -202,16 +218,20 @@ uint64_t gpt_model_persistent_bytes(const gpt_model *m);
  * any machine (a single buffer above 128 TiB) is REMAT_ENOMEM naming it. */
 remat_status gpt_model_estimate(remat_device *dev, const gpt_config *cfg, int B, int T,
                                 uint64_t *persistent, remat_chain **chain);
-/* The same in precision *prec (NULL: fp32). */
+/* The same in precision *prec (NULL: fp32), and for the rank of par (NULL: one process). */
 remat_status gpt_model_estimate_precision(remat_device *dev, const gpt_config *cfg, int B, int T,
                                           const gpt_precision *prec, uint64_t *persistent,
                                           remat_chain **chain);
+remat_status gpt_model_estimate_parallel(remat_device *dev, const gpt_config *cfg, int B, int T,
+                                         const gpt_precision *prec, const gpt_parallel *par,
+                                         uint64_t *persistent, remat_chain **chain);
 /* The model's parameters where they are host memory (host device) and fp32: layout.total floats
  * to read or fill in place, saving a host copy; NULL on other devices and in bf16. */
 float *gpt_model_host_params(gpt_model *m);
 /* Copies all parameters from / to host memory (layout.total floats); gradients to host. In bf16,
  * set fills the master weights (with master weights) and the bf16 parameters (rounded to
- * nearest); get returns the master weights (or the bf16 weights widened); grads are widened. */
+ * nearest); get returns the master weights (or the bf16 weights widened); grads are widened.
+ * Under ZeRO-1 in bf16 with master weights, get gathers the master shards: every rank calls it. */
 remat_status gpt_model_set_params(gpt_model *m, const float *host);
 remat_status gpt_model_get_params(gpt_model *m, float *host);
 remat_status gpt_model_get_grads(gpt_model *m, float *host);
@@ -295,7 +315,17 @@ double gpt_option_extra_gflop(const gpt_model *m, int o);
 remat_status gpt_model_forward_backward(gpt_model *m, const remat_schedule *sched,
                                         const remat_chain *chain, const int *inputs,
                                         const int *targets, float *loss);
-/* One AdamW update (step t >= 1) of every parameter from the gradients. */
+/* The same without zeroing the gradients first: this batch's gradients are added to them (a
+ * micro-step of gradient accumulation). */
+remat_status gpt_model_accumulate(gpt_model *m, const remat_schedule *sched,
+                                  const remat_chain *chain, const int *inputs, const int *targets,
+                                  float *loss);
+remat_status gpt_model_zero_grads(gpt_model *m);
+/* Collective over the model's comm (a no-op alone): sums every rank's gradients, all of them
+ * (ZeRO-0) or this rank's shard (ZeRO-1). After the last micro-step, before gpt_model_update. */
+remat_status gpt_model_reduce_grads(gpt_model *m);
+/* One AdamW update (step t >= 1) of every parameter from the gradients (ZeRO-1: of this rank's
+ * shard, then the parameters are all-gathered: a collective). */
 remat_status gpt_model_update(gpt_model *m, const gpt_adamw *hp, int t);
 
 /* ==== Memory profile (model/memprof.c) ===================================================== */

@@ -154,7 +154,7 @@ static void op_residual(const gpt_model *m, void *out, const void *a, const void
 static void op_softmax_xent(const gpt_model *m, float *losses, void *dlogits, const void *logits)
 {
     int N = (int)m->N, V = m->cfg.vocab, Vp = m->cfg.padded_vocab;
-    float dscale = 1.0f / (float)N;
+    float dscale = 1.0f / (float)m->loss_rows;
     if (m->kb)
         m->kb->softmax_xent(m->kc, losses, dlogits, logits, m->targets, dscale, N, V, Vp);
     else

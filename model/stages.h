@@ -39,6 +39,16 @@ struct gpt_model {
     float *master;        /* bf16 with master weights: lay.total floats; else NULL */
     float *m, *v;         /* flat, lay.total floats each */
     void *p[GPT_N_PARAMS], *g[GPT_N_PARAMS];
+    /* Data parallelism (gpt_model_create_parallel): the comm (NULL alone), its rank and size,
+     * the ZeRO stage. The parameter and gradient buffers hold `padded` elements (lay.total
+     * rounded up to a multiple of ranks, the tail zero) so every rank's shard of `shard`
+     * elements is the same size; m, v and master hold `states` elements: the shard under
+     * ZeRO-1, else lay.total. The loss gradient is seeded with 1 / loss_rows: the rows of every
+     * rank's micro-steps of one update. */
+    remat_comm *comm;
+    int rank, ranks, zero;
+    size_t padded, shard, states;
+    size_t loss_rows;
     int *targets;        /* device, N */
     float *losses_host;  /* host, N: the last losses read back */
     uint64_t persistent; /* pool bytes of the four flat buffers and targets */

@@ -52,11 +52,34 @@ static remat_status gpt_set_precision(gpt_model *m, const gpt_precision *prec)
     return REMAT_OK;
 }
 
+/* Sets m's data-parallel shape from par (NULL: one process): rank, ranks, ZeRO stage, padded
+ * and shard sizes, the rows its loss is the mean over. After gpt_layout_params. */
+static remat_status gpt_set_parallel(gpt_model *m, const gpt_parallel *par)
+{
+    int accum = par && par->accum > 0 ? par->accum : 1;
+    m->comm = par ? par->comm : NULL;
+    m->zero = par ? par->zero : 0;
+    m->ranks = m->comm ? remat_comm_size(m->comm) : 1;
+    m->rank = m->comm ? remat_comm_rank(m->comm) : 0;
+    if (m->zero < 0 || m->zero > 1)
+        return remat_fail(REMAT_EUNSUPPORTED,
+                          "ZeRO stage %d: the trainer runs stages 0 and 1 (2 and 3 are not built "
+                          "yet)",
+                          m->zero);
+    if (accum > 1 << 20)
+        return remat_fail(REMAT_EINVAL, "%d micro-steps per update: at most %d", accum, 1 << 20);
+    m->shard = (m->lay.total + m->ranks - 1) / m->ranks;
+    m->padded = m->shard * m->ranks;
+    m->states = m->zero >= 1 ? m->shard : m->lay.total;
+    m->loss_rows = m->N * m->ranks * accum;
+    return REMAT_OK;
+}
+
 /* Pool bytes of the persistent buffers gpt_model_buffers allocates, each rounded to 512. */
 static uint64_t gpt_persistent_of(const gpt_model *m)
 {
-    uint64_t w = (m->lay.total * m->elem + 511) / 512 * 512;
-    uint64_t f = (m->lay.total * sizeof(float) + 511) / 512 * 512;
+    uint64_t w = (m->padded * m->elem + 511) / 512 * 512;
+    uint64_t f = (m->states * sizeof(float) + 511) / 512 * 512;
     uint64_t states = m->kb && m->prec.master_weights ? 3 : 2;
     return 2 * w + states * f + (m->N * sizeof(int) + 511) / 512 * 512;
 }
@@ -77,7 +100,7 @@ static remat_status gpt_pool_alloc(gpt_model *m, size_t bytes, const char *tag, 
 
 static remat_status gpt_model_buffers(gpt_model *m)
 {
-    size_t bytes = m->lay.total * m->elem, fbytes = m->lay.total * sizeof(float);
+    size_t bytes = m->padded * m->elem, fbytes = m->states * sizeof(float);
     REMAT_TRY(gpt_pool_alloc(m, bytes, "params", "parameters", &m->params));
     REMAT_TRY(gpt_pool_alloc(m, bytes, "grads", "gradients", &m->grads));
     if (m->kb && m->prec.master_weights) {
@@ -110,6 +133,13 @@ remat_status gpt_model_create(remat_device *dev, remat_pool *pool, const gpt_con
 remat_status gpt_model_create_precision(remat_device *dev, remat_pool *pool, const gpt_config *cfg,
                                         int B, int T, const gpt_precision *prec, gpt_model **out)
 {
+    return gpt_model_create_parallel(dev, pool, cfg, B, T, prec, NULL, out);
+}
+
+remat_status gpt_model_create_parallel(remat_device *dev, remat_pool *pool, const gpt_config *cfg,
+                                       int B, int T, const gpt_precision *prec,
+                                       const gpt_parallel *par, gpt_model **out)
+{
     if (!dev || !pool || !cfg || !out)
         return remat_fail(REMAT_EINVAL, "gpt_model_create: arguments must not be NULL");
     gpt_config c = *cfg;
@@ -135,6 +165,8 @@ remat_status gpt_model_create_precision(remat_device *dev, remat_pool *pool, con
         s = kern_open(dev, &m->k, &m->kc);
     if (s == REMAT_OK)
         s = gpt_set_precision(m, prec);
+    if (s == REMAT_OK)
+        s = gpt_set_parallel(m, par);
     if (s == REMAT_OK) {
         m->host_memory = info.kind == REMAT_DEVICE_HOST;
         m->stream = kern_stream(m->kc);
@@ -207,6 +239,13 @@ remat_status gpt_model_estimate_precision(remat_device *dev, const gpt_config *c
                                           const gpt_precision *prec, uint64_t *persistent,
                                           remat_chain **chain)
 {
+    return gpt_model_estimate_parallel(dev, cfg, B, T, prec, NULL, persistent, chain);
+}
+
+remat_status gpt_model_estimate_parallel(remat_device *dev, const gpt_config *cfg, int B, int T,
+                                         const gpt_precision *prec, const gpt_parallel *par,
+                                         uint64_t *persistent, remat_chain **chain)
+{
     if (!dev || !cfg || !persistent || !chain || B < 1 || T < 1)
         return remat_fail(REMAT_EINVAL, "gpt_model_estimate: bad arguments");
     gpt_config c = *cfg;
@@ -230,6 +269,8 @@ remat_status gpt_model_estimate_precision(remat_device *dev, const gpt_config *c
     remat_status s = kern_open(dev, &m->k, &m->kc);
     if (s == REMAT_OK) {
         s = gpt_set_precision(m, prec);
+        if (s == REMAT_OK)
+            s = gpt_set_parallel(m, par);
         if (s == REMAT_OK) {
             gpt_stages_layout(m);
             s = gpt_model_chain(m, chain);
@@ -276,8 +317,13 @@ remat_status gpt_model_set_params(gpt_model *m, const float *host)
     if (!m->kb)
         return gpt_copy(m, m->params, host, n * sizeof(float), REMAT_COPY_HOST_TO_DEVICE);
     REMAT_TRY(gpt_bf16_host_only(m));
-    if (m->master)
-        memcpy(m->master, host, n * sizeof(float));
+    if (m->master) { /* this rank's shard of them under ZeRO-1, the padding zero */
+        size_t first = m->states < n ? (size_t)m->rank * m->shard : 0;
+        size_t have = first < n ? n - first : 0;
+        have = have < m->states ? have : m->states;
+        memset(m->master, 0, m->states * sizeof(float));
+        memcpy(m->master, host + first, have * sizeof(float));
+    }
     m->kb->to_bf16(m->kc, m->params, host, n);
     return m->k->status(m->kc);
 }
@@ -288,10 +334,22 @@ remat_status gpt_model_get_params(gpt_model *m, float *host)
     if (!m->kb)
         return gpt_copy(m, host, m->params, n * sizeof(float), REMAT_COPY_DEVICE_TO_HOST);
     REMAT_TRY(gpt_bf16_host_only(m));
-    if (m->master)
+    if (m->master && m->states == n) {
         memcpy(host, m->master, n * sizeof(float));
-    else
+    } else if (m->master) { /* ZeRO-1: every rank's master shard, gathered */
+        float *all = malloc(m->padded * sizeof(float));
+        if (!all)
+            return remat_fail(REMAT_ENOMEM, "cannot gather the master weights on the host");
+        memcpy(all + (size_t)m->rank * m->shard, m->master, m->shard * sizeof(float));
+        remat_status s = remat_comm_allgather(m->comm, all + (size_t)m->rank * m->shard, all,
+                                              m->shard, REMAT_COMM_F32);
+        if (s == REMAT_OK)
+            memcpy(host, all, n * sizeof(float));
+        free(all);
+        REMAT_TRY(s);
+    } else {
         m->kb->to_f32(m->kc, host, m->params, n);
+    }
     return m->k->status(m->kc);
 }
 
@@ -397,9 +455,9 @@ remat_status gpt_model_chain(const gpt_model *m, remat_chain **out)
 
 /* ==== The step ============================================================================= */
 
-remat_status gpt_model_forward_backward(gpt_model *m, const remat_schedule *sched,
-                                        const remat_chain *chain, const int *inputs,
-                                        const int *targets, float *loss)
+static remat_status gpt_model_run(gpt_model *m, const remat_schedule *sched,
+                                  const remat_chain *chain, const int *inputs, const int *targets,
+                                  float *loss, int zero_grads)
 {
     if (!m || !sched || !chain || !inputs || !targets || !loss)
         return remat_fail(REMAT_EINVAL, "gpt_model_forward_backward: arguments must not be NULL");
@@ -421,7 +479,8 @@ remat_status gpt_model_forward_backward(gpt_model *m, const remat_schedule *sche
                               inputs[i] < 0 || inputs[i] >= m->cfg.vocab ? inputs[i] : targets[i],
                               i, m->cfg.vocab);
     REMAT_TRY(gpt_copy(m, m->targets, targets, m->N * sizeof(int), REMAT_COPY_HOST_TO_DEVICE));
-    m->k->zero(m->kc, m->grads, m->lay.total * m->elem);
+    if (zero_grads)
+        m->k->zero(m->kc, m->grads, m->padded * m->elem);
     m->step_inputs = inputs;
     m->head_grad_done = 0;
     m->loss = 0;
@@ -435,19 +494,78 @@ remat_status gpt_model_forward_backward(gpt_model *m, const remat_schedule *sche
     return REMAT_OK;
 }
 
+remat_status gpt_model_forward_backward(gpt_model *m, const remat_schedule *sched,
+                                        const remat_chain *chain, const int *inputs,
+                                        const int *targets, float *loss)
+{
+    return gpt_model_run(m, sched, chain, inputs, targets, loss, 1);
+}
+
+remat_status gpt_model_accumulate(gpt_model *m, const remat_schedule *sched,
+                                  const remat_chain *chain, const int *inputs, const int *targets,
+                                  float *loss)
+{
+    return gpt_model_run(m, sched, chain, inputs, targets, loss, 0);
+}
+
+remat_status gpt_model_zero_grads(gpt_model *m)
+{
+    if (!m)
+        return remat_fail(REMAT_EINVAL, "gpt_model_zero_grads: model must not be NULL");
+    m->k->zero(m->kc, m->grads, m->padded * m->elem);
+    return m->k->status(m->kc);
+}
+
+/* Elements a bucket of the gradient all-reduce holds: 4 Mi (16 MiB of fp32), so MPI's
+ * temporary buffers stay small whatever the model. */
+enum { GPT_BUCKET_ELEMS = 4 << 20 };
+
+remat_status gpt_model_reduce_grads(gpt_model *m)
+{
+    if (!m)
+        return remat_fail(REMAT_EINVAL, "gpt_model_reduce_grads: model must not be NULL");
+    if (m->ranks == 1)
+        return REMAT_OK;
+    REMAT_TRY(m->k->status(m->kc));
+    REMAT_TRY(remat_device_sync(m->dev));
+    remat_comm_dtype dt = m->kb ? REMAT_COMM_BF16 : REMAT_COMM_F32;
+    if (m->zero >= 1) /* in place: the sums of this rank's shard land at its own offset */
+        return remat_comm_reduce_scatter(m->comm, m->grads,
+                                         (char *)m->grads + (size_t)m->rank * m->shard * m->elem,
+                                         m->shard, dt);
+    for (size_t at = 0; at < m->lay.total; at += GPT_BUCKET_ELEMS) {
+        size_t n = m->lay.total - at < GPT_BUCKET_ELEMS ? m->lay.total - at : GPT_BUCKET_ELEMS;
+        void *b = (char *)m->grads + at * m->elem;
+        REMAT_TRY(remat_comm_allreduce(m->comm, b, b, n, dt));
+    }
+    return REMAT_OK;
+}
+
 remat_status gpt_model_update(gpt_model *m, const gpt_adamw *hp, int t)
 {
     if (!m || !hp || t < 1)
         return remat_fail(REMAT_EINVAL, "gpt_model_update: bad arguments (step %d)", t);
+    /* ZeRO-1 updates this rank's shard (its padding has zero gradients and stays zero), then
+     * gathers every rank's updated shard; otherwise every element, as every rank does alike. */
+    size_t first = m->zero >= 1 ? (size_t)m->rank * m->shard : 0, n = m->states;
+    void *p = (char *)m->params + first * m->elem;
+    const void *g = (const char *)m->grads + first * m->elem;
+    /* step t's rounding stream: a function of the run's seed, t and the shard */
+    uint64_t seed = m->prec.seed ^ ((uint64_t)t * 0xd1b54a32d192ed03ull) ^
+                    ((uint64_t)first * 0x9e3779b97f4a7c15ull);
     if (!m->kb)
-        m->k->adamw(m->kc, m->params, m->grads, m->m, m->v, m->lay.total, hp->lr, hp->beta1,
-                    hp->beta2, hp->eps, hp->weight_decay, t);
+        m->k->adamw(m->kc, p, g, m->m, m->v, n, hp->lr, hp->beta1, hp->beta2, hp->eps,
+                    hp->weight_decay, t);
     else if (m->master)
-        m->kb->adamw_master(m->kc, m->params, m->master, m->grads, m->m, m->v, m->lay.total, hp->lr,
-                            hp->beta1, hp->beta2, hp->eps, hp->weight_decay, t);
-    else /* step t's rounding stream: a function of the run's seed and t only */
-        m->kb->adamw_sr(m->kc, m->params, m->grads, m->m, m->v, m->lay.total, hp->lr, hp->beta1,
-                        hp->beta2, hp->eps, hp->weight_decay, t,
-                        m->prec.seed ^ ((uint64_t)t * 0xd1b54a32d192ed03ull));
-    return m->k->status(m->kc);
+        m->kb->adamw_master(m->kc, p, m->master, g, m->m, m->v, n, hp->lr, hp->beta1, hp->beta2,
+                            hp->eps, hp->weight_decay, t);
+    else
+        m->kb->adamw_sr(m->kc, p, g, m->m, m->v, n, hp->lr, hp->beta1, hp->beta2, hp->eps,
+                        hp->weight_decay, t, seed);
+    REMAT_TRY(m->k->status(m->kc));
+    if (m->zero < 1 || m->ranks == 1)
+        return REMAT_OK;
+    REMAT_TRY(remat_device_sync(m->dev));
+    return remat_comm_allgather(m->comm, p, m->params, m->shard,
+                                m->kb ? REMAT_COMM_BF16 : REMAT_COMM_F32);
 }

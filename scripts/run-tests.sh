@@ -21,6 +21,43 @@ for t in "$build"/tests/test_*; do
         [ "${f:-0}" -eq 0 ] && failed=$((failed + 1))
     fi
 done
+# Multi-process tests (build/mpi/*, built when Open MPI is there) under mpirun at 2 and 4 ranks,
+# oversubscribed on this 2-core machine. Open MPI refuses root unless told: the two variables are
+# set here for the test runs only, never for users. Each program prints "NAME: R ranks, N checks,
+# F failed"; `timeout` turns a hang into a failure.
+mpi_env=(env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+         OMP_NUM_THREADS=1 OMP_WAIT_POLICY=passive
+         ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0})  # Open MPI's own allocations are never freed
+for t in "$build"/mpi/*; do
+    [ -x "$t" ] || continue
+    name=$(basename "$t")
+    for np in 2 4; do
+        out=$("${mpi_env[@]}" timeout 300 mpirun -np $np "$t" 2>&1); rc=$?
+        line=$(printf '%s\n' "$out" | grep -E "^$name: [0-9]+ ranks" | tail -1)
+        n=$(printf '%s' "$line" | sed -n 's/.* \([0-9]*\) checks.*/\1/p')
+        f=$(printf '%s' "$line" | sed -n 's/.* \([0-9]*\) failed.*/\1/p')
+        echo "$name -np $np: ${line:-no summary (rc $rc)}"
+        if [ $rc -ne 0 ] || [ -z "$line" ] || [ "${f:-1}" -ne 0 ]; then
+            printf '%s\n' "$out" | tail -40
+            bins_failed+=("$name-np$np"); failed=$((failed + 1))
+        else
+            passed=$((passed + 1))
+        fi
+    done
+done
+# A rank that dies mid-collective ends the job with a non-zero status, well before the timeout.
+if [ -x "$build/mpi/mpi_comm" ]; then
+    start=$(date +%s)
+    log=$(mktemp)
+    "${mpi_env[@]}" timeout 120 mpirun -np 2 "$build/mpi/mpi_comm" die >"$log" 2>&1; rc=$?
+    took=$(( $(date +%s) - start )); rm -f "$log"
+    if [ $rc -ne 0 ] && [ $rc -ne 124 ] && [ $took -lt 60 ]; then
+        echo "mpi_comm die: job ended with status $rc in ${took}s"; passed=$((passed + 1))
+    else
+        echo "mpi_comm die: status $rc after ${took}s (want a non-zero exit, no hang)"
+        bins_failed+=("mpi_comm-die"); failed=$((failed + 1))
+    fi
+fi
 # The Python suite (python/tests, pytest) joins the counts wherever PyTorch imports. libremat links
 # jemalloc, whose static TLS must be reserved at start-up for a later dlopen: GLIBC_TUNABLES.
 py=${PYTHON:-/usr/bin/python3}
