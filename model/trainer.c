@@ -69,7 +69,7 @@ static remat_status gpt_set_parallel(gpt_model *m, const gpt_parallel *par)
     if (accum > 1 << 20)
         return remat_fail(REMAT_EINVAL, "%d micro-steps per update: at most %d", accum, 1 << 20);
     m->shard = (m->lay.total + m->ranks - 1) / m->ranks;
-    m->padded = m->shard * m->ranks;
+    m->padded = m->zero >= 1 ? m->shard * m->ranks : m->lay.total; /* ZeRO-0 shards nothing */
     m->states = m->zero >= 1 ? m->shard : m->lay.total;
     m->loss_rows = m->N * m->ranks * accum;
     return REMAT_OK;

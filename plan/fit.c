@@ -113,9 +113,14 @@ static void training_states(const remat_fit_request *r, remat_fit_bytes *b)
     uint64_t psi = plan_stored_params(&r->model), n = (uint64_t)r->gpus;
     unsigned w, g, o;
     state_bytes_per_param(r, &w, &g, &o);
-    b->weights = r->zero >= 3 ? ceil_div(psi * w, n) : psi * w;
-    b->gradients = r->zero >= 2 ? ceil_div(psi * g, n) : psi * g;
-    b->optimizer = r->zero >= 1 ? ceil_div(psi * o, n) : psi * o;
+    /* Sharded tensors are padded to a whole element count per rank (ceil(psi / n) elements
+     * each), and a rank that shards anything keeps its full copies padded to n shards, as
+     * `remat train --zero` allocates them, so the bytes are exact for our GPT. */
+    int shards = r->zero >= 2 || (r->zero == 1 && o > 0); /* plain SGD has no states */
+    uint64_t shard = ceil_div(psi, n), padded = shards ? shard * n : psi;
+    b->weights = r->zero >= 3 ? shard * w : padded * w;
+    b->gradients = r->zero >= 2 ? shard * g : padded * g;
+    b->optimizer = r->zero >= 1 ? shard * o : psi * o;
     b->workspace = PLAN_WORKSPACE_BYTES;
     /* ZeRO-3 gathers one module's full weights for its forward and backward and holds its full
      * gradient until the reduce-scatter. */

@@ -31,16 +31,14 @@ static void cli_slurp(const char *path, char *buf, size_t n)
     buf[got] = '\0';
 }
 
-cli_result *cli_run(cli_result *res, const char *fmt, ...)
+static cli_result *cli_vrun(cli_result *res, const char *launcher, const char *fmt, va_list ap)
 {
     char args[8192], cmd[16384];
     char out_path[] = "/tmp/remat-cli-out-XXXXXX", err_path[] = "/tmp/remat-cli-err-XXXXXX";
     int fo = mkstemp(out_path), fe = mkstemp(err_path);
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, "'%s' %s >%s 2>%s </dev/null", cli_bin(), args, out_path, err_path);
+    snprintf(cmd, sizeof cmd, "%s'%s' %s >%s 2>%s </dev/null", launcher, cli_bin(), args, out_path,
+             err_path);
     int st = system(cmd);
     res->code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
     cli_slurp(out_path, res->out, sizeof res->out);
@@ -51,6 +49,31 @@ cli_result *cli_run(cli_result *res, const char *fmt, ...)
         close(fe);
     unlink(out_path);
     unlink(err_path);
+    return res;
+}
+
+cli_result *cli_run(cli_result *res, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    cli_vrun(res, "", fmt, ap);
+    va_end(ap);
+    return res;
+}
+
+cli_result *cli_run_ranks(cli_result *res, int ranks, const char *fmt, ...)
+{
+    char launcher[512];
+    /* Open MPI refuses root without these two; set for this test run only */
+    snprintf(launcher, sizeof launcher,
+             "env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "
+             "OMPI_MCA_rmaps_base_oversubscribe=1 OMP_NUM_THREADS=1 OMP_WAIT_POLICY=passive "
+             "timeout 300 mpirun -np %d ",
+             ranks);
+    va_list ap;
+    va_start(ap, fmt);
+    cli_vrun(res, launcher, fmt, ap);
+    va_end(ap);
     return res;
 }
 

@@ -12,6 +12,10 @@ typedef struct {
 
 /* Runs "$REMAT_BIN args" through /bin/sh (args is shell-quoted by the caller). Returns res. */
 cli_result *cli_run(cli_result *res, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The same under `mpirun -np ranks` (oversubscribed, root allowed, one OpenMP thread a rank,
+ * a 300 s timeout), for the multi-process tests. */
+cli_result *cli_run_ranks(cli_result *res, int ranks, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 /* Path of the CLI under test ($REMAT_BIN, default build/remat) and of the repo ($REMAT_ROOT, ".").
  */
 const char *cli_bin(void);
