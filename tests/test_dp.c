@@ -245,3 +245,35 @@ Test(dp, fit_predicts_every_ranks_states_to_the_byte, .timeout = 600)
             cJSON_Delete(got.summary);
         }
 }
+
+/* examples/zero1_trainer.c's output: its last loss. */
+static double example_last_loss(int ranks)
+{
+    const char *bin = cli_bin(), *slash = strrchr(bin, '/');
+    char cmd[4096];
+    int dir = slash ? (int)(slash - bin) : 1;
+    snprintf(cmd, sizeof cmd,
+             "%s'%.*s/examples/zero1_trainer' 12 2>&1",
+             ranks > 1 ? "env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "
+                         "OMPI_MCA_rmaps_base_oversubscribe=1 timeout 120 mpirun -np 3 "
+                       : "",
+             dir, slash ? bin : ".");
+    FILE *p = popen(cmd, "r");
+    cr_assert(p, "cannot run %s", cmd);
+    char line[512];
+    double last = -1;
+    int step;
+    while (fgets(line, sizeof line, p))
+        if (sscanf(line, "step %d loss %lf", &step, &last) == 2 && step != 12)
+            last = -1;
+    cr_assert_eq(pclose(p), 0, "%s failed", cmd);
+    return last;
+}
+
+Test(dp, the_zero1_example_trains_the_same_on_three_ranks, .timeout = 300)
+{
+    needs_mpi();
+    double one = example_last_loss(1), three = example_last_loss(3);
+    cr_assert_gt(one, 0, "no step 12 line");
+    cr_expect(fabs(one - three) <= 1e-5 * one, "1 process %.6f, 3 ranks %.6f", one, three);
+}
