@@ -3,7 +3,7 @@
 # side where torch is importable, and `remat curve` on the `small` preset) and prints a compact
 # summary of ratios, each against a baseline measured in the same run.
 # REMAT_BENCH_FILTER=regex limits the suites (names: bench_pool, ..., torch_compare,
-# torch_checkpoint, curve);
+# torch_checkpoint, dp_compare, curve);
 # REMAT_BENCH_REPS sets repetitions (default here 3, to keep the whole run near 10 minutes on a
 # loaded 2-core machine); REMAT_BENCH_CURVE_STEPS sets the curve's measured steps per point (8).
 set -u
@@ -64,6 +64,10 @@ if want torch_checkpoint; then
     else
         echo "summary torch_checkpoint skipped: PyTorch is not installed for $py" >> "$summary"
     fi
+fi 2>&1
+if want dp_compare; then
+    echo "==== dp_compare (2 ranks x 1 thread against 1 process x 2 threads, same global batch)"
+    bench/dp_compare.sh "$build" 2>&1 | tee -a /dev/stderr | grep -E '^summary' >> "$summary" 2>/dev/null
 fi 2>&1
 if want curve; then
     echo "==== curve (remat curve --model small)"
