@@ -36,7 +36,8 @@ static const struct {
     double pct;
 } layout_policies[] = {{"store-all", 100}, {"sqrt", 400},           {"periodic:2", 400},
                        {"revolve", 50},    {"optimal", 70},         {"optimal", 50},
-                       {"optimal", 30},    {"selective:recompute-gelu-ln", 400}, {"megatron-selective", 400}};
+                       {"optimal", 30},    {"selective:recompute-gelu-ln", 400},
+                       {"megatron-selective", 400}};
 enum { N_MODELS = 4, N_POLICIES = sizeof layout_policies / sizeof layout_policies[0] };
 static layout_case layout_cases[N_MODELS * N_POLICIES];
 
