@@ -23,7 +23,7 @@ typedef struct {
     char name[96];
     const char *model;
     int B, T;
-    const char *policy; /* a remat policy, or a fixed selective one */
+    const char *policy; /* remat_policy_parse's name */
     double pct;         /* budget: % of store-all's peak */
 } layout_case;
 
@@ -36,7 +36,8 @@ static const struct {
     double pct;
 } layout_policies[] = {{"store-all", 100}, {"sqrt", 400},           {"periodic:2", 400},
                        {"revolve", 50},    {"optimal", 70},         {"optimal", 50},
-                       {"optimal", 30},    {"llmc-selective", 400}, {"megatron-selective", 400}};
+                       {"optimal", 30},    {"selective:recompute-gelu-ln", 400},
+                       {"megatron-selective", 400}};
 enum { N_MODELS = 4, N_POLICIES = sizeof layout_policies / sizeof layout_policies[0] };
 static layout_case layout_cases[N_MODELS * N_POLICIES];
 
@@ -50,7 +51,7 @@ static remat_status layout_chain(const layout_case *c, remat_chain **out)
     return plan_chain_build_gpt(&m, (uint64_t)c->B, (uint64_t)c->T, 4, scratch, out);
 }
 
-/* The case's schedule, laid out (remat_plan's planned default; selective ones by hand). */
+/* The case's schedule, laid out (remat_plan's planned default). */
 static remat_status layout_schedule(const layout_case *c, const remat_chain *ch,
                                     remat_schedule **out)
 {
@@ -59,9 +60,6 @@ static remat_status layout_schedule(const layout_case *c, const remat_chain *ch,
     if (s != REMAT_OK)
         return s;
     uint64_t budget = (uint64_t)((double)all * c->pct / 100);
-    int opt = gpt_selective_option(c->policy);
-    if (opt >= 0)
-        return gpt_plan_selective(ch, opt, budget, REMAT_LAYOUT_PLANNED, out);
     remat_policy p;
     if ((s = remat_policy_parse(c->policy, &p)) != REMAT_OK)
         return s;

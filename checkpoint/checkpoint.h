@@ -83,6 +83,11 @@ uint64_t ckpt_buf_bytes(const ckpt_state *st, ckpt_buf b, int option);
 /* Builders append a complete schedule for chain to l. */
 void ckpt_build_store_all(const remat_chain *c, ckpt_oplist *l);
 void ckpt_build_periodic(const remat_chain *c, int period, ckpt_oplist *l);
+/* Store-all with each stage's option under p (remat_policy_stage_option). */
+void ckpt_build_selective(const remat_chain *c, const remat_policy *p, ckpt_oplist *l);
+/* Checks p and, for a selective policy, that some stage of c has its option: REMAT_EINVAL names
+ * the option and lists the chain's options otherwise. */
+remat_status ckpt_check_policy_chain(const remat_chain *c, const remat_policy *p);
 int ckpt_sqrt_period(int n_stages);
 /* Forward ops of the binomial schedule (closed form) for l stages and `snaps` checkpoints. */
 uint64_t ckpt_revolve_forwards(uint64_t l, uint64_t snaps);

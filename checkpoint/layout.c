@@ -269,7 +269,7 @@ static remat_status layout_try(const remat_chain *c, const remat_policy *p, uint
 static remat_status layout_infeasible(const remat_chain *c, const remat_policy *p, uint64_t budget,
                                       uint64_t smallest)
 {
-    char name[32], b[32], m[32];
+    char name[REMAT_POLICY_NAME_MAX], b[32], m[32];
     remat_policy_name(p, name, sizeof name);
     return remat_fail(REMAT_EINFEASIBLE,
                       "budget %s (%llu bytes) is below the minimum feasible budget of policy %s "

@@ -11,11 +11,53 @@
 
 /* ==== policies ============================================================================= */
 
+/* The fixed presets: a name standing for a selective policy. */
+static const struct {
+    const char *name, *option;
+} policy_presets[] = {
+    {"llmc-selective", "recompute-gelu"},     /* llm.c's default recompute=1 */
+    {"megatron-selective", "recompute-attn"}, /* Korthikanti et al., selective recompute */
+};
+
+#define POLICY_EXPECTED                                                                            \
+    "optimal, store-all, sqrt, periodic:K, revolve, full-recompute, selective:OPTION, "            \
+    "llmc-selective or megatron-selective"
+
+/* A stage option's name as a selective policy takes it: 1 to 47 of [A-Za-z0-9_.-]. */
+static int policy_option_ok(const char *o)
+{
+    size_t n = strlen(o);
+    if (n == 0 || n >= REMAT_POLICY_OPTION_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = o[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_' || c == '.'))
+            return 0;
+    }
+    return 1;
+}
+
+static remat_status policy_selective(const char *text, const char *option, remat_policy *out)
+{
+    if (!policy_option_ok(option))
+        return remat_fail(REMAT_EINVAL,
+                          "bad policy '%s': selective:OPTION needs a stage option's name (1 to "
+                          "%d letters, digits, '-', '_' or '.'), e.g. selective:recompute-gelu",
+                          text, REMAT_POLICY_OPTION_MAX - 1);
+    out->kind = REMAT_POLICY_SELECTIVE;
+    memcpy(out->option, option, strlen(option) + 1);
+    return REMAT_OK;
+}
+
 remat_status remat_policy_parse(const char *text, remat_policy *out)
 {
     if (!text || !out)
         return remat_fail(REMAT_EINVAL, "remat_policy_parse: text and out must not be NULL");
     memset(out, 0, sizeof *out);
+    for (size_t i = 0; i < sizeof policy_presets / sizeof *policy_presets; i++)
+        if (strcmp(text, policy_presets[i].name) == 0)
+            return policy_selective(text, policy_presets[i].option, out);
     if (strcmp(text, "optimal") == 0)
         out->kind = REMAT_POLICY_OPTIMAL;
     else if (strcmp(text, "store-all") == 0)
@@ -24,6 +66,10 @@ remat_status remat_policy_parse(const char *text, remat_policy *out)
         out->kind = REMAT_POLICY_SQRT;
     else if (strcmp(text, "revolve") == 0)
         out->kind = REMAT_POLICY_REVOLVE;
+    else if (strcmp(text, "full-recompute") == 0)
+        out->kind = REMAT_POLICY_FULL_RECOMPUTE;
+    else if (strncmp(text, "selective:", 10) == 0)
+        return policy_selective(text, text + 10, out);
     else if (strncmp(text, "periodic:", 9) == 0) {
         char *end = NULL;
         long k = strtol(text + 9, &end, 10);
@@ -33,9 +79,7 @@ remat_status remat_policy_parse(const char *text, remat_policy *out)
         out->kind = REMAT_POLICY_PERIODIC;
         out->period = (int)k;
     } else
-        return remat_fail(REMAT_EINVAL,
-                          "unknown policy '%s' (expected optimal, store-all, sqrt, "
-                          "periodic:K or revolve)",
+        return remat_fail(REMAT_EINVAL, "unknown policy '%s' (expected " POLICY_EXPECTED ")",
                           text);
     return REMAT_OK;
 }
@@ -50,23 +94,84 @@ const char *remat_policy_name(const remat_policy *p, char *buf, size_t n)
     case REMAT_POLICY_SQRT: snprintf(buf, n, "sqrt"); break;
     case REMAT_POLICY_REVOLVE: snprintf(buf, n, "revolve"); break;
     case REMAT_POLICY_OPTIMAL: snprintf(buf, n, "optimal"); break;
+    case REMAT_POLICY_FULL_RECOMPUTE: snprintf(buf, n, "full-recompute"); break;
+    case REMAT_POLICY_SELECTIVE:
+        snprintf(buf, n, "selective:%.*s", REMAT_POLICY_OPTION_MAX - 1, p->option);
+        break;
     default: snprintf(buf, n, "unknown"); break;
     }
     return buf;
+}
+
+int remat_policy_stage_option(const remat_policy *p, const remat_stage *s)
+{
+    if (!p || !s || p->kind != REMAT_POLICY_SELECTIVE)
+        return REMAT_OPTION_DEFAULT;
+    /* the MLP activation recompute: GPT chains call it recompute-gelu, generic ones recompute-act */
+    const char *alias = strcmp(p->option, "recompute-gelu") == 0 ? "recompute-act" : NULL;
+    for (int k = 0; k < s->n_options; k++)
+        if (strncmp(s->options[k].name, p->option, sizeof p->option) == 0)
+            return k;
+    for (int k = 0; alias && k < s->n_options; k++)
+        if (strcmp(s->options[k].name, alias) == 0)
+            return k;
+    return REMAT_OPTION_DEFAULT;
 }
 
 static remat_status solver_check_policy(const remat_policy *p)
 {
     if (!p)
         return remat_fail(REMAT_EINVAL, "policy must not be NULL");
-    if (p->kind < REMAT_POLICY_STORE_ALL || p->kind > REMAT_POLICY_OPTIMAL)
+    if (p->kind < REMAT_POLICY_STORE_ALL || p->kind > REMAT_POLICY_FULL_RECOMPUTE)
         return remat_fail(REMAT_EINVAL, "unknown policy kind %d", (int)p->kind);
     if (p->kind == REMAT_POLICY_PERIODIC && p->period < 1)
         return remat_fail(REMAT_EINVAL, "periodic:K needs K >= 1, got %d", p->period);
+    if (p->kind == REMAT_POLICY_SELECTIVE &&
+        (!memchr(p->option, 0, sizeof p->option) || !policy_option_ok(p->option)))
+        return remat_fail(REMAT_EINVAL, "selective policy: option '%.*s' is not a stage option's "
+                                        "name (NUL-terminated, under %d bytes)",
+                          REMAT_POLICY_OPTION_MAX - 1, p->option, REMAT_POLICY_OPTION_MAX);
     if (p->slots < 0 || p->slots > 1000000)
         return remat_fail(REMAT_EINVAL, "slots must be in [1, 1000000] (0 = default 500), got %d",
                           p->slots);
     return REMAT_OK;
+}
+
+remat_status ckpt_check_policy_chain(const remat_chain *c, const remat_policy *p)
+{
+    REMAT_TRY(solver_check_policy(p));
+    if (p->kind != REMAT_POLICY_SELECTIVE)
+        return REMAT_OK;
+    for (int i = 0; i < c->n_stages; i++)
+        if (remat_policy_stage_option(p, &c->stages[i]) != REMAT_OPTION_DEFAULT)
+            return REMAT_OK;
+    /* the chain's distinct option names, in the order the stages list them */
+    char list[512] = "";
+    size_t used = 0;
+    for (int i = 0; i < c->n_stages; i++)
+        for (int k = 0; k < c->stages[i].n_options; k++) {
+            const char *name = c->stages[i].options[k].name;
+            int seen = 0;
+            for (int j = 0; j <= i && !seen; j++)
+                for (int q = 0; q < c->stages[j].n_options && !seen; q++)
+                    if ((j < i || q < k) && strncmp(c->stages[j].options[q].name, name,
+                                                    sizeof c->stages[j].options[q].name) == 0)
+                        seen = 1;
+            if (!seen && used < sizeof list) {
+                int w = snprintf(list + used, sizeof list - used, "%s%.*s", used ? ", " : "",
+                                 (int)sizeof c->stages[i].options[k].name, name);
+                used += w > 0 ? (size_t)w : 0;
+            }
+        }
+    if (used == 0)
+        return remat_fail(REMAT_EINVAL,
+                          "policy selective:%s: chain '%s' has no stage options, so no selective "
+                          "policy applies",
+                          p->option, c->name);
+    return remat_fail(REMAT_EINVAL,
+                      "policy selective:%s: no stage of chain '%s' has option '%s' (valid "
+                      "options: %s)",
+                      p->option, c->name, p->option, list);
 }
 
 /* ==== store-all, periodic, sqrt ============================================================= */
@@ -83,6 +188,15 @@ static void solver_segment(ckpt_oplist *l, int s, int e)
 void ckpt_build_store_all(const remat_chain *c, ckpt_oplist *l)
 {
     solver_segment(l, 0, c->n_stages);
+}
+
+/* Store-all with every stage's forward under the option p names. */
+void ckpt_build_selective(const remat_chain *c, const remat_policy *p, ckpt_oplist *l)
+{
+    for (int k = 0; k < c->n_stages; k++)
+        ckpt_push(l, REMAT_OP_F_ALL, k, remat_policy_stage_option(p, &c->stages[k]));
+    for (int k = c->n_stages - 1; k >= 0; k--)
+        ckpt_push(l, REMAT_OP_B, k, -1);
 }
 
 /* Keeps every K-th input a_0, a_K, a_2K, ... in the forward sweep, stores the last segment
@@ -240,8 +354,12 @@ static remat_status solver_fixed(const remat_chain *c, const remat_policy *p, ck
 {
     if (p->kind == REMAT_POLICY_STORE_ALL)
         ckpt_build_store_all(c, l);
+    else if (p->kind == REMAT_POLICY_SELECTIVE)
+        ckpt_build_selective(c, p, l);
     else if (p->kind == REMAT_POLICY_PERIODIC)
         ckpt_build_periodic(c, p->period, l);
+    else if (p->kind == REMAT_POLICY_FULL_RECOMPUTE)
+        ckpt_build_periodic(c, 1, l); /* every input kept: each stage recomputed once */
     else
         ckpt_build_periodic(c, ckpt_sqrt_period(c->n_stages), l);
     return l->oom ? remat_fail(REMAT_ENOMEM, "schedule: out of memory") : REMAT_OK;
@@ -311,7 +429,7 @@ remat_status ckpt_min_budget_pool(const remat_chain *chain, const remat_policy *
     if (!out)
         return remat_fail(REMAT_EINVAL, "remat_min_budget: out must not be NULL");
     REMAT_TRY(chain_validate(chain));
-    REMAT_TRY(solver_check_policy(policy));
+    REMAT_TRY(ckpt_check_policy_chain(chain, policy));
     if (policy->kind == REMAT_POLICY_OPTIMAL)
         return ckpt_optimal_min_budget(chain, out);
     if (policy->kind == REMAT_POLICY_REVOLVE)
@@ -330,7 +448,7 @@ remat_status ckpt_min_budget_pool(const remat_chain *chain, const remat_policy *
 static remat_status solver_infeasible(const remat_chain *c, const remat_policy *p, uint64_t budget)
 {
     uint64_t min = 0;
-    char name[32], b[32], m[32];
+    char name[REMAT_POLICY_NAME_MAX], b[32], m[32];
     remat_policy_name(p, name, sizeof name);
     if (ckpt_min_budget_pool(c, p, &min) != REMAT_OK)
         return remat_fail(REMAT_EINFEASIBLE, "no %s schedule of '%s' fits in %llu bytes", name,
@@ -408,7 +526,7 @@ remat_status ckpt_plan_ops(const remat_chain *chain, const remat_policy *policy,
     if (!out)
         return remat_fail(REMAT_EINVAL, "remat_plan: out must not be NULL");
     REMAT_TRY(chain_validate(chain));
-    REMAT_TRY(solver_check_policy(policy));
+    REMAT_TRY(ckpt_check_policy_chain(chain, policy));
     ckpt_oplist l = {0};
     remat_sim_result r;
     remat_status s = solver_build(chain, policy, budget_bytes, &l);
@@ -459,7 +577,7 @@ remat_status remat_schedule_write_json(const remat_schedule *s, const remat_chai
     if (!s || !f)
         return remat_fail(REMAT_EINVAL, "remat_schedule_write_json: s and f must not be NULL");
     REMAT_TRY(chain_validate(chain));
-    char name[32];
+    char name[REMAT_POLICY_NAME_MAX];
     fprintf(f,
             "{\"policy\": \"%s\", \"budget_bytes\": %llu, \"feasible\": %s, \"peak_bytes\": %llu, "
             "\"time\": ",

@@ -22,7 +22,8 @@ void cmd_curve_usage(FILE *f)
         "                   [--profile-file FILE] [--layout planned|pool]\n\n"
         "Profiles the model, then for each policy trains K real steps at each memory budget and\n"
         "records the predicted and measured activation peak and step time. Fixed policies\n"
-        "(store-all, sqrt, periodic:K, llmc-selective, megatron-selective, selective:OPTION) are\n"
+        "(store-all, sqrt, periodic:K, full-recompute, selective:OPTION, llmc-selective =\n"
+        "selective:recompute-gelu, megatron-selective = selective:recompute-attn) are\n"
         "one point each, at their own peak; when optimal is listed it is also planned at exactly\n"
         "each fixed policy's peak and measured in the same steps (the dominance check below).\n"
         "Sweeping policies (optimal, revolve) get N budgets evenly spaced from their least\n"
@@ -160,8 +161,7 @@ enum { CURVE_MAX_POLICIES = 32 };
 
 typedef struct {
     char name[64];
-    remat_policy pol; /* when selective < 0 */
-    int selective;    /* block option of a fixed selective policy, or -1 */
+    remat_policy pol; /* remat_policy_parse of name */
     int sweeps;       /* optimal and revolve: one point per budget */
 } curve_policy;
 
@@ -180,20 +180,11 @@ static int curve_parse_policies(const char *list, curve_policy *out, size_t *n)
         curve_policy *cp = &out[(*n)++];
         memset(cp, 0, sizeof *cp);
         memcpy(cp->name, p, len);
-        cp->selective = gpt_selective_option(cp->name);
-        if (cp->selective == -2) {
-            cli_usage_error("curve",
-                            "--policies: %s: unknown save option (recompute-gelu, "
-                            "recompute-gelu-ln, recompute-attn, recompute-attn-gelu-ln)",
-                            cp->name);
-            return -1;
-        }
-        if (cp->selective < 0 && remat_policy_parse(cp->name, &cp->pol) != REMAT_OK) {
+        if (remat_policy_parse(cp->name, &cp->pol) != REMAT_OK) {
             cli_usage_error("curve", "--policies: %s", remat_last_error());
             return -1;
         }
-        cp->sweeps = cp->selective < 0 &&
-                     (cp->pol.kind == REMAT_POLICY_OPTIMAL || cp->pol.kind == REMAT_POLICY_REVOLVE);
+        cp->sweeps = cp->pol.kind == REMAT_POLICY_OPTIMAL || cp->pol.kind == REMAT_POLICY_REVOLVE;
         p += len;
         if (*p == '\0')
             return 0;
@@ -569,8 +560,6 @@ static remat_status curve_measure_point(curve_run *r, const char *name, int orde
 static remat_status curve_plan(const curve_run *r, const curve_policy *cp, uint64_t budget,
                                remat_schedule **out)
 {
-    if (cp->selective >= 0)
-        return gpt_plan_selective(r->chain, cp->selective, budget, r->o.layout, out);
     return remat_plan_layout(r->chain, &cp->pol, r->o.layout, budget, out);
 }
 
@@ -579,15 +568,6 @@ static remat_status curve_plan(const curve_run *r, const curve_policy *cp, uint6
 static remat_status curve_budgets(const curve_run *r, const curve_policy *cp, uint64_t *budgets,
                                   size_t *n)
 {
-    if (cp->selective >= 0) {
-        remat_schedule *s;
-        REMAT_TRY(
-            gpt_plan_selective(r->chain, cp->selective, 4 * r->store_all_peak, r->o.layout, &s));
-        budgets[0] = s->peak_bytes;
-        remat_schedule_free(s);
-        *n = 1;
-        return REMAT_OK;
-    }
     uint64_t lo;
     REMAT_TRY(remat_min_budget_layout(r->chain, &cp->pol, r->o.layout, &lo));
     if (!cp->sweeps || lo >= r->store_all_peak) {
@@ -606,7 +586,7 @@ static remat_status curve_budgets(const curve_run *r, const curve_policy *cp, ui
 static int curve_find_optimal(const curve_policy *pols, size_t n_pols)
 {
     for (size_t p = 0; p < n_pols; p++)
-        if (pols[p].selective < 0 && pols[p].pol.kind == REMAT_POLICY_OPTIMAL)
+        if (pols[p].pol.kind == REMAT_POLICY_OPTIMAL)
             return (int)p;
     return -1;
 }
@@ -752,7 +732,7 @@ static void curve_write_gnuplot(FILE *f, const curve_run *r, const curve_policy 
     cli_plot_string(f, csv);
     fprintf(f, "\nplot ");
     for (size_t p = 0; p < n_pols; p++) {
-        int all = pols[p].selective < 0 && pols[p].pol.kind == REMAT_POLICY_STORE_ALL;
+        int all = pols[p].pol.kind == REMAT_POLICY_STORE_ALL;
         fprintf(f, "%scurve_csv skip 1 using (strcol(1) eq ", p ? ", \\\n     " : "");
         cli_plot_string(f, pols[p].name);
         fprintf(f, " ? $4/1048576.0 : 1/0):($7*100) with %s pt %d ps %s title ",
@@ -760,7 +740,7 @@ static void curve_write_gnuplot(FILE *f, const curve_run *r, const curve_policy 
         cli_plot_string(f, pols[p].name);
     }
     for (size_t p = 0; p < n_pols; p++)
-        if (pols[p].selective < 0 && pols[p].pol.kind == REMAT_POLICY_OPTIMAL) {
+        if (pols[p].pol.kind == REMAT_POLICY_OPTIMAL) {
             fprintf(f, ", \\\n     curve_csv skip 1 using (strcol(1) eq ");
             cli_plot_string(f, pols[p].name);
             fprintf(f, " ? $3/1048576.0 : 1/0):($8*100) with lines dt 2 lc rgb 'gray40' title ");
@@ -882,6 +862,19 @@ static int curve_make_dir(const char *dir)
     return EXIT_OK;
 }
 
+/* A selective policy's option must be one of the chain's (the scheduler's check names them). */
+static int curve_check_options(const curve_run *r, const curve_policy *pols, size_t n_pols)
+{
+    for (size_t p = 0; p < n_pols; p++) {
+        uint64_t least = 0;
+        if (pols[p].pol.kind == REMAT_POLICY_SELECTIVE &&
+            remat_min_budget_layout(r->chain, &pols[p].pol, REMAT_LAYOUT_POOL, &least) ==
+                REMAT_EINVAL)
+            return cli_usage_error("curve", "--policies %s: %s", pols[p].name, remat_last_error());
+    }
+    return EXIT_OK;
+}
+
 int cmd_curve(int argc, char **argv)
 {
     curve_run r;
@@ -908,6 +901,8 @@ int cmd_curve(int argc, char **argv)
         rc = cli_check_files("curve", files, sizeof files / sizeof files[0]);
     if (rc == EXIT_OK)
         rc = curve_open(&r);
+    if (rc == EXIT_OK)
+        rc = curve_check_options(&r, pols, n_pols);
     if (rc == EXIT_OK)
         rc = curve_sweep(&r, pols, n_pols);
     r.sweep_ok = rc == EXIT_OK;

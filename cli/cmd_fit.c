@@ -33,7 +33,9 @@ void cmd_fit_usage(FILE *f)
         "--params N (7.5e9 allowed) plans model states only. A shape without --arch is\n"
         "Llama-style (RMSNorm, SwiGLU, untied head). CARD is a preset (--list), a size with a\n"
         "unit (24GB, 80GiB) or all (one row per preset). --policy picks the breakdown's policy\n"
-        "(default store-all); --batch (default 1) and --seq (default: the model's context) too.\n"
+        "(default store-all; selective:OPTION for any block option, llmc-selective =\n"
+        "selective:recompute-gelu, megatron-selective = selective:recompute-attn, as in every\n"
+        "command); --batch (default 1) and --seq (default: the model's context) too.\n"
         "Quantized formats (fp8, int8, int4) apply to the linear layers inside the blocks and\n"
         "the experts; embeddings, head, norms and routers stay 16-bit.\n"
         "--measure (our GPT: tiny, small, gpt2-124m, gpt2-350m) trains 2 steps at each policy's\n"
@@ -149,6 +151,38 @@ static int fit_status(remat_status s)
     return -1;
 }
 
+/* --policy, read by remat_policy_parse (the one vocabulary): an activation policy of the
+ * planner, or selective:OPTION with any other block option (req->option). */
+static int fit_policy(const char *v, remat_fit_request *r)
+{
+    remat_policy p;
+    if (fit_status(remat_policy_parse(v, &p)) != 0)
+        return -1;
+    r->option[0] = '\0';
+    if (remat_act_policy_parse(v, &r->policy) == REMAT_OK)
+        return 0;
+    remat_clear_error();
+    if (p.kind != REMAT_POLICY_SELECTIVE)
+        return cli_usage_error("fit",
+                               "--policy %s: fit plans store-all, full-recompute, optimal and "
+                               "selective policies (selective:OPTION, llmc-selective, "
+                               "megatron-selective)",
+                               v),
+               -1;
+    r->policy = REMAT_ACT_STORE_ALL;
+    snprintf(r->option, sizeof r->option, "%s", p.option);
+    return 0;
+}
+
+/* The breakdown's policy as the scheduler names it (selective:OPTION, or the act policy). */
+static const char *fit_policy_name(const remat_fit_request *r, char *buf, size_t n)
+{
+    if (!r->option[0])
+        return remat_act_policy_name(r->policy);
+    snprintf(buf, n, "selective:%s", r->option);
+    return buf;
+}
+
 static int fit_arch(const char *text, remat_arch *out)
 {
     if (strcmp(text, "llama") == 0)
@@ -193,7 +227,7 @@ static int fit_option(fit_args *a, int c, const char *v)
         return fit_status(remat_optimizer_parse(v, &r->optimizer));
     case OPT_POLICY:
         a->training_only_set = 1;
-        return fit_status(remat_act_policy_parse(v, &r->policy));
+        return fit_policy(v, r);
     case OPT_ZERO: a->training_only_set = 1; return fit_int("--zero", v, 0, 3, &r->zero);
     case OPT_INFERENCE: r->inference = 1; return 0;
     case OPT_QUANT:
@@ -356,7 +390,7 @@ static int fit_alternative(const remat_fit_request *r, const remat_fit_result *r
     if (res->fits || r->inference || r->model.params_only)
         return -1;
     for (int p = 0; p < REMAT_ACT_COUNT; p++)
-        if (p != (int)r->policy && res->max_batch[p] >= r->batch)
+        if ((r->option[0] || p != (int)r->policy) && res->max_batch[p] >= r->batch)
             return p;
     return -1;
 }
@@ -401,8 +435,9 @@ static void fit_json_mode(const remat_fit_request *r)
         printf("%d", r->zero);
     else
         printf("null");
+    char pname[REMAT_POLICY_NAME_MAX];
     printf(", \"policy\": ");
-    fit_json_name_or_null(t, remat_act_policy_name(r->policy));
+    fit_json_name_or_null(t, fit_policy_name(r, pname, sizeof pname));
     printf(", \"quant\": ");
     fit_json_name_or_null(!t, remat_dtype_name(r->quant));
     printf(", \"kv_dtype\": ");
@@ -512,6 +547,7 @@ static void fit_print_header(const remat_fit_request *r)
     if (mtp)
         printf("; MTP module %llu more, not counted", (unsigned long long)mtp);
     printf("\n");
+    char pname[REMAT_POLICY_NAME_MAX];
     if (r->inference)
         printf("mode       inference: %s weights, %s KV cache, tensor parallel over %d GPU%s, "
                "batch %d x seq %d\n",
@@ -522,7 +558,7 @@ static void fit_print_header(const remat_fit_request *r)
             "mode       training: %s%s %s, ZeRO-%d over %d GPU%s, batch %d x seq %d, policy %s\n",
             remat_dtype_name(r->dtype), r->dtype == REMAT_DTYPE_FP32 ? "" : " mixed precision",
             remat_optimizer_name(r->optimizer), r->zero, r->gpus, r->gpus > 1 ? "s" : "", r->batch,
-            r->seq, remat_act_policy_name(r->policy));
+            r->seq, fit_policy_name(r, pname, sizeof pname));
 }
 
 static void fit_print_max_batch(const remat_fit_request *r, const remat_fit_result *res)
@@ -583,7 +619,7 @@ static void fit_print_reserve_split(const remat_fit_request *r, const remat_fit_
  * not fit, the first policy that does. */
 static void fit_print_fits(const remat_fit_request *r, const remat_fit_result *res)
 {
-    char h[32], what[96];
+    char h[32], what[128], pname[REMAT_POLICY_NAME_MAX];
     uint64_t total = res->per_gpu.total;
     if (r->model.params_only)
         snprintf(what, sizeof what, "(model states only)");
@@ -591,7 +627,7 @@ static void fit_print_fits(const remat_fit_request *r, const remat_fit_result *r
         snprintf(what, sizeof what, "at batch %d x seq %d", r->batch, r->seq);
     else
         snprintf(what, sizeof what, "with %s at batch %d x seq %d",
-                 remat_act_policy_name(r->policy), r->batch, r->seq);
+                 fit_policy_name(r, pname, sizeof pname), r->batch, r->seq);
     if (res->fits) {
         printf("fits: yes %s, %s headroom\n", what, human(r->card_bytes - total, h));
         return;

@@ -24,15 +24,14 @@ typedef struct {
 
 /* ==== Schedules ========================================================================== */
 
-/* The fixed policies' schedules are the planner's own (plan_chain_schedule), laid out in one
- * arena as remat_plan lays out optimal's. */
+/* The scheduler's schedule of p (remat_policy_parse's meaning of its name), laid out in one
+ * arena; fixed policies at their own peak, optimal within the budget. */
 static remat_status measure_schedule(const remat_chain *c, remat_act_policy p, uint64_t budget,
                                      remat_schedule **out)
 {
-    if (p != REMAT_ACT_OPTIMAL)
-        return plan_chain_schedule(c, p, out);
-    remat_policy opt = {.kind = REMAT_POLICY_OPTIMAL};
-    return remat_plan(c, &opt, budget, out);
+    remat_policy pol;
+    plan_act_policy(p, &pol);
+    return remat_plan(c, &pol, pol.kind == REMAT_POLICY_OPTIMAL ? budget : UINT64_MAX, out);
 }
 
 /* ==== One run ============================================================================== */
@@ -149,6 +148,7 @@ static remat_status measure_predict(const remat_fit_request *req, remat_act_poli
     remat_fit_request r = *req;
     remat_fit_result res;
     r.policy = p;
+    r.option[0] = '\0'; /* the breakdown under p itself */
     r.batch = (int)batch;
     REMAT_TRY(remat_fit(&r, &res));
     const remat_fit_bytes *b = &res.per_gpu;

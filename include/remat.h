@@ -482,6 +482,11 @@ typedef enum {
     REMAT_POLICY_SQRT,     /* Chen 2016: periodic with K ~ sqrt(L) */
     REMAT_POLICY_REVOLVE,  /* binomial checkpointing */
     REMAT_POLICY_OPTIMAL,  /* Rotor's DP with per-stage options */
+    /* store-all with every stage that has the option named `option` running it in its forward
+     * (the others their default): llm.c's and Megatron's selective recompute */
+    REMAT_POLICY_SELECTIVE,
+    /* keep only each stage's input; recompute each stage just before its backward */
+    REMAT_POLICY_FULL_RECOMPUTE,
 } remat_policy_kind;
 
 /* Where remat_run puts a schedule's buffers (activations, stored states, gradients, workspaces). */
@@ -498,16 +503,36 @@ typedef enum {
 /* Parses "planned" or "pool"; anything else is REMAT_EINVAL naming the text. */
 REMAT_API REMAT_NODISCARD remat_status remat_layout_mode_parse(const char *text, remat_layout_mode *out);
 
+/* The longest stage option name a selective policy holds (with its NUL), and a buffer size that
+ * holds every canonical policy name ("selective:" + option). */
+#define REMAT_POLICY_OPTION_MAX 48
+#define REMAT_POLICY_NAME_MAX 64
+
 typedef struct {
     remat_policy_kind kind;
     int period; /* PERIODIC: K */
     int slots;  /* OPTIMAL: memory discretisation; 0 = default (500) */
+    /* SELECTIVE: the stage option's name, NUL-terminated (remat_stage_option.name); planning
+     * refuses a chain none of whose stages has it (REMAT_EINVAL listing the chain's options).
+     * Ignored by the other kinds. */
+    char option[REMAT_POLICY_OPTION_MAX];
 } remat_policy;
 
-/* Parses "optimal", "store-all", "sqrt", "periodic:K", "revolve". */
+/* The one policy vocabulary of every command and of the planner (docs/checkpoint.md,
+ * "Policies"): "optimal", "store-all", "sqrt", "periodic:K", "revolve", "full-recompute",
+ * "selective:OPTION", and the presets "llmc-selective" (= selective:recompute-gelu, llm.c's
+ * default recompute=1) and "megatron-selective" (= selective:recompute-attn). OPTION is a stage
+ * option's name (letters, digits, '-', '_', '.'; under 48 bytes), checked against the chain when
+ * planning. Anything else is REMAT_EINVAL naming the text. */
 REMAT_API REMAT_NODISCARD remat_status remat_policy_parse(const char *text, remat_policy *out);
-/* Writes the canonical name ("periodic:4") into buf and returns buf. */
+/* Writes the canonical name ("periodic:4", "selective:recompute-gelu": presets are written as
+ * what they mean) into buf and returns buf; REMAT_POLICY_NAME_MAX bytes always suffice. */
 REMAT_API const char *remat_policy_name(const remat_policy *p, char *buf, size_t n);
+/* The option stage s runs in a store-all forward under p: for SELECTIVE the index of s's option
+ * named p->option (a "recompute-gelu" policy also takes an option named "recompute-act", the
+ * generic chains' name of the MLP activation recompute), else, or when s has no such option,
+ * REMAT_OPTION_DEFAULT. */
+REMAT_API int remat_policy_stage_option(const remat_policy *p, const remat_stage *s);
 
 /* A schedule's planned layout: every buffer remat_run allocates for it, in the executor's order
  * (a_0, d_L, then each op's output and then its workspace; buffers of 0 bytes are left out), with
@@ -829,13 +854,17 @@ REMAT_API const char *remat_optimizer_name(remat_optimizer o);
 /* How a training step keeps its activations (docs/planner.md gives each one's bytes). */
 typedef enum {
     REMAT_ACT_STORE_ALL, /* keep everything the backward needs */
-    REMAT_ACT_LLMC,      /* llm.c's recompute=1: the GELU/SiLU output is recomputed */
-    REMAT_ACT_MEGATRON,  /* Korthikanti et al.: the attention core (scores, softmax) is recomputed */
+    REMAT_ACT_LLMC,      /* llm.c's recompute=1 (selective:recompute-gelu): the GELU/SiLU output
+                            is recomputed */
+    REMAT_ACT_MEGATRON,  /* Korthikanti et al. (selective:recompute-attn): the attention core
+                            (scores, softmax) is recomputed */
     REMAT_ACT_FULL,      /* keep only each layer's input; recompute the layer in the backward */
     REMAT_ACT_OPTIMAL,   /* the checkpoint scheduler's optimal schedule at the memory left */
     REMAT_ACT_COUNT,
 } remat_act_policy;
-/* "store-all", "llmc-selective", "megatron-selective", "full-recompute", "optimal". */
+/* "store-all", "llmc-selective", "megatron-selective", "full-recompute", "optimal", read by
+ * remat_policy_parse (so "selective:recompute-gelu" is REMAT_ACT_LLMC); a policy with no value
+ * here (sqrt, periodic:K, another selective:OPTION) is REMAT_EINVAL naming it. */
 REMAT_API REMAT_NODISCARD remat_status remat_act_policy_parse(const char *text,
                                                               remat_act_policy *out);
 REMAT_API const char *remat_act_policy_name(remat_act_policy p);
@@ -857,6 +886,12 @@ typedef struct {
     int own_pool;             /* remat_fit_chain: 1 = the trainer allocates from remat's pool
                                  (remat.torch.use_pool): its rounding is computed, no slack
                                  assumed; 0 = another allocator (2% of the managed bytes) */
+    /* "" (zero-initialised): the per_gpu breakdown is under `policy`. A stage option's name: it
+     * is under selective:OPTION instead (remat_policy_parse; `policy` is then ignored), and an
+     * option no stage of the chain has is REMAT_EINVAL listing the chain's options. The
+     * activation policies themselves are remat_policy_parse's: llmc-selective is
+     * selective:recompute-gelu, megatron-selective selective:recompute-attn. */
+    char option[REMAT_POLICY_OPTION_MAX];
 } remat_fit_request;
 
 /* Defaults: 1 GPU, ZeRO 0, batch 1, seq 0, fp32 AdamW training, store-all, bf16 weights and

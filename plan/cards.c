@@ -188,16 +188,38 @@ const char *remat_optimizer_name(remat_optimizer o)
     return (unsigned)o < 3 ? optimizer_names[o] : "unknown";
 }
 
+void plan_act_policy(remat_act_policy p, remat_policy *out)
+{
+    /* the names are the scheduler's own vocabulary: its parser says what each one means */
+    remat_status s = remat_policy_parse((unsigned)p < REMAT_ACT_COUNT ? policy_names[p] : "store-all", out);
+    (void)s; /* every name of policy_names parses (tests/test_policy.c) */
+}
+
 remat_status remat_act_policy_parse(const char *text, remat_act_policy *out)
 {
-    int i = name_index(policy_names, REMAT_ACT_COUNT, text);
-    if (i < 0 || !out)
+    remat_policy want;
+    if (!out)
+        return remat_fail(REMAT_EINVAL, "remat_act_policy_parse: out must not be NULL");
+    if (remat_policy_parse(text, &want) != REMAT_OK)
         return remat_fail(REMAT_EINVAL,
-                          "unknown policy '%s' (store-all, llmc-selective, megatron-selective, "
-                          "full-recompute, optimal)",
+                          "unknown policy '%s' (store-all, llmc-selective = "
+                          "selective:recompute-gelu, megatron-selective = "
+                          "selective:recompute-attn, full-recompute, optimal)",
                           text ? text : "(null)");
-    *out = (remat_act_policy)i;
-    return REMAT_OK;
+    for (int i = 0; i < REMAT_ACT_COUNT; i++) {
+        remat_policy p;
+        plan_act_policy((remat_act_policy)i, &p);
+        if (p.kind == want.kind && strcmp(p.option, want.option) == 0) {
+            *out = (remat_act_policy)i;
+            return REMAT_OK;
+        }
+    }
+    char name[REMAT_POLICY_NAME_MAX];
+    return remat_fail(REMAT_EINVAL,
+                      "policy '%s' (%s) is not an activation policy of the planner (store-all, "
+                      "llmc-selective, megatron-selective, full-recompute, optimal; another "
+                      "selective:OPTION goes in remat_fit_request.option)",
+                      text, remat_policy_name(&want, name, sizeof name));
 }
 
 const char *remat_act_policy_name(remat_act_policy p)

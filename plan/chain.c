@@ -265,29 +265,17 @@ void plan_chain_free(remat_chain *c)
 
 /* ==== Closed-form peaks ==================================================================== */
 
-/* The option of stage s a fixed policy runs (-1 = default): llm.c's recompute=1 is the option
- * recomputing the MLP activation, Megatron's selective recompute the one recomputing attention. */
-static int policy_option(const remat_stage *s, remat_act_policy p)
+/* The saved bytes and backward time of stage s under p: those of the option p runs on it
+ * (remat_policy_stage_option, the scheduler's own choice), else its default's. */
+static uint64_t stage_saved(const remat_stage *s, const remat_policy *p)
 {
-    const char *want = p == REMAT_ACT_LLMC ? "recompute-gelu" : "recompute-attn";
-    const char *alias = p == REMAT_ACT_LLMC ? "recompute-act" : "recompute-attn";
-    if (p != REMAT_ACT_LLMC && p != REMAT_ACT_MEGATRON)
-        return -1;
-    for (int k = 0; k < s->n_options; k++)
-        if (strcmp(s->options[k].name, want) == 0 || strcmp(s->options[k].name, alias) == 0)
-            return k;
-    return -1;
-}
-
-static uint64_t stage_saved(const remat_stage *s, remat_act_policy p)
-{
-    int k = policy_option(s, p);
+    int k = remat_policy_stage_option(p, s);
     return k >= 0 ? s->options[k].saved_bytes : s->saved_bytes;
 }
 
-static double stage_bwd(const remat_stage *s, remat_act_policy p)
+static double stage_bwd(const remat_stage *s, const remat_policy *p)
 {
-    int k = policy_option(s, p);
+    int k = remat_policy_stage_option(p, s);
     return k >= 0 ? s->options[k].bwd : s->bwd;
 }
 
@@ -303,7 +291,7 @@ static uint64_t max_u64(uint64_t a, uint64_t b)
 
 /* F_all 0..n-1 then B n-1..0. Forward: a_0 + d_L + the stored ā so far + the op's tmp. Backward
  * B i: a_0 + ā_1..ā_{i+1} + d_{i+1} + d_i + tmp. */
-static uint64_t peak_store_all(const remat_chain *c, remat_act_policy p)
+static uint64_t peak_store_all(const remat_chain *c, const remat_policy *p)
 {
     int n = c->n_stages;
     uint64_t d_last = c->stages[n - 1].out_bytes, stored = 0, peak = c->input_bytes + d_last;
@@ -353,14 +341,14 @@ static uint64_t peak_full(const remat_chain *c)
     return peak;
 }
 
-uint64_t plan_chain_peak(const remat_chain *c, remat_act_policy p)
+uint64_t plan_chain_peak(const remat_chain *c, const remat_policy *p)
 {
     if (!c || c->n_stages < 1)
         return 0;
-    return p == REMAT_ACT_FULL ? peak_full(c) : peak_store_all(c, p);
+    return p->kind == REMAT_POLICY_FULL_RECOMPUTE ? peak_full(c) : peak_store_all(c, p);
 }
 
-double plan_chain_overhead(const remat_chain *c, remat_act_policy p)
+double plan_chain_overhead(const remat_chain *c, const remat_policy *p)
 {
     if (!c || c->n_stages < 1)
         return 0;
@@ -369,54 +357,8 @@ double plan_chain_overhead(const remat_chain *c, remat_act_policy p)
         const remat_stage *s = &c->stages[i];
         base += s->fwd + s->bwd;
         time += s->fwd + stage_bwd(s, p);
-        if (p == REMAT_ACT_FULL && i < c->n_stages - 1)
+        if (p->kind == REMAT_POLICY_FULL_RECOMPUTE && i < c->n_stages - 1)
             time += s->fwd;
     }
     return base > 0 ? time / base - 1 : 0;
-}
-
-/* ==== Schedules of the fixed policies ====================================================== */
-
-/* Index of the option p runs on stage s, or REMAT_OPTION_DEFAULT. */
-static int chain_policy_option(const remat_stage *s, remat_act_policy p)
-{
-    int k = policy_option(s, p);
-    return k >= 0 ? k : REMAT_OPTION_DEFAULT;
-}
-
-remat_status plan_chain_schedule(const remat_chain *c, remat_act_policy p, remat_schedule **out)
-{
-    if (!c || !out || c->n_stages < 1 || p == REMAT_ACT_OPTIMAL || (unsigned)p >= REMAT_ACT_COUNT)
-        return remat_fail(REMAT_EINVAL, "plan_chain_schedule: needs a chain and a fixed policy");
-    int n = c->n_stages, k = 0;
-    remat_schedule *s = calloc(1, sizeof *s);
-    remat_op *ops = calloc(3 * (size_t)n, sizeof *ops);
-    if (!s || !ops) {
-        free(s), free(ops);
-        return remat_fail(REMAT_ENOMEM, "out of host memory for a schedule of %d stages", n);
-    }
-    if (p == REMAT_ACT_FULL) {
-        for (int i = 0; i < n - 1; i++)
-            ops[k++] = (remat_op){REMAT_OP_F_CK, i, REMAT_OPTION_DEFAULT};
-        for (int i = n - 1; i >= 0; i--) {
-            ops[k++] = (remat_op){REMAT_OP_F_ALL, i, REMAT_OPTION_DEFAULT};
-            ops[k++] = (remat_op){REMAT_OP_B, i, REMAT_OPTION_DEFAULT};
-        }
-    } else {
-        for (int i = 0; i < n; i++)
-            ops[k++] = (remat_op){REMAT_OP_F_ALL, i, chain_policy_option(&c->stages[i], p)};
-        for (int i = n - 1; i >= 0; i--)
-            ops[k++] = (remat_op){REMAT_OP_B, i, REMAT_OPTION_DEFAULT};
-    }
-    s->ops = ops;
-    s->n_ops = (size_t)k;
-    s->feasible = 1;
-    s->overhead = plan_chain_overhead(c, p);
-    remat_status st = remat_schedule_plan_layout(s, c); /* peak_bytes becomes the arena */
-    if (st != REMAT_OK) {
-        remat_schedule_free(s);
-        return st;
-    }
-    *out = s;
-    return REMAT_OK;
 }

@@ -51,6 +51,9 @@ static remat_status fit_check_training(const remat_fit_request *r)
         return remat_fail(REMAT_EINVAL, "optimizer %d is unknown", (int)r->optimizer);
     if ((unsigned)r->policy >= REMAT_ACT_COUNT)
         return remat_fail(REMAT_EINVAL, "policy %d is unknown", (int)r->policy);
+    if (!memchr(r->option, '\0', sizeof r->option))
+        return remat_fail(REMAT_EINVAL, "option: not NUL-terminated within %d bytes",
+                          REMAT_POLICY_OPTION_MAX);
     return REMAT_OK;
 }
 
@@ -289,10 +292,31 @@ static unsigned training_act_bytes(const remat_fit_request *r)
     return r->dtype == REMAT_DTYPE_FP32 ? 4 : 2;
 }
 
+/* The policy of the per_gpu breakdown: selective:req->option when set, else req->policy. */
+static remat_status fit_breakdown_policy(const remat_fit_request *r, remat_policy *out)
+{
+    if (r->option[0] == '\0') {
+        plan_act_policy(r->policy, out);
+        return REMAT_OK;
+    }
+    char text[REMAT_POLICY_NAME_MAX];
+    snprintf(text, sizeof text, "selective:%.*s", REMAT_POLICY_OPTION_MAX - 1, r->option);
+    return remat_policy_parse(text, out);
+}
+
+/* req->option must be one the chain's stages have: the scheduler's own check, which names the
+ * valid ones. (The presets' options are not checked: a chain without them plans as store-all.) */
+static remat_status fit_check_option(const remat_fit_request *r, const remat_chain *c,
+                                     const remat_policy *p)
+{
+    uint64_t least = 0;
+    return r->option[0] ? remat_min_budget_layout(c, p, REMAT_LAYOUT_POOL, &least) : REMAT_OK;
+}
+
 /* Peak and overhead of fixed policy p on c: our GPT's planned arena of the policy's schedule (what
  * remat_run takes), else the closed-form live peak. */
 static remat_status fixed_activations(const remat_fit_request *r, const remat_chain *c,
-                                      remat_act_policy p, uint64_t *peak, double *ov)
+                                      const remat_policy *p, uint64_t *peak, double *ov)
 {
     *peak = plan_chain_peak(c, p);
     *ov = plan_chain_overhead(c, p);
@@ -301,9 +325,8 @@ static remat_status fixed_activations(const remat_fit_request *r, const remat_ch
     if (!fit_exact_pool(r) || *peak > r->card_bytes)
         return REMAT_OK;
     remat_schedule *s = NULL;
-    REMAT_TRY(plan_chain_schedule(c, p, &s));
+    REMAT_TRY(remat_plan(c, p, UINT64_MAX, &s)); /* the scheduler's schedule of p, laid out */
     *peak = s->peak_bytes;
-    *ov = s->overhead;
     remat_schedule_free(s);
     return REMAT_OK;
 }
@@ -311,7 +334,7 @@ static remat_status fixed_activations(const remat_fit_request *r, const remat_ch
 /* Activation peak of policy p at `batch` (the chain's peak plus what the step holds beside it);
  * for optimal, the optimal schedule's peak within `budget` (its minimum when that is above the
  * budget) and its overhead. */
-static remat_status training_activations(const remat_fit_request *r, remat_act_policy p,
+static remat_status training_activations(const remat_fit_request *r, const remat_policy *p,
                                          uint64_t batch, uint64_t budget, uint64_t *bytes,
                                          double *overhead)
 {
@@ -320,7 +343,7 @@ static remat_status training_activations(const remat_fit_request *r, remat_act_p
     remat_chain *c = NULL;
     REMAT_TRY(plan_chain_build(&r->model, batch, fit_seq(r), training_act_bytes(r), &c));
     remat_status s = REMAT_OK;
-    if (p != REMAT_ACT_OPTIMAL) {
+    if (p->kind != REMAT_POLICY_OPTIMAL) {
         s = fixed_activations(r, c, p, &peak, &ov);
     } else {
         s = plan_optimal_min_budget(c, &peak);
@@ -366,14 +389,14 @@ static remat_status optimal_hopeless(const remat_fit_request *r, uint64_t batch,
 /* Does a step at `batch` under p fit? Optimal fits when the scheduler returns a schedule within
  * the budget (a lower bound, then its minimum budget, first rule out hopeless batches cheaply). */
 static remat_status training_fits(const remat_fit_request *r, const remat_fit_bytes *states,
-                                  remat_act_policy p, uint64_t batch, int *fits)
+                                  const remat_policy *p, uint64_t batch, int *fits)
 {
     uint64_t budget = act_budget(r, states, batch), act = 0;
     *fits = 0;
     if (budget == 0)
         return REMAT_OK;
     int hopeless = 0;
-    if (p == REMAT_ACT_OPTIMAL)
+    if (p->kind == REMAT_POLICY_OPTIMAL)
         REMAT_TRY(optimal_hopeless(r, batch, budget, &hopeless));
     if (hopeless)
         return REMAT_OK;
@@ -411,7 +434,9 @@ static remat_status largest_fitting(const remat_fit_request *r, const remat_fit_
 static remat_status training_probe(const remat_fit_request *r, const remat_fit_bytes *states,
                                    int policy, uint64_t batch, int *fits)
 {
-    return training_fits(r, states, (remat_act_policy)policy, batch, fits);
+    remat_policy p;
+    plan_act_policy((remat_act_policy)policy, &p);
+    return training_fits(r, states, &p, batch, fits);
 }
 
 /* Every sequence needs at least its 8 bytes a token of inputs and targets. */
@@ -430,7 +455,10 @@ static remat_status training_max_batch(const remat_fit_request *r, const remat_f
     out->max_batch[p] = (long)best;
     if (best == 0)
         return REMAT_OK;
-    return training_activations(r, p, best, act_budget(r, states, best), &act, &out->overhead[p]);
+    remat_policy pol;
+    plan_act_policy(p, &pol);
+    return training_activations(r, &pol, best, act_budget(r, states, best), &act,
+                                &out->overhead[p]);
 }
 
 static remat_status fit_training(const remat_fit_request *r, remat_fit_result *out)
@@ -443,8 +471,17 @@ static remat_status fit_training(const remat_fit_request *r, remat_fit_result *o
     }
     remat_fit_bytes states = *b;
     uint64_t budget = act_budget(r, &states, (uint64_t)r->batch);
-    REMAT_TRY(
-        training_activations(r, r->policy, (uint64_t)r->batch, budget, &b->activations, NULL));
+    remat_policy pol;
+    REMAT_TRY(fit_breakdown_policy(r, &pol));
+    if (r->option[0]) {
+        remat_chain *c = NULL;
+        REMAT_TRY(plan_chain_build(&r->model, (uint64_t)r->batch, fit_seq(r),
+                                   training_act_bytes(r), &c));
+        remat_status s = fit_check_option(r, c, &pol);
+        plan_chain_free(c);
+        REMAT_TRY(s);
+    }
+    REMAT_TRY(training_activations(r, &pol, (uint64_t)r->batch, budget, &b->activations, NULL));
     fit_finish_training(r, b, (uint64_t)r->batch);
     for (int p = 0; p < REMAT_ACT_COUNT; p++) {
         remat_status s = training_max_batch(r, &states, (remat_act_policy)p, out);
@@ -654,22 +691,18 @@ static remat_status fit_chain_at(const fit_chain_ctx *x, uint64_t b, remat_chain
     return REMAT_OK;
 }
 
-/* Does any stage carry the option a fixed selective policy runs? */
-static int fit_chain_has_option(const remat_chain *c, remat_act_policy p)
+/* Does any stage carry the option selective policy p runs? */
+static int fit_chain_has_option(const remat_chain *c, const remat_policy *p)
 {
-    const char *a = p == REMAT_ACT_LLMC ? "recompute-gelu" : "recompute-attn";
-    const char *b = p == REMAT_ACT_LLMC ? "recompute-act" : "recompute-attn";
     for (int i = 0; i < c->n_stages; i++)
-        for (int k = 0; k < c->stages[i].n_options; k++)
-            if (!strcmp(c->stages[i].options[k].name, a) ||
-                !strcmp(c->stages[i].options[k].name, b))
-                return 1;
+        if (remat_policy_stage_option(p, &c->stages[i]) != REMAT_OPTION_DEFAULT)
+            return 1;
     return 0;
 }
 
 /* Activation peak (and overhead) of policy p at batch b, as training_activations does for the
  * analytic chain. */
-static remat_status fit_chain_activations(const fit_chain_ctx *x, remat_act_policy p, uint64_t b,
+static remat_status fit_chain_activations(const fit_chain_ctx *x, const remat_policy *p, uint64_t b,
                                           uint64_t budget, uint64_t *bytes, double *overhead)
 {
     remat_chain *c = NULL;
@@ -677,7 +710,7 @@ static remat_status fit_chain_activations(const fit_chain_ctx *x, remat_act_poli
     uint64_t peak = 0;
     double ov = 0;
     remat_status s = REMAT_OK;
-    if (p != REMAT_ACT_OPTIMAL) {
+    if (p->kind != REMAT_POLICY_OPTIMAL) {
         peak = plan_chain_peak(c, p);
         ov = plan_chain_overhead(c, p);
     } else if (optimal_lower_bound(c) > budget) {
@@ -718,7 +751,9 @@ static remat_status fit_chain_probe(const remat_fit_request *r, const remat_fit_
     *fits = 0;
     if (budget == 0 || batch == 0)
         return REMAT_OK;
-    remat_status s = fit_chain_activations(x, (remat_act_policy)policy, batch, budget, &act, NULL);
+    remat_policy p;
+    plan_act_policy((remat_act_policy)policy, &p);
+    remat_status s = fit_chain_activations(x, &p, batch, budget, &act, NULL);
     if (s == REMAT_EINFEASIBLE) {
         remat_clear_error();
         return REMAT_OK;
@@ -767,8 +802,11 @@ remat_status remat_fit_chain(const remat_fit_request *req, const remat_chain *c1
     training_states(&x.req, b);
     remat_fit_bytes states = *b;
     uint64_t budget = fit_chain_budget(&x.req, &states, (uint64_t)req->batch);
+    remat_policy pol;
+    REMAT_TRY(fit_breakdown_policy(req, &pol));
+    REMAT_TRY(fit_check_option(req, c1, &pol));
     remat_status s =
-        fit_chain_activations(&x, req->policy, (uint64_t)req->batch, budget, &b->activations, NULL);
+        fit_chain_activations(&x, &pol, (uint64_t)req->batch, budget, &b->activations, NULL);
     if (s == REMAT_EINFEASIBLE) /* optimal at a batch that does not fit: report its minimum */
         remat_clear_error();
     else
@@ -782,14 +820,13 @@ remat_status remat_fit_chain(const remat_fit_request *req, const remat_chain *c1
     hi = hi > FIT_MAX_BATCH ? FIT_MAX_BATCH : hi;
     for (int p = 0; p < REMAT_ACT_COUNT; p++) {
         out->max_batch[p] = -1;
-        if ((p == REMAT_ACT_LLMC || p == REMAT_ACT_MEGATRON) &&
-            !fit_chain_has_option(c1, (remat_act_policy)p))
+        plan_act_policy((remat_act_policy)p, &pol);
+        if (pol.kind == REMAT_POLICY_SELECTIVE && !fit_chain_has_option(c1, &pol))
             continue;
         uint64_t best = 0, act = 0;
         s = largest_fitting(&x.req, &states, p, hi, fit_chain_probe, &best);
         if (s == REMAT_OK && best > 0)
-            s = fit_chain_activations(&x, (remat_act_policy)p, best, budget, &act,
-                                      &out->overhead[p]);
+            s = fit_chain_activations(&x, &pol, best, budget, &act, &out->overhead[p]);
         if (s != REMAT_OK && p == REMAT_ACT_OPTIMAL) {
             remat_clear_error(); /* the scheduler failed: optimal stays unplanned */
             out->overhead[p] = 0;

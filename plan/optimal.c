@@ -18,7 +18,8 @@ remat_status plan_optimal_min_budget(const remat_chain *c, uint64_t *out)
     uint64_t least = 0;
     REMAT_TRY(remat_min_budget(c, &p, &least));
     uint64_t start = c->input_bytes + c->stages[c->n_stages - 1].out_bytes;
-    uint64_t full = plan_chain_peak(c, REMAT_ACT_FULL);
+    remat_policy full_recompute = {.kind = REMAT_POLICY_FULL_RECOMPUTE};
+    uint64_t full = plan_chain_peak(c, &full_recompute);
     if (least < start || least > full)
         return remat_fail(REMAT_EINTERNAL,
                           "the checkpoint scheduler's minimum budget %llu for '%s' is outside "

@@ -62,16 +62,18 @@ remat_status plan_chain_build_gpt(const remat_model_desc *m, uint64_t batch, uin
 /* Bytes the training step holds beside the chain: our GPT's targets (round512(4 B T)). */
 uint64_t plan_chain_extra_bytes(const remat_model_desc *m, uint64_t batch, uint64_t seq);
 
-/* Peak bytes and recompute overhead of a fixed policy on chain under docs/checkpoint.md's model:
- * store-all / llmc / megatron run F_all (with the policy's option) then B; full recompute runs
- * F_ck through the stages, then F_all i, B i from the last stage down. */
-uint64_t plan_chain_peak(const remat_chain *c, remat_act_policy p);
-double plan_chain_overhead(const remat_chain *c, remat_act_policy p);
-/* The op list of fixed policy p on chain c, laid out in one planned arena (peak_bytes is the
- * arena, as remat_plan gives it for optimal): F_all every stage (with the policy's option), then
- * B from the last; full recompute: F_ck keeping every input, then F_all i, B i from the last
- * stage. REMAT_EINVAL for optimal. Free with remat_schedule_free. */
-remat_status plan_chain_schedule(const remat_chain *c, remat_act_policy p, remat_schedule **out);
+/* Peak bytes and recompute overhead of a fixed policy (store-all, selective, full-recompute; the
+ * scheduler's vocabulary) on chain under docs/checkpoint.md's model, in closed form: store-all and
+ * selective run F_all (with the option remat_policy_stage_option picks) then B; full recompute
+ * runs F_ck through the stages, then F_all i, B i from the last stage down. The schedules
+ * themselves, laid out, are remat_plan's. */
+uint64_t plan_chain_peak(const remat_chain *c, const remat_policy *p);
+double plan_chain_overhead(const remat_chain *c, const remat_policy *p);
+
+/* The scheduler's policy of an activation policy: store-all, llmc-selective (=
+ * selective:recompute-gelu), megatron-selective (= selective:recompute-attn), full-recompute,
+ * optimal, exactly as remat_policy_parse reads those names. */
+void plan_act_policy(remat_act_policy p, remat_policy *out);
 
 /* ---- Bridge to the checkpoint scheduler (plan/optimal.c) ------------------------------------ */
 /* Smallest activation budget the optimal schedule fits in; REMAT_EUNSUPPORTED if the scheduler

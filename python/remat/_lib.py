@@ -53,8 +53,12 @@ OP_NAMES = ["F_ck", "F_n", "F_all", "B"]
 F_CK, F_N, F_ALL, B = range(4)
 
 
+POLICY_OPTION_MAX = 48  # REMAT_POLICY_OPTION_MAX
+
+
 class Policy(ctypes.Structure):
-    _fields_ = [("kind", c_int), ("period", c_int), ("slots", c_int)]
+    _fields_ = [("kind", c_int), ("period", c_int), ("slots", c_int),
+                ("option", ctypes.c_char * POLICY_OPTION_MAX)]
 
 
 class Schedule(ctypes.Structure):
@@ -81,7 +85,8 @@ class ModelDesc(ctypes.Structure):
 class FitRequest(ctypes.Structure):
     _fields_ = [("model", ModelDesc), ("card_bytes", c_u64)] + [
         (f, c_int) for f in ("inference", "gpus", "zero", "batch", "seq", "dtype", "optimizer",
-                             "policy", "quant", "kv_dtype", "own_pool")]
+                             "policy", "quant", "kv_dtype", "own_pool")] + [
+        ("option", ctypes.c_char * POLICY_OPTION_MAX)]
 
 
 FIT_PARTS = ["weights", "gradients", "optimizer", "activations", "kv_cache", "workspace",
