@@ -35,12 +35,13 @@ void cmd_train_usage(FILE *f)
         "                  `remat profile`); an update sees ranks x accum x B sequences\n"
         "  --seq T         tokens per sequence (default: the model's maxT)\n"
         "  --steps N       optimizer steps (default 50)\n"
-        "  --policy P      store-all (default), sqrt, periodic:K, revolve, optimal, or a fixed\n"
-        "                  selective policy: store-all with every block saving less:\n"
-        "                  llmc-selective (= selective:recompute-gelu-ln, llm.c's -r 2),\n"
-        "                  megatron-selective (= selective:recompute-attn), selective:OPTION\n"
-        "                  (recompute-gelu, recompute-gelu-ln, recompute-attn,\n"
-        "                  recompute-attn-gelu-ln)\n"
+        "  --policy P      store-all (default), sqrt, periodic:K, revolve, optimal,\n"
+        "                  full-recompute, or a selective policy: store-all with every block\n"
+        "                  saving less: selective:OPTION (recompute-gelu, recompute-gelu-ln,\n"
+        "                  recompute-attn, recompute-attn-gelu-ln), llmc-selective (=\n"
+        "                  selective:recompute-gelu, llm.c's -r 1; its -r 2 is\n"
+        "                  selective:recompute-gelu-ln), megatron-selective (=\n"
+        "                  selective:recompute-attn)\n"
         "  --budget X      activation budget: bytes (512MiB) or a percentage of store-all (50%%);\n"
         "                  default 100%% for every policy (fixed policies need no more); the\n"
         "                  run's header prints the budget used\n"
@@ -314,8 +315,7 @@ typedef struct {
     remat_schedule *sched;
     remat_schedule *base_sched; /* store-all, with --baseline */
     uint64_t store_all_peak;
-    remat_policy pol;     /* --policy, store-all for the selective ones */
-    int selective;        /* the block option of a selective policy, else -1 */
+    remat_policy pol;     /* --policy, as remat_policy_parse reads it */
     uint64_t budget;      /* activation budget in bytes */
     FILE *trace;          /* --trace: the temporary file being written */
     gpt_memprof *memprof; /* --profile-memory */
@@ -410,19 +410,18 @@ static int train_check_weights(const train_run *r)
                            (double)r->host_params[i]);
 }
 
-/* Parses --policy and resolves --budget against the store-all peak of r->chain into r->pol,
- * r->selective, r->budget. Returns an exit code. */
+/* Parses --policy (remat_policy_parse: the one vocabulary) and resolves --budget against the
+ * store-all peak of r->chain into r->pol, r->budget. A selective option the chain lacks is a
+ * usage error listing the valid ones. Returns an exit code. */
 static int train_resolve_policy(train_run *r)
 {
-    r->selective = gpt_selective_option(r->o.policy);
-    if (r->selective == -2)
-        return cli_usage_error("train",
-                               "--policy %s: unknown save option (recompute-gelu, "
-                               "recompute-gelu-ln, recompute-attn, recompute-attn-gelu-ln)",
-                               r->o.policy);
-    remat_status s = remat_policy_parse(r->selective >= 0 ? "store-all" : r->o.policy, &r->pol);
+    remat_status s = remat_policy_parse(r->o.policy, &r->pol);
     if (s != REMAT_OK)
         return cli_fail("train", s, "--policy");
+    uint64_t least = 0;
+    if (r->pol.kind == REMAT_POLICY_SELECTIVE &&
+        remat_min_budget_layout(r->chain, &r->pol, REMAT_LAYOUT_POOL, &least) == REMAT_EINVAL)
+        return cli_usage_error("train", "--policy %s: %s", r->o.policy, remat_last_error());
     uint64_t bytes = 0;
     double pct = 100; /* the one default, for every policy */
     int is_pct = 1;
@@ -436,9 +435,7 @@ static int train_resolve_policy(train_run *r)
 
 static remat_status train_make_plan(const train_run *r, remat_schedule **out)
 {
-    return r->selective >= 0
-               ? gpt_plan_selective(r->chain, r->selective, r->budget, r->o.layout, out)
-               : remat_plan_layout(r->chain, &r->pol, r->o.layout, r->budget, out);
+    return remat_plan_layout(r->chain, &r->pol, r->o.layout, r->budget, out);
 }
 
 /* MemAvailable of /proc/meminfo in bytes; 0 when it cannot be read. */
@@ -476,7 +473,7 @@ static int train_check_memory(train_run *r)
         return cli_fail("train", s, "cannot plan");
     /* optimal re-plans on measured times: any schedule within the budget */
     uint64_t act =
-        r->pol.kind == REMAT_POLICY_OPTIMAL && r->selective < 0 && r->budget > plan->peak_bytes
+        r->pol.kind == REMAT_POLICY_OPTIMAL && r->budget > plan->peak_bytes
             ? (r->budget < r->store_all_peak ? r->budget : r->store_all_peak)
             : plan->peak_bytes;
     remat_schedule_free(plan);
@@ -499,7 +496,8 @@ static int train_check_memory(train_run *r)
                    r->o.batch, r->T, remat_format_bytes(need, nb, sizeof nb),
                    remat_format_bytes(persistent, pb, sizeof pb),
                    remat_format_bytes(act, ab, sizeof ab),
-                   r->selective >= 0 ? r->o.policy : remat_policy_name(&r->pol, name, sizeof name),
+                   r->pol.kind == REMAT_POLICY_SELECTIVE ? r->o.policy
+                                                        : remat_policy_name(&r->pol, name, sizeof name),
                    info.spec, info.kind == REMAT_DEVICE_HOST ? "MemAvailable" : "free",
                    remat_format_bytes(avail, fb, sizeof fb)),
         "");
@@ -599,7 +597,7 @@ static remat_status train_share_chain(train_run *r)
 static int train_plan(train_run *r)
 {
     remat_status s;
-    if (!r->o.analytic && !(r->pol.kind == REMAT_POLICY_STORE_ALL && r->selective < 0)) {
+    if (!r->o.analytic && r->pol.kind != REMAT_POLICY_STORE_ALL) {
         remat_chain *measured = NULL;
         if (r->rank == 0) { /* the other ranks plan on rank 0's profile: one schedule for all */
             gpt_loader probe = r->loader;
@@ -628,7 +626,7 @@ static int train_plan(train_run *r)
 /* The policy's name as the user gave it for selective policies, else canonical. */
 static const char *train_policy_name(const train_run *r, char *buf, size_t n)
 {
-    if (gpt_selective_option(r->o.policy) >= 0) {
+    if (r->pol.kind == REMAT_POLICY_SELECTIVE) {
         snprintf(buf, n, "%s", r->o.policy);
         return buf;
     }

@@ -357,16 +357,4 @@ int gpt_memprof_tags(const gpt_memprof *p, const char **names);
 /* REMAT_OK, or the failure of a pool query made while profiling. */
 remat_status gpt_memprof_status(const gpt_memprof *p);
 
-/* ==== Old selective helpers (model/selective.c) ============================================ */
-/* Kept only for cli/cmd_train.c until it plans through remat_plan_layout; new code parses with
- * remat_policy_parse (REMAT_POLICY_SELECTIVE) instead. */
-
-/* The block option of a selective policy name (llmc-selective = recompute-gelu,
- * megatron-selective = recompute-attn, selective:OPTION), as remat_policy_parse reads it. >= 0:
- * the option; -1: not a selective policy; -2: selective:OPTION with an OPTION our GPT lacks. */
-int gpt_selective_option(const char *policy);
-/* remat_plan_layout of selective:gpt_block_option_names[option]. */
-remat_status gpt_plan_selective(const remat_chain *chain, int option, uint64_t budget,
-                                remat_layout_mode layout, remat_schedule **out);
-
 #endif

@@ -1,6 +1,6 @@
 /* tests/test_policy.c: one policy vocabulary. Every name and preset parses to the same solver and
  * option through every entry point (remat_policy_parse, the planner's activation policies, the
- * train helper, and the fit, plan, train and curve commands); an unknown option is REMAT_EINVAL
+ * fit, plan, train and curve commands); an unknown option is REMAT_EINVAL
  * naming it and the valid ones; llmc-selective trains bit for bit as selective:recompute-gelu. */
 #include "model/gpt.h"
 #include "plan/plan.h"
@@ -93,17 +93,6 @@ Test(policy, the_planners_activation_policies_are_the_parsers)
     cr_expect_not_null(strstr(remat_last_error(), "remat_fit_request.option"), "%s",
                        remat_last_error());
     cr_expect_eq(remat_act_policy_parse("sqrt", &a), REMAT_EINVAL);
-}
-
-/* cli/cmd_train.c's helper reads the same vocabulary. */
-Test(policy, the_train_helper_reads_the_parsers_meaning)
-{
-    cr_expect_eq(gpt_selective_option("llmc-selective"), GPT_OPT_RECOMPUTE_GELU);
-    cr_expect_eq(gpt_selective_option("selective:recompute-gelu"), GPT_OPT_RECOMPUTE_GELU);
-    cr_expect_eq(gpt_selective_option("selective:recompute-gelu-ln"), GPT_OPT_RECOMPUTE_GELU_LN);
-    cr_expect_eq(gpt_selective_option("megatron-selective"), GPT_OPT_RECOMPUTE_ATTN);
-    cr_expect_eq(gpt_selective_option("selective:bogus"), -2);
-    cr_expect_eq(gpt_selective_option("sqrt"), -1);
 }
 
 /* ==== Planning ============================================================================== */
