@@ -255,6 +255,7 @@ static double example_last_loss(int ranks)
     snprintf(cmd, sizeof cmd,
              "%s'%.*s/examples/zero1_trainer' 12 2>&1",
              ranks > 1 ? "env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "
+                         "ASAN_OPTIONS=detect_leaks=0 "
                          "OMPI_MCA_rmaps_base_oversubscribe=1 timeout 120 mpirun -np 3 "
                        : "",
              dir, slash ? bin : ".");
