@@ -81,7 +81,7 @@ class ModelDesc(ctypes.Structure):
 class FitRequest(ctypes.Structure):
     _fields_ = [("model", ModelDesc), ("card_bytes", c_u64)] + [
         (f, c_int) for f in ("inference", "gpus", "zero", "batch", "seq", "dtype", "optimizer",
-                             "policy", "quant", "kv_dtype", "own_pool")]
+                             "policy", "quant", "kv_dtype", "own_pool", "no_master_weights")]
 
 
 FIT_PARTS = ["weights", "gradients", "optimizer", "activations", "kv_cache", "workspace",
