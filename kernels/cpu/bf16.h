@@ -20,9 +20,10 @@ typedef struct {
     int accumulate;
 } kern_bf16_gemm;
 
-/* The GEMM the matmul kernels use: libxsmm where this build has it and the CPU has AVX512-BF16
- * (the default, the faster at most step shapes), else sgemm; REMAT_BF16_GEMM=sgemm|libxsmm in
- * the environment picks one (read once; another value fails the kernel context with EINVAL). */
+/* The GEMM the matmul kernels use: sgemm by default (the faster at most step shapes, measured:
+ * docs/RESULTS.md); REMAT_BF16_GEMM=libxsmm in the environment picks libxsmm where this build has
+ * it and the CPU has AVX512-BF16 (else sgemm still), =sgemm the default (read once; another value
+ * fails the kernel context with EINVAL). */
 void kern_cpu_bf16_gemm(kern_ctx *k, const kern_bf16_gemm *g);
 /* "libxsmm" or "sgemm": what kern_cpu_bf16_gemm runs. */
 const char *kern_cpu_bf16_gemm_name(void);
