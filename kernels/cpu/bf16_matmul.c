@@ -267,7 +267,7 @@ int kern_cpu_bf16_gemm_xsmm(kern_ctx *k, const kern_bf16_gemm *g)
 /* REMAT_BF16_GEMM=libxsmm|sgemm picks the GEMM, read once; unset, the default below. libxsmm is
  * used only where this build has it and the CPU has AVX512-BF16, else sgemm. */
 
-/* sgemm measured faster at 28 of gpt2-124m's 30 step GEMM shapes (bench/bench_bf16.c, numbers in
+/* sgemm measured faster at all 30 of gpt2-124m's step GEMM shapes (bench/bench_bf16.c, numbers in
  * docs/RESULTS.md): libxsmm stays opt-in (REMAT_BF16_GEMM=libxsmm). */
 #define BF16_GEMM_DEFAULT_XSMM 0
 
