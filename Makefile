@@ -26,6 +26,14 @@ CXXFLAGS += -fvisibility=hidden
 LDFLAGS  += -fopenmp $(SANITIZE) $(EXTRA_LDFLAGS)
 LDLIBS   := -lcjson -ljemalloc $(BLAS_LIBS) -lm -lpthread -ldl
 
+# libxsmm (Debian libxsmm-dev: a static archive, linked into libremat) gives the CPU bf16 GEMM on
+# AVX512-BF16; REMAT_LIBXSMM=0, or no <libxsmm.h>, builds without it (the sgemm path only).
+REMAT_LIBXSMM ?= $(shell echo '\#include <libxsmm.h>' | $(CC) -E -x c - >/dev/null 2>&1 && echo 1 || echo 0)
+ifeq ($(REMAT_LIBXSMM),1)
+CPPFLAGS += -DREMAT_HAVE_LIBXSMM
+LDLIBS   := -lxsmm $(LDLIBS) -lrt
+endif
+
 # The version lives in include/remat.h only; libremat.so.MAJOR is the SONAME.
 remat_version_part = $(shell sed -n 's/^\#define REMAT_VERSION_$(1) \([0-9]*\)$$/\1/p' include/remat.h)
 VERSION_MAJOR := $(call remat_version_part,MAJOR)
@@ -33,7 +41,7 @@ VERSION := $(VERSION_MAJOR).$(call remat_version_part,MINOR).$(call remat_versio
 
 # What remat.pc tells a user to link besides libremat: dependencies that pkg-config knows go to
 # Requires.private (their own private libraries follow with --static), the rest to Libs.private.
-PC_DEPS     := $(foreach m,libcjson jemalloc openblas,$(if $(shell pkg-config --exists $(m) && echo y),$(m)))
+PC_DEPS     := $(foreach m,libcjson jemalloc openblas $(if $(filter 1,$(REMAT_LIBXSMM)),libxsmm),$(if $(shell pkg-config --exists $(m) && echo y),$(m)))
 PC_NOPC     := $(if $(filter libcjson,$(PC_DEPS)),,-lcjson) $(if $(filter jemalloc,$(PC_DEPS)),,-ljemalloc) \
                $(if $(filter openblas,$(PC_DEPS)),,-lopenblas)
 PC_SYS      := -lgomp -lm -lpthread -ldl

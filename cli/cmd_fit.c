@@ -18,7 +18,8 @@ void cmd_fit_usage(FILE *f)
         "                  [--kv-heads K] [--ffn F] [--arch llama|gpt2])\n"
         "                 --card CARD|SIZE|all [--gpus N] [--batch B (default 1)] [--seq T]\n"
         "                 [--json]\n"
-        "                 [--dtype fp32|bf16|fp16] [--optimizer adamw|sgd|sgd-momentum]\n"
+        "                 [--dtype fp32|bf16|fp16 [--master-weights on|off]]\n"
+        "                 [--optimizer adamw|sgd|sgd-momentum]\n"
         "                 [--policy P] [--zero 0-3]\n"
         "                 [--inference [--quant fp32|bf16|fp16|fp8|int8|int4] [--kv-dtype D]]\n"
         "                 [--measure [--device SPEC] [--expandable]]\n"
@@ -27,7 +28,8 @@ void cmd_fit_usage(FILE *f)
         "KV cache, workspace, CUDA context and allocator reserve) and the largest batch that\n"
         "fits per activation policy: store-all, llmc-selective, megatron-selective,\n"
         "full-recompute, optimal. Training: --dtype fp32 is 4+4+8 bytes a parameter with\n"
-        "AdamW; bf16/fp16 is mixed precision with fp32 master weights, 2+2+12. --zero shards\n"
+        "AdamW; bf16/fp16 is mixed precision with fp32 master weights, 2+2+12, or with\n"
+        "--master-weights off (16-bit weights only, as remat train's) 2+2+8. --zero shards\n"
         "states over --gpus data-parallel ranks. --inference: weights in --quant (default bf16,\n"
         "fp8 for deepseek-r1), KV cache of --batch x --seq tokens, tensor parallel over --gpus.\n"
         "--params N (7.5e9 allowed) plans model states only. A shape without --arch is\n"
@@ -56,6 +58,7 @@ typedef struct {
     int shaped;         /* a generic shape was given */
     int arch_set;       /* --arch was given (else a generic shape is Llama-style) */
     int quant_set, training_only_set, inference_only_set, gpus_set;
+    const char *master_text; /* --master-weights as given (NULL: not given) */
 } fit_args;
 
 enum {
@@ -73,6 +76,7 @@ enum {
     OPT_BATCH,
     OPT_SEQ,
     OPT_DTYPE,
+    OPT_MASTER_WEIGHTS,
     OPT_OPTIMIZER,
     OPT_POLICY,
     OPT_ZERO,
@@ -102,6 +106,7 @@ static const struct option fit_options[] = {
     {"batch", required_argument, NULL, OPT_BATCH},
     {"seq", required_argument, NULL, OPT_SEQ},
     {"dtype", required_argument, NULL, OPT_DTYPE},
+    {"master-weights", required_argument, NULL, OPT_MASTER_WEIGHTS},
     {"optimizer", required_argument, NULL, OPT_OPTIMIZER},
     {"policy", required_argument, NULL, OPT_POLICY},
     {"zero", required_argument, NULL, OPT_ZERO},
@@ -222,6 +227,13 @@ static int fit_option(fit_args *a, int c, const char *v)
     case OPT_BATCH: return fit_int("--batch", v, 1, 1000000000, &r->batch);
     case OPT_SEQ: return fit_int("--seq", v, 1, 1 << 24, &r->seq);
     case OPT_DTYPE: return fit_status(remat_dtype_parse(v, &r->dtype));
+    case OPT_MASTER_WEIGHTS:
+        a->training_only_set = 1;
+        a->master_text = v;
+        if (strcmp(v, "on") != 0 && strcmp(v, "off") != 0)
+            return cli_usage_error("fit", "--master-weights '%s': use on or off", v), -1;
+        r->no_master_weights = strcmp(v, "off") == 0;
+        return 0;
     case OPT_OPTIMIZER:
         a->training_only_set = 1;
         return fit_status(remat_optimizer_parse(v, &r->optimizer));
@@ -333,8 +345,14 @@ static int fit_resolve_card(fit_args *a)
 static int fit_check_conflicts(const fit_args *a)
 {
     if (a->req.inference && a->training_only_set)
-        return cli_usage_error("fit", "--optimizer, --policy and --zero describe training; they "
-                                      "conflict with --inference"),
+        return cli_usage_error("fit", "--optimizer, --policy, --zero and --master-weights describe "
+                                      "training; they conflict with --inference"),
+               -1;
+    if (a->master_text && a->req.dtype == REMAT_DTYPE_FP32)
+        return cli_usage_error("fit",
+                               "--master-weights %s needs --dtype bf16 or fp16 (mixed precision); "
+                               "in fp32 the weights are the master weights",
+                               a->master_text),
                -1;
     if (!a->req.inference && a->inference_only_set)
         return cli_usage_error("fit", "--quant and --kv-dtype need --inference"), -1;
@@ -428,6 +446,11 @@ static void fit_json_mode(const remat_fit_request *r)
     int t = !r->inference;
     printf("\"mode\": \"%s\", \"dtype\": ", t ? "training" : "inference");
     fit_json_name_or_null(t, remat_dtype_name(r->dtype));
+    printf(", \"master_weights\": ");
+    if (t && r->dtype != REMAT_DTYPE_FP32)
+        printf("%s", r->no_master_weights ? "false" : "true");
+    else
+        printf("null");
     printf(", \"optimizer\": ");
     fit_json_name_or_null(t, remat_optimizer_name(r->optimizer));
     printf(", \"zero\": ");
@@ -555,9 +578,13 @@ static void fit_print_header(const remat_fit_request *r)
                r->gpus > 1 ? "s" : "", r->batch, r->seq);
     else
         printf(
-            "mode       training: %s%s %s, ZeRO-%d over %d GPU%s, batch %d x seq %d, policy %s\n",
+            "mode       training: %s%s %s%s, ZeRO-%d over %d GPU%s, batch %d x seq %d, policy %s\n",
             remat_dtype_name(r->dtype), r->dtype == REMAT_DTYPE_FP32 ? "" : " mixed precision",
-            remat_optimizer_name(r->optimizer), r->zero, r->gpus, r->gpus > 1 ? "s" : "", r->batch,
+            remat_optimizer_name(r->optimizer),
+            r->dtype == REMAT_DTYPE_FP32 ? ""
+            : r->no_master_weights       ? " without master weights"
+                                         : " with fp32 master weights",
+            r->zero, r->gpus, r->gpus > 1 ? "s" : "", r->batch,
             r->seq, fit_policy_name(r, pname, sizeof pname));
 }
 

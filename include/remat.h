@@ -878,7 +878,8 @@ typedef struct {
     int zero;                 /* ZeRO stage 0-3 (training) */
     int batch;                /* sequences per GPU (training micro-batch) or served at once */
     int seq;                  /* tokens per sequence (0: the model's max_seq) */
-    remat_dtype dtype;        /* training: fp32, or bf16/fp16 = mixed precision, fp32 master */
+    remat_dtype dtype;        /* training: fp32, or bf16/fp16 = mixed precision (fp32 master
+                                 weights unless no_master_weights) */
     remat_optimizer optimizer;
     remat_act_policy policy;  /* the policy of the per_gpu breakdown */
     remat_dtype quant;        /* inference: weight format */
@@ -892,6 +893,11 @@ typedef struct {
      * activation policies themselves are remat_policy_parse's: llmc-selective is
      * selective:recompute-gelu, megatron-selective selective:recompute-attn. */
     char option[REMAT_POLICY_OPTION_MAX];
+    int no_master_weights;    /* training in bf16/fp16: 0 = fp32 master weights (4 B a parameter
+                                 in the optimizer states: 2+2+12 with AdamW); 1 = none, the 16-bit
+                                 weights are updated in place (`remat train --master-weights off`):
+                                 2+2+8 with AdamW. 1 with fp32 training or with inference, or any
+                                 value but 0 and 1, is REMAT_EINVAL */
 } remat_fit_request;
 
 /* Defaults: 1 GPU, ZeRO 0, batch 1, seq 0, fp32 AdamW training, store-all, bf16 weights and

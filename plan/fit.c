@@ -54,6 +54,12 @@ static remat_status fit_check_training(const remat_fit_request *r)
     if (!memchr(r->option, '\0', sizeof r->option))
         return remat_fail(REMAT_EINVAL, "option: not NUL-terminated within %d bytes",
                           REMAT_POLICY_OPTION_MAX);
+    if (r->no_master_weights != 0 && r->no_master_weights != 1)
+        return remat_fail(REMAT_EINVAL, "no_master_weights %d: use 0 or 1", r->no_master_weights);
+    if (r->no_master_weights && r->dtype == REMAT_DTYPE_FP32)
+        return remat_fail(REMAT_EINVAL,
+                          "no master weights with fp32 training: fp32 weights are the master "
+                          "weights; it applies to bf16/fp16 mixed precision");
     return REMAT_OK;
 }
 
@@ -62,6 +68,10 @@ static remat_status fit_check_inference(const remat_fit_request *r)
     if (r->zero != 0)
         return remat_fail(REMAT_EINVAL, "ZeRO stage %d applies to training, not to inference",
                           r->zero);
+    if (r->no_master_weights != 0)
+        return remat_fail(REMAT_EINVAL,
+                          "no_master_weights %d applies to training, not to inference",
+                          r->no_master_weights);
     if ((unsigned)r->quant > REMAT_DTYPE_INT4)
         return remat_fail(REMAT_EINVAL, "weight format %d is unknown", (int)r->quant);
     if (!is_float_type(r->kv_dtype) && r->kv_dtype != REMAT_DTYPE_FP8)
@@ -95,12 +105,14 @@ static remat_status fit_check(const remat_fit_request *r)
 
 /* Bytes per parameter of weights, gradients and optimizer states. fp32: 4 + 4 + (AdamW m, v: 8;
  * SGD momentum: 4). Mixed precision (ZeRO §3.1): 2 + 2 + (fp32 master 4 + m 4 + v 4 = 12;
- * SGD: master 4, momentum 4 more). */
+ * SGD: master 4, momentum 4 more); without master weights (llm.c's -w 0, our trainer's
+ * --master-weights off) the 16-bit weights are the only copy: 2 + 2 + 8 with AdamW. Every
+ * optimizer state is fp32. */
 static void state_bytes_per_param(const remat_fit_request *r, unsigned *w, unsigned *g, unsigned *o)
 {
     int mixed = r->dtype != REMAT_DTYPE_FP32;
     *w = *g = mixed ? 2 : 4;
-    unsigned master = mixed ? 4 : 0;
+    unsigned master = mixed && !r->no_master_weights ? 4 : 0;
     *o = master + 8;
     switch (r->optimizer) {
     case REMAT_OPTIM_ADAMW: *o = master + 8; break;

@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(build-essential pkg-config libjemalloc-dev libcriterion-dev libbenchmark-dev
-          libopenblas-dev libcjson-dev gnuplot-nox clang libclang-rt-14-dev libomp-dev valgrind
+          libopenblas-dev libxsmm-dev libcjson-dev gnuplot-nox clang libclang-rt-14-dev libomp-dev valgrind
           python3-torch python3-pytest python3-setuptools python3-pip libopenmpi-dev openmpi-bin
           ${REMAT_DEPS_EXTRA:-})
 missing=()

@@ -262,6 +262,70 @@ Test(bf16, trainer_bytes_are_the_planners)
     check_against_planner("gpt2-124m", 1, 64);
 }
 
+static uint64_t round512(uint64_t v)
+{
+    return (v + 511) / 512 * 512;
+}
+
+/* --master-weights off: the trainer allocates bf16 weights and gradients and fp32 AdamW m and v,
+ * no master copy (model/trainer.c gpt_model_buffers); `remat fit --dtype bf16 --master-weights
+ * off` plans 2 + 2 + 8 bytes a parameter, and its states, each buffer rounded to the pool's 512 B
+ * as the planner's reserve counts them (weights, gradients, then m and v as two equal arrays),
+ * plus the targets, are the trainer's persistent pool bytes to the byte. Master weights on adds
+ * exactly one fp32 array to both. */
+static void check_no_master_against_planner(const char *name, int B, int T)
+{
+    gpt_config cfg;
+    cr_assert_eq(gpt_preset(name, &cfg), REMAT_OK);
+    cr_assert_eq(gpt_config_check(&cfg), REMAT_OK);
+    gpt_precision off = bf16_prec(0, 7), on = bf16_prec(1, 0);
+    rig r, with;
+    rig_open(&r, &cfg, B, T, &off);
+    rig_open(&with, &cfg, B, T, &on);
+    remat_model_desc m;
+    cr_assert_eq(remat_model_lookup(name, &m), REMAT_OK);
+    remat_fit_request req;
+    remat_fit_request_init(&req);
+    req.model = m;
+    req.card_bytes = 1ull << 40;
+    req.batch = B;
+    req.seq = T;
+    req.dtype = REMAT_DTYPE_BF16;
+    req.no_master_weights = 1;
+    remat_fit_result res;
+    cr_assert_eq(remat_fit(&req, &res), REMAT_OK, "%s", remat_last_error());
+    uint64_t psi = gpt_model_layout(r.model)->total;
+    cr_expect_eq(res.per_gpu.weights, 2 * psi, "%s", name);
+    cr_expect_eq(res.per_gpu.gradients, 2 * psi, "%s", name);
+    cr_expect_eq(res.per_gpu.optimizer, 8 * psi, "%s", name);
+    uint64_t extra = plan_chain_extra_bytes(&m, (uint64_t)B, (uint64_t)T);
+    uint64_t planned = round512(res.per_gpu.weights) + round512(res.per_gpu.gradients) +
+                       2 * round512(res.per_gpu.optimizer / 2) + extra;
+    uint64_t trainer = gpt_model_persistent_bytes(r.model);
+    cr_expect_eq(planned, trainer, "%s: planned %llu, trainer %llu", name,
+                 (unsigned long long)planned, (unsigned long long)trainer);
+    cr_expect_eq(gpt_model_persistent_bytes(with.model) - trainer, round512(4 * psi), "%s", name);
+    req.no_master_weights = 0;
+    remat_fit_result res_on;
+    cr_assert_eq(remat_fit(&req, &res_on), REMAT_OK, "%s", remat_last_error());
+    cr_expect_eq(res_on.per_gpu.optimizer - res.per_gpu.optimizer, 4 * psi, "%s", name);
+    /* the estimate (what train checks before allocating) agrees */
+    uint64_t est = 0;
+    remat_chain *ec = NULL;
+    cr_assert_eq(gpt_model_estimate_precision(r.dev, &cfg, B, T, &off, &est, &ec), REMAT_OK);
+    cr_expect_eq(est, trainer, "%s", name);
+    remat_chain_free(ec);
+    rig_close(&with);
+    rig_close(&r);
+}
+
+Test(bf16, no_master_trainer_bytes_are_the_planners)
+{
+    check_no_master_against_planner("tiny", 4, 64);
+    check_no_master_against_planner("small", 2, 32);
+    check_no_master_against_planner("gpt2-124m", 1, 64);
+}
+
 /* ==== Master weights and stochastic rounding =============================================== */
 
 static void train_steps(const gpt_config *cfg, const gpt_precision *prec, int steps, float *out,

@@ -211,6 +211,83 @@ Test(published, sgd_states)
     }
 }
 
+/* Mixed precision without master weights (llm.c's -w 0, `remat train --master-weights off`):
+ * 2 + 2 + (AdamW m, v: 8; SGD: 0; momentum: 4) bytes a parameter, each part sharded by ZeRO as
+ * with master weights: stage 1 the optimizer states, 2 the gradients too, 3 the weights too.
+ * The expectations are written out per part from those rules, not taken from the planner. */
+Test(published, no_master_weights_states_under_zero)
+{
+    const uint64_t psi = 7500000000ull, n = 64;
+    for (int stage = 0; stage <= 3; stage++) {
+        remat_fit_request r = params_request((double)psi, 1ull << 46);
+        r.dtype = stage % 2 ? REMAT_DTYPE_FP16 : REMAT_DTYPE_BF16;
+        r.no_master_weights = 1;
+        r.zero = stage;
+        r.gpus = (int)n;
+        remat_fit_result res = fit_ok(&r);
+        uint64_t w = 2 * psi, g = 2 * psi, o = 8 * psi;
+        if (stage >= 1)
+            o = (o + n - 1) / n;
+        if (stage >= 2)
+            g = (g + n - 1) / n;
+        if (stage >= 3)
+            w = (w + n - 1) / n;
+        cr_expect_eq(res.per_gpu.weights, w, "stage %d", stage);
+        cr_expect_eq(res.per_gpu.gradients, g, "stage %d", stage);
+        cr_expect_eq(res.per_gpu.optimizer, o, "stage %d", stage);
+        /* with master weights the optimizer part is 12 B/param: exactly 4 B/param less */
+        r.no_master_weights = 0;
+        remat_fit_result with = fit_ok(&r);
+        uint64_t master = stage >= 1 ? (4 * psi + n - 1) / n : 4 * psi;
+        cr_expect_eq(with.per_gpu.optimizer - res.per_gpu.optimizer, master, "stage %d", stage);
+        cr_expect_eq(with.per_gpu.weights, res.per_gpu.weights);
+        cr_expect_eq(with.per_gpu.gradients, res.per_gpu.gradients);
+    }
+    /* the published totals: 12 Psi, 4 Psi + 8 Psi / N_d, 2 Psi + 10 Psi / N_d, 12 Psi / N_d */
+    const uint64_t totals[4] = {90000000000ull, 30937500000ull, 16171875000ull, 1406250000ull};
+    for (int stage = 0; stage <= 3; stage++) {
+        remat_fit_request r = params_request((double)psi, 1ull << 46);
+        r.dtype = REMAT_DTYPE_BF16;
+        r.no_master_weights = 1;
+        r.zero = stage;
+        r.gpus = (int)n;
+        remat_fit_result res = fit_ok(&r);
+        cr_expect_eq(states(&res), totals[stage], "stage %d: %llu", stage,
+                     (unsigned long long)states(&res));
+    }
+    const struct {
+        remat_optimizer opt;
+        uint64_t bytes_per_param;
+    } want[] = {{REMAT_OPTIM_ADAMW, 12}, {REMAT_OPTIM_SGD, 4}, {REMAT_OPTIM_SGD_MOMENTUM, 8}};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        remat_fit_request r = params_request(1e9, 80ull << 30);
+        r.dtype = REMAT_DTYPE_BF16;
+        r.no_master_weights = 1;
+        r.optimizer = want[i].opt;
+        remat_fit_result res = fit_ok(&r);
+        cr_expect_eq(states(&res), want[i].bytes_per_param * 1000000000ull, "case %zu", i);
+    }
+}
+
+/* No master weights is a mixed-precision setting: fp32 training, inference and values other than
+ * 0 and 1 are refused naming what is wrong. */
+Test(published, no_master_weights_bad_combinations)
+{
+    remat_fit_request r = params_request(1e9, 80ull << 30);
+    remat_fit_result res;
+    r.no_master_weights = 1; /* fp32 */
+    cr_assert_eq(remat_fit(&r, &res), REMAT_EINVAL);
+    cr_assert(strstr(remat_last_error(), "fp32"), "%s", remat_last_error());
+    r.dtype = REMAT_DTYPE_BF16;
+    r.no_master_weights = 2;
+    cr_assert_eq(remat_fit(&r, &res), REMAT_EINVAL);
+    cr_assert(strstr(remat_last_error(), "2"), "%s", remat_last_error());
+    r.no_master_weights = 1;
+    r.inference = 1;
+    cr_assert_eq(remat_fit(&r, &res), REMAT_EINVAL);
+    cr_assert(strstr(remat_last_error(), "inference"), "%s", remat_last_error());
+}
+
 /* ==== Our GPT: the training loop's own byte counts ========================================== */
 
 /* The planner's chain for our GPT must carry exactly the bytes the trainer's chain carries (the
@@ -775,6 +852,13 @@ Test(cli_fit, bad_input_exits_2_naming_the_value)
                        "kv_heads");
     expect_usage_error("--layers 4 --card h200", "--hidden");
     expect_usage_error("--model gpt2-124m --card h200 --bogus", "--bogus");
+    expect_usage_error("--model gpt2-124m --card h200 --master-weights off", "--master-weights off");
+    expect_usage_error("--model gpt2-124m --card h200 --dtype fp32 --master-weights on",
+                       "--master-weights on");
+    expect_usage_error("--model gpt2-124m --card h200 --dtype bf16 --master-weights maybe",
+                       "maybe");
+    expect_usage_error("--model gpt2-124m --card h200 --inference --master-weights off",
+                       "--inference");
 }
 
 static cJSON *fit_json(const char *args)
@@ -799,6 +883,7 @@ static void check_fit_object(const cJSON *j, int inference)
     const char *keys[] = {"model",      "arch",
                           "params",     "active_params",
                           "mode",       "dtype",
+                          "master_weights",
                           "optimizer",  "zero",
                           "policy",     "quant",
                           "kv_dtype",   "card",
@@ -853,6 +938,48 @@ Test(cli_fit, json_keys_training_and_inference)
     cr_assert_eq(num(b, "weights") + num(b, "gradients") + num(b, "optimizer"), 31406250000.0);
     cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "max_batch")), 0);
     cJSON_Delete(j);
+}
+
+/* --master-weights on|off: the JSON and the mode line say which, and the states are our GPT's
+ * stored parameters x (2 + 2 + 12) or x (2 + 2 + 8). */
+Test(cli_fit, master_weights_setting_is_shown_and_planned)
+{
+    remat_model_desc m = preset("gpt2-124m");
+    uint64_t psi = plan_stored_params(&m);
+    const struct {
+        const char *args;
+        int master; /* 1 on, 0 off, -1 null */
+        uint64_t optimizer;
+    } cases[] = {{"--dtype bf16", 1, 12 * psi},
+                 {"--dtype bf16 --master-weights on", 1, 12 * psi},
+                 {"--dtype bf16 --master-weights off", 0, 8 * psi},
+                 {"--dtype fp16 --master-weights off", 0, 8 * psi},
+                 {"", -1, 8 * psi}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char args[160];
+        snprintf(args, sizeof args, "--model gpt2-124m --card 80GB --batch 4 --seq 64 %s",
+                 cases[i].args);
+        cJSON *j = fit_json(args);
+        check_fit_object(j, 0);
+        const cJSON *mw = cJSON_GetObjectItem(j, "master_weights");
+        if (cases[i].master < 0)
+            cr_expect(cJSON_IsNull(mw), "%s", args);
+        else
+            cr_expect(cases[i].master ? cJSON_IsTrue(mw) : cJSON_IsFalse(mw), "%s", args);
+        const cJSON *b = cJSON_GetObjectItem(j, "per_gpu_bytes");
+        uint64_t e = cases[i].master < 0 ? 4 : 2;
+        cr_expect_eq(num(b, "weights"), (double)(e * psi), "%s", args);
+        cr_expect_eq(num(b, "gradients"), (double)(e * psi), "%s", args);
+        cr_expect_eq(num(b, "optimizer"), (double)cases[i].optimizer, "%s", args);
+        cJSON_Delete(j);
+    }
+    cli_result r;
+    cli_run(&r, "fit --model gpt2-124m --card 80GB --dtype bf16 --master-weights off");
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "bf16 mixed precision adamw without master weights"), "%s", r.out);
+    cli_run(&r, "fit --model gpt2-124m --card 80GB --dtype bf16");
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "bf16 mixed precision adamw with fp32 master weights"), "%s", r.out);
 }
 
 Test(cli_fit, card_all_lists_every_preset)

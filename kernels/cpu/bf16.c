@@ -294,11 +294,6 @@ static void bf16_to_f32(kern_ctx *k, float *dst, const kern_bf16 *src, size_t n)
         dst[i] = bf(src[i]);
 }
 
-void kern_cpu_bf16_gemm(kern_ctx *k, const kern_bf16_gemm *g)
-{
-    kern_cpu_bf16_gemm_sgemm(k, g);
-}
-
 const kern_bf16_table kern_cpu_bf16 = {
     .name = "cpu-bf16",
     .gemm_name = kern_cpu_bf16_gemm_name,

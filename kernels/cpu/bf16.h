@@ -20,11 +20,21 @@ typedef struct {
     int accumulate;
 } kern_bf16_gemm;
 
-/* The GEMM the matmul kernels use. */
+/* The GEMM the matmul kernels use: sgemm by default (the faster at most step shapes, measured:
+ * docs/RESULTS.md); REMAT_BF16_GEMM=libxsmm in the environment picks libxsmm where this build has
+ * it and the CPU has AVX512-BF16 (else sgemm still), =sgemm the default (read once; another value
+ * fails the kernel context with EINVAL). */
 void kern_cpu_bf16_gemm(kern_ctx *k, const kern_bf16_gemm *g);
+/* "libxsmm" or "sgemm": what kern_cpu_bf16_gemm runs. */
+const char *kern_cpu_bf16_gemm_name(void);
 /* bf16 tiles converted to float32, then OpenBLAS sgemm (bf16_matmul.c). */
 void kern_cpu_bf16_gemm_sgemm(kern_ctx *k, const kern_bf16_gemm *g);
-const char *kern_cpu_bf16_gemm_name(void);
+/* libxsmm's bf16 GEMM (bf16 in, float32 accumulation, VNNI-packed tiles); returns 0 without
+ * computing anything where it is unavailable (no libxsmm in the build, a CPU without
+ * AVX512-BF16, no kernel for a shape), 1 when done (a workspace failure sets k's error). */
+int kern_cpu_bf16_gemm_xsmm(kern_ctx *k, const kern_bf16_gemm *g);
+/* libxsmm is in this build and the CPU has AVX512-BF16. */
+int kern_cpu_bf16_xsmm_available(void);
 
 void kern_cpu_bf16_matmul_forward(kern_ctx *k, kern_bf16 *out, const kern_bf16 *inp,
                                   const kern_bf16 *weight, const kern_bf16 *bias, int N, int C,

@@ -86,7 +86,7 @@ class FitRequest(ctypes.Structure):
     _fields_ = [("model", ModelDesc), ("card_bytes", c_u64)] + [
         (f, c_int) for f in ("inference", "gpus", "zero", "batch", "seq", "dtype", "optimizer",
                              "policy", "quant", "kv_dtype", "own_pool")] + [
-        ("option", ctypes.c_char * POLICY_OPTION_MAX)]
+        ("option", ctypes.c_char * POLICY_OPTION_MAX), ("no_master_weights", ctypes.c_int)]
 
 
 FIT_PARTS = ["weights", "gradients", "optimizer", "activations", "kv_cache", "workspace",
