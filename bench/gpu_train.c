@@ -157,6 +157,7 @@ static int policies_on_gpu(int B, int T)
         if (remat_pool_reset_peaks(r.pool) != REMAT_OK ||
             remat_pool_stats_get(r.pool, &before) != REMAT_OK)
             return fail(names[p]);
+        uint64_t syncs0 = gpt_model_syncs(r.model);
         for (int k = 0; k < 6 && !bad; k++) {
             double t0 = now_ms();
             if (gpt_model_forward_backward(r.model, s, r.chain, in, tg, &loss))
@@ -164,6 +165,7 @@ static int policies_on_gpu(int B, int T)
             if (k > 0)
                 ms[k - 1] = now_ms() - t0;
         }
+        double syncs = (double)(gpt_model_syncs(r.model) - syncs0) / 6;
         if (remat_pool_stats_get(r.pool, &after) != REMAT_OK)
             return fail(names[p]);
         qsort(ms, 5, sizeof ms[0], cmp_double);
@@ -176,9 +178,9 @@ static int policies_on_gpu(int B, int T)
         bad |= !same;
         printf(
             "gpt2-124m B=%d T=%d %-9s loss %.6f (%s)  %8.1f ms  %8.0f tokens/s  overhead %+5.1f%%  "
-            "activation peak %.2f GiB (predicted %.2f GiB)\n",
+            "activation peak %.2f GiB (predicted %.2f GiB)  host waits %.1f a step\n",
             B, T, names[p], loss, same ? "= store-all" : "DIFFERS", ms[2], n / (ms[2] / 1e3),
-            100 * (ms[2] / base_ms - 1), act / 1073741824.0, s->peak_bytes / 1073741824.0);
+            100 * (ms[2] / base_ms - 1), act / 1073741824.0, s->peak_bytes / 1073741824.0, syncs);
         remat_schedule_free(s);
     }
     rig_close(&r);

@@ -23,6 +23,7 @@ struct kern_ctx {
     void *cublas;       /* cublasHandle_t */
     remat_status error; /* sticky: the first failure, reported by every later status() */
     char error_msg[512];
+    uint64_t syncs;     /* status() calls that waited for the stream (CUDA) */
     /* Host workspace of the CPU bf16 kernels (float32 tiles of their GEMMs, the embedding
      * backward's token order): grown by kern_cpu_scratch, freed by kern_close. */
     void *host_scratch;

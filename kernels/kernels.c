@@ -55,3 +55,8 @@ remat_stream kern_stream(kern_ctx *ctx)
 {
     return ctx ? ctx->stream : NULL;
 }
+
+uint64_t kern_syncs(const kern_ctx *ctx)
+{
+    return ctx ? ctx->syncs : 0;
+}

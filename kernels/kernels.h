@@ -7,7 +7,10 @@
  * - All pointers are device pointers of the table's device (host memory for the CPU table).
  * - Kernels are pure functions of their arguments: no allocation, no hidden state, no printing. A
  *   CUDA kernel's launch or cuBLAS error is kept in the context and reported by kern->status().
- * - CUDA kernels run on the context's stream and are asynchronous; status() synchronises.
+ * - CUDA kernels run on the context's stream and are asynchronous; status() synchronises, check()
+ *   does not: a training step calls check() after every stage and status() where it reads a
+ *   result back (the loss) and at its end, so the host waits for the GPU twice a step, not once
+ *   per stage (kern_syncs counts the waits).
  * - Every kernel's per-element math lives in kernels/math.h (REMAT_HD inline functions) shared by
  *   both tables, so the CPU tests cover the CUDA arithmetic too. */
 #ifndef REMAT_KERNELS_H
@@ -76,10 +79,17 @@ typedef struct {
     /* Memory helpers on the table's device. */
     void (*zero)(kern_ctx *k, void *p, size_t bytes);
     void (*copy)(kern_ctx *k, void *dst, const void *src, size_t bytes); /* device to device */
+    /* Host memory to the device, queued on the stream after the work before it (the host buffer
+     * may be reused as soon as this returns: CUDA stages pageable memory). */
+    void (*upload)(kern_ctx *k, void *dst, const void *host, size_t bytes);
 
     /* Status of the work queued so far (synchronises on CUDA); a failure message names the kernel.
      */
     remat_status (*status)(kern_ctx *k);
+    /* The first failure recorded so far (a launch, cuBLAS or copy error is recorded when queued),
+     * without waiting for the queued work; a failure inside a running kernel shows at the next
+     * status(). */
+    remat_status (*check)(kern_ctx *k);
 
     /* The same kernels over bf16 storage on this device (kernels_bf16.h); NULL where the device
      * has none. */
@@ -92,6 +102,8 @@ remat_status kern_open(remat_device *dev, const kern_table **table, kern_ctx **c
 void kern_close(kern_ctx *ctx);
 /* The stream kernels run on (NULL on the host), for the pool. */
 remat_stream kern_stream(kern_ctx *ctx);
+/* How many times status() has waited for the device (0 on the host). */
+uint64_t kern_syncs(const kern_ctx *ctx);
 
 extern const kern_table kern_cpu;
 #ifdef REMAT_HAVE_CUDA

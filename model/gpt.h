@@ -239,6 +239,9 @@ remat_status gpt_model_get_grads(gpt_model *m, float *host);
 /* The model's chain (L + 2 stages, names "embed", "block0".., "head") with the exact byte counts
  * the callbacks use and analytic times (FLOPs, in GFLOP). */
 remat_status gpt_model_chain(const gpt_model *m, remat_chain **out);
+/* How many times the model has waited for its device so far (kernel status() calls that
+ * synchronise: 0 on the host). A training step waits twice: for the loss, and at its end. */
+uint64_t gpt_model_syncs(const gpt_model *m);
 /* What a profile did and found (all zero before it ran). */
 typedef struct {
     int rounds;          /* measured rounds (after one warm-up round) */

@@ -448,7 +448,7 @@ static remat_status gpt_cb_forward(void *ctx, int stage, int option, const void 
         return gpt_head_forward(m, in, out, saved, tmp);
     else
         return remat_fail(REMAT_EINTERNAL, "the model has no stage %d", stage);
-    return m->k->status(m->kc);
+    return m->k->check(m->kc); /* no wait: the step synchronises where it reads results */
 }
 
 static remat_status gpt_cb_backward(void *ctx, int stage, int option, const void *in,
@@ -466,7 +466,7 @@ static remat_status gpt_cb_backward(void *ctx, int stage, int option, const void
         gpt_head_backward(m, in, saved, din);
     else
         return remat_fail(REMAT_EINTERNAL, "the model has no stage %d", stage);
-    return m->k->status(m->kc);
+    return m->k->check(m->kc); /* no wait: the step synchronises where it reads results */
 }
 
 static remat_status gpt_cb_input(void *ctx, void *a0)
@@ -477,10 +477,10 @@ static remat_status gpt_cb_input(void *ctx, void *a0)
         memcpy(a0, m->step_inputs, bytes);
         return REMAT_OK;
     }
-    /* The copy is synchronous and not on the kernels' stream: let their queued work (which may
-     * still use this block's previous life) finish first. */
-    REMAT_TRY(m->k->status(m->kc));
-    return remat_device_copy(m->dev, a0, m->step_inputs, bytes, REMAT_COPY_HOST_TO_DEVICE);
+    /* Queued on the kernels' stream, so it follows the work that may still use this block's
+     * previous life, without waiting for it. */
+    m->k->upload(m->kc, a0, m->step_inputs, bytes);
+    return m->k->check(m->kc);
 }
 
 /* The loss stage ignores its output gradient (it seeds 1/N itself), so d_L is simply zeroed. */

@@ -210,6 +210,11 @@ uint64_t gpt_model_persistent_bytes(const gpt_model *m)
     return m->persistent;
 }
 
+uint64_t gpt_model_syncs(const gpt_model *m)
+{
+    return m ? kern_syncs(m->kc) : 0;
+}
+
 const gpt_precision *gpt_model_precision(const gpt_model *m)
 {
     return &m->prec;
@@ -289,6 +294,10 @@ remat_status gpt_model_estimate_parallel(remat_device *dev, const gpt_config *cf
 static remat_status gpt_copy(gpt_model *m, void *dst, const void *src, size_t bytes,
                              remat_copy_kind to_device)
 {
+    if (to_device == REMAT_COPY_HOST_TO_DEVICE) { /* queued: no wait for the work before it */
+        m->k->upload(m->kc, dst, src, bytes);
+        return m->k->check(m->kc);
+    }
     REMAT_TRY(m->k->status(m->kc));
     if (m->host_memory) {
         memcpy(dst, src, bytes);
@@ -513,7 +522,7 @@ remat_status gpt_model_zero_grads(gpt_model *m)
     if (!m)
         return remat_fail(REMAT_EINVAL, "gpt_model_zero_grads: model must not be NULL");
     m->k->zero(m->kc, m->grads, m->padded * m->elem);
-    return m->k->status(m->kc);
+    return m->k->check(m->kc);
 }
 
 /* Elements a bucket of the gradient all-reduce holds: 4 Mi (16 MiB of fp32), so MPI's
@@ -526,8 +535,7 @@ remat_status gpt_model_reduce_grads(gpt_model *m)
         return remat_fail(REMAT_EINVAL, "gpt_model_reduce_grads: model must not be NULL");
     if (m->ranks == 1)
         return REMAT_OK;
-    REMAT_TRY(m->k->status(m->kc));
-    REMAT_TRY(remat_device_sync(m->dev));
+    REMAT_TRY(m->k->status(m->kc)); /* the collectives read the gradients */
     remat_comm_dtype dt = m->kb ? REMAT_COMM_BF16 : REMAT_COMM_F32;
     if (m->zero >= 1) /* in place: the sums of this rank's shard land at its own offset */
         return remat_comm_reduce_scatter(m->comm, m->grads,
@@ -562,10 +570,9 @@ remat_status gpt_model_update(gpt_model *m, const gpt_adamw *hp, int t)
     else
         m->kb->adamw_sr(m->kc, p, g, m->m, m->v, n, hp->lr, hp->beta1, hp->beta2, hp->eps,
                         hp->weight_decay, t, seed);
+    if (m->zero < 1 || m->ranks == 1) /* the next step's first read waits for it */
+        return m->k->check(m->kc);
     REMAT_TRY(m->k->status(m->kc));
-    if (m->zero < 1 || m->ranks == 1)
-        return REMAT_OK;
-    REMAT_TRY(remat_device_sync(m->dev));
     return remat_comm_allgather(m->comm, p, m->params, m->shard,
                                 m->kb ? REMAT_COMM_BF16 : REMAT_COMM_F32);
 }

@@ -52,6 +52,7 @@ void *kern_cpu_scratch(kern_ctx *k, size_t bytes, const char *what);
 void kern_cpu_zero(kern_ctx *k, void *p, size_t bytes);
 void kern_cpu_copy(kern_ctx *k, void *dst, const void *src, size_t bytes);
 remat_status kern_cpu_status(kern_ctx *k);
+void kern_cpu_upload(kern_ctx *k, void *dst, const void *host, size_t bytes);
 
 /* Threads the CPU kernels use: omp_get_max_threads() at their first use, fixed for the process so
  * that scratch sizes and results do not change. The first use also makes OpenBLAS single-threaded

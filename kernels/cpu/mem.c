@@ -59,6 +59,11 @@ void kern_cpu_copy(kern_ctx *k, void *dst, const void *src, size_t bytes)
     }
 }
 
+void kern_cpu_upload(kern_ctx *k, void *dst, const void *host, size_t bytes)
+{
+    kern_cpu_copy(k, dst, host, bytes);
+}
+
 /* The float32 kernels cannot fail once their arguments are valid; a bf16 kernel fails only when
  * its host workspace cannot grow (kern_cpu_scratch), which is kept in the context. */
 remat_status kern_cpu_status(kern_ctx *k)

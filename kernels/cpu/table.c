@@ -20,6 +20,8 @@ const kern_table kern_cpu = {
     .adamw = kern_cpu_adamw,
     .zero = kern_cpu_zero,
     .copy = kern_cpu_copy,
+    .upload = kern_cpu_upload,
     .status = kern_cpu_status,
+    .check = kern_cpu_status, /* nothing is queued on the host */
     .bf16 = &kern_cpu_bf16,
 };

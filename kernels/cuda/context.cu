@@ -145,8 +145,17 @@ extern "C" void kern_cuda_close(kern_ctx *k)
     k->stream = NULL;
 }
 
+remat_status kern_cuda_check_only(kern_ctx *k)
+{
+    kern_cuda_check(k, cudaPeekAtLastError(), "launched before check()");
+    if (k->error != REMAT_OK)
+        return remat_fail(k->error, "%s", k->error_msg);
+    return REMAT_OK;
+}
+
 remat_status kern_cuda_status(kern_ctx *k)
 {
+    k->syncs++;
     kern_cuda_check(k, cudaStreamSynchronize(kc_stream(k)), "queued before status()");
     if (k->error != REMAT_OK)
         return remat_fail(k->error, "%s", k->error_msg);

@@ -113,6 +113,8 @@ void kern_cuda_adamw(kern_ctx *k, float *params, const float *grads, float *m, f
 void kern_cuda_zero(kern_ctx *k, void *p, size_t bytes);
 void kern_cuda_copy(kern_ctx *k, void *dst, const void *src, size_t bytes);
 remat_status kern_cuda_status(kern_ctx *k);
+remat_status kern_cuda_check_only(kern_ctx *k);
+void kern_cuda_upload(kern_ctx *k, void *dst, const void *host, size_t bytes);
 
 /* Column sums of a row-major [N, C] matrix accumulated into out[C] (deterministic: one thread
  * block per 32 columns, fixed reduction order). Used by matmul's dbias. */

@@ -20,5 +20,7 @@ const kern_table kern_cuda = {
     kern_cuda_adamw,
     kern_cuda_zero,
     kern_cuda_copy,
+    kern_cuda_upload,
     kern_cuda_status,
+    kern_cuda_check_only,
 };
