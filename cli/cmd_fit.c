@@ -539,7 +539,8 @@ static void fit_print_json(const remat_fit_request *r, const char *card,
     fit_json_weights(r, res);
     printf(", \"headroom_bytes\": ");
     fit_json_headroom(r, res);
-    printf(", \"pool_bytes\": %llu, ", (unsigned long long)res->pool_bytes);
+    printf(", \"pool_bytes\": %llu, \"comm_bytes_per_step\": %llu, ",
+           (unsigned long long)res->pool_bytes, (unsigned long long)res->comm_bytes_per_step);
     fit_json_answers(r, res);
     int alt = fit_alternative(r, res);
     printf(", \"fits\": %s, \"alternative\": ", res->fits ? "true" : "false");
@@ -687,6 +688,11 @@ static void fit_print_text(const char *card, const remat_fit_request *r,
     }
     printf("pool       %s (%llu bytes): the card less CUDA context and workspace\n",
            human(res->pool_bytes, h), (unsigned long long)res->pool_bytes);
+    if (res->comm_bytes_per_step)
+        printf("traffic    %s (%llu bytes) sent per GPU a step for data parallelism (ZeRO-%d, "
+               "ring volumes)\n",
+               human(res->comm_bytes_per_step, h), (unsigned long long)res->comm_bytes_per_step,
+               r->zero);
     fit_print_fits(r, res);
     fit_print_max_batch(r, res);
 }

@@ -933,6 +933,13 @@ typedef struct {
      * In fp32/bf16/fp16 all weights are in weights_16bit (fp32: 4 bytes each). quant_params counts
      * the parameters stored in req->quant (whole model, not per GPU). Training: all 0. */
     uint64_t weights_quantized, weights_scales, weights_16bit, quant_params;
+    /* Training on gpus > 1: the bytes each GPU sends a step for data parallelism under ZeRO-zero,
+     * by the ring algorithms' volumes (what `remat train --zero` measures, its 8-byte loss
+     * all-reduce aside): ZeRO-0 all-reduces the gradients, 2 (N - 1) / N x psi elements;
+     * ZeRO-1 and 2 reduce-scatter them and all-gather the parameters, (N - 1) x ceil(psi / N)
+     * elements each; ZeRO-3 also gathers the parameters again for the backward (3 volumes, the
+     * paper's 3 psi), the extra gathers of recomputed blocks not counted. 0 otherwise. */
+    uint64_t comm_bytes_per_step;
 } remat_fit_result;
 
 /* Plans req. Bad requests (no model, zero card, gpus < 1, zero stage outside 0-3, training in an

@@ -473,10 +473,26 @@ static remat_status training_max_batch(const remat_fit_request *r, const remat_f
                                 &out->overhead[p]);
 }
 
+/* Bytes one GPU sends a step under r's ZeRO stage (remat_fit_result.comm_bytes_per_step). */
+static uint64_t training_comm_bytes(const remat_fit_request *r)
+{
+    uint64_t psi = plan_stored_params(&r->model), n = (uint64_t)r->gpus;
+    if (n < 2)
+        return 0;
+    unsigned w, g, o;
+    state_bytes_per_param(r, &w, &g, &o);
+    uint64_t shard = ceil_div(psi, n);
+    if (r->zero == 0)
+        return remat_sat_mul(remat_sat_mul(2 * (n - 1), psi), g) / n;
+    uint64_t gathers = r->zero >= 3 ? 2 : 1;
+    return remat_sat_mul(remat_sat_mul(n - 1, shard), gathers * w + g);
+}
+
 static remat_status fit_training(const remat_fit_request *r, remat_fit_result *out)
 {
     remat_fit_bytes *b = &out->per_gpu;
     training_states(r, b);
+    out->comm_bytes_per_step = training_comm_bytes(r);
     if (r->model.params_only) {
         fit_finish(b);
         return REMAT_OK;

@@ -241,6 +241,10 @@ Test(dp, fit_predicts_every_ranks_states_to_the_byte, .timeout = 600)
                 cr_expect_eq(cJSON_GetObjectItem(pg, fit_keys[i])->valuedouble,
                              tag_peak(&got, tags[i]), "%d ranks ZeRO-%d: %s", ranks, zero,
                              fit_keys[i]);
+            /* the traffic too, but for the loss's 8-byte all-reduce */
+            cr_expect_eq(cJSON_GetObjectItem(j, "comm_bytes_per_step")->valuedouble,
+                         num(&got, "comm_bytes_per_step") - 2 * 8 * (ranks - 1) / ranks,
+                         "%d ranks ZeRO-%d: bytes sent a step", ranks, zero);
             cJSON_Delete(j);
             cJSON_Delete(got.summary);
         }

@@ -890,7 +890,7 @@ static void check_fit_object(const cJSON *j, int inference)
                           "gpus",       "batch",
                           "seq",        "per_gpu_bytes",
                           "weights",    "headroom_bytes",
-                          "pool_bytes", "max_batch",
+                          "pool_bytes", "comm_bytes_per_step", "max_batch",
                           "overhead",   "kv_bytes_per_token",
                           "kv_tokens",  "model_context",
                           "fits",       "alternative"};

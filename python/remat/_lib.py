@@ -103,7 +103,7 @@ class FitResult(ctypes.Structure):
                 ("fits", c_int), ("max_batch", ctypes.c_long * 5), ("overhead", c_double * 5),
                 ("max_tokens", ctypes.c_long), ("pool_bytes", c_u64)] + [
         (f, c_u64) for f in ("weights_quantized", "weights_scales", "weights_16bit",
-                             "quant_params")]
+                             "quant_params", "comm_bytes_per_step")]
 
 
 class Card(ctypes.Structure):
