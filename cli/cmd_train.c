@@ -520,7 +520,9 @@ static int train_open_device(train_run *r)
     remat_status s = remat_device_open(dev, &r->dev);
     if (s != REMAT_OK)
         return cli_fail("train", s, "cannot open the device");
-    if (r->ranks > 1 && (s = remat_comm_use_device(r->comm, r->dev, NULL)) != REMAT_OK)
+    /* --zero alone on one GPU runs the NCCL path too, with one rank */
+    if ((r->ranks > 1 || r->o.zero_given) &&
+        (s = remat_comm_use_device(r->comm, r->dev, NULL)) != REMAT_OK)
         return cli_fail("train", s, "cannot communicate between the ranks' devices");
     return train_check_memory(r);
 }
@@ -874,6 +876,7 @@ static void train_summary(const train_run *r, train_totals *t)
                r->sched->overhead, (unsigned long long)gpt_model_persistent_bytes(r->model),
                (unsigned long long)t->peak_max, gpt_model_layout(r->model)->total, fb, r->o.batch,
                (unsigned long long)rss, gpt_dtype_name(r->o.dtype));
+        printf(", \"comm_backend\": \"%s\"", remat_comm_backend(r->comm));
         printf(", \"ranks\": %d, \"zero\": %ld, \"accum\": %ld, \"global_batch\": %zu, "
                "\"comm_bytes_per_step\": %llu, \"comm_ms_per_step\": %.3f, \"rank_peak_bytes\": {",
                r->ranks, r->o.zero, r->o.accum, r->rows,

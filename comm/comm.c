@@ -316,7 +316,7 @@ remat_status remat_comm_use_device(remat_comm *c, remat_device *dev, remat_strea
     memset(&id, 0, sizeof id);
     if (c->rank == 0)
         REMAT_TRY(nccl_check(c, c->nccl.get_unique_id(&id), "ncclGetUniqueId"));
-    if (c->size > 1)
+    if (c->size > 1) /* one rank alone still gets an NCCL communicator: the same path as N */
         REMAT_TRY(remat_comm_broadcast(c, &id, sizeof id, REMAT_COMM_BYTE, 0));
     return nccl_check(c, c->nccl.comm_init_rank(&c->nccl_comm, c->size, id, c->rank),
                       "ncclCommInitRank");
@@ -392,7 +392,7 @@ remat_status remat_comm_allreduce(remat_comm *c, const void *send, void *recv, s
     size_t bytes = count * remat_comm_dtype_size(dt);
     double t0 = comm_now_ms();
     uint64_t vol = c->size > 1 ? 2 * (uint64_t)bytes * (c->size - 1) / c->size : 0;
-    if (c->size == 1 || count == 0) {
+    if (count == 0 || (c->size == 1 && !c->nccl_comm)) {
         REMAT_TRY(comm_copy(c, recv, send, bytes));
     } else if (c->nccl_comm) {
         REMAT_TRY(nccl_check(c, c->nccl.all_reduce(send, recv, count, nccl_type(dt), NCCL_SUM,
@@ -424,7 +424,7 @@ remat_status remat_comm_reduce_scatter(remat_comm *c, const void *send, void *re
                           "reduce_scatter: recv overlaps send other than at this rank's slice");
     double t0 = comm_now_ms();
     uint64_t vol = (uint64_t)bytes * (c->size - 1);
-    if (c->size == 1 || count == 0) {
+    if (count == 0 || (c->size == 1 && !c->nccl_comm)) {
         REMAT_TRY(comm_copy(c, recv, send, bytes));
     } else if (c->nccl_comm) {
         REMAT_TRY(nccl_check(c, c->nccl.reduce_scatter(send, recv, count, nccl_type(dt), NCCL_SUM,
@@ -462,7 +462,7 @@ remat_status remat_comm_allgather(remat_comm *c, const void *send, void *recv, s
                           "allgather: send overlaps recv other than at this rank's slice");
     double t0 = comm_now_ms();
     uint64_t vol = (uint64_t)bytes * (c->size - 1);
-    if (c->size == 1 || count == 0) {
+    if (count == 0 || (c->size == 1 && !c->nccl_comm)) {
         REMAT_TRY(comm_copy(c, recv, send, bytes));
     } else if (c->nccl_comm) {
         REMAT_TRY(nccl_check(
@@ -489,7 +489,7 @@ remat_status remat_comm_broadcast(remat_comm *c, void *buf, size_t count, remat_
                           c->size - 1);
     size_t bytes = count * remat_comm_dtype_size(dt);
     double t0 = comm_now_ms();
-    if (c->size > 1 && count > 0) {
+    if ((c->size > 1 || c->nccl_comm) && count > 0) {
         if (c->nccl_comm) {
             REMAT_TRY(nccl_check(c, c->nccl.broadcast(buf, buf, count, nccl_type(dt), root,
                                                       c->nccl_comm, c->stream),

@@ -1019,7 +1019,8 @@ REMAT_API const char *remat_comm_backend(const remat_comm *c);
 
 /* Makes dev's buffers the ones the collectives take: a CUDA device loads NCCL
  * (REMAT_NCCL_LIBRARY, else libnccl.so.2) and builds its communicator, whose unique id rank 0
- * sends to the others over MPI; a missing NCCL is REMAT_EUNSUPPORTED naming what was tried.
+ * sends to the others over MPI (a 1-rank comm gets a 1-rank NCCL communicator, so one process
+ * runs the same NCCL path as N); a missing NCCL is REMAT_EUNSUPPORTED naming what was tried.
  * host and sim devices keep MPI (a sim device's buffers are host memory). stream is the
  * cudaStream_t the collectives run on (NULL = default); they synchronise it before returning. */
 REMAT_API REMAT_NODISCARD remat_status remat_comm_use_device(remat_comm *c, remat_device *dev,

@@ -525,6 +525,13 @@ remat_status gpt_model_zero_grads(gpt_model *m)
     return m->k->check(m->kc);
 }
 
+/* Whether the step runs its collectives: on several ranks, or on one through NCCL (the same
+ * path, so one GPU checks it). */
+static int gpt_collective(const gpt_model *m)
+{
+    return m->comm && (m->ranks > 1 || strcmp(remat_comm_backend(m->comm), "nccl") == 0);
+}
+
 /* Elements a bucket of the gradient all-reduce holds: 4 Mi (16 MiB of fp32), so MPI's
  * temporary buffers stay small whatever the model. */
 enum { GPT_BUCKET_ELEMS = 4 << 20 };
@@ -533,7 +540,7 @@ remat_status gpt_model_reduce_grads(gpt_model *m)
 {
     if (!m)
         return remat_fail(REMAT_EINVAL, "gpt_model_reduce_grads: model must not be NULL");
-    if (m->ranks == 1)
+    if (!gpt_collective(m))
         return REMAT_OK;
     REMAT_TRY(m->k->status(m->kc)); /* the collectives read the gradients */
     remat_comm_dtype dt = m->kb ? REMAT_COMM_BF16 : REMAT_COMM_F32;
@@ -570,7 +577,7 @@ remat_status gpt_model_update(gpt_model *m, const gpt_adamw *hp, int t)
     else
         m->kb->adamw_sr(m->kc, p, g, m->m, m->v, n, hp->lr, hp->beta1, hp->beta2, hp->eps,
                         hp->weight_decay, t, seed);
-    if (m->zero < 1 || m->ranks == 1) /* the next step's first read waits for it */
+    if (m->zero < 1 || !gpt_collective(m)) /* the next step's first read waits for it */
         return m->k->check(m->kc);
     REMAT_TRY(m->k->status(m->kc));
     return remat_comm_allgather(m->comm, p, m->params, m->shard,

@@ -14,7 +14,7 @@ mkdir -p "$out/lib" "$out/gpu" "$out/bench"
 cp build-gpu/remat "$out/"
 cp build-gpu/gpu/gpu_* "$out/gpu/" 2>/dev/null || true
 cp build-gpu/bench/bench_* "$out/bench/" 2>/dev/null || true
-cp scripts/gpu-check.sh "$out/"
+cp scripts/gpu-check.sh scripts/gpu-nccl.sh "$out/"
 # every non-glibc shared library the binaries load
 for b in "$out"/remat "$out"/gpu/* "$out"/bench/*; do
     [ -f "$b" ] || continue
@@ -22,6 +22,9 @@ for b in "$out"/remat "$out"/gpu/* "$out"/bench/*; do
 done | sort -u | grep -vE '/(libc|libm|libdl|libpthread|librt|ld-linux[^/]*)\.so' | while read -r lib; do
     cp -L "$lib" "$out/lib/"
 done
+# NCCL is loaded at run time (dlopen): ship the toolkit's beside the others
+nccl=$(ls "${CUDA_HOME:-/usr/local/cuda}"/lib64/libnccl.so.2 2>/dev/null || true)
+[ -n "$nccl" ] && cp -L "$nccl" "$out/lib/"
 cat > "$out/run.sh" <<'RUN'
 #!/usr/bin/env bash
 # Runs remat's GPU checks from this bundle (see scripts/gpu-check.sh in the repository).

@@ -30,6 +30,10 @@ trap 'rm -f "$table" "$table.trace"' EXIT
 for s in "$build"/gpu/gpu_*; do
     [ -x "$s" ] && step "$(basename "$s")" "$s"
 done
+# The data-parallel path on one GPU: --zero 1 runs the NCCL collectives with one rank, and its
+# losses must equal the plain run's (scripts/gpu-nccl.sh compares them).
+[ -f "$build/lib/libnccl.so.2" ] && export REMAT_NCCL_LIBRARY="$build/lib/libnccl.so.2"
+step nccl_one_rank bash "$(dirname "$0")/gpu-nccl.sh" "$remat"
 # A PyTorch job on remat's pool, where torch >= 2.0 sees the GPU (bench/torch_gpu_pool.py).
 py=${PYTHON:-/usr/bin/python3}
 if "$py" -c 'import sys, torch; sys.exit(not (int(torch.__version__.split(".")[0]) >= 2 and torch.cuda.is_available()))' 2>/dev/null; then
