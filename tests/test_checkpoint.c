@@ -1,5 +1,6 @@
 /* tests/test_checkpoint.c: the checkpoint scheduler: simulator rules, every solver against
  * brute-force search and closed forms, the Pareto curve, and the chain loader. */
+#include "tests/test_rng.h"
 #include "checkpoint/checkpoint.h"
 #include "remat.h"
 
@@ -13,16 +14,7 @@
 
 /* ==== helpers ============================================================================== */
 
-static uint64_t rng_state;
-static uint64_t rng_next(void)
-{
-    rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
-    return rng_state >> 33;
-}
-static int rng_int(int lo, int hi)
-{
-    return lo + (int)(rng_next() % (uint64_t)(hi - lo + 1));
-}
+static uint64_t rng_state; /* tests/test_rng.h draws from it */
 
 /* A random chain: sizes are multiples of `unit`, times small integers (exact in doubles). Some
  * stages get an option with fewer saved bytes and a dearer backward. */
@@ -31,22 +23,22 @@ static remat_chain *random_chain(int L, uint64_t unit, int with_options, int wit
     remat_chain *c;
     cr_assert_eq(remat_chain_new(L, &c), REMAT_OK);
     snprintf(c->name, sizeof c->name, "random%d", L);
-    c->input_bytes = unit * (uint64_t)rng_int(1, 6);
+    c->input_bytes = unit * (uint64_t)test_rng_int(&rng_state, 1, 6);
     for (int i = 0; i < L; i++) {
         remat_stage *s = &c->stages[i];
         snprintf(s->name, sizeof s->name, "s%d", i);
-        s->fwd = rng_int(1, 9);
-        s->bwd = rng_int(1, 18);
-        s->out_bytes = unit * (uint64_t)rng_int(1, 6);
-        s->saved_bytes = s->out_bytes + unit * (uint64_t)rng_int(0, 8);
-        s->fwd_tmp_bytes = with_tmp ? unit * (uint64_t)rng_int(0, 3) : 0;
-        s->bwd_tmp_bytes = with_tmp ? unit * (uint64_t)rng_int(0, 3) : 0;
-        if (with_options && s->saved_bytes > s->out_bytes && rng_int(0, 1)) {
+        s->fwd = test_rng_int(&rng_state, 1, 9);
+        s->bwd = test_rng_int(&rng_state, 1, 18);
+        s->out_bytes = unit * (uint64_t)test_rng_int(&rng_state, 1, 6);
+        s->saved_bytes = s->out_bytes + unit * (uint64_t)test_rng_int(&rng_state, 0, 8);
+        s->fwd_tmp_bytes = with_tmp ? unit * (uint64_t)test_rng_int(&rng_state, 0, 3) : 0;
+        s->bwd_tmp_bytes = with_tmp ? unit * (uint64_t)test_rng_int(&rng_state, 0, 3) : 0;
+        if (with_options && s->saved_bytes > s->out_bytes && test_rng_int(&rng_state, 0, 1)) {
             s->n_options = 1;
             s->options = calloc(1, sizeof *s->options);
             snprintf(s->options[0].name, sizeof s->options[0].name, "lean");
             s->options[0].saved_bytes = s->out_bytes + (s->saved_bytes - s->out_bytes) / 2;
-            s->options[0].bwd = s->bwd + rng_int(1, 4);
+            s->options[0].bwd = s->bwd + test_rng_int(&rng_state, 1, 4);
         }
     }
     return c;
@@ -421,7 +413,7 @@ static double brute_force(const remat_chain *c, uint64_t budget, int persistent)
 
 Test(optimal, matches_exhaustive_search_up_to_6_stages, .timeout = 120)
 {
-    rng_state = 42;
+    test_rng_seed(&rng_state, 42);
     int cases = 0, gaps = 0;
     double worst_gap = 0;
     for (int trial = 0; trial < 36; trial++) {
@@ -469,7 +461,7 @@ Test(optimal, matches_exhaustive_search_up_to_6_stages, .timeout = 120)
 
 Test(optimal, minimum_budget_is_tight)
 {
-    rng_state = 7;
+    test_rng_seed(&rng_state, 7);
     for (int trial = 0; trial < 12; trial++) {
         remat_chain *c = random_chain(1 + trial % 5, 512, 1, 1);
         remat_policy opt = policy_of("optimal");
@@ -495,7 +487,7 @@ static const char *all_policies[] = {"store-all",  "sqrt",    "periodic:2", "per
 
 Test(policies, random_chains_up_to_64_stages, .timeout = 120)
 {
-    rng_state = 1234;
+    test_rng_seed(&rng_state, 1234);
     int lengths[] = {1, 2, 3, 7, 12, 20, 33, 48, 64};
     for (size_t li = 0; li < sizeof lengths / sizeof *lengths; li++) {
         int L = lengths[li];
@@ -540,7 +532,7 @@ Test(policies, random_chains_up_to_64_stages, .timeout = 120)
 
 Test(policies, inexact_slots_never_exceed_budget)
 {
-    rng_state = 99;
+    test_rng_seed(&rng_state, 99);
     for (int trial = 0; trial < 10; trial++) {
         int L = 5 + trial * 6;
         remat_chain *c = random_chain(L, 1, 1, 1);
@@ -577,7 +569,7 @@ Test(policies, inexact_slots_never_exceed_budget)
 
 Test(curve, monotone_and_consistent_with_plans)
 {
-    rng_state = 5;
+    test_rng_seed(&rng_state, 5);
     for (int trial = 0; trial < 6; trial++) {
         remat_chain *c = random_chain(4 + trial * 8, 4096, trial % 2, 1);
         remat_curve_point *pts = NULL;
@@ -613,7 +605,7 @@ Test(curve, monotone_and_consistent_with_plans)
  * slower is reported (docs/checkpoint.md quotes it). */
 Test(curve, inexact_units_plans_at_each_point_fit)
 {
-    rng_state = 17;
+    test_rng_seed(&rng_state, 17);
     int points = 0, slower = 0;
     double worst = 0;
     for (int trial = 0; trial < 4; trial++) {

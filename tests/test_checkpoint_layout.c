@@ -4,6 +4,7 @@
  * never above the budget; and remat_run on the layout keeps every live buffer intact (each
  * callback checks the contents of its inputs, written by a pattern no other buffer uses), with
  * the pool's "act" peak exactly the arena. */
+#include "tests/test_rng.h"
 #include "remat.h"
 
 #include <criterion/criterion.h>
@@ -13,16 +14,7 @@
 
 /* ==== random chains ======================================================================== */
 
-static uint64_t rng_state;
-static uint64_t rng_next(void)
-{
-    rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
-    return rng_state >> 33;
-}
-static int rng_int(int lo, int hi)
-{
-    return lo + (int)(rng_next() % (uint64_t)(hi - lo + 1));
-}
+static uint64_t rng_state; /* tests/test_rng.h draws from it */
 
 /* Sizes are multiples of `unit` (odd units exercise the 512-byte rounding), some 0-byte temps. */
 static remat_chain *random_chain(int L, uint64_t unit)
@@ -30,22 +22,22 @@ static remat_chain *random_chain(int L, uint64_t unit)
     remat_chain *c;
     cr_assert_eq(remat_chain_new(L, &c), REMAT_OK);
     snprintf(c->name, sizeof c->name, "random%d", L);
-    c->input_bytes = unit * (uint64_t)rng_int(1, 6);
+    c->input_bytes = unit * (uint64_t)test_rng_int(&rng_state, 1, 6);
     for (int i = 0; i < L; i++) {
         remat_stage *s = &c->stages[i];
         snprintf(s->name, sizeof s->name, "s%d", i);
-        s->fwd = rng_int(1, 9);
-        s->bwd = rng_int(1, 18);
-        s->out_bytes = unit * (uint64_t)rng_int(1, 6);
-        s->saved_bytes = s->out_bytes + unit * (uint64_t)rng_int(0, 8);
-        s->fwd_tmp_bytes = unit * (uint64_t)rng_int(0, 3);
-        s->bwd_tmp_bytes = unit * (uint64_t)rng_int(0, 3);
-        if (s->saved_bytes > s->out_bytes && rng_int(0, 1)) {
+        s->fwd = test_rng_int(&rng_state, 1, 9);
+        s->bwd = test_rng_int(&rng_state, 1, 18);
+        s->out_bytes = unit * (uint64_t)test_rng_int(&rng_state, 1, 6);
+        s->saved_bytes = s->out_bytes + unit * (uint64_t)test_rng_int(&rng_state, 0, 8);
+        s->fwd_tmp_bytes = unit * (uint64_t)test_rng_int(&rng_state, 0, 3);
+        s->bwd_tmp_bytes = unit * (uint64_t)test_rng_int(&rng_state, 0, 3);
+        if (s->saved_bytes > s->out_bytes && test_rng_int(&rng_state, 0, 1)) {
             s->n_options = 1;
             s->options = calloc(1, sizeof *s->options);
             snprintf(s->options[0].name, sizeof s->options[0].name, "lean");
             s->options[0].saved_bytes = s->out_bytes + (s->saved_bytes - s->out_bytes) / 2;
-            s->options[0].bwd = s->bwd + rng_int(1, 4);
+            s->options[0].bwd = s->bwd + test_rng_int(&rng_state, 1, 4);
         }
     }
     return c;
@@ -263,10 +255,10 @@ static void run_checked(const remat_chain *c, const remat_schedule *s, const cha
 
 Test(layout, random_chains_every_policy_no_overlap_and_intact_buffers)
 {
-    rng_state = 42;
+    test_rng_seed(&rng_state, 42);
     const uint64_t units[] = {512, 1000, 7, 4096};
     for (int trial = 0; trial < 48; trial++) {
-        int L = rng_int(1, 24);
+        int L = test_rng_int(&rng_state, 1, 24);
         remat_chain *c = random_chain(L, units[trial % 4]);
         uint64_t all;
         cr_assert_eq(remat_store_all_peak(c, &all), REMAT_OK);
@@ -274,7 +266,7 @@ Test(layout, random_chains_every_policy_no_overlap_and_intact_buffers)
             lpolicy pol = policy_of(policies[p], REMAT_LAYOUT_PLANNED);
             uint64_t min;
             cr_assert_eq(min_with(c, &pol, &min), REMAT_OK);
-            uint64_t budget = min + (uint64_t)rng_int(0, 100) * (2 * all + 1024 - min) / 100;
+            uint64_t budget = min + (uint64_t)test_rng_int(&rng_state, 0, 100) * (2 * all + 1024 - min) / 100;
             remat_schedule *s = NULL;
             cr_assert_eq(plan_with(c, &pol, budget, &s), REMAT_OK, "%s L=%d: %s", policies[p], L,
                          remat_last_error());
@@ -297,9 +289,9 @@ Test(layout, random_chains_every_policy_no_overlap_and_intact_buffers)
 
 Test(layout, pool_layout_runs_the_same_checks_without_an_arena)
 {
-    rng_state = 7;
+    test_rng_seed(&rng_state, 7);
     for (int trial = 0; trial < 12; trial++) {
-        remat_chain *c = random_chain(rng_int(2, 16), 512);
+        remat_chain *c = random_chain(test_rng_int(&rng_state, 2, 16), 512);
         for (size_t p = 0; p < N_POLICIES; p++) {
             lpolicy pol = policy_of(policies[p], REMAT_LAYOUT_POOL);
             remat_schedule *s = NULL;
@@ -320,11 +312,11 @@ Test(layout, pool_layout_runs_the_same_checks_without_an_arena)
  * refusal names as the minimum is itself accepted. */
 Test(layout, arena_within_budget_after_replanning)
 {
-    rng_state = 99;
+    test_rng_seed(&rng_state, 99);
     const uint64_t units[] = {7, 300, 512, 1000};
     int replanned = 0;
     for (int trial = 0; trial < 40; trial++) {
-        remat_chain *c = random_chain(rng_int(2, 20), units[trial % 4]);
+        remat_chain *c = random_chain(test_rng_int(&rng_state, 2, 20), units[trial % 4]);
         uint64_t all;
         cr_assert_eq(remat_store_all_peak(c, &all), REMAT_OK);
         for (size_t p = 0; p < N_POLICIES; p++) {
@@ -335,7 +327,7 @@ Test(layout, arena_within_budget_after_replanning)
             cr_assert_eq(min_with(c, &pool, &pool_min), REMAT_OK);
             cr_assert_geq(min, pool_min, "%s", policies[p]);
             for (int k = 0; k < 6; k++) {
-                uint64_t budget = pool_min / 2 + (uint64_t)rng_int(0, 100) * (all + 2048) / 100;
+                uint64_t budget = pool_min / 2 + (uint64_t)test_rng_int(&rng_state, 0, 100) * (all + 2048) / 100;
                 remat_schedule *s = NULL, *raw = NULL;
                 remat_status st = plan_with(c, &planned, budget, &s);
                 if (st == REMAT_EINFEASIBLE) {
@@ -372,7 +364,7 @@ Test(layout, arena_within_budget_after_replanning)
  * pool (and still keeps every buffer intact); planning the layout again restores the arena. */
 Test(layout, edited_schedule_falls_back_to_the_pool_until_laid_out_again)
 {
-    rng_state = 5;
+    test_rng_seed(&rng_state, 5);
     remat_chain *c = random_chain(8, 512);
     for (int i = 0; i < c->n_stages; i++)
         if (c->stages[i].n_options == 0) {
@@ -405,9 +397,9 @@ Test(layout, edited_schedule_falls_back_to_the_pool_until_laid_out_again)
 /* Store-all is a stack of stored states: its arena is exactly the lower bound. */
 Test(layout, store_all_arena_is_the_lower_bound)
 {
-    rng_state = 11;
+    test_rng_seed(&rng_state, 11);
     for (int trial = 0; trial < 20; trial++) {
-        remat_chain *c = random_chain(rng_int(1, 30), 512);
+        remat_chain *c = random_chain(test_rng_int(&rng_state, 1, 30), 512);
         lpolicy pol = policy_of("store-all", REMAT_LAYOUT_PLANNED);
         remat_schedule *s = NULL;
         cr_assert_eq(plan_with(c, &pol, UINT64_MAX, &s), REMAT_OK);

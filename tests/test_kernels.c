@@ -1,6 +1,7 @@
 /* tests/test_kernels.c: every CPU kernel against a naive float64 reference, every backward against
  * central finite differences of that reference, the += semantics of gradients, and kern_open;
  * the bf16 kernels (kernels_bf16.h) against the same references with bf16 tolerances. */
+#include "tests/test_rng.h"
 #include "kernels/kernels.h"
 #include "kernels/kernels_bf16.h"
 #include "kernels/math.h"
@@ -43,27 +44,14 @@ static void free_test_bufs(void)
 
 TestSuite(kernels, .fini = free_test_bufs);
 
-static uint64_t rng_state;
-
-static void rng_seed(uint64_t s)
-{
-    rng_state = s * 2654435761u + 1;
-}
-
-static double rng_uniform(void) /* [0, 1) */
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (double)(rng_state >> 11) / 9007199254740992.0;
-}
+static uint64_t rng_state; /* tests/test_rng.h draws from it */
 
 static float *rand_floats(size_t n, double scale)
 {
     float *x = t_malloc((n ? n : 1) * sizeof *x);
     cr_assert(x);
     for (size_t i = 0; i < n; i++)
-        x[i] = (float)((2.0 * rng_uniform() - 1.0) * scale);
+        x[i] = (float)((2.0 * test_rng_uniform(&rng_state) - 1.0) * scale);
     return x;
 }
 
@@ -171,12 +159,12 @@ static double enc_loss(void *p)
 
 Test(kernels, encoder_forward_backward)
 {
-    rng_seed(1);
+    test_rng_seed(&rng_state, 1);
     int B = 3, T = 5, C = 70, V = 4; /* V < B*T: tokens repeat, so dwte rows accumulate */
     size_t N = (size_t)B * T;
     int inp[15];
     for (size_t n = 0; n < N; n++)
-        inp[n] = (int)(rng_uniform() * V);
+        inp[n] = (int)(test_rng_uniform(&rng_state) * V);
     float *wte = rand_floats((size_t)V * C, 1), *wpe = rand_floats((size_t)T * C, 1);
     float *out = rand_floats(N * C, 1), *dout = rand_floats(N * C, 1);
     kern_cpu.encoder_forward(NULL, out, inp, wte, wpe, B, T, C);
@@ -239,7 +227,7 @@ static double ln_loss(void *p)
 
 Test(kernels, layernorm_forward)
 {
-    rng_seed(2);
+    test_rng_seed(&rng_state, 2);
     int N = 37, C = 100;
     float *x = rand_floats((size_t)N * C, 3), *w = rand_floats(C, 1), *b = rand_floats(C, 1);
     for (int c = 0; c < C; c++) /* a large offset: the variance must not cancel badly */
@@ -256,7 +244,7 @@ Test(kernels, layernorm_forward)
 
 Test(kernels, layernorm_backward)
 {
-    rng_seed(3);
+    test_rng_seed(&rng_state, 3);
     int N = 6, C = 72; /* C > the column block: two blocks, one partial */
     size_t NC = (size_t)N * C;
     float *x = rand_floats(NC, 2), *w = rand_floats(C, 1), *b = rand_floats(C, 1);
@@ -310,10 +298,10 @@ static double mm_loss(void *p)
 
 Test(kernels, matmul_forward)
 {
-    rng_seed(4);
+    test_rng_seed(&rng_state, 4);
     for (int trial = 0; trial < 6; trial++) {
-        int N = 1 + (int)(rng_uniform() * 40), C = 1 + (int)(rng_uniform() * 70);
-        int OC = 1 + (int)(rng_uniform() * 90);
+        int N = 1 + (int)(test_rng_uniform(&rng_state) * 40), C = 1 + (int)(test_rng_uniform(&rng_state) * 70);
+        int OC = 1 + (int)(test_rng_uniform(&rng_state) * 90);
         int with_bias = trial % 2;
         float *x = rand_floats((size_t)N * C, 1), *w = rand_floats((size_t)OC * C, 1);
         float *b = rand_floats(OC, 1), *out = rand_floats((size_t)N * OC, 9);
@@ -328,7 +316,7 @@ Test(kernels, matmul_forward)
 
 Test(kernels, matmul_backward)
 {
-    rng_seed(5);
+    test_rng_seed(&rng_state, 5);
     int N = 9, C = 11, OC = 70;
     size_t NC = (size_t)N * C, OCC = (size_t)OC * C, NO = (size_t)N * OC;
     float *x = rand_floats(NC, 1), *w = rand_floats(OCC, 1), *b = rand_floats(OC, 1);
@@ -362,7 +350,7 @@ Test(kernels, matmul_backward)
 /* Shapes large enough that the GEMMs are split across threads, by rows and by columns. */
 Test(kernels, matmul_threaded_splits)
 {
-    rng_seed(13);
+    test_rng_seed(&rng_state, 13);
     int shapes[2][3] = {{300, 64, 100}, {100, 64, 300}}; /* N, C, OC */
     for (int s = 0; s < 2; s++) {
         int N = shapes[s][0], C = shapes[s][1], OC = shapes[s][2];
@@ -439,7 +427,7 @@ static double att_loss(void *p)
 
 static void check_attention(int B, int T, int C, int NH, uint64_t seed)
 {
-    rng_seed(seed);
+    test_rng_seed(&rng_state, seed);
     size_t nqkv = (size_t)B * T * 3 * C, nout = (size_t)B * T * C, natt = (size_t)B * NH * T * T;
     float *qkv = rand_floats(nqkv, 2), *out = rand_floats(nout, 1), *att = rand_floats(natt, 1);
     float *dout = rand_floats(nout, 1), *dqkv = rand_floats(nqkv, 1);
@@ -477,7 +465,7 @@ Test(kernels, attention_blocks, .timeout = 60)
 
 Test(kernels, attention_is_deterministic)
 {
-    rng_seed(8);
+    test_rng_seed(&rng_state, 8);
     int B = 2, T = 130, C = 32, NH = 4;
     size_t nqkv = (size_t)B * T * 3 * C, nout = (size_t)B * T * C, natt = (size_t)B * NH * T * T;
     float *qkv = rand_floats(nqkv, 2), *dout = rand_floats(nout, 1);
@@ -502,7 +490,7 @@ static double ref_gelu(double x)
 
 Test(kernels, gelu_forward_backward)
 {
-    rng_seed(9);
+    test_rng_seed(&rng_state, 9);
     size_t n = 1001;
     float *x = rand_floats(n, 6), *out = t_malloc(n * 4), *dout = rand_floats(n, 1);
     x[0] = 0.0f, x[1] = -30.0f, x[2] = 30.0f; /* saturation and zero */
@@ -521,7 +509,7 @@ Test(kernels, gelu_forward_backward)
 
 Test(kernels, residual_and_accumulate)
 {
-    rng_seed(10);
+    test_rng_seed(&rng_state, 10);
     size_t n = 777;
     float *a = rand_floats(n, 1), *b = rand_floats(n, 1), *out = t_malloc(n * 4);
     kern_cpu.residual_forward(NULL, out, a, b, n);
@@ -569,7 +557,7 @@ static double xent_loss(void *p)
 
 Test(kernels, softmax_xent_padded_and_aliased)
 {
-    rng_seed(11);
+    test_rng_seed(&rng_state, 11);
     int N = 5, V = 37, Vp = 64, targets[5] = {0, 36, 5, 17, 36};
     size_t n = (size_t)N * Vp;
     float *logits = rand_floats(n, 8), *dlogits = rand_floats(n, 1), losses[5], losses2[5];
@@ -602,7 +590,7 @@ Test(kernels, softmax_xent_padded_and_aliased)
 
 Test(kernels, adamw_matches_torch_formula)
 {
-    rng_seed(12);
+    test_rng_seed(&rng_state, 12);
     size_t n = 513;
     float *p = rand_floats(n, 1), *m = t_calloc(n, 4), *v = t_calloc(n, 4);
     double *rp = to_double(p, n), *rm = t_calloc(n, 8), *rv = t_calloc(n, 8);
@@ -699,7 +687,7 @@ static kern_bf16 *rand_bf16(size_t n, double scale)
 {
     kern_bf16 *x = t_malloc((n ? n : 1) * sizeof *x);
     for (size_t i = 0; i < n; i++)
-        x[i] = kern_f32_to_bf16((float)((2.0 * rng_uniform() - 1.0) * scale));
+        x[i] = kern_f32_to_bf16((float)((2.0 * test_rng_uniform(&rng_state) - 1.0) * scale));
     return x;
 }
 
@@ -774,12 +762,12 @@ Test(kernels, bf16_stochastic_rounding)
 
 Test(kernels, bf16_encoder)
 {
-    rng_seed(21);
+    test_rng_seed(&rng_state, 21);
     int B = 4, T = 50, C = 70, V = 3; /* every token repeats ~67 times: one rounding per row */
     size_t N = (size_t)B * T;
     int *inp = t_malloc(N * sizeof *inp);
     for (size_t n = 0; n < N; n++)
-        inp[n] = (int)(rng_uniform() * V);
+        inp[n] = (int)(test_rng_uniform(&rng_state) * V);
     kern_bf16 *wte = rand_bf16((size_t)V * C, 1), *wpe = rand_bf16((size_t)T * C, 1);
     kern_bf16 *out = rand_bf16(N * C, 1), *dout = rand_bf16(N * C, 1);
     bt()->encoder_forward(bf16_kc, out, inp, wte, wpe, B, T, C);
@@ -806,7 +794,7 @@ Test(kernels, bf16_encoder)
 
 Test(kernels, bf16_layernorm)
 {
-    rng_seed(22);
+    test_rng_seed(&rng_state, 22);
     int N = 6, C = 72;
     size_t NC = (size_t)N * C;
     kern_bf16 *x = rand_bf16(NC, 2), *w = rand_bf16(C, 1), *b = rand_bf16(C, 1);
@@ -844,7 +832,7 @@ Test(kernels, bf16_layernorm)
  * are large enough to be split across threads. */
 Test(kernels, bf16_matmul)
 {
-    rng_seed(23);
+    test_rng_seed(&rng_state, 23);
     int shapes[3][3] = {{70, 300, 150}, {5, 7, 3}, {130, 64, 260}}; /* N, C, OC */
     for (int s = 0; s < 3; s++) {
         int N = shapes[s][0], C = shapes[s][1], OC = shapes[s][2];
@@ -877,7 +865,7 @@ Test(kernels, bf16_matmul)
 
 Test(kernels, bf16_attention, .timeout = 60)
 {
-    rng_seed(24);
+    test_rng_seed(&rng_state, 24);
     int B = 1, T = 67, C = 8, NH = 2; /* T crosses the 64-row block */
     size_t nqkv = (size_t)B * T * 3 * C, nout = (size_t)B * T * C, natt = (size_t)B * NH * T * T;
     kern_bf16 *qkv = rand_bf16(nqkv, 2), *out = t_malloc(nout * 2), *att = t_malloc(natt * 2);
@@ -904,7 +892,7 @@ Test(kernels, bf16_attention, .timeout = 60)
 
 Test(kernels, bf16_gelu_residual)
 {
-    rng_seed(25);
+    test_rng_seed(&rng_state, 25);
     size_t n = 1001;
     kern_bf16 *x = rand_bf16(n, 6), *out = t_malloc(n * 2), *dout = rand_bf16(n, 1);
     bt()->gelu_forward(bf16_kc, out, x, n);
@@ -930,7 +918,7 @@ Test(kernels, bf16_gelu_residual)
 
 Test(kernels, bf16_softmax_xent)
 {
-    rng_seed(26);
+    test_rng_seed(&rng_state, 26);
     int N = 5, V = 37, Vp = 64, targets[5] = {0, 36, 5, 17, 36};
     size_t n = (size_t)N * Vp;
     kern_bf16 *logits = rand_bf16(n, 8), *dlogits = t_malloc(n * 2);
@@ -956,7 +944,7 @@ Test(kernels, bf16_softmax_xent)
 
 Test(kernels, bf16_adamw)
 {
-    rng_seed(27);
+    test_rng_seed(&rng_state, 27);
     size_t n = 513;
     float lr = 1e-2f, b1 = 0.9f, b2 = 0.95f, eps = 1e-8f, wd = 0.1f;
     /* Master weights: master, m, v exactly as the float32 kernel; params = nearest bf16. */
@@ -990,7 +978,7 @@ Test(kernels, bf16_adamw)
 
 Test(kernels, bf16_conversions)
 {
-    rng_seed(28);
+    test_rng_seed(&rng_state, 28);
     size_t n = 3000;
     float *x = rand_floats(n, 100), *back = t_malloc(n * 4);
     kern_bf16 *h = t_malloc(n * 2);

@@ -3,22 +3,12 @@
  * op by op, alignment, a naive greedy-by-size best-fit that the planner must never lose to, the
  * instances whose optimum is known (nested lifetimes, disjoint lifetimes, one common op), and bad
  * input. */
+#include "tests/test_rng.h"
 #include "remat.h"
 
 #include <criterion/criterion.h>
 #include <stdlib.h>
 #include <string.h>
-
-static uint64_t rng_next(uint64_t *s)
-{
-    *s ^= *s >> 12, *s ^= *s << 25, *s ^= *s >> 27;
-    return *s * 0x2545F4914F6CDD1Dull;
-}
-
-static uint64_t rng_below(uint64_t *s, uint64_t n)
-{
-    return n ? rng_next(s) % n : 0;
-}
 
 static uint64_t align_up(uint64_t b, uint64_t a)
 {
@@ -200,12 +190,12 @@ static void random_instance(uint64_t *seed, remat_layout_buffer *b, size_t n, ui
 {
     for (size_t i = 0; i < n; i++) {
         uint64_t bytes =
-            rng_below(seed, 30) == 0
+            test_rng_below(seed, 30) == 0
                 ? 0
-                : rng_below(seed, (uint64_t)1 << rng_below(seed, (uint64_t)bits + 1)) + 1;
-        uint64_t f = rng_below(seed, ops);
+                : test_rng_below(seed, (uint64_t)1 << test_rng_below(seed, (uint64_t)bits + 1)) + 1;
+        uint64_t f = test_rng_below(seed, ops);
         uint64_t len =
-            rng_below(seed, 8) == 0 ? rng_below(seed, ops) : rng_below(seed, ops / 8 + 1);
+            test_rng_below(seed, 8) == 0 ? test_rng_below(seed, ops) : test_rng_below(seed, ops / 8 + 1);
         uint64_t l = f + len < ops ? f + len : ops - 1;
         b[i] = (remat_layout_buffer){bytes, f, l};
     }
@@ -216,9 +206,9 @@ Test(layout, random_instances_never_overlap_and_beat_naive_greedy)
     uint64_t seed = 0x9E3779B97F4A7C15ull;
     static const uint64_t aligns[] = {0, 1, 8, 512, 4096};
     for (int round = 0; round < 300; round++) {
-        size_t n = 1 + (size_t)rng_below(&seed, round < 200 ? 40 : 400);
-        uint64_t ops = 1 + rng_below(&seed, 3 * n);
-        uint64_t align = aligns[rng_below(&seed, 5)];
+        size_t n = 1 + (size_t)test_rng_below(&seed, round < 200 ? 40 : 400);
+        uint64_t ops = 1 + test_rng_below(&seed, 3 * n);
+        uint64_t align = aligns[test_rng_below(&seed, 5)];
         uint64_t eff = align ? align : 512;
         remat_layout_buffer *b = malloc(sizeof *b * n);
         uint64_t *off = malloc(sizeof *off * n);
@@ -240,8 +230,8 @@ Test(layout, never_loses_to_naive_lifetime_order_first_fit)
 {
     uint64_t seed = 0x243F6A8885A308D3ull;
     for (int round = 0; round < 300; round++) {
-        size_t n = 1 + (size_t)rng_below(&seed, round < 200 ? 60 : 500);
-        uint64_t ops = 1 + rng_below(&seed, round % 3 ? n / 2 + 1 : 3 * n);
+        size_t n = 1 + (size_t)test_rng_below(&seed, round < 200 ? 60 : 500);
+        uint64_t ops = 1 + test_rng_below(&seed, round % 3 ? n / 2 + 1 : 3 * n);
         remat_layout_buffer *b = malloc(sizeof *b * n);
         uint64_t *off = malloc(sizeof *off * n);
         random_instance(&seed, b, n, ops, round % 2 ? 20 : 10);
@@ -261,7 +251,7 @@ Test(layout, training_step_shapes_stay_within_two_percent)
 {
     uint64_t seed = 42;
     for (int round = 0; round < 20; round++) {
-        size_t layers = 2 + (size_t)rng_below(&seed, 30), n = 0, cap = layers * 8 + 4;
+        size_t layers = 2 + (size_t)test_rng_below(&seed, 30), n = 0, cap = layers * 8 + 4;
         remat_layout_buffer *b = malloc(sizeof *b * cap);
         uint64_t *off = malloc(sizeof *off * cap), op = 0;
         uint64_t *fwd = malloc(sizeof *fwd * layers * 3);
@@ -269,11 +259,11 @@ Test(layout, training_step_shapes_stay_within_two_percent)
             for (int k = 0; k < 3; k++) {
                 fwd[l * 3 + k] = op++;
                 if (k == 1)
-                    b[n++] = (remat_layout_buffer){(1 + rng_below(&seed, 4)) << 20, op, op};
+                    b[n++] = (remat_layout_buffer){(1 + test_rng_below(&seed, 4)) << 20, op, op};
             }
         for (size_t l = layers; l-- > 0;)
             for (int k = 3; k-- > 0;) {
-                uint64_t sz = ((uint64_t)(k + 1) << 20) + rng_below(&seed, 3) * 4096;
+                uint64_t sz = ((uint64_t)(k + 1) << 20) + test_rng_below(&seed, 3) * 4096;
                 b[n++] = (remat_layout_buffer){sz, fwd[l * 3 + k], op};
                 b[n++] = (remat_layout_buffer){(2 + (uint64_t)k) << 20, op, op + 1};
                 op++;
@@ -296,16 +286,16 @@ Test(layout, nested_lifetimes_reach_the_lower_bound)
 {
     uint64_t seed = 7;
     for (int round = 0; round < 100; round++) {
-        size_t n = 1 + (size_t)rng_below(&seed, 200), made = 0, depth = 0;
+        size_t n = 1 + (size_t)test_rng_below(&seed, 200), made = 0, depth = 0;
         remat_layout_buffer *b = malloc(sizeof *b * n);
         uint64_t *off = malloc(sizeof *off * n), op = 0;
         size_t *stack = malloc(sizeof *stack * n);
         while (made < n || depth) {
-            int push = made < n && (depth == 0 || rng_below(&seed, 2));
+            int push = made < n && (depth == 0 || test_rng_below(&seed, 2));
             if (push) {
-                b[made] = (remat_layout_buffer){1 + rng_below(&seed, 1 << 20), op, 0};
+                b[made] = (remat_layout_buffer){1 + test_rng_below(&seed, 1 << 20), op, 0};
                 stack[depth++] = made++;
-                if (rng_below(&seed, 2))
+                if (test_rng_below(&seed, 2))
                     op++; /* or the next one starts at the same op, enclosed */
             } else {
                 b[stack[--depth]].last = op++; /* the next lifetime starts after this one */

@@ -1,6 +1,7 @@
 /* tests/test_memviz.c: seeing memory: per-tag accounting against a model, trace lines with and
  * without tags, `remat memviz` (its CSV against an independent replay of the trace), `remat train
  * --trace / --profile-memory`, `remat fit --card all`, and bad arguments. */
+#include "tests/test_rng.h"
 #include "remat.h"
 #include "tests/cli_run.h"
 
@@ -16,14 +17,7 @@
 
 /* ==== Helpers ============================================================================== */
 
-static uint64_t rng_state;
-static uint64_t rng_next(void)
-{
-    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
+static uint64_t rng_state; /* tests/test_rng.h draws from it */
 
 static char tmpdir[64];
 
@@ -87,7 +81,7 @@ Test(memviz_tags, per_tag_current_and_peak_match_a_model)
     remat_pool *pool;
     cr_assert_eq(remat_device_open("sim:1GiB", &dev), REMAT_OK, "%s", remat_last_error());
     cr_assert_eq(remat_pool_create(dev, NULL, &pool), REMAT_OK);
-    rng_state = 42;
+    test_rng_seed(&rng_state, 42);
     enum { MAX_LIVE = 64 };
     live_block live[MAX_LIVE];
     int n_live = 0;
@@ -97,9 +91,9 @@ Test(memviz_tags, per_tag_current_and_peak_match_a_model)
             cr_assert_eq(remat_pool_reset_peaks(pool), REMAT_OK);
             memcpy(peak, cur, sizeof peak);
         }
-        if (n_live < MAX_LIVE && (n_live == 0 || rng_next() % 100 < 55)) {
-            int t = (int)(rng_next() % N_TAGS);
-            size_t bytes = rng_next() % 4 == 0 ? rng_next() % (4 << 20) : rng_next() % 5000;
+        if (n_live < MAX_LIVE && (n_live == 0 || test_rng_next(&rng_state) % 100 < 55)) {
+            int t = (int)(test_rng_next(&rng_state) % N_TAGS);
+            size_t bytes = test_rng_next(&rng_state) % 4 == 0 ? test_rng_next(&rng_state) % (4 << 20) : test_rng_next(&rng_state) % 5000;
             void *p = remat_alloc_tagged(pool, bytes, NULL, tags[t]);
             cr_assert_not_null(p, "%s", remat_last_error());
             live[n_live++] = (live_block){p, bytes, t};
@@ -107,7 +101,7 @@ Test(memviz_tags, per_tag_current_and_peak_match_a_model)
             if (cur[t] > peak[t])
                 peak[t] = cur[t];
         } else {
-            int k = (int)(rng_next() % (uint64_t)n_live);
+            int k = (int)(test_rng_next(&rng_state) % (uint64_t)n_live);
             remat_free(pool, live[k].ptr);
             cur[live[k].tag] -= live[k].bytes;
             live[k] = live[--n_live];
@@ -247,9 +241,9 @@ static size_t write_random_trace(const char *path, uint64_t *want, size_t max_ev
     memset(want, 0, TRACE_TAGS * sizeof *want);
     size_t n = 0;
     for (; n < max_events; n++) {
-        if (n_live < MAX_LIVE && (n_live == 0 || rng_next() % 100 < 55)) {
-            int t = (int)(rng_next() % TRACE_TAGS);
-            uint64_t bytes = rng_next() % 3 == 0 ? rng_next() % (8 << 20) : rng_next() % 9000;
+        if (n_live < MAX_LIVE && (n_live == 0 || test_rng_next(&rng_state) % 100 < 55)) {
+            int t = (int)(test_rng_next(&rng_state) % TRACE_TAGS);
+            uint64_t bytes = test_rng_next(&rng_state) % 3 == 0 ? test_rng_next(&rng_state) % (8 << 20) : test_rng_next(&rng_state) % 9000;
             if (trace_tags[t])
                 fprintf(f, "a %llu %llu 0 %s\n", (unsigned long long)next_id,
                         (unsigned long long)bytes, trace_tags[t]);
@@ -258,7 +252,7 @@ static size_t write_random_trace(const char *path, uint64_t *want, size_t max_ev
             live[n_live++] = (struct trace_live){next_id++, bytes, t};
             cur[t] += bytes;
         } else {
-            int k = (int)(rng_next() % (uint64_t)n_live);
+            int k = (int)(test_rng_next(&rng_state) % (uint64_t)n_live);
             fprintf(f, "f %llu\n", (unsigned long long)live[k].id);
             cur[live[k].tag] -= live[k].bytes;
             live[k] = live[--n_live];
@@ -372,7 +366,7 @@ Test(memviz_cli, svg_and_an_explicit_csv)
     if (!have_gnuplot())
         cr_skip_test("gnuplot is not installed");
     make_tmpdir();
-    rng_state = 7;
+    test_rng_seed(&rng_state, 7);
     static uint64_t want[(60 + 1) * TRACE_TAGS];
     write_random_trace(tmp_path(0, "t.trace"), want, 60);
     cli_result r;
@@ -394,7 +388,7 @@ Test(memviz_cli, svg_and_an_explicit_csv)
 Test(memviz_cli, without_gnuplot_the_csv_is_written_and_it_exits_1)
 {
     make_tmpdir();
-    rng_state = 9;
+    test_rng_seed(&rng_state, 9);
     static uint64_t want[(30 + 1) * TRACE_TAGS];
     write_random_trace(tmp_path(0, "t.trace"), want, 30);
     char cmd[1024];

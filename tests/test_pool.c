@@ -1,6 +1,7 @@
 /* tests/test_pool.c: the caching pool against an independent model: random operation sequences
  * (overlap, alignment, data survival, stats = the model's sums), limits and OOM, fault injection
  * at every device call, threads, bad frees, tags, snapshots, traces and `remat replay`. */
+#include "tests/test_rng.h"
 #include "alloc/device.h" /* only for the fake-event device below */
 #include "remat.h"
 #include "tests/cli_run.h"
@@ -17,18 +18,11 @@
 
 /* ==== Helpers: rng, devices ================================================================== */
 
-static uint64_t rng_next(uint64_t *s)
-{
-    *s ^= *s >> 12, *s ^= *s << 25, *s ^= *s >> 27;
-    return *s * 0x2545F4914F6CDD1Dull;
-}
-
-static size_t rng_below(uint64_t *s, size_t n) { return n ? (size_t)(rng_next(s) % n) : 0; }
 
 /* Log-uniform in [1, max], with some exact edge sizes. */
 static size_t rng_size(uint64_t *s, size_t max)
 {
-    switch (rng_below(s, 40)) {
+    switch (test_rng_below(s, 40)) {
     case 0: return 0;
     case 1: return 512;
     case 2: return 513;
@@ -37,8 +31,8 @@ static size_t rng_size(uint64_t *s, size_t max)
     default: break;
     }
     int bits = 63 - __builtin_clzll(max);
-    size_t hi = (size_t)1 << rng_below(s, (size_t)bits + 1);
-    size_t v = hi + rng_below(s, hi);
+    size_t hi = (size_t)1 << test_rng_below(s, (size_t)bits + 1);
+    size_t v = hi + test_rng_below(s, hi);
     return v > max ? max : v;
 }
 
@@ -207,11 +201,11 @@ static void run_random(const random_run *r)
     uint64_t rng = r->seed, next_id = 1;
     for (long op = 0; op < r->ops; op++) {
         size_t target = 64 + (size_t)(op / 50000 % 4) * 128; /* the live count drifts in phases */
-        int do_alloc = m.n == 0 || (rng_below(&rng, 2 * target) >= m.n);
+        int do_alloc = m.n == 0 || (test_rng_below(&rng, 2 * target) >= m.n);
         if (do_alloc) {
             size_t bytes = rng_size(&rng, r->max_size);
-            int tag = (int)rng_below(&rng, N_TAGS);
-            remat_stream stream = (remat_stream)(uintptr_t)rng_below(&rng, 3);
+            int tag = (int)test_rng_below(&rng, N_TAGS);
+            remat_stream stream = (remat_stream)(uintptr_t)test_rng_below(&rng, 3);
             void *p = remat_alloc_tagged(pool, bytes, stream, tag_names[tag]);
             cr_assert(p, "alloc of %zu bytes failed: %s", bytes, remat_last_error());
             model_add(&m, (uintptr_t)p, bytes, next_id, tag);
@@ -219,7 +213,7 @@ static void run_random(const random_run *r)
                 pattern_visit(p, bytes, next_id, 1);
             next_id++;
         } else {
-            model_block b = model_remove(&m, rng_below(&rng, m.n));
+            model_block b = model_remove(&m, test_rng_below(&rng, m.n));
             if (r->touch)
                 pattern_visit((uint8_t *)b.addr, b.bytes, b.id, 0);
             remat_free(pool, (void *)b.addr);
@@ -697,17 +691,17 @@ Test(pool, fences_survive_split_and_merge)
     model m = {0};
     uint64_t rng = 17, id = 1;
     for (int op = 0; op < 20000; op++) {
-        if (m.n < 40 && (m.n == 0 || rng_below(&rng, 2))) {
+        if (m.n < 40 && (m.n == 0 || test_rng_below(&rng, 2))) {
             size_t bytes = rng_size(&rng, 32 * MiB);
-            void *p = remat_alloc(pool, bytes, (remat_stream)(uintptr_t)(1 + rng_below(&rng, 3)));
+            void *p = remat_alloc(pool, bytes, (remat_stream)(uintptr_t)(1 + test_rng_below(&rng, 3)));
             cr_assert(p, "%s", remat_last_error());
-            if (rng_below(&rng, 4) == 0)
+            if (test_rng_below(&rng, 4) == 0)
                 cr_assert_eq(remat_pool_record_stream(
-                                 pool, p, (remat_stream)(uintptr_t)(1 + rng_below(&rng, 3))),
+                                 pool, p, (remat_stream)(uintptr_t)(1 + test_rng_below(&rng, 3))),
                              REMAT_OK);
             model_add(&m, (uintptr_t)p, bytes, id++, 0);
         } else {
-            remat_free(pool, (void *)model_remove(&m, rng_below(&rng, m.n)).addr);
+            remat_free(pool, (void *)model_remove(&m, test_rng_below(&rng, m.n)).addr);
         }
         if (op % 1000 == 0)
             assert_pool_ok(pool);
@@ -848,7 +842,7 @@ static int faulty_workload(remat_pool *pool, uint64_t seed)
     void *live[64] = {0};
     int failed = 0;
     for (int op = 0; op < 600; op++) {
-        int i = (int)rng_below(&rng, 64);
+        int i = (int)test_rng_below(&rng, 64);
         if (live[i]) {
             remat_free(pool, live[i]);
             live[i] = NULL;
@@ -922,9 +916,9 @@ Test(pool, random_device_failures)
     uint64_t rng = 5;
     int failed = 0;
     for (int round = 0; round < 40; round++) {
-        cr_assert_eq(remat_pool_fault_at(pool, REMAT_FAULT_DEVICE_ALLOC, 1 + rng_below(&rng, 3)),
+        cr_assert_eq(remat_pool_fault_at(pool, REMAT_FAULT_DEVICE_ALLOC, 1 + test_rng_below(&rng, 3)),
                      REMAT_OK);
-        cr_assert_eq(remat_pool_fault_at(pool, REMAT_FAULT_DEVICE_FREE, 1 + rng_below(&rng, 3)),
+        cr_assert_eq(remat_pool_fault_at(pool, REMAT_FAULT_DEVICE_FREE, 1 + test_rng_below(&rng, 3)),
                      REMAT_OK);
         failed += faulty_workload(pool, round);
         cr_assert_eq(remat_pool_empty_cache(pool), REMAT_OK);
@@ -1008,14 +1002,14 @@ static void *thread_main(void *argp)
     size_t bytes[128];
     uint64_t ids[128], rng = a->seed, next = a->seed << 32;
     for (long op = 0; op < a->ops; op++) {
-        int i = (int)rng_below(&rng, 128);
+        int i = (int)test_rng_below(&rng, 128);
         if (live[i]) {
             pattern_visit(live[i], bytes[i], ids[i], 0);
             remat_free(a->pool, live[i]);
             live[i] = NULL;
             continue;
         }
-        bytes[i] = rng_below(&rng, 16) ? rng_size(&rng, 64 * KiB) : rng_size(&rng, 3 * MiB);
+        bytes[i] = test_rng_below(&rng, 16) ? rng_size(&rng, 64 * KiB) : rng_size(&rng, 3 * MiB);
         ids[i] = next++;
         live[i] = remat_alloc(a->pool, bytes[i], (remat_stream)(uintptr_t)(a->seed % 2));
         cr_assert(live[i], "%s", remat_last_error());
@@ -1198,14 +1192,14 @@ Test(pool, trace_round_trip_gives_the_same_peaks)
     uint64_t rng = 42;
     void *live[200] = {0};
     for (int op = 0; op < 20000; op++) {
-        int i = (int)rng_below(&rng, 200);
+        int i = (int)test_rng_below(&rng, 200);
         if (live[i]) {
             remat_free(pool, live[i]);
             live[i] = NULL;
         } else {
             live[i] = remat_alloc_tagged(pool, rng_size(&rng, 64 * MiB),
-                                         (remat_stream)(uintptr_t)rng_below(&rng, 2),
-                                         tag_names[rng_below(&rng, N_TAGS)]);
+                                         (remat_stream)(uintptr_t)test_rng_below(&rng, 2),
+                                         tag_names[test_rng_below(&rng, N_TAGS)]);
         }
     }
     remat_free(pool, before);
@@ -1256,7 +1250,7 @@ Test(pool, trace_replay_is_exact_when_recorded_from_scratch)
     uint64_t rng = 7;
     void *live[50] = {0};
     for (int op = 0; op < 5000; op++) {
-        int i = (int)rng_below(&rng, 50);
+        int i = (int)test_rng_below(&rng, 50);
         if (live[i])
             remat_free(pool, live[i]), live[i] = NULL;
         else
