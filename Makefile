@@ -72,7 +72,7 @@ LIB_SRC  := $(wildcard core/*.c alloc/*.c checkpoint/*.c comm/*.c kernels/*.c ke
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(CUDA_SRC:%.cu=$(BUILD)/obj/%.cu.o)
 CLI_SRC  := $(wildcard cli/*.c)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
-CLI_LIB_OBJ := $(filter-out $(BUILD)/obj/cli/remat.o,$(CLI_OBJ))
+CLI_LIB_OBJ := $(filter-out $(BUILD)/obj/cli/main.o,$(CLI_OBJ))
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 TEST_SRC := $(wildcard tests/test_*.c)

@@ -2,7 +2,7 @@
 # scripts/valgrind-check.sh [BUILD]: runs a short `remat train` (tiny, 2 steps), `remat plan` and
 # `remat replay` under valgrind's memcheck (errors and definite/indirect leaks fail), plus a few
 # failing commands whose error paths must be as clean (with their own exit code kept).
-# OMP_WAIT_POLICY is set so that remat does not re-exec itself (cli/remat.c): under valgrind,
+# OMP_WAIT_POLICY is set so that remat does not re-exec itself (cli/main.c): under valgrind,
 # /proc/self/exe is valgrind's tool. jemalloc's malloc is intercepted through --soname-synonyms.
 set -u
 build=${1:-build}
