@@ -150,6 +150,24 @@ void cmd_plan_usage(FILE *f);
 int cmd_curve(int argc, char **argv);
 void cmd_curve_usage(FILE *f);
 
+/* --dtype fp32|bf16 and --master-weights on|off, the same in train, curve and profile
+ * (cli/train_memory.c). */
+typedef struct {
+    int bf16;           /* --dtype bf16 */
+    int master_weights; /* 1 on, 0 off, -1 not given (on) */
+} cli_precision;
+#define CLI_PRECISION_DEFAULT ((cli_precision){.bf16 = 0, .master_weights = -1})
+/* Parse one option's value into p: a usage error naming the value and -1 when it is bad. */
+int cli_parse_dtype(const char *cmd, const char *text, cli_precision *p);
+int cli_parse_master_weights(const char *cmd, const char *text, cli_precision *p);
+/* After the options: --master-weights without --dtype bf16 is a usage error (-1). */
+int cli_check_precision(const char *cmd, const cli_precision *p);
+/* The model's precision: master weights unless off, stochastic rounding seeded from seed. */
+struct gpt_precision;
+void cli_model_precision(const cli_precision *p, uint64_t seed, struct gpt_precision *out);
+/* "fp32", "bf16", or "bf16, no master weights" for headers. */
+const char *cli_precision_name(const cli_precision *p);
+
 /* `remat train --trace FILE` (cli/train_memory.c): records pool's trace into a temporary file
  * (cli_output); finish ends it and puts it in place when rc is EXIT_OK (else removes it);
  * returns the exit code. */

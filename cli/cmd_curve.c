@@ -19,7 +19,8 @@ void cmd_curve_usage(FILE *f)
         f,
         "usage: remat curve [--model M] [--batch B] [--seq T] [--device SPEC] [--policies LIST]\n"
         "                   [--points N] [--steps K] [--reps R] [--out DIR] [--trace FILE]\n"
-        "                   [--profile-file FILE] [--layout planned|pool]\n\n"
+        "                   [--profile-file FILE] [--layout planned|pool]\n"
+        "                   [--dtype fp32|bf16] [--master-weights on|off]\n\n"
         "Profiles the model, then for each policy trains K real steps at each memory budget and\n"
         "records the predicted and measured activation peak and step time. Fixed policies\n"
         "(store-all, sqrt, periodic:K, full-recompute, selective:OPTION, llmc-selective =\n"
@@ -47,6 +48,8 @@ void cmd_curve_usage(FILE *f)
         "                  (as `remat train --profile-file`)\n"
         "  --out DIR       where curve.csv and curve.png go (default curve; created)\n"
         "  --trace FILE    also record the pool's allocation trace of the whole sweep\n"
+        "  --dtype D       fp32 (default) or bf16 (mixed precision, as `remat train --dtype`);\n"
+        "                  --master-weights on|off as train's (bf16 only)\n"
         "  --layout L      planned (default): each step's activations in one arena at offsets\n"
         "                  planned before the step (the predicted peak is the arena); pool: each\n"
         "                  buffer from the caching pool as the step goes\n"
@@ -78,11 +81,13 @@ typedef struct {
     long batch, points, steps, reps;
     gpt_overrides ov;
     remat_layout_mode layout;
+    cli_precision prec;
 } curve_opts;
 
 static int curve_parse(int argc, char **argv, curve_opts *o)
 {
-    enum { O_SEQ = 256, O_POINTS, O_STEPS, O_REPS, O_TRACE, O_PROFILE_FILE, O_LAYOUT };
+    enum { O_SEQ = 256, O_POINTS, O_STEPS, O_REPS, O_TRACE, O_PROFILE_FILE, O_LAYOUT, O_DTYPE,
+           O_MASTER };
     static const struct option opts[] = {{"model", required_argument, NULL, 'm'},
                                          {"device", required_argument, NULL, 'D'},
                                          {"batch", required_argument, NULL, 'b'},
@@ -95,6 +100,8 @@ static int curve_parse(int argc, char **argv, curve_opts *o)
                                          {"trace", required_argument, NULL, O_TRACE},
                                          {"profile-file", required_argument, NULL, O_PROFILE_FILE},
                                          {"layout", required_argument, NULL, O_LAYOUT},
+                                         {"dtype", required_argument, NULL, O_DTYPE},
+                                         {"master-weights", required_argument, NULL, O_MASTER},
                                          {NULL, 0, NULL, 0}};
     *o = (curve_opts){.device = "auto",
                       .policies = "store-all,sqrt,periodic:2,llmc-selective,megatron-selective,"
@@ -103,7 +110,8 @@ static int curve_parse(int argc, char **argv, curve_opts *o)
                       .batch = 4,
                       .points = 8,
                       .steps = 4,
-                      .reps = 3};
+                      .reps = 3,
+                      .prec = CLI_PRECISION_DEFAULT};
     long v;
     opterr = 0;
     optind = 1;
@@ -121,6 +129,14 @@ static int curve_parse(int argc, char **argv, curve_opts *o)
                 cli_usage_error("curve", "--layout: %s", remat_last_error());
                 return -1;
             }
+            break;
+        case O_DTYPE:
+            if (cli_parse_dtype("curve", optarg, &o->prec))
+                return -1;
+            break;
+        case O_MASTER:
+            if (cli_parse_master_weights("curve", optarg, &o->prec))
+                return -1;
             break;
         case 'b':
             if (cli_parse_int("curve", "--batch", optarg, 1, 1 << 20, &o->batch))
@@ -152,7 +168,7 @@ static int curve_parse(int argc, char **argv, curve_opts *o)
         cli_usage_error("curve", "unexpected argument '%s'", argv[optind]);
         return -1;
     }
-    return 0;
+    return cli_check_precision("curve", &o->prec);
 }
 
 /* ==== Policies ============================================================================= */
@@ -312,7 +328,10 @@ static int curve_open(curve_run *r)
         if ((s = remat_pool_trace_begin(r->pool, r->trace.f)) != REMAT_OK)
             return cli_fail("curve", s, "--trace");
     }
-    s = gpt_model_create(r->dev, r->pool, &r->cfg, (int)r->o.batch, r->T, &r->model);
+    gpt_precision prec;
+    cli_model_precision(&r->o.prec, 1337, &prec);
+    s = gpt_model_create_precision(r->dev, r->pool, &r->cfg, (int)r->o.batch, r->T, &prec,
+                                   &r->model);
     if (s != REMAT_OK)
         return cli_fail("curve", s, "cannot create the model");
     r->host_params = malloc(gpt_model_layout(r->model)->total * sizeof(float));

@@ -11,8 +11,8 @@ void cmd_profile_usage(FILE *f)
 {
     fprintf(f,
             "usage: remat profile [--model M] [--batch B] [--seq T] [--device SPEC] -o CHAIN.json\n"
-            "                     [--reps N] [--seed S] [--layers L --channels C --heads NH "
-            "--vocab V]\n\n"
+            "                     [--reps N] [--seed S] [--dtype fp32|bf16] [--master-weights on|off]\n"
+            "                     [--layers L --channels C --heads NH --vocab V]\n\n"
             "Measures the model stage by stage on one batch of the built-in corpus, as Rotor\n"
             "does: each stage's forward without grad, forward-with-grad and backward on its own,\n"
             "with only that call's buffers live, so the profile needs no more memory than any\n"
@@ -35,7 +35,8 @@ void cmd_profile_usage(FILE *f)
             "plus the share of the forward it recomputes (by FLOPs); one measured more than 3%%\n"
             "below the default's is raised and warned about on stderr. N is --reps (default 5,\n"
             "at most 64). --model, --seq and the architecture options are as in `remat train`;\n"
-            "--batch defaults to 4, --device to auto. The file also holds a \"key\" object\n"
+            "--batch defaults to 4, --device to auto; --dtype bf16 [--master-weights off] profiles\n"
+            "the bf16 training step (as `remat train --dtype`). The file also holds a \"key\" object\n"
             "(model, batch, seq, device, dtype): `remat train --profile-file` reuses it.\n");
 }
 
@@ -43,11 +44,12 @@ typedef struct {
     const char *model, *device, *out;
     long batch, reps, seed;
     gpt_overrides ov;
+    cli_precision prec;
 } profile_opts;
 
 static int profile_parse(int argc, char **argv, profile_opts *o)
 {
-    enum { O_LAYERS = 256, O_CHANNELS, O_HEADS, O_VOCAB, O_SEQ, O_REPS, O_SEED };
+    enum { O_LAYERS = 256, O_CHANNELS, O_HEADS, O_VOCAB, O_SEQ, O_REPS, O_SEED, O_DTYPE, O_MASTER };
     static const struct option opts[] = {{"model", required_argument, NULL, 'm'},
                                          {"device", required_argument, NULL, 'D'},
                                          {"batch", required_argument, NULL, 'b'},
@@ -55,12 +57,15 @@ static int profile_parse(int argc, char **argv, profile_opts *o)
                                          {"output", required_argument, NULL, 'o'},
                                          {"reps", required_argument, NULL, O_REPS},
                                          {"seed", required_argument, NULL, O_SEED},
+                                         {"dtype", required_argument, NULL, O_DTYPE},
+                                         {"master-weights", required_argument, NULL, O_MASTER},
                                          {"layers", required_argument, NULL, O_LAYERS},
                                          {"channels", required_argument, NULL, O_CHANNELS},
                                          {"heads", required_argument, NULL, O_HEADS},
                                          {"vocab", required_argument, NULL, O_VOCAB},
                                          {NULL, 0, NULL, 0}};
-    *o = (profile_opts){.device = "auto", .batch = 4, .reps = 5, .seed = 1337};
+    *o = (profile_opts){
+        .device = "auto", .batch = 4, .reps = 5, .seed = 1337, .prec = CLI_PRECISION_DEFAULT};
     long v;
     opterr = 0;
     optind = 1;
@@ -76,6 +81,14 @@ static int profile_parse(int argc, char **argv, profile_opts *o)
             break;
         case O_REPS:
             if (cli_parse_int("profile", "--reps", optarg, 1, 64, &o->reps))
+                return -1;
+            break;
+        case O_DTYPE:
+            if (cli_parse_dtype("profile", optarg, &o->prec))
+                return -1;
+            break;
+        case O_MASTER:
+            if (cli_parse_master_weights("profile", optarg, &o->prec))
                 return -1;
             break;
         case O_SEED:
@@ -120,7 +133,7 @@ static int profile_parse(int argc, char **argv, profile_opts *o)
         cli_usage_error("profile", "-o CHAIN.json is required");
         return -1;
     }
-    return 0;
+    return cli_check_precision("profile", &o->prec);
 }
 
 typedef struct {
@@ -155,7 +168,10 @@ static remat_status profile_measure(profile_run *r, const profile_opts *o, const
     *what = "cannot create the pool";
     REMAT_TRY(remat_pool_create(r->dev, NULL, &r->pool));
     *what = "cannot create the model";
-    REMAT_TRY(gpt_model_create(r->dev, r->pool, &cfg, (int)o->batch, T, &r->model));
+    gpt_precision prec;
+    cli_model_precision(&o->prec, (uint64_t)o->seed, &prec);
+    REMAT_TRY(gpt_model_create_precision(r->dev, r->pool, &cfg, (int)o->batch, T, &prec,
+                                         &r->model));
     if (!r->params) {
         r->params = malloc(gpt_model_layout(r->model)->total * sizeof(float));
         if (!r->params)

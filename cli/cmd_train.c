@@ -105,8 +105,7 @@ typedef struct {
     const char *trace, *profile_file;
     int profile_memory;
     remat_layout_mode layout;
-    gpt_dtype dtype;
-    int master_weights; /* 1, 0 (--master-weights off), -1 not given */
+    cli_precision prec;
     long zero, accum;
     int zero_given;
 } train_opts;
@@ -166,7 +165,7 @@ static int train_parse(int argc, char **argv, train_opts *o)
                       .steps = 50,
                       .seed = 1337,
                       .lr = 3e-4,
-                      .master_weights = -1,
+                      .prec = CLI_PRECISION_DEFAULT,
                       .accum = 1};
     long v;
     opterr = 0;
@@ -194,17 +193,12 @@ static int train_parse(int argc, char **argv, train_opts *o)
             }
             break;
         case O_DTYPE:
-            if (gpt_dtype_parse(optarg, &o->dtype) != REMAT_OK) {
-                cli_usage_error("train", "--dtype: %s", remat_last_error());
+            if (cli_parse_dtype("train", optarg, &o->prec))
                 return -1;
-            }
             break;
         case O_MASTER:
-            if (strcmp(optarg, "on") != 0 && strcmp(optarg, "off") != 0) {
-                cli_usage_error("train", "--master-weights '%s': use on or off", optarg);
+            if (cli_parse_master_weights("train", optarg, &o->prec))
                 return -1;
-            }
-            o->master_weights = strcmp(optarg, "on") == 0;
             break;
         case O_ZERO:
             if (cli_parse_int("train", "--zero", optarg, 0, 3, &o->zero))
@@ -279,22 +273,15 @@ static int train_parse(int argc, char **argv, train_opts *o)
                                  "--accum");
         return -1;
     }
-    if (o->master_weights >= 0 && o->dtype != GPT_BF16) {
-        cli_usage_error("train", "--master-weights needs --dtype bf16 (fp32 weights are the "
-                                 "master weights)");
-        return -1;
-    }
-    return 0;
+    return cli_check_precision("train", &o->prec);
 }
 
 /* The model's precision from the options: master weights unless --master-weights off, the
  * stochastic rounding seeded from --seed. */
 static gpt_precision train_precision(const train_opts *o)
 {
-    gpt_precision p = gpt_precision_default();
-    p.dtype = o->dtype;
-    p.master_weights = o->master_weights != 0;
-    p.seed = (uint64_t)o->seed;
+    gpt_precision p;
+    cli_model_precision(&o->prec, (uint64_t)o->seed, &p);
     return p;
 }
 
@@ -646,8 +633,8 @@ static void train_print_plan(const train_run *r)
            r->cfg.layers, r->cfg.channels, r->cfg.heads, r->cfg.vocab, r->cfg.padded_vocab,
            r->o.batch, r->T, r->o.batch_given ? "" : " (default batch)",
            gpt_model_layout(r->model)->total,
-           r->o.dtype != GPT_BF16     ? ""
-           : r->o.master_weights == 0 ? "; bf16, no master weights (stochastic rounding)"
+           !r->o.prec.bf16                 ? ""
+           : r->o.prec.master_weights == 0 ? "; bf16, no master weights (stochastic rounding)"
                                       : "; bf16 with fp32 master weights");
     printf("plan: %s, budget %s (%.0f%% of store-all's %s%s): activation peak %s, predicted "
            "overhead %.1f%%\n",
@@ -875,7 +862,7 @@ static void train_summary(const train_run *r, train_totals *t)
                (unsigned long long)t->act_peak_max, (unsigned long long)r->store_all_peak,
                r->sched->overhead, (unsigned long long)gpt_model_persistent_bytes(r->model),
                (unsigned long long)t->peak_max, gpt_model_layout(r->model)->total, fb, r->o.batch,
-               (unsigned long long)rss, gpt_dtype_name(r->o.dtype));
+               (unsigned long long)rss, r->o.prec.bf16 ? "bf16" : "fp32");
         printf(", \"comm_backend\": \"%s\"", remat_comm_backend(r->comm));
         printf(", \"ranks\": %d, \"zero\": %ld, \"accum\": %ld, \"global_batch\": %zu, "
                "\"comm_bytes_per_step\": %llu, \"comm_ms_per_step\": %.3f, \"rank_peak_bytes\": {",
@@ -981,7 +968,7 @@ static int train_open_comm(train_run *r)
              "save=%d",
              o->model ? o->model : "", o->data ? o->data : "", o->device, o->policy,
              o->budget ? o->budget : "", o->batch, o->steps, o->seed, o->lr, o->shuffle,
-             o->analytic, (int)o->layout, (int)o->dtype, o->master_weights, o->zero, o->accum,
+             o->analytic, (int)o->layout, o->prec.bf16, o->prec.master_weights, o->zero, o->accum,
              o->ov.layers, o->ov.channels, o->ov.heads, o->ov.vocab, o->ov.seq, o->save != NULL);
     if ((s = remat_comm_check_same(r->comm, "the options of `remat train`", key, strlen(key))) !=
         REMAT_OK)

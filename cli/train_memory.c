@@ -243,3 +243,49 @@ int train_profile(const char *cmd, gpt_model *m, const int *inputs, int reps, co
     }
     return EXIT_OK;
 }
+
+/* ==== --dtype and --master-weights ========================================================== */
+
+int cli_parse_dtype(const char *cmd, const char *text, cli_precision *p)
+{
+    gpt_dtype d = GPT_FP32;
+    if (gpt_dtype_parse(text, &d) != REMAT_OK) {
+        cli_usage_error(cmd, "--dtype: %s", remat_last_error());
+        return -1;
+    }
+    p->bf16 = d == GPT_BF16;
+    return 0;
+}
+
+int cli_parse_master_weights(const char *cmd, const char *text, cli_precision *p)
+{
+    if (strcmp(text, "on") != 0 && strcmp(text, "off") != 0) {
+        cli_usage_error(cmd, "--master-weights '%s': use on or off", text);
+        return -1;
+    }
+    p->master_weights = strcmp(text, "on") == 0;
+    return 0;
+}
+
+int cli_check_precision(const char *cmd, const cli_precision *p)
+{
+    if (p->master_weights >= 0 && !p->bf16) {
+        cli_usage_error(cmd, "--master-weights needs --dtype bf16 (fp32 weights are the master "
+                             "weights)");
+        return -1;
+    }
+    return 0;
+}
+
+void cli_model_precision(const cli_precision *p, uint64_t seed, gpt_precision *out)
+{
+    *out = gpt_precision_default();
+    out->dtype = p->bf16 ? GPT_BF16 : GPT_FP32;
+    out->master_weights = p->master_weights != 0;
+    out->seed = seed;
+}
+
+const char *cli_precision_name(const cli_precision *p)
+{
+    return !p->bf16 ? "fp32" : p->master_weights == 0 ? "bf16, no master weights" : "bf16";
+}

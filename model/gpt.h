@@ -167,7 +167,7 @@ typedef struct gpt_model gpt_model;
  * copy of the parameters (16 bytes a parameter); without, the update rounds the bf16 weights
  * stochastically from a generator seeded by `seed` and the step (12 bytes a parameter). */
 typedef enum { GPT_FP32, GPT_BF16 } gpt_dtype;
-typedef struct {
+typedef struct gpt_precision {
     gpt_dtype dtype;
     int master_weights; /* bf16 only; 1 by default */
     uint64_t seed;      /* stochastic rounding's seed (bf16 without master weights) */
