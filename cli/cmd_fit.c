@@ -43,7 +43,8 @@ void cmd_fit_usage(FILE *f)
         "--measure (our GPT: tiny, small, gpt2-124m, gpt2-350m) trains 2 steps at each policy's\n"
         "largest batch on --device (default host) in a pool limited to the card less context\n"
         "and workspace (--expandable: with expandable segments), prints planned against\n"
-        "measured pool peak, and tries one more sequence.\n"
+        "measured pool peak, and tries one more sequence. It trains in fp32 or, with --dtype\n"
+        "bf16 [--master-weights off], in bf16 as `remat train --dtype bf16` does.\n"
         "Formulas and sources: docs/planner.md.\n");
 }
 

@@ -19,6 +19,7 @@ typedef struct {
     uint64_t one_more_measured;   /* its pool's peak reserved bytes when it ran */
     uint64_t one_more_slack;      /* what the plan counts at batch + 1 that this device does not
                                    * allocate, rounded up to the arena's 2 MiB segment */
+    uint64_t device_extra;        /* workspace this device takes beyond the plan's at `batch` */
     char why[320];                /* the failure message of the run at `batch` */
 } measure_row;
 
@@ -66,7 +67,7 @@ static void measure_tokens(int *inputs, int *targets, size_t n, int vocab)
 }
 
 static remat_status measure_open(measure_run *m, const char *device, uint64_t limit, int expandable,
-                                 const gpt_config *cfg, int B, int T)
+                                 const gpt_config *cfg, const gpt_precision *prec, int B, int T)
 {
     remat_pool_config pc;
     memset(&pc, 0, sizeof pc);
@@ -74,7 +75,7 @@ static remat_status measure_open(measure_run *m, const char *device, uint64_t li
     pc.expandable_segments = expandable;
     REMAT_TRY(remat_device_open(device, &m->dev));
     REMAT_TRY(remat_pool_create(m->dev, &pc, &m->pool));
-    REMAT_TRY(gpt_model_create(m->dev, m->pool, cfg, B, T, &m->model));
+    REMAT_TRY(gpt_model_create_precision(m->dev, m->pool, cfg, B, T, prec, &m->model));
     size_t n = (size_t)B * (size_t)T, total = gpt_model_layout(m->model)->total;
     m->params = malloc(total * sizeof(float));
     m->inputs = malloc(n * sizeof(int));
@@ -91,39 +92,54 @@ static remat_status measure_open(measure_run *m, const char *device, uint64_t li
  * device's chain `dev`: the plan assumes the CUDA attention kernel's NH x T x T floats of scratch,
  * the CPU kernels take threads x T x T. 0 when the device needs as much. */
 static remat_status measure_allowance(const remat_model_desc *md, const remat_chain *dev, int B,
-                                      int T, uint64_t *out)
+                                      int T, unsigned elem, uint64_t *out, uint64_t *excess)
 {
     remat_chain *c = NULL;
-    REMAT_TRY(plan_chain_build(md, (uint64_t)B, (uint64_t)T, 4, &c));
-    uint64_t most = 0;
+    REMAT_TRY(plan_chain_build(md, (uint64_t)B, (uint64_t)T, elem, &c));
+    uint64_t most = 0, over = 0;
     for (int i = 0; i < c->n_stages && i < dev->n_stages; i++) {
         const remat_stage *a = &c->stages[i], *d = &dev->stages[i];
         if (a->fwd_tmp_bytes > d->fwd_tmp_bytes && a->fwd_tmp_bytes - d->fwd_tmp_bytes > most)
             most = a->fwd_tmp_bytes - d->fwd_tmp_bytes;
         if (a->bwd_tmp_bytes > d->bwd_tmp_bytes && a->bwd_tmp_bytes - d->bwd_tmp_bytes > most)
             most = a->bwd_tmp_bytes - d->bwd_tmp_bytes;
+        if (d->fwd_tmp_bytes > a->fwd_tmp_bytes && d->fwd_tmp_bytes - a->fwd_tmp_bytes > over)
+            over = d->fwd_tmp_bytes - a->fwd_tmp_bytes;
+        if (d->bwd_tmp_bytes > a->bwd_tmp_bytes && d->bwd_tmp_bytes - a->bwd_tmp_bytes > over)
+            over = d->bwd_tmp_bytes - a->bwd_tmp_bytes;
     }
     plan_chain_free(c);
     *out = most;
+    if (excess)
+        *excess = over;
     return REMAT_OK;
 }
 
 /* Trains MEASURE_STEPS steps of policy p at batch B in a pool limited to `limit`; the pool's
  * peak allocated bytes in *peak, its peak reserved bytes in *reserved and the plan's workspace
- * allowance over this device (measure_allowance) in *allowance (if not NULL). */
+ * allowance over this device (measure_allowance) in *allowance, and in *excess the most workspace
+ * one op of this device takes beyond the plan's (the CPU bf16 attention's per-thread float32
+ * scratch against the CUDA kernel's bf16 one), which optimal's budget gets on top (both may be
+ * NULL). */
 static remat_status measure_one(const char *device, uint64_t limit, int expandable,
-                                const remat_model_desc *md, const gpt_config *cfg, int B, int T,
+                                const remat_model_desc *md, const gpt_config *cfg,
+                                const gpt_precision *prec, int B, int T,
                                 remat_act_policy p, uint64_t budget, uint64_t *peak,
-                                uint64_t *reserved, uint64_t *allowance)
+                                uint64_t *reserved, uint64_t *allowance, uint64_t *excess)
 {
     measure_run m;
     memset(&m, 0, sizeof m);
     gpt_adamw hp = gpt_adamw_defaults();
-    remat_status s = measure_open(&m, device, limit, expandable, cfg, B, T);
-    if (s == REMAT_OK && allowance)
-        s = measure_allowance(md, m.chain, B, T, allowance);
+    uint64_t most = 0, over = 0;
+    remat_status s = measure_open(&m, device, limit, expandable, cfg, prec, B, T);
     if (s == REMAT_OK)
-        s = measure_schedule(m.chain, p, budget, &m.sched);
+        s = measure_allowance(md, m.chain, B, T, prec->dtype == GPT_BF16 ? 2 : 4, &most, &over);
+    if (allowance)
+        *allowance = most;
+    if (excess)
+        *excess = over;
+    if (s == REMAT_OK)
+        s = measure_schedule(m.chain, p, budget + over, &m.sched);
     for (int step = 1; s == REMAT_OK && step <= MEASURE_STEPS; step++) {
         float loss = 0;
         s = gpt_model_forward_backward(m.model, m.sched, m.chain, m.inputs, m.targets, &loss);
@@ -166,22 +182,25 @@ static uint64_t measure_segments(uint64_t bytes)
 
 static remat_status measure_policy(const remat_fit_request *req, const remat_fit_result *res,
                                    const char *device, int expandable, const gpt_config *cfg,
-                                   remat_act_policy p, measure_row *row)
+                                   const gpt_precision *prec, remat_act_policy p,
+                                   measure_row *row)
 {
     uint64_t budget = 0, ignored = 0, next_budget = 0, allowance = 0;
     row->batch = res->max_batch[p];
     if (row->batch <= 0)
         return REMAT_OK;
     REMAT_TRY(measure_predict(req, p, row->batch, &row->predicted, &budget));
-    row->status = measure_one(device, res->pool_bytes, expandable, &req->model, cfg,
-                              (int)row->batch, req->seq, p, budget, &row->measured, NULL, NULL);
+    row->status = measure_one(device, res->pool_bytes, expandable, &req->model, cfg, prec,
+                              (int)row->batch, req->seq, p, budget, &row->measured, NULL, NULL,
+                              &row->device_extra);
     if (row->status != REMAT_OK)
         snprintf(row->why, sizeof row->why, "%s", remat_last_error());
     if (measure_predict(req, p, row->batch + 1, &ignored, &next_budget) != REMAT_OK)
         next_budget = budget;
     row->one_more =
-        measure_one(device, res->pool_bytes, expandable, &req->model, cfg, (int)row->batch + 1,
-                    req->seq, p, next_budget, &ignored, &row->one_more_measured, &allowance);
+        measure_one(device, res->pool_bytes, expandable, &req->model, cfg, prec,
+                    (int)row->batch + 1, req->seq, p, next_budget, &ignored,
+                    &row->one_more_measured, &allowance, NULL);
     /* less workspace per op can save the arena one 2 MiB segment, never more than the rounded
      * difference */
     row->one_more_slack = allowance ? measure_segments(allowance) : 0;
@@ -210,6 +229,7 @@ static const char *measure_next(const measure_row *r, uint64_t limit, char *buf,
 
 static void measure_print(const measure_row *rows, uint64_t limit, int json)
 {
+    uint64_t extra = 0;
     char pb[32], mb[32], nb[96];
     if (json)
         printf("{\"measure\": [");
@@ -221,15 +241,20 @@ static void measure_print(const measure_row *rows, uint64_t limit, int json)
         const measure_row *r = &rows[p];
         if (r->batch <= 0)
             continue;
-        double err = r->status == REMAT_OK && r->predicted
-                         ? ((double)r->measured - (double)r->predicted) / (double)r->predicted
-                         : 0;
+        /* against the plan plus the workspace this device takes beyond it (0 on CUDA and in
+         * fp32 on the host) */
+        double want = (double)(r->predicted + r->device_extra);
+        double err = r->status == REMAT_OK && want > 0 ? ((double)r->measured - want) / want : 0;
+        if (r->device_extra > extra)
+            extra = r->device_extra;
         const char *next = measure_next(r, limit, nb, sizeof nb);
         if (json) {
             printf("%s{\"policy\": \"%s\", \"batch\": %ld, \"predicted_bytes\": %llu, "
-                   "\"measured_bytes\": %llu, \"error\": %.6f, \"ok\": %s, \"one_more_fits\": %s",
+                   "\"measured_bytes\": %llu, \"device_extra_workspace_bytes\": %llu, "
+                   "\"error\": %.6f, \"ok\": %s, \"one_more_fits\": %s",
                    first ? "" : ", ", remat_act_policy_name((remat_act_policy)p), r->batch,
-                   (unsigned long long)r->predicted, (unsigned long long)r->measured, err,
+                   (unsigned long long)r->predicted, (unsigned long long)r->measured,
+                   (unsigned long long)r->device_extra, err,
                    r->status == REMAT_OK ? "true" : "false",
                    r->one_more == REMAT_OK ? "true" : "false");
             if (r->one_more == REMAT_OK)
@@ -250,8 +275,14 @@ static void measure_print(const measure_row *rows, uint64_t limit, int json)
         }
         first = 0;
     }
-    if (json)
+    if (json) {
         printf("]}\n");
+    } else if (extra) {
+        char eb[32];
+        printf("  (this device's attention takes up to %s of workspace beyond the plan's, which\n"
+               "  assumes the CUDA kernel's: the error is against the plan plus that)\n",
+               remat_format_bytes(extra, eb, sizeof eb));
+    }
 }
 
 int fit_measure(const remat_fit_request *req, const remat_fit_result *res, const char *device,
@@ -264,17 +295,22 @@ int fit_measure(const remat_fit_request *req, const remat_fit_result *res, const
                                "--measure trains our GPT: give --model tiny, small, "
                                "gpt2-124m or gpt2-350m (not '%s'), without --inference",
                                m->name);
-    if (req->dtype != REMAT_DTYPE_FP32 || req->optimizer != REMAT_OPTIM_ADAMW || req->zero ||
-        req->gpus != 1)
-        return cli_usage_error("fit", "--measure trains in fp32 with AdamW on one GPU: drop "
-                                      "--dtype, --optimizer, --zero and --gpus");
+    if ((req->dtype != REMAT_DTYPE_FP32 && req->dtype != REMAT_DTYPE_BF16) ||
+        req->optimizer != REMAT_OPTIM_ADAMW || req->zero || req->gpus != 1)
+        return cli_usage_error("fit", "--measure trains in fp32 or bf16 with AdamW on one GPU: "
+                                      "drop --optimizer, --zero and --gpus (and use --dtype "
+                                      "fp32 or bf16)");
+    /* bf16 as `remat train --dtype bf16 [--master-weights off]` trains it */
+    gpt_precision prec = gpt_precision_default();
+    prec.dtype = req->dtype == REMAT_DTYPE_BF16 ? GPT_BF16 : GPT_FP32;
+    prec.master_weights = !req->no_master_weights;
     if (gpt_config_check(&cfg) != REMAT_OK)
         return cli_fail("fit", REMAT_EINVAL, "--measure");
     measure_row rows[REMAT_ACT_COUNT];
     memset(rows, 0, sizeof rows);
     for (int p = 0; p < REMAT_ACT_COUNT; p++) {
         remat_status s =
-            measure_policy(req, res, device, expandable, &cfg, (remat_act_policy)p, &rows[p]);
+            measure_policy(req, res, device, expandable, &cfg, &prec, (remat_act_policy)p, &rows[p]);
         if (s != REMAT_OK)
             return cli_fail("fit", s, "--measure");
     }

@@ -1,5 +1,6 @@
 /* tests/test_plan.c: the planner: published figures reproduced exactly, llm.c's activation
  * accounting, closed-form peaks against a brute-force simulator, monotonicity, and `remat fit`. */
+#include "kernels/cpu/bf16.h"
 #include "kernels/cpu/cpu.h"
 #include "model/gpt.h"
 #include "plan/plan.h"
@@ -293,7 +294,14 @@ Test(published, no_master_weights_bad_combinations)
 /* The planner's chain for our GPT must carry exactly the bytes the trainer's chain carries (the
  * model module is the oracle: model/trainer.c gpt_model_chain), with the CPU kernel's attention
  * scratch, and its states plus targets must be the trainer's persistent pool bytes. */
+static void check_against_trainer_in(const char *name, int B, int T, int bf16, int master);
+
 static void check_against_trainer(const char *name, int B, int T)
+{
+    check_against_trainer_in(name, B, T, 0, 1);
+}
+
+static void check_against_trainer_in(const char *name, int B, int T, int bf16, int master)
 {
     gpt_config cfg;
     cr_assert_eq(gpt_preset(name, &cfg), REMAT_OK);
@@ -304,11 +312,17 @@ static void check_against_trainer(const char *name, int B, int T)
     remat_chain *want = NULL, *got = NULL;
     cr_assert_eq(remat_device_open("host", &dev), REMAT_OK);
     cr_assert_eq(remat_pool_create(dev, NULL, &pool), REMAT_OK);
-    cr_assert_eq(gpt_model_create(dev, pool, &cfg, B, T, &gm), REMAT_OK, "%s", remat_last_error());
+    gpt_precision prec = gpt_precision_default();
+    prec.dtype = bf16 ? GPT_BF16 : GPT_FP32;
+    prec.master_weights = master;
+    cr_assert_eq(gpt_model_create_precision(dev, pool, &cfg, B, T, &prec, &gm), REMAT_OK, "%s",
+                 remat_last_error());
     cr_assert_eq(gpt_model_chain(gm, &want), REMAT_OK);
     remat_model_desc m = preset(name);
-    uint64_t scratch = kern_cpu_attention_scratch_bytes(B, T, cfg.channels, cfg.heads);
-    cr_assert_eq(plan_chain_build_gpt(&m, (uint64_t)B, (uint64_t)T, 4, scratch, &got), REMAT_OK);
+    uint64_t scratch = bf16 ? kern_cpu_bf16_attention_scratch_bytes(B, T, cfg.channels, cfg.heads)
+                            : kern_cpu_attention_scratch_bytes(B, T, cfg.channels, cfg.heads);
+    cr_assert_eq(plan_chain_build_gpt(&m, (uint64_t)B, (uint64_t)T, bf16 ? 2 : 4, scratch, &got),
+                 REMAT_OK);
     cr_assert_eq(got->n_stages, want->n_stages);
     cr_assert_eq(got->input_bytes, want->input_bytes);
     for (int i = 0; i < want->n_stages; i++) {
@@ -330,6 +344,8 @@ static void check_against_trainer(const char *name, int B, int T)
     r.card_bytes = 1ull << 40;
     r.batch = B;
     r.seq = T;
+    r.dtype = bf16 ? REMAT_DTYPE_BF16 : REMAT_DTYPE_FP32;
+    r.no_master_weights = !master;
     remat_fit_result res = fit_ok(&r);
     cr_assert_eq(states(&res) + plan_chain_extra_bytes(&m, (uint64_t)B, (uint64_t)T),
                  gpt_model_persistent_bytes(gm), "%s", name);
@@ -346,6 +362,13 @@ Test(accounting, our_gpt_chain_is_the_trainers_chain)
     check_against_trainer("tiny", 3, 17);
     check_against_trainer("small", 2, 128);
     check_against_trainer("small", 5, 33);
+}
+
+Test(accounting, our_gpt_chain_is_the_trainers_chain_in_bf16)
+{
+    check_against_trainer_in("tiny", 1, 64, 1, 1);
+    check_against_trainer_in("small", 2, 128, 1, 1);
+    check_against_trainer_in("small", 5, 33, 1, 0);
 }
 
 /* ==== Closed-form peaks against a brute-force simulator ===================================== */
@@ -1043,6 +1066,35 @@ Test(cli_fit, measure_matches_the_training_loop, .timeout = 120)
     expect_usage_error("--model llama3-8b --card h200 --measure", "llama3-8b");
     expect_usage_error("--model tiny --card h200 --device host", "--measure");
     expect_usage_error("--model tiny --card all --measure", "--card all");
+}
+
+/* bf16, with and without master weights: each run's pool peak is the plan's bytes plus the
+ * workspace this device's bf16 attention takes beyond the CUDA kernel's, to the byte. */
+Test(cli_fit, measure_in_bf16_is_the_plan_to_the_byte, .timeout = 120)
+{
+    const char *modes[] = {"", "--master-weights off"};
+    for (int m = 0; m < 2; m++) {
+        cli_result r;
+        cli_run(&r, "fit --model tiny --card 520MiB --dtype bf16 %s --measure --json", modes[m]);
+        cr_assert_eq(r.code, 0, "%s", r.err);
+        const char *line = strstr(r.out, "{\"measure\"");
+        cr_assert(line, "%s", r.out);
+        cJSON *j = cJSON_Parse(line);
+        cr_assert(j, "%s", line);
+        const cJSON *row;
+        int ran = 0;
+        cJSON_ArrayForEach(row, cJSON_GetObjectItem(j, "measure"))
+        {
+            if (!cJSON_IsTrue(cJSON_GetObjectItem(row, "ok")))
+                continue; /* the plan is for CUDA: the host's extra scratch can cost a segment */
+            ran++;
+            cr_expect_eq(num(row, "measured_bytes"),
+                         num(row, "predicted_bytes") + num(row, "device_extra_workspace_bytes"),
+                         "%s %s", cJSON_GetObjectItem(row, "policy")->valuestring, modes[m]);
+        }
+        cr_expect_geq(ran, 3, "%s: only %d policies ran", modes[m], ran);
+        cJSON_Delete(j);
+    }
 }
 
 /* A shape without --arch is Llama-style, as docs/planner.md says: Llama-3-8B's dimensions give
