@@ -68,7 +68,7 @@ CUDA_SRC := $(wildcard kernels/cuda/*.cu)
 endif
 
 LIB_SRC  := $(wildcard core/*.c alloc/*.c checkpoint/*.c comm/*.c kernels/*.c kernels/cpu/*.c model/*.c \
-                       plan/*.c)
+                       fit/*.c)
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(CUDA_SRC:%.cu=$(BUILD)/obj/%.cu.o)
 CLI_SRC  := $(wildcard cli/*.c)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)

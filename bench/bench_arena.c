@@ -1,7 +1,7 @@
 /* bench/bench_arena.c: the planned activation arena of issue 15.
  *  - layout/...: the arena of each policy's schedule on our GPT's real training chains (tiny,
- *    small, gpt2-124m at T=256 and T=1024; the chain of plan_chain_build_gpt, which
- * tests/test_plan.c checks byte for byte against the trainer's) against the lower bound (the most
+ *    small, gpt2-124m at T=256 and T=1024; the chain of fit_chain_build_gpt, which
+ * tests/test_fit.c checks byte for byte against the trainer's) against the lower bound (the most
  * rounded bytes live at any op), and the time remat_schedule_plan_layout takes. Counter
  * arena_over_lb is arena / lower bound (target <= 1.02).
  *  - step/...: one training step of `small` through remat_run, planned arena against the caching
@@ -11,7 +11,7 @@
 #include "bench/bench.h"
 #include "kernels/cpu/cpu.h"
 #include "model/gpt.h"
-#include "plan/plan.h"
+#include "fit/fit.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,7 +48,7 @@ static remat_status layout_chain(const layout_case *c, remat_chain **out)
     if (remat_model_lookup(c->model, &m) != REMAT_OK || gpt_preset(c->model, &cfg) != REMAT_OK)
         return REMAT_EINVAL;
     uint64_t scratch = kern_cpu_attention_scratch_bytes(c->B, c->T, cfg.channels, cfg.heads);
-    return plan_chain_build_gpt(&m, (uint64_t)c->B, (uint64_t)c->T, 4, scratch, out);
+    return fit_chain_build_gpt(&m, (uint64_t)c->B, (uint64_t)c->T, 4, scratch, out);
 }
 
 /* The case's schedule, laid out (remat_plan's planned default). */
@@ -78,7 +78,7 @@ static void bench_layout(remat_bench_state *st, void *arg)
         fprintf(stderr, "%s: setup failed: %s\n", c->name, remat_last_error());
         while (remat_bench_running(st)) {
         }
-        plan_chain_free(ch);
+        fit_chain_free(ch);
         return;
     }
     uint64_t arena = s->layout->arena_bytes, lb = s->layout->lower_bound_bytes;
@@ -92,7 +92,7 @@ static void bench_layout(remat_bench_state *st, void *arg)
     remat_bench_counter(st, "live_peak_MiB", (double)s->layout->live_peak_bytes / 1048576.0);
     remat_bench_counter(st, "buffers", (double)n);
     remat_schedule_free(s);
-    plan_chain_free(ch);
+    fit_chain_free(ch);
 }
 
 /* ==== a training step: planned against the caching pool ===================================== */

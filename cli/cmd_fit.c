@@ -1,7 +1,7 @@
 /* cli/cmd_fit.c: `remat fit`: what a model needs per GPU on a card, for training or serving, and
  * the largest batch that fits per activation policy; `--card all` compares every preset. */
 #include "cli/cli.h"
-#include "plan/plan.h"
+#include "fit/fit.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -633,7 +633,7 @@ static void fit_print_weight_split(const remat_fit_request *r, const remat_fit_r
 static void fit_print_reserve_split(const remat_fit_request *r, const remat_fit_result *res)
 {
     char h[32];
-    uint64_t context = PLAN_CONTEXT_BYTES, reserve = res->per_gpu.reserve;
+    uint64_t context = FIT_CONTEXT_BYTES, reserve = res->per_gpu.reserve;
     uint64_t alloc = reserve > context ? reserve - context : 0;
     int exact = !r->inference && !r->model.params_only && r->model.arch == REMAT_ARCH_GPT2;
     printf("    context    %12s  %llu  (CUDA context, outside the pool)\n", human(context, h),

@@ -4,7 +4,7 @@
 #include "cli/cli.h"
 #include "core/core.h"
 #include "model/gpt.h"
-#include "plan/plan.h"
+#include "fit/fit.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -31,7 +31,7 @@ static remat_status measure_schedule(const remat_chain *c, remat_act_policy p, u
                                      remat_schedule **out)
 {
     remat_policy pol;
-    plan_act_policy(p, &pol);
+    fit_act_policy(p, &pol);
     return remat_plan(c, &pol, pol.kind == REMAT_POLICY_OPTIMAL ? budget : UINT64_MAX, out);
 }
 
@@ -95,7 +95,7 @@ static remat_status measure_allowance(const remat_model_desc *md, const remat_ch
                                       int T, unsigned elem, uint64_t *out, uint64_t *excess)
 {
     remat_chain *c = NULL;
-    REMAT_TRY(plan_chain_build(md, (uint64_t)B, (uint64_t)T, elem, &c));
+    REMAT_TRY(fit_chain_build(md, (uint64_t)B, (uint64_t)T, elem, &c));
     uint64_t most = 0, over = 0;
     for (int i = 0; i < c->n_stages && i < dev->n_stages; i++) {
         const remat_stage *a = &c->stages[i], *d = &dev->stages[i];
@@ -108,7 +108,7 @@ static remat_status measure_allowance(const remat_model_desc *md, const remat_ch
         if (d->bwd_tmp_bytes > a->bwd_tmp_bytes && d->bwd_tmp_bytes - a->bwd_tmp_bytes > over)
             over = d->bwd_tmp_bytes - a->bwd_tmp_bytes;
     }
-    plan_chain_free(c);
+    fit_chain_free(c);
     *out = most;
     if (excess)
         *excess = over;
@@ -170,7 +170,7 @@ static remat_status measure_predict(const remat_fit_request *req, remat_act_poli
     const remat_fit_bytes *b = &res.per_gpu;
     *pool_bytes = b->weights + b->gradients + b->optimizer + b->activations;
     /* the trainer's targets sit outside the chain: the schedule's budget excludes them */
-    *budget = b->activations - plan_chain_extra_bytes(&r.model, (uint64_t)batch, (uint64_t)r.seq);
+    *budget = b->activations - fit_chain_extra_bytes(&r.model, (uint64_t)batch, (uint64_t)r.seq);
     return REMAT_OK;
 }
 

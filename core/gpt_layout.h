@@ -1,5 +1,5 @@
 /* core/gpt_layout.h: the byte layout of our GPT's training step, in one place for the trainer
- * (model/stages.c allocates and addresses exactly these regions) and the planner (plan/chain.c
+ * (model/stages.c allocates and addresses exactly these regions) and the planner (fit/chain.c
  * predicts what the pool will hold from them), so `remat fit` and `remat train` cannot drift. It
  * lives in core/ because the planner may not include model/; it is pure integer arithmetic.
  *

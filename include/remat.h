@@ -767,7 +767,7 @@ REMAT_API REMAT_NODISCARD remat_status remat_chain_profile(remat_chain *chain, r
                                                            const remat_profile_options *opt,
                                                            remat_stage_profile *out);
 
-/* ==== Planner (plan/) ====================================================================== */
+/* ==== Planner (fit/) ======================================================================= */
 /* Memory arithmetic for training and inference: what a model needs per GPU on a card, and the
  * largest batch that fits under each activation policy. Formulas and sources: docs/planner.md. */
 

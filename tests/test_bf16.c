@@ -3,7 +3,7 @@
  * planner's (`remat fit --dtype bf16`), master weights and stochastic rounding, and the CLI. */
 #include "kernels/kernels_bf16.h"
 #include "model/gpt.h"
-#include "plan/plan.h"
+#include "fit/fit.h"
 #include "tests/cli_run.h"
 #include "tests/model_rig.h"
 
@@ -207,7 +207,7 @@ static void check_against_planner(const char *name, int B, int T)
     cr_assert_eq(remat_model_lookup(name, &m), REMAT_OK);
     uint64_t scratch = kern_cpu_bf16.attention_scratch_bytes(B, T, cfg.channels, cfg.heads);
     remat_chain *got = NULL;
-    cr_assert_eq(plan_chain_build_gpt(&m, (uint64_t)B, (uint64_t)T, 2, scratch, &got), REMAT_OK);
+    cr_assert_eq(fit_chain_build_gpt(&m, (uint64_t)B, (uint64_t)T, 2, scratch, &got), REMAT_OK);
     const remat_chain *want = r.chain;
     cr_assert_eq(got->input_bytes, want->input_bytes);
     for (int i = 0; i < want->n_stages; i++) {
@@ -240,7 +240,7 @@ static void check_against_planner(const char *name, int B, int T)
     uint64_t psi = gpt_model_layout(r.model)->total;
     cr_expect_eq(states, 16 * psi, "%s: fit's bf16 states %llu, 16 x %llu parameters", name,
                  (unsigned long long)states, (unsigned long long)psi);
-    cr_expect_eq(states + plan_chain_extra_bytes(&m, (uint64_t)B, (uint64_t)T),
+    cr_expect_eq(states + fit_chain_extra_bytes(&m, (uint64_t)B, (uint64_t)T),
                  gpt_model_persistent_bytes(r.model), "%s: fit %llu + targets vs trainer %llu",
                  name, (unsigned long long)states,
                  (unsigned long long)gpt_model_persistent_bytes(r.model));
@@ -251,7 +251,7 @@ static void check_against_planner(const char *name, int B, int T)
     cr_expect_eq(est, gpt_model_persistent_bytes(r.model));
     cr_expect_eq(ec->stages[1].saved_bytes, want->stages[1].saved_bytes);
     remat_chain_free(ec);
-    plan_chain_free(got);
+    fit_chain_free(got);
     rig_close(&r);
 }
 
@@ -298,7 +298,7 @@ static void check_no_master_against_planner(const char *name, int B, int T)
     cr_expect_eq(res.per_gpu.weights, 2 * psi, "%s", name);
     cr_expect_eq(res.per_gpu.gradients, 2 * psi, "%s", name);
     cr_expect_eq(res.per_gpu.optimizer, 8 * psi, "%s", name);
-    uint64_t extra = plan_chain_extra_bytes(&m, (uint64_t)B, (uint64_t)T);
+    uint64_t extra = fit_chain_extra_bytes(&m, (uint64_t)B, (uint64_t)T);
     uint64_t planned = round512(res.per_gpu.weights) + round512(res.per_gpu.gradients) +
                        2 * round512(res.per_gpu.optimizer / 2) + extra;
     uint64_t trainer = gpt_model_persistent_bytes(r.model);

@@ -3,7 +3,7 @@
  * fit, plan, train and curve commands); an unknown option is REMAT_EINVAL
  * naming it and the valid ones; llmc-selective trains bit for bit as selective:recompute-gelu. */
 #include "model/gpt.h"
-#include "plan/plan.h"
+#include "fit/fit.h"
 #include "tests/cli_run.h"
 
 #include <criterion/criterion.h>
@@ -81,7 +81,7 @@ Test(policy, the_planners_activation_policies_are_the_parsers)
         cr_expect_eq(back, a);
         remat_policy want, got;
         cr_assert_eq(remat_policy_parse(name, &want), REMAT_OK, "%s", name);
-        plan_act_policy((remat_act_policy)a, &got);
+        fit_act_policy((remat_act_policy)a, &got);
         cr_expect_eq(memcmp(&want, &got, sizeof want), 0, "%s", name);
     }
     remat_act_policy a;
@@ -102,7 +102,7 @@ static remat_chain *tiny_chain(void)
     remat_model_desc m;
     cr_assert_eq(remat_model_lookup("tiny", &m), REMAT_OK, "%s", remat_last_error());
     remat_chain *c = NULL;
-    cr_assert_eq(plan_chain_build(&m, 2, 32, 4, &c), REMAT_OK, "%s", remat_last_error());
+    cr_assert_eq(fit_chain_build(&m, 2, 32, 4, &c), REMAT_OK, "%s", remat_last_error());
     return c;
 }
 
@@ -166,7 +166,7 @@ Test(policy, llmc_selective_takes_a_generic_chains_recompute_act)
     remat_model_desc m;
     cr_assert_eq(remat_model_lookup("llama3-8b", &m), REMAT_OK, "%s", remat_last_error());
     remat_chain *c = NULL;
-    cr_assert_eq(plan_chain_build(&m, 1, 128, 2, &c), REMAT_OK, "%s", remat_last_error());
+    cr_assert_eq(fit_chain_build(&m, 1, 128, 2, &c), REMAT_OK, "%s", remat_last_error());
     remat_policy p;
     cr_assert_eq(remat_policy_parse("llmc-selective", &p), REMAT_OK);
     int k = remat_policy_stage_option(&p, &c->stages[1]);

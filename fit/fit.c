@@ -1,6 +1,6 @@
-/* plan/fit.c: remat_fit: per-GPU memory of a training step or of serving, and the largest batch
+/* fit/fit.c: remat_fit: per-GPU memory of a training step or of serving, and the largest batch
  * that fits per activation policy. Formulas and their sources: docs/planner.md. */
-#include "plan/plan.h"
+#include "fit/fit.h"
 
 #include "alloc/pool.h" /* the pool's rounding, which our GPT's fit models exactly */
 
@@ -125,7 +125,7 @@ static void state_bytes_per_param(const remat_fit_request *r, unsigned *w, unsig
  * parameters, each over the N data-parallel ranks. */
 static void training_states(const remat_fit_request *r, remat_fit_bytes *b)
 {
-    uint64_t psi = plan_stored_params(&r->model), n = (uint64_t)r->gpus;
+    uint64_t psi = fit_stored_params(&r->model), n = (uint64_t)r->gpus;
     unsigned w, g, o;
     state_bytes_per_param(r, &w, &g, &o);
     /* Sharded tensors are padded to a whole element count per rank (ceil(psi / n) elements
@@ -136,19 +136,19 @@ static void training_states(const remat_fit_request *r, remat_fit_bytes *b)
     b->weights = r->zero >= 3 ? shard * w : padded * w;
     b->gradients = r->zero >= 2 ? shard * g : padded * g;
     b->optimizer = r->zero >= 1 ? shard * o : psi * o;
-    b->workspace = PLAN_WORKSPACE_BYTES;
+    b->workspace = FIT_WORKSPACE_BYTES;
     /* ZeRO-3 gathers one module's full weights for its forward and backward and holds its full
      * gradient until the reduce-scatter. */
     if (r->zero >= 3 && r->gpus > 1)
-        b->workspace += plan_largest_module_params(&r->model) * (w + g);
+        b->workspace += fit_largest_module_params(&r->model) * (w + g);
 }
 
 /* Weights in the serving format (block linears and experts in r->quant, the rest in 16 bits),
  * each part split over tp tensor-parallel ranks; the split goes to out. */
 static void inference_states(const remat_fit_request *r, remat_fit_bytes *b, remat_fit_result *out)
 {
-    plan_weights w;
-    plan_weights_split(&r->model, r->quant, &w);
+    fit_weights w;
+    fit_weights_split(&r->model, r->quant, &w);
     uint64_t tp = (uint64_t)r->gpus;
     out->weights_quantized = ceil_div(w.quant_bytes, tp);
     out->weights_scales = ceil_div(w.scale_bytes, tp);
@@ -156,7 +156,7 @@ static void inference_states(const remat_fit_request *r, remat_fit_bytes *b, rem
     out->quant_params = w.quant_params;
     b->weights = out->weights_quantized + out->weights_16bit;
     b->gradients = b->optimizer = 0;
-    b->workspace = PLAN_WORKSPACE_BYTES;
+    b->workspace = FIT_WORKSPACE_BYTES;
 }
 
 /* Sets reserve to the CUDA context plus `allocator` bytes and sums the total. */
@@ -167,7 +167,7 @@ static void fit_sum(remat_fit_bytes *b, uint64_t allocator)
     uint64_t managed = b->weights;
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
         managed = remat_sat_add(managed, parts[i]);
-    b->reserve = remat_sat_add(PLAN_CONTEXT_BYTES, allocator);
+    b->reserve = remat_sat_add(FIT_CONTEXT_BYTES, allocator);
     b->total = remat_sat_add(managed, b->reserve);
 }
 
@@ -180,7 +180,7 @@ static void fit_finish(remat_fit_bytes *b)
     uint64_t managed = 0;
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
         managed = remat_sat_add(managed, parts[i]);
-    fit_sum(b, managed / 1000 * PLAN_SLACK_PERMILLE);
+    fit_sum(b, managed / 1000 * FIT_SLACK_PERMILLE);
 }
 
 /* Largest activation bytes that still fit on the card next to the other parts of b (the assumed
@@ -262,7 +262,7 @@ static void fit_finish_gpt(const remat_fit_request *r, remat_fit_bytes *b, uint6
 static uint64_t act_budget_gpt(const remat_fit_request *r, const remat_fit_bytes *states,
                                uint64_t extra)
 {
-    uint64_t need = remat_sat_add(PLAN_CONTEXT_BYTES, states->workspace);
+    uint64_t need = remat_sat_add(FIT_CONTEXT_BYTES, states->workspace);
     need = remat_sat_add(need, remat_sat_add(states->weights, states->gradients));
     need = remat_sat_add(need, states->optimizer);
     need = remat_sat_add(remat_sat_add(need, fit_states_rounding(r, states)), extra);
@@ -285,14 +285,14 @@ static uint64_t act_budget(const remat_fit_request *r, const remat_fit_bytes *st
 {
     if (!fit_exact_pool(r))
         return act_budget_slack(r, states);
-    return act_budget_gpt(r, states, plan_chain_extra_bytes(&r->model, batch, fit_seq(r)));
+    return act_budget_gpt(r, states, fit_chain_extra_bytes(&r->model, batch, fit_seq(r)));
 }
 
 /* Sums the breakdown of a training step at `batch`. */
 static void fit_finish_training(const remat_fit_request *r, remat_fit_bytes *b, uint64_t batch)
 {
     if (fit_exact_pool(r))
-        fit_finish_gpt(r, b, plan_chain_extra_bytes(&r->model, batch, fit_seq(r)));
+        fit_finish_gpt(r, b, fit_chain_extra_bytes(&r->model, batch, fit_seq(r)));
     else
         fit_finish(b);
 }
@@ -308,7 +308,7 @@ static unsigned training_act_bytes(const remat_fit_request *r)
 static remat_status fit_breakdown_policy(const remat_fit_request *r, remat_policy *out)
 {
     if (r->option[0] == '\0') {
-        plan_act_policy(r->policy, out);
+        fit_act_policy(r->policy, out);
         return REMAT_OK;
     }
     char text[REMAT_POLICY_NAME_MAX];
@@ -330,8 +330,8 @@ static remat_status fit_check_option(const remat_fit_request *r, const remat_cha
 static remat_status fixed_activations(const remat_fit_request *r, const remat_chain *c,
                                       const remat_policy *p, uint64_t *peak, double *ov)
 {
-    *peak = plan_chain_peak(c, p);
-    *ov = plan_chain_overhead(c, p);
+    *peak = fit_chain_peak(c, p);
+    *ov = fit_chain_overhead(c, p);
     /* the arena is at least the live peak: above the card, the batch search's huge probes (whose
      * chains the layout would refuse) cannot fit anyway */
     if (!fit_exact_pool(r) || *peak > r->card_bytes)
@@ -350,19 +350,19 @@ static remat_status training_activations(const remat_fit_request *r, const remat
                                          uint64_t batch, uint64_t budget, uint64_t *bytes,
                                          double *overhead)
 {
-    uint64_t extra = plan_chain_extra_bytes(&r->model, batch, fit_seq(r)), peak = 0;
+    uint64_t extra = fit_chain_extra_bytes(&r->model, batch, fit_seq(r)), peak = 0;
     double ov = 0;
     remat_chain *c = NULL;
-    REMAT_TRY(plan_chain_build(&r->model, batch, fit_seq(r), training_act_bytes(r), &c));
+    REMAT_TRY(fit_chain_build(&r->model, batch, fit_seq(r), training_act_bytes(r), &c));
     remat_status s = REMAT_OK;
     if (p->kind != REMAT_POLICY_OPTIMAL) {
         s = fixed_activations(r, c, p, &peak, &ov);
     } else {
-        s = plan_optimal_min_budget(c, &peak);
+        s = fit_optimal_min_budget(c, &peak);
         if (s == REMAT_OK && peak + extra <= budget)
-            s = plan_optimal_at(c, budget - extra, &peak, &ov);
+            s = fit_optimal_at(c, budget - extra, &peak, &ov);
     }
-    plan_chain_free(c);
+    fit_chain_free(c);
     *bytes = peak + extra;
     if (overhead)
         *overhead = ov;
@@ -391,10 +391,10 @@ static remat_status optimal_hopeless(const remat_fit_request *r, uint64_t batch,
                                      int *hopeless)
 {
     remat_chain *c = NULL;
-    REMAT_TRY(plan_chain_build(&r->model, batch, fit_seq(r), training_act_bytes(r), &c));
-    uint64_t extra = plan_chain_extra_bytes(&r->model, batch, fit_seq(r));
+    REMAT_TRY(fit_chain_build(&r->model, batch, fit_seq(r), training_act_bytes(r), &c));
+    uint64_t extra = fit_chain_extra_bytes(&r->model, batch, fit_seq(r));
     *hopeless = optimal_lower_bound(c) + extra > budget;
-    plan_chain_free(c);
+    fit_chain_free(c);
     return REMAT_OK;
 }
 
@@ -447,7 +447,7 @@ static remat_status training_probe(const remat_fit_request *r, const remat_fit_b
                                    int policy, uint64_t batch, int *fits)
 {
     remat_policy p;
-    plan_act_policy((remat_act_policy)policy, &p);
+    fit_act_policy((remat_act_policy)policy, &p);
     return training_fits(r, states, &p, batch, fits);
 }
 
@@ -468,7 +468,7 @@ static remat_status training_max_batch(const remat_fit_request *r, const remat_f
     if (best == 0)
         return REMAT_OK;
     remat_policy pol;
-    plan_act_policy(p, &pol);
+    fit_act_policy(p, &pol);
     return training_activations(r, &pol, best, act_budget(r, states, best), &act,
                                 &out->overhead[p]);
 }
@@ -476,7 +476,7 @@ static remat_status training_max_batch(const remat_fit_request *r, const remat_f
 /* Bytes one GPU sends a step under r's ZeRO stage (remat_fit_result.comm_bytes_per_step). */
 static uint64_t training_comm_bytes(const remat_fit_request *r)
 {
-    uint64_t psi = plan_stored_params(&r->model), n = (uint64_t)r->gpus;
+    uint64_t psi = fit_stored_params(&r->model), n = (uint64_t)r->gpus;
     if (n < 2)
         return 0;
     unsigned w, g, o;
@@ -503,10 +503,10 @@ static remat_status fit_training(const remat_fit_request *r, remat_fit_result *o
     REMAT_TRY(fit_breakdown_policy(r, &pol));
     if (r->option[0]) {
         remat_chain *c = NULL;
-        REMAT_TRY(plan_chain_build(&r->model, (uint64_t)r->batch, fit_seq(r),
+        REMAT_TRY(fit_chain_build(&r->model, (uint64_t)r->batch, fit_seq(r),
                                    training_act_bytes(r), &c));
         remat_status s = fit_check_option(r, c, &pol);
-        plan_chain_free(c);
+        fit_chain_free(c);
         REMAT_TRY(s);
     }
     REMAT_TRY(training_activations(r, &pol, (uint64_t)r->batch, budget, &b->activations, NULL));
@@ -535,7 +535,7 @@ remat_status remat_kv_bytes_per_token(const remat_model_desc *m, remat_dtype kv,
     if (!is_float_type(kv) && kv != REMAT_DTYPE_FP8)
         return remat_fail(REMAT_EINVAL, "KV cache dtype %s: use fp32, bf16, fp16 or fp8",
                           remat_dtype_name(kv));
-    uint64_t e = plan_dtype_bytes(kv), L = (uint64_t)m->layers;
+    uint64_t e = fit_dtype_bytes(kv), L = (uint64_t)m->layers;
     if (m->params_only) {
         *out = 0;
     } else if (m->arch == REMAT_ARCH_DEEPSEEK) {
@@ -555,8 +555,8 @@ static uint64_t inference_activations(const remat_fit_request *r, uint64_t batch
 {
     const remat_model_desc *m = &r->model;
     uint64_t tokens = batch * seq, tp = (uint64_t)r->gpus;
-    if (tokens > PLAN_PREFILL_CHUNK)
-        tokens = PLAN_PREFILL_CHUNK > batch ? PLAN_PREFILL_CHUNK : batch;
+    if (tokens > FIT_PREFILL_CHUNK)
+        tokens = FIT_PREFILL_CHUNK > batch ? FIT_PREFILL_CHUNK : batch;
     uint64_t e = r->quant == REMAT_DTYPE_FP32 ? 4 : 2, h = (uint64_t)m->hidden;
     uint64_t hd = m->head_dim ? (uint64_t)m->head_dim : h / (uint64_t)m->heads, attn, mlp;
     if (m->arch == REMAT_ARCH_DEEPSEEK) {
@@ -650,7 +650,7 @@ remat_status remat_fit(const remat_fit_request *req, remat_fit_result *out)
                           r.batch, r.seq,
                           out->per_gpu.kv_cache == UINT64_MAX ? "KV cache" : "total");
     out->fits = out->per_gpu.total <= r.card_bytes;
-    uint64_t fixed = PLAN_CONTEXT_BYTES + out->per_gpu.workspace;
+    uint64_t fixed = FIT_CONTEXT_BYTES + out->per_gpu.workspace;
     out->pool_bytes = r.card_bytes > fixed ? r.card_bytes - fixed : 0;
     return REMAT_OK;
 }
@@ -739,14 +739,14 @@ static remat_status fit_chain_activations(const fit_chain_ctx *x, const remat_po
     double ov = 0;
     remat_status s = REMAT_OK;
     if (p->kind != REMAT_POLICY_OPTIMAL) {
-        peak = plan_chain_peak(c, p);
-        ov = plan_chain_overhead(c, p);
+        peak = fit_chain_peak(c, p);
+        ov = fit_chain_overhead(c, p);
     } else if (optimal_lower_bound(c) > budget) {
         peak = UINT64_MAX; /* hopeless: skip the scheduler */
     } else {
-        s = plan_optimal_min_budget(c, &peak);
+        s = fit_optimal_min_budget(c, &peak);
         if (s == REMAT_OK && peak <= budget)
-            s = plan_optimal_at(c, budget, &peak, &ov);
+            s = fit_optimal_at(c, budget, &peak, &ov);
     }
     remat_chain_free(c);
     *bytes = peak;
@@ -780,7 +780,7 @@ static remat_status fit_chain_probe(const remat_fit_request *r, const remat_fit_
     if (budget == 0 || batch == 0)
         return REMAT_OK;
     remat_policy p;
-    plan_act_policy((remat_act_policy)policy, &p);
+    fit_act_policy((remat_act_policy)policy, &p);
     remat_status s = fit_chain_activations(x, &p, batch, budget, &act, NULL);
     if (s == REMAT_EINFEASIBLE) {
         remat_clear_error();
@@ -848,7 +848,7 @@ remat_status remat_fit_chain(const remat_fit_request *req, const remat_chain *c1
     hi = hi > FIT_MAX_BATCH ? FIT_MAX_BATCH : hi;
     for (int p = 0; p < REMAT_ACT_COUNT; p++) {
         out->max_batch[p] = -1;
-        plan_act_policy((remat_act_policy)p, &pol);
+        fit_act_policy((remat_act_policy)p, &pol);
         if (pol.kind == REMAT_POLICY_SELECTIVE && !fit_chain_has_option(c1, &pol))
             continue;
         uint64_t best = 0, act = 0;
@@ -863,7 +863,7 @@ remat_status remat_fit_chain(const remat_fit_request *req, const remat_chain *c1
         REMAT_TRY(s);
         out->max_batch[p] = (long)best;
     }
-    uint64_t fixed = PLAN_CONTEXT_BYTES + out->per_gpu.workspace;
+    uint64_t fixed = FIT_CONTEXT_BYTES + out->per_gpu.workspace;
     out->pool_bytes = req->card_bytes > fixed ? req->card_bytes - fixed : 0;
     return REMAT_OK;
 }

@@ -1,6 +1,6 @@
-/* plan/models.c: model presets (GPT-2 family, our GPT presets, Llama, DeepSeek-R1 and its distills)
+/* fit/models.c: model presets (GPT-2 family, our GPT presets, Llama, DeepSeek-R1 and its distills)
  * and their parameter counts. Shapes are the Hugging Face config.json values (docs/planner.md). */
-#include "plan/plan.h"
+#include "fit/fit.h"
 
 #include <string.h>
 #include <strings.h>
@@ -89,7 +89,7 @@ remat_status remat_model_lookup(const char *name, remat_model_desc *out)
         }
     }
     char near[200];
-    plan_suggest(name, model_name_at, n_presets, near, sizeof near);
+    fit_suggest(name, model_name_at, n_presets, near, sizeof near);
     return remat_fail(REMAT_EINVAL, "unknown model '%s'%s (see 'remat fit --list')", name, near);
 }
 
@@ -144,7 +144,7 @@ remat_status remat_model_validate(const remat_model_desc *m)
         REMAT_TRY(model_check_range("v_head_dim", m->v_head_dim, 1, 1 << 16));
         REMAT_TRY(model_check_range("mtp_layers", m->mtp_layers, 0, 1000));
     }
-    uint64_t total = plan_stored_params(m);
+    uint64_t total = fit_stored_params(m);
     if (total > 1000000000000000ull)
         return remat_fail(REMAT_EINVAL, "model has %llu parameters: absurd (more than 1e15)",
                           (unsigned long long)total);
@@ -243,7 +243,7 @@ static uint64_t model_count(const remat_model_desc *m, uint64_t rows, uint64_t *
     return 0;
 }
 
-uint64_t plan_stored_params(const remat_model_desc *m)
+uint64_t fit_stored_params(const remat_model_desc *m)
 {
     uint64_t active;
     uint64_t rows = m->padded_vocab > m->vocab ? (uint64_t)m->padded_vocab : (uint64_t)m->vocab;
@@ -279,7 +279,7 @@ uint64_t remat_model_mtp_params(const remat_model_desc *m)
     return (uint64_t)m->mtp_layers * own;
 }
 
-uint64_t plan_largest_module_params(const remat_model_desc *m)
+uint64_t fit_largest_module_params(const remat_model_desc *m)
 {
     if (m->params_only)
         return 0;
@@ -308,7 +308,7 @@ uint64_t plan_largest_module_params(const remat_model_desc *m)
  * weight_block_size); int8: one fp16 scale per output row; int4: two values a byte and one fp16
  * scale per group of 128 inputs of an output row (GPTQ/AWQ group size 128, zero points not
  * counted). */
-static void weights_add_linear(plan_weights *w, remat_dtype q, uint64_t in, uint64_t out,
+static void weights_add_linear(fit_weights *w, remat_dtype q, uint64_t in, uint64_t out,
                                uint64_t count)
 {
     uint64_t n = in * out, values = q == REMAT_DTYPE_INT4 ? (n + 1) / 2 : n, scales = 0;
@@ -324,7 +324,7 @@ static void weights_add_linear(plan_weights *w, remat_dtype q, uint64_t in, uint
 }
 
 /* The linear layers inside the blocks (attention projections, MLPs, every expert) of m. */
-static void weights_linears(const remat_model_desc *m, remat_dtype q, plan_weights *w)
+static void weights_linears(const remat_model_desc *m, remat_dtype q, fit_weights *w)
 {
     uint64_t h = (uint64_t)m->hidden, L = (uint64_t)m->layers, f = (uint64_t)m->ffn;
     uint64_t hd = head_dim_of(m), nq = (uint64_t)m->heads * hd, nkv = (uint64_t)m->kv_heads * hd;
@@ -366,19 +366,19 @@ static void weights_linears(const remat_model_desc *m, remat_dtype q, plan_weigh
     }
 }
 
-void plan_weights_split(const remat_model_desc *m, remat_dtype q, plan_weights *out)
+void fit_weights_split(const remat_model_desc *m, remat_dtype q, fit_weights *out)
 {
     memset(out, 0, sizeof *out);
-    uint64_t total = plan_stored_params(m);
+    uint64_t total = fit_stored_params(m);
     int integer = q == REMAT_DTYPE_FP8 || q == REMAT_DTYPE_INT8 || q == REMAT_DTYPE_INT4;
     if (!integer) { /* fp32 / bf16 / fp16: every weight in that format */
         out->plain_params = total;
-        out->plain_bytes = total * plan_dtype_bytes(q);
+        out->plain_bytes = total * fit_dtype_bytes(q);
         return;
     }
     if (m->params_only) { /* no layers to tell apart: all of them in q */
         out->quant_params = total;
-        out->quant_bytes = plan_weight_bytes(total, q, 0);
+        out->quant_bytes = fit_weight_bytes(total, q, 0);
         out->scale_bytes = out->quant_bytes - (q == REMAT_DTYPE_INT4 ? (total + 1) / 2 : total);
         return;
     }

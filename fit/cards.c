@@ -1,6 +1,6 @@
-/* plan/cards.c: GPU presets with the capacity the driver reports (nvidia-smi memory.total), and
+/* fit/cards.c: GPU presets with the capacity the driver reports (nvidia-smi memory.total), and
  * the names of data types, optimizers and activation policies. */
-#include "plan/plan.h"
+#include "fit/fit.h"
 
 #include <ctype.h>
 #include <string.h>
@@ -48,7 +48,7 @@ remat_status remat_card_lookup(const char *name, remat_card *out)
         }
     }
     char near[160];
-    plan_suggest(name, card_name_at, n_cards, near, sizeof near);
+    fit_suggest(name, card_name_at, n_cards, near, sizeof near);
     return remat_fail(REMAT_EINVAL,
                       "unknown card '%s'%s (see 'remat fit --list', or give a size such as 80GB)",
                       name, near);
@@ -105,7 +105,7 @@ static void suggest_append(char *buf, size_t len, size_t *used, int *count, cons
     (*count)++;
 }
 
-void plan_suggest(const char *text, const char *(*name_at)(size_t), size_t n, char *buf, size_t len)
+void fit_suggest(const char *text, const char *(*name_at)(size_t), size_t n, char *buf, size_t len)
 {
     size_t used = 0;
     int count = 0;
@@ -188,7 +188,7 @@ const char *remat_optimizer_name(remat_optimizer o)
     return (unsigned)o < 3 ? optimizer_names[o] : "unknown";
 }
 
-void plan_act_policy(remat_act_policy p, remat_policy *out)
+void fit_act_policy(remat_act_policy p, remat_policy *out)
 {
     /* the names are the scheduler's own vocabulary: its parser says what each one means */
     remat_status s = remat_policy_parse((unsigned)p < REMAT_ACT_COUNT ? policy_names[p] : "store-all", out);
@@ -208,7 +208,7 @@ remat_status remat_act_policy_parse(const char *text, remat_act_policy *out)
                           text ? text : "(null)");
     for (int i = 0; i < REMAT_ACT_COUNT; i++) {
         remat_policy p;
-        plan_act_policy((remat_act_policy)i, &p);
+        fit_act_policy((remat_act_policy)i, &p);
         if (p.kind == want.kind && strcmp(p.option, want.option) == 0) {
             *out = (remat_act_policy)i;
             return REMAT_OK;
@@ -227,7 +227,7 @@ const char *remat_act_policy_name(remat_act_policy p)
     return (unsigned)p < REMAT_ACT_COUNT ? policy_names[p] : "unknown";
 }
 
-unsigned plan_dtype_bytes(remat_dtype d)
+unsigned fit_dtype_bytes(remat_dtype d)
 {
     switch (d) {
     case REMAT_DTYPE_FP32: return 4;
@@ -242,7 +242,7 @@ static uint64_t ceil_div(uint64_t a, uint64_t b)
     return (a + b - 1) / b;
 }
 
-uint64_t plan_weight_bytes(uint64_t params, remat_dtype q, int row)
+uint64_t fit_weight_bytes(uint64_t params, remat_dtype q, int row)
 {
     switch (q) {
     case REMAT_DTYPE_FP32: return 4 * params;

@@ -1,9 +1,9 @@
-/* tests/test_plan.c: the planner: published figures reproduced exactly, llm.c's activation
+/* tests/test_fit.c: the planner: published figures reproduced exactly, llm.c's activation
  * accounting, closed-form peaks against a brute-force simulator, monotonicity, and `remat fit`. */
 #include "kernels/cpu/bf16.h"
 #include "kernels/cpu/cpu.h"
 #include "model/gpt.h"
-#include "plan/plan.h"
+#include "fit/fit.h"
 #include "tests/cli_run.h"
 
 #include <cjson/cJSON.h>
@@ -75,7 +75,7 @@ Test(published, gpt2_parameter_counts)
     cr_assert_eq(total_params("gpt2-1558m"), 1557611200ull);
     /* llm.c stores the vocabulary padded to 50304: 124,475,904 parameters, 4 bytes each. */
     remat_model_desc m = preset("gpt2-124m");
-    cr_assert_eq(plan_stored_params(&m), 124475904ull);
+    cr_assert_eq(fit_stored_params(&m), 124475904ull);
     remat_fit_request r;
     remat_fit_request_init(&r);
     r.model = m;
@@ -321,7 +321,7 @@ static void check_against_trainer_in(const char *name, int B, int T, int bf16, i
     remat_model_desc m = preset(name);
     uint64_t scratch = bf16 ? kern_cpu_bf16_attention_scratch_bytes(B, T, cfg.channels, cfg.heads)
                             : kern_cpu_attention_scratch_bytes(B, T, cfg.channels, cfg.heads);
-    cr_assert_eq(plan_chain_build_gpt(&m, (uint64_t)B, (uint64_t)T, bf16 ? 2 : 4, scratch, &got),
+    cr_assert_eq(fit_chain_build_gpt(&m, (uint64_t)B, (uint64_t)T, bf16 ? 2 : 4, scratch, &got),
                  REMAT_OK);
     cr_assert_eq(got->n_stages, want->n_stages);
     cr_assert_eq(got->input_bytes, want->input_bytes);
@@ -347,10 +347,10 @@ static void check_against_trainer_in(const char *name, int B, int T, int bf16, i
     r.dtype = bf16 ? REMAT_DTYPE_BF16 : REMAT_DTYPE_FP32;
     r.no_master_weights = !master;
     remat_fit_result res = fit_ok(&r);
-    cr_assert_eq(states(&res) + plan_chain_extra_bytes(&m, (uint64_t)B, (uint64_t)T),
+    cr_assert_eq(states(&res) + fit_chain_extra_bytes(&m, (uint64_t)B, (uint64_t)T),
                  gpt_model_persistent_bytes(gm), "%s", name);
     remat_chain_free(want);
-    plan_chain_free(got);
+    fit_chain_free(got);
     gpt_model_destroy(gm);
     remat_pool_destroy(pool);
     remat_device_close(dev);
@@ -467,15 +467,15 @@ static int option_named(const remat_chain *c, int i, const char *name, const cha
 static uint64_t act_peak(const remat_chain *c, remat_act_policy p)
 {
     remat_policy pol;
-    plan_act_policy(p, &pol);
-    return plan_chain_peak(c, &pol);
+    fit_act_policy(p, &pol);
+    return fit_chain_peak(c, &pol);
 }
 
 static double act_overhead(const remat_chain *c, remat_act_policy p)
 {
     remat_policy pol;
-    plan_act_policy(p, &pol);
-    return plan_chain_overhead(c, &pol);
+    fit_act_policy(p, &pol);
+    return fit_chain_overhead(c, &pol);
 }
 
 static uint64_t brute_store_all(const remat_chain *c, const char *name, const char *alias)
@@ -517,7 +517,7 @@ Test(peaks, closed_forms_match_brute_force_simulation)
                 t = (uint64_t)m.max_seq;
             unsigned e = rand() % 2 ? 4 : 2;
             remat_chain *c = NULL;
-            cr_assert_eq(plan_chain_build(&m, b, t, e, &c), REMAT_OK);
+            cr_assert_eq(fit_chain_build(&m, b, t, e, &c), REMAT_OK);
             cr_assert_eq(act_peak(c, REMAT_ACT_STORE_ALL), brute_store_all(c, NULL, NULL),
                          "%s", m.name);
             cr_assert_eq(act_peak(c, REMAT_ACT_LLMC),
@@ -525,7 +525,7 @@ Test(peaks, closed_forms_match_brute_force_simulation)
             cr_assert_eq(act_peak(c, REMAT_ACT_MEGATRON),
                          brute_store_all(c, "recompute-attn", "recompute-attn"), "%s", m.name);
             cr_assert_eq(act_peak(c, REMAT_ACT_FULL), brute_full(c), "%s", m.name);
-            plan_chain_free(c);
+            fit_chain_free(c);
         }
     }
 }
@@ -534,7 +534,7 @@ Test(peaks, policies_order_memory_and_time)
 {
     remat_model_desc m = preset("gpt2-124m");
     remat_chain *c = NULL;
-    cr_assert_eq(plan_chain_build(&m, 4, 1024, 4, &c), REMAT_OK);
+    cr_assert_eq(fit_chain_build(&m, 4, 1024, 4, &c), REMAT_OK);
     uint64_t all = act_peak(c, REMAT_ACT_STORE_ALL);
     cr_assert_lt(act_peak(c, REMAT_ACT_LLMC), all);
     cr_assert_lt(act_peak(c, REMAT_ACT_MEGATRON), all);
@@ -544,7 +544,7 @@ Test(peaks, policies_order_memory_and_time)
     cr_assert(full > 0.2 && full < 0.34, "full recompute overhead %f (about one forward)", full);
     cr_assert_gt(act_overhead(c, REMAT_ACT_MEGATRON), 0);
     cr_assert_lt(act_overhead(c, REMAT_ACT_MEGATRON), full);
-    plan_chain_free(c);
+    fit_chain_free(c);
 }
 
 /* ==== Monotonicity ========================================================================= */
@@ -968,7 +968,7 @@ Test(cli_fit, json_keys_training_and_inference)
 Test(cli_fit, master_weights_setting_is_shown_and_planned)
 {
     remat_model_desc m = preset("gpt2-124m");
-    uint64_t psi = plan_stored_params(&m);
+    uint64_t psi = fit_stored_params(&m);
     const struct {
         const char *args;
         int master; /* 1 on, 0 off, -1 null */

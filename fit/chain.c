@@ -1,7 +1,7 @@
-/* plan/chain.c: the analytic chain of one training step of a model (embedding, blocks, head and
+/* fit/chain.c: the analytic chain of one training step of a model (embedding, blocks, head and
  * loss as stages, docs/checkpoint.md's model) and the closed-form peaks of the fixed policies. */
 #include "core/gpt_layout.h"
-#include "plan/plan.h"
+#include "fit/fit.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -141,7 +141,7 @@ static remat_status chain_build_generic(const remat_model_desc *m, uint64_t batc
         stages[1 + l].options = calloc(3, sizeof(remat_stage_option));
         if (!stages[1 + l].options) {
             remat_chain_free(c);
-            return remat_fail(REMAT_ENOMEM, "plan_chain_build: out of host memory (%d stages)", n);
+            return remat_fail(REMAT_ENOMEM, "fit_chain_build: out of host memory (%d stages)", n);
         }
     }
     long double tokens = (long double)batch * (long double)seq, e = act_bytes, h = m->hidden;
@@ -201,7 +201,7 @@ static void gpt_fill_head(remat_stage *s, const gptl_layout *lay, long double N,
     s->bwd_tmp_bytes = 0;
 }
 
-remat_status plan_chain_build_gpt(const remat_model_desc *m, uint64_t batch, uint64_t seq,
+remat_status fit_chain_build_gpt(const remat_model_desc *m, uint64_t batch, uint64_t seq,
                                   unsigned act_bytes, uint64_t scratch, remat_chain **out)
 {
     int L = m->layers;
@@ -211,7 +211,7 @@ remat_status plan_chain_build_gpt(const remat_model_desc *m, uint64_t batch, uin
         c->stages[1 + l].options = calloc(GPTL_N_BLOCK_OPTIONS, sizeof(remat_stage_option));
         if (!c->stages[1 + l].options) {
             remat_chain_free(c);
-            return remat_fail(REMAT_ENOMEM, "plan_chain_build: out of host memory (%d stages)",
+            return remat_fail(REMAT_ENOMEM, "fit_chain_build: out of host memory (%d stages)",
                               L + 2);
         }
     }
@@ -239,26 +239,26 @@ remat_status plan_chain_build_gpt(const remat_model_desc *m, uint64_t batch, uin
     return REMAT_OK;
 }
 
-uint64_t plan_chain_extra_bytes(const remat_model_desc *m, uint64_t batch, uint64_t seq)
+uint64_t fit_chain_extra_bytes(const remat_model_desc *m, uint64_t batch, uint64_t seq)
 {
     if (m->arch != REMAT_ARCH_GPT2)
         return 0; /* the generic chains count targets in a_0 */
     return gptl_total(remat_sat_mul(remat_sat_mul(batch, seq), 4));
 }
 
-remat_status plan_chain_build(const remat_model_desc *m, uint64_t batch, uint64_t seq,
+remat_status fit_chain_build(const remat_model_desc *m, uint64_t batch, uint64_t seq,
                               unsigned act_bytes, remat_chain **out)
 {
     if (!m || !out || batch == 0 || seq == 0 || act_bytes == 0 || m->params_only)
-        return remat_fail(REMAT_EINVAL, "plan_chain_build: needs a shaped model, batch and seq");
+        return remat_fail(REMAT_EINVAL, "fit_chain_build: needs a shaped model, batch and seq");
     if (m->arch != REMAT_ARCH_GPT2)
         return chain_build_generic(m, batch, seq, act_bytes, out);
     /* The CUDA attention kernel's backward scratch: one batch row of NH x T x T floats. */
     long double scratch = (long double)m->heads * (long double)seq * (long double)seq * 4;
-    return plan_chain_build_gpt(m, batch, seq, act_bytes, chain_bytes(scratch, 1), out);
+    return fit_chain_build_gpt(m, batch, seq, act_bytes, chain_bytes(scratch, 1), out);
 }
 
-void plan_chain_free(remat_chain *c)
+void fit_chain_free(remat_chain *c)
 {
     remat_chain_free(c);
 }
@@ -341,14 +341,14 @@ static uint64_t peak_full(const remat_chain *c)
     return peak;
 }
 
-uint64_t plan_chain_peak(const remat_chain *c, const remat_policy *p)
+uint64_t fit_chain_peak(const remat_chain *c, const remat_policy *p)
 {
     if (!c || c->n_stages < 1)
         return 0;
     return p->kind == REMAT_POLICY_FULL_RECOMPUTE ? peak_full(c) : peak_store_all(c, p);
 }
 
-double plan_chain_overhead(const remat_chain *c, const remat_policy *p)
+double fit_chain_overhead(const remat_chain *c, const remat_policy *p)
 {
     if (!c || c->n_stages < 1)
         return 0;
