@@ -740,9 +740,9 @@ static void curve_write_gnuplot(FILE *f, const curve_run *r, const curve_policy 
 {
     char title[512];
     snprintf(title, sizeof title,
-             "remat curve: GPT L%d C%d, batch %ld x %d (%.300s); measured, %ld steps per point",
+             "remat curve: GPT L%d C%d, batch %ld x %d (%.300s, %s); measured, %ld steps per point",
              r->cfg.layers, r->cfg.channels, r->o.batch, r->T, r->o.model ? r->o.model : "small",
-             r->o.steps);
+             cli_precision_name(&r->o.prec), r->o.steps);
     fprintf(f, "set datafile separator ','\nset title ");
     cli_plot_string(f, title);
     fprintf(f, " noenhanced\nset xlabel 'activation peak, measured (MiB)'\nset ylabel 'overhead "
