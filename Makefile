@@ -75,9 +75,13 @@ CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 CLI_LIB_OBJ := $(filter-out $(BUILD)/obj/cli/main.o,$(CLI_OBJ))
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
-TEST_SRC := $(wildcard tests/test_*.c)
-TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
-TEST_HELPER_SRC := $(filter-out tests/test_%.c,$(wildcard tests/*.c))
+# Tests by kind: tests/unit/ (the library through its API), tests/cli/ (the remat command),
+# tests/mpi/ (under mpirun), tests/fuzz/, tests/tsan/, tests/link/; helpers in tests/common/.
+# Every Criterion binary lands in $(BUILD)/tests/.
+TEST_UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
+TEST_CLI_BIN := $(patsubst tests/cli/%.c,$(BUILD)/tests/%,$(wildcard tests/cli/test_*.c))
+TEST_BIN := $(TEST_UNIT_BIN) $(TEST_CLI_BIN)
+TEST_HELPER_SRC := $(wildcard tests/common/*.c)
 TEST_HELPER_OBJ := $(TEST_HELPER_SRC:%.c=$(BUILD)/obj/%.o)
 BENCH_SRC := $(wildcard bench/bench_*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
@@ -149,7 +153,11 @@ $(CLI): $(CLI_OBJ) $(LIB_INT)
 	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(LIB_INT) $(LDLIBS)
 
 # Tests find the CLI through REMAT_BIN (set by `make test`), defaulting to build/remat.
-$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TEST_HELPER_OBJ) $(LIB_INT)
+$(TEST_UNIT_BIN): $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(TEST_HELPER_OBJ) $(LIB_INT)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $< $(TEST_HELPER_OBJ) $(LIB_INT) -lcriterion $(LDLIBS)
+
+$(TEST_CLI_BIN): $(BUILD)/tests/%: $(BUILD)/obj/tests/cli/%.o $(TEST_HELPER_OBJ) $(LIB_INT)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $< $(TEST_HELPER_OBJ) $(LIB_INT) -lcriterion $(LDLIBS)
 

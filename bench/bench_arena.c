@@ -1,7 +1,7 @@
 /* bench/bench_arena.c: the planned activation arena of issue 15.
  *  - layout/...: the arena of each policy's schedule on our GPT's real training chains (tiny,
  *    small, gpt2-124m at T=256 and T=1024; the chain of fit_chain_build_gpt, which
- * tests/test_fit.c checks byte for byte against the trainer's) against the lower bound (the most
+ * tests/unit/test_fit.c checks byte for byte against the trainer's) against the lower bound (the most
  * rounded bytes live at any op), and the time remat_schedule_plan_layout takes. Counter
  * arena_over_lb is arena / lower bound (target <= 1.02).
  *  - step/...: one training step of `small` through remat_run, planned arena against the caching

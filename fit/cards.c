@@ -192,7 +192,7 @@ void fit_act_policy(remat_act_policy p, remat_policy *out)
 {
     /* the names are the scheduler's own vocabulary: its parser says what each one means */
     remat_status s = remat_policy_parse((unsigned)p < REMAT_ACT_COUNT ? policy_names[p] : "store-all", out);
-    (void)s; /* every name of policy_names parses (tests/test_policy.c) */
+    (void)s; /* every name of policy_names parses (tests/cli/test_policy.c) */
 }
 
 remat_status remat_act_policy_parse(const char *text, remat_act_policy *out)

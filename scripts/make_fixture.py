@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""scripts/make_fixture.py: the PyTorch reference fixture of tests/test_model.c.
+"""scripts/make_fixture.py: the PyTorch reference fixture of tests/unit/test_model.c.
 
 Builds the `tiny` GPT-2 (layers 2, channels 64, heads 4, vocab 256, seq 64) in PyTorch exactly as
 llm.c's train_gpt2.py does, and writes under tests/fixtures/ (about 0.97 MB in all):

@@ -27,7 +27,7 @@ done
 # F failed"; `timeout` turns a hang into a failure.
 mpi_env=(env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
          OMP_NUM_THREADS=1 OMP_WAIT_POLICY=passive
-         ASAN_OPTIONS=detect_leaks=0)  # Open MPI never frees its own allocations (see tests/cli_run.c)
+         ASAN_OPTIONS=detect_leaks=0)  # Open MPI never frees its own allocations (see tests/common/cli_run.c)
 for t in "$build"/mpi/*; do
     [ -x "$t" ] || continue
     name=$(basename "$t")

@@ -2,7 +2,7 @@
  * (gpt_model_create, pool_map_get, kern_open, chain_validate, remat_fail, remat_json_string),
  * linked statically against libremat.a. With internal names left global this does not link
  * ("multiple definition"), or the library calls the trainer's functions. It must link, and the
- * library must keep using its own: run by tests/test_link.c, exit 0 and "clash: ok" when both
+ * library must keep using its own: run by tests/unit/test_link.c, exit 0 and "clash: ok" when both
  * hold. Only remat.h is included, as a user would. */
 #include "remat.h"
 
