@@ -195,7 +195,7 @@ Test(dp, bad_launches_are_refused_clearly, .timeout = 300)
     if (!remat_built_with_mpi())
         return;
     /* two ranks started with different options (MPMD launch) */
-    cli_run_ranks(&r, 1, TINY " --batch 2 : -np 1 '%s' " TINY " --batch 3", cli_bin());
+    cli_run_ranks(&r, 1, TINY " --batch 2 : -np 1 %s " TINY " --batch 3", cli_sh_quote(cli_bin()));
     cr_expect_neq(r.code, 0);
     cr_expect(strstr(r.err, "differs between ranks") && strstr(r.err, "rank 1"), "%s", r.err);
     cli_run_ranks(&r, 2, TINY " --batch 2 --baseline");
@@ -254,15 +254,16 @@ Test(dp, fit_predicts_every_ranks_states_to_the_byte, .timeout = 600)
 static double example_last_loss(int ranks)
 {
     const char *bin = cli_bin(), *slash = strrchr(bin, '/');
-    char cmd[4096];
-    int dir = slash ? (int)(slash - bin) : 1;
-    snprintf(cmd, sizeof cmd,
-             "%s'%.*s/examples/zero1_trainer' 12 2>&1",
-             ranks > 1 ? "env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "
-                         "ASAN_OPTIONS=detect_leaks=0 "
-                         "OMPI_MCA_rmaps_base_oversubscribe=1 timeout 120 mpirun -np 3 "
-                       : "",
-             dir, slash ? bin : ".");
+    char exe[2048], cmd[4096];
+    snprintf(exe, sizeof exe, "%.*s/examples/zero1_trainer", slash ? (int)(slash - bin) : 1,
+             slash ? bin : ".");
+    char launch[512] = "";
+    if (ranks > 1)
+        snprintf(launch, sizeof launch,
+                 "env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "
+                 "ASAN_OPTIONS=detect_leaks=0 OMPI_MCA_rmaps_base_oversubscribe=1 "
+                 "timeout 120 mpirun -np %d ", ranks);
+    snprintf(cmd, sizeof cmd, "%s%s 12 2>&1", launch, cli_sh_quote(exe));
     FILE *p = popen(cmd, "r");
     cr_assert(p, "cannot run %s", cmd);
     char line[512];
