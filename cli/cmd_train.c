@@ -22,8 +22,8 @@ void cmd_train_usage(FILE *f)
         "                   [--json] [--lr X] [--shuffle] [--analytic] [--baseline]\n"
         "                   [--trace FILE] [--profile-memory] [--profile-file FILE]\n"
         "                   [--layout planned|pool] [--dtype fp32|bf16] [--master-weights on|off]\n"
-        "                   [--zero 0|1] [--accum M] [--layers L --channels C --heads NH --vocab V]\n"
-        "       mpirun -np N remat train ... [--zero 0|1]\n\n"
+        "                   [--zero 0-3] [--accum M] [--layers L --channels C --heads NH --vocab V]\n"
+        "       mpirun -np N remat train ... [--zero 0-3]\n\n"
         "Trains llm.c's GPT-2 with every parameter, gradient, optimizer state and activation in\n"
         "remat's pool, the activations following a checkpoint plan.\n"
         "  --model M       preset tiny, small (default), gpt2-124m, gpt2-350m,\n"
@@ -79,9 +79,12 @@ void cmd_train_usage(FILE *f)
         "  --zero K        under mpirun: 0 (default) all-reduces the gradients, every rank\n"
         "                  keeping all states; 1 (ZeRO-1) shards the AdamW moments (and bf16's\n"
         "                  master weights) over the ranks: gradients reduce-scattered,\n"
-        "                  parameters all-gathered. Rank r of N reads rows (r*M + j)*B.. of the\n"
-        "                  one-process batch of N*M*B rows at micro-step j; only rank 0 prints.\n"
-        "                  2 and 3 are not built yet (refused)\n"
+        "                  parameters all-gathered; 2 (ZeRO-2) keeps only the rank's shard of\n"
+        "                  the gradients too, reduce-scattering each block's as its backward\n"
+        "                  ends; 3 (ZeRO-3, FSDP) shards the parameters as well, gathering a\n"
+        "                  block's before each forward (recomputations included) and backward.\n"
+        "                  Rank r of N reads rows (r*M + j)*B.. of the one-process batch of\n"
+        "                  N*M*B rows at micro-step j; only rank 0 prints.\n"
         "  --json          one JSON object a line: {\"step\", \"loss\", \"ms\", \"peak_bytes\"},\n"
         "                  then a summary object (with the process's peak RSS, peak_rss_bytes)\n"
         "Before allocating, the run's memory (parameters, gradients, AdamW states, the plan's\n"
@@ -258,11 +261,6 @@ static int train_parse(int argc, char **argv, train_opts *o)
         cli_usage_error("train", "unexpected argument '%s'", argv[optind]);
         return -1;
     }
-    if (o->zero >= 2) {
-        cli_usage_error("train", "--zero %ld: ZeRO-2 and ZeRO-3 are not built yet (use --zero 0 "
-                                 "or 1)", o->zero);
-        return -1;
-    }
     if (o->zero_given && !remat_built_with_mpi()) {
         cli_usage_error("train", "--zero needs MPI, and this build has none (built with "
                                  "REMAT_MPI=0: install libopenmpi-dev and rebuild)");
@@ -311,6 +309,7 @@ typedef struct {
     size_t rows;          /* sequences of one update over every rank: ranks x accum x batch */
     uint64_t comm_bytes;  /* bytes this rank sent in the training steps */
     double comm_ms;       /* time in the collectives of the training steps */
+    uint64_t gathers;     /* ZeRO-3: parameter gathers of the last step */
 } train_run;
 
 static double train_now_ms(void)
@@ -683,6 +682,9 @@ static remat_status train_forward_backward(train_run *r, const remat_schedule *s
     remat_pool_stats before, after;
     REMAT_TRY(remat_pool_reset_peaks(r->pool));
     REMAT_TRY(remat_pool_stats_get(r->pool, &before));
+    remat_stat act_before = {0, 0}, act_after = {0, 0};
+    if (remat_pool_tag_stats(r->pool, "act", &act_before) != REMAT_OK) /* none allocated yet */
+        act_before = (remat_stat){0, 0};
     double t0 = train_now_ms(), sum = 0;
     REMAT_TRY(gpt_model_zero_grads(r->model));
     size_t tokens = (size_t)r->o.batch * r->T;
@@ -696,8 +698,12 @@ static remat_status train_forward_backward(train_run *r, const remat_schedule *s
     *loss = (float)(sum / (double)r->o.accum);
     *ms = train_now_ms() - t0;
     REMAT_TRY(remat_pool_stats_get(r->pool, &after));
-    *act_peak = after.allocated.peak - before.allocated.current;
+    /* the schedule's blocks (the executor's tag), not ZeRO-2/3's unit buffers beside them */
+    if (remat_pool_tag_stats(r->pool, "act", &act_after) != REMAT_OK)
+        act_after = (remat_stat){0, 0};
+    *act_peak = act_after.peak - act_before.current;
     *pool_peak = after.allocated.peak;
+    r->gathers = gpt_model_gathers(r->model);
     return REMAT_OK;
 }
 
@@ -825,7 +831,9 @@ static uint64_t train_peak_rss(void)
     return getrusage(RUSAGE_SELF, &ru) == 0 ? (uint64_t)ru.ru_maxrss * 1024 : 0;
 }
 
-static const char *const train_tags[3] = {"params", "grads", "optim"};
+/* The per-rank tags of the summary: the persistent states, and ZeRO-2/3's unit buffers
+ * (gathered parameters, a unit's gradients until they are reduced). */
+static const char *const train_tags[4] = {"params", "grads", "optim", "units"};
 
 /* The pool's peak bytes under persistent tag i of train_tags (0 when the query fails). */
 static uint64_t train_tag_peak(const train_run *r, int i)
@@ -869,9 +877,10 @@ static void train_summary(const train_run *r, train_totals *t)
                r->ranks, r->o.zero, r->o.accum, r->rows,
                (unsigned long long)(r->comm_bytes / (uint64_t)r->o.steps),
                r->comm_ms / (double)r->o.steps);
-        for (int i = 0; i < 3; i++)
+        for (int i = 0; i < 4; i++)
             printf("\"%s\": %llu, ", train_tags[i], (unsigned long long)train_tag_peak(r, i));
-        printf("\"act\": %llu}", (unsigned long long)t->act_peak_max);
+        printf("\"act\": %llu}, \"param_gathers_per_step\": %llu", (unsigned long long)t->act_peak_max,
+               (unsigned long long)r->gathers);
         if (r->o.baseline)
             printf(", \"store_all_fwd_bwd_median_ms\": %.3f, \"measured_overhead\": %.6f, "
                    "\"store_all_measured_act_peak_bytes\": %llu",
@@ -894,13 +903,14 @@ static void train_summary(const train_run *r, train_totals *t)
            tp, t->ms_median, mean_ms, t->ms_min, tok_s, 100 * r->sched->overhead);
     printf("process peak RSS %s\n", remat_format_bytes(rss, rb, sizeof rb));
     if (r->ranks > 1 || r->o.accum > 1 || r->o.zero_given) {
-        char b[3][32], cb[32];
-        for (int i = 0; i < 3; i++)
+        char b[4][32], cb[32];
+        for (int i = 0; i < 4; i++)
             remat_format_bytes(train_tag_peak(r, i), b[i], sizeof b[i]);
         printf("data parallel: %d rank%s, ZeRO-%ld, %ld micro-step%s of %ld: %zu sequences an "
-               "update; per rank: params %s, grads %s, optim %s; sent %s a step in %.1f ms\n",
+               "update; per rank: params %s, grads %s, optim %s, unit buffers %s; sent %s a step "
+               "in %.1f ms\n",
                r->ranks, r->ranks == 1 ? "" : "s", r->o.zero, r->o.accum,
-               r->o.accum == 1 ? "" : "s", r->o.batch, r->rows, b[0], b[1], b[2],
+               r->o.accum == 1 ? "" : "s", r->o.batch, r->rows, b[0], b[1], b[2], b[3],
                remat_format_bytes(r->comm_bytes / (uint64_t)r->o.steps, cb, sizeof cb),
                r->comm_ms / (double)r->o.steps);
     }

@@ -121,6 +121,26 @@ static void state_bytes_per_param(const remat_fit_request *r, unsigned *w, unsig
     }
 }
 
+/* Elements one rank keeps of r's model under ZeRO-2/3 over n ranks: each unit padded to a
+ * multiple of n (fit_units_of), *unit_max the largest padded block or final norm, *outer the
+ * padded outer unit. */
+static uint64_t zero_unit_shard(const remat_model_desc *m, uint64_t n, uint64_t *outer,
+                                uint64_t *unit_max)
+{
+    fit_units u;
+    fit_units_of(m, &u);
+    uint64_t shard = ceil_div(u.outer, n) + ceil_div(u.norm, n);
+    *outer = n * ceil_div(u.outer, n);
+    *unit_max = n * ceil_div(u.norm, n);
+    for (int k = 0; k < 2; k++) {
+        uint64_t c = ceil_div(u.block[k], n);
+        shard = remat_sat_add(shard, remat_sat_mul(u.blocks[k], c));
+        if (u.blocks[k] && n * c > *unit_max)
+            *unit_max = n * c;
+    }
+    return shard;
+}
+
 /* ZeRO (Rajbhandari et al. 2020, §5): stage 1 shards optimizer states, 2 adds gradients, 3 adds
  * parameters, each over the N data-parallel ranks. */
 static void training_states(const remat_fit_request *r, remat_fit_bytes *b)
@@ -128,19 +148,36 @@ static void training_states(const remat_fit_request *r, remat_fit_bytes *b)
     uint64_t psi = fit_stored_params(&r->model), n = (uint64_t)r->gpus;
     unsigned w, g, o;
     state_bytes_per_param(r, &w, &g, &o);
-    /* Sharded tensors are padded to a whole element count per rank (ceil(psi / n) elements
-     * each), and a rank that shards anything keeps its full copies padded to n shards, as
-     * `remat train --zero` allocates them, so the bytes are exact for our GPT. */
-    int shards = r->zero >= 2 || (r->zero == 1 && o > 0); /* plain SGD has no states */
-    uint64_t shard = ceil_div(psi, n), padded = shards ? shard * n : psi;
-    b->weights = r->zero >= 3 ? shard * w : padded * w;
-    b->gradients = r->zero >= 2 ? shard * g : padded * g;
-    b->optimizer = r->zero >= 1 ? shard * o : psi * o;
     b->workspace = FIT_WORKSPACE_BYTES;
-    /* ZeRO-3 gathers one module's full weights for its forward and backward and holds its full
-     * gradient until the reduce-scatter. */
-    if (r->zero >= 3 && r->gpus > 1)
-        b->workspace += fit_largest_module_params(&r->model) * (w + g);
+    if (r->zero >= 2) {
+        /* Unit by unit, as `remat train --zero 2|3` (and FSDP) shards them. Beside the shard,
+         * the unit buffers: the outer unit's gradients from the head's forward to the
+         * embedding's backward (the tied embedding gets both shares) plus one block's
+         * gradients; ZeRO-3 also gathers a unit's weights for each forward and backward, at
+         * most the outer unit and the final norm together (the head) or one block with its
+         * gradients. */
+        uint64_t outer, unit, shard = zero_unit_shard(&r->model, n, &outer, &unit);
+        b->weights = remat_sat_mul(r->zero >= 3 ? shard : n * shard, w);
+        b->gradients = remat_sat_mul(shard, g);
+        b->optimizer = remat_sat_mul(shard, o);
+        fit_units u;
+        fit_units_of(&r->model, &u);
+        uint64_t norm = n * ceil_div(u.norm, n);
+        uint64_t held = remat_sat_mul(outer, g), most = remat_sat_mul(unit, g);
+        if (r->zero >= 3) {
+            uint64_t head = remat_sat_mul(outer + norm, w), blk = remat_sat_mul(unit, w + g);
+            most = head > blk ? head : blk;
+        }
+        b->workspace = remat_sat_add(b->workspace, remat_sat_add(held, most));
+        return;
+    }
+    /* ZeRO-1 shards one flat buffer: ceil(psi / n) elements a rank, its full copies padded to
+     * n shards, as `remat train --zero 1` allocates them, so the bytes are exact for our GPT. */
+    int shards = r->zero == 1 && o > 0; /* plain SGD has no states */
+    uint64_t shard = ceil_div(psi, n), padded = shards ? shard * n : psi;
+    b->weights = padded * w;
+    b->gradients = padded * g;
+    b->optimizer = r->zero >= 1 ? shard * o : psi * o;
 }
 
 /* Weights in the serving format (block linears and experts in r->quant, the rest in 16 bits),
@@ -481,9 +518,11 @@ static uint64_t training_comm_bytes(const remat_fit_request *r)
         return 0;
     unsigned w, g, o;
     state_bytes_per_param(r, &w, &g, &o);
-    uint64_t shard = ceil_div(psi, n);
+    uint64_t shard = ceil_div(psi, n), outer, unit;
     if (r->zero == 0)
         return remat_sat_mul(remat_sat_mul(2 * (n - 1), psi), g) / n;
+    if (r->zero >= 2) /* every unit is reduced and gathered (ZeRO-3: twice, store-all) */
+        shard = zero_unit_shard(&r->model, n, &outer, &unit);
     uint64_t gathers = r->zero >= 3 ? 2 : 1;
     return remat_sat_mul(remat_sat_mul(n - 1, shard), gathers * w + g);
 }

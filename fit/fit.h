@@ -19,9 +19,16 @@
 /* Parameters as stored (vocabulary rows padded), main model only. */
 uint64_t fit_stored_params(const remat_model_desc *m);
 
-/* Parameters of the largest module ZeRO-3 gathers at once (a block or the embedding); 0 for a
- * bare parameter count. */
-uint64_t fit_largest_module_params(const remat_model_desc *m);
+/* The units ZeRO-2/3 shard one at a time, as `remat train` and FSDP's flat parameters do: the
+ * parameters outside the blocks but the final norm (embeddings, untied head), each block (up to
+ * two sizes: DeepSeek's dense and MoE layers), the final norm. A bare parameter count is one
+ * unit. */
+typedef struct {
+    uint64_t outer, norm;
+    uint64_t block[2];
+    uint64_t blocks[2]; /* how many blocks of each size */
+} fit_units;
+void fit_units_of(const remat_model_desc *m, fit_units *u);
 
 /* Bytes of one element of d for memory arithmetic (fp8 counts 1, int4 counts 1 here: callers
  * that need packed sizes use fit_weight_bytes). */

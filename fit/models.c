@@ -279,26 +279,41 @@ uint64_t remat_model_mtp_params(const remat_model_desc *m)
     return (uint64_t)m->mtp_layers * own;
 }
 
-uint64_t fit_largest_module_params(const remat_model_desc *m)
+void fit_units_of(const remat_model_desc *m, fit_units *u)
 {
-    if (m->params_only)
-        return 0;
-    uint64_t rows = m->padded_vocab > m->vocab ? (uint64_t)m->padded_vocab : (uint64_t)m->vocab;
-    uint64_t embed = rows * (uint64_t)m->hidden, block = 0;
+    memset(u, 0, sizeof *u);
+    uint64_t total = fit_stored_params(m), h = (uint64_t)m->hidden, L = (uint64_t)m->layers;
+    if (m->params_only) {
+        u->outer = total;
+        return;
+    }
     switch (m->arch) {
-    case REMAT_ARCH_GPT2: block = gpt2_block(m); break;
-    case REMAT_ARCH_LLAMA: block = llama_block(m); break;
+    case REMAT_ARCH_GPT2:
+        u->norm = 2 * h;
+        u->block[0] = gpt2_block(m);
+        u->blocks[0] = L;
+        break;
+    case REMAT_ARCH_LLAMA:
+        u->norm = h;
+        u->block[0] = llama_block(m);
+        u->blocks[0] = L;
+        break;
     case REMAT_ARCH_DEEPSEEK: {
-        uint64_t h = (uint64_t)m->hidden;
+        uint64_t attn = mla_attention(m) + 2 * h;
         uint64_t experts =
             (uint64_t)(m->routed_experts + m->shared_experts) * swiglu(h, (uint64_t)m->moe_ffn);
-        uint64_t dense = swiglu(h, (uint64_t)m->ffn);
-        block = mla_attention(m) + 2 * h +
-                (m->layers > m->dense_layers ? moe_gate(m) + experts : dense);
+        u->norm = h;
+        u->block[0] = attn + swiglu(h, (uint64_t)m->ffn);
+        u->blocks[0] = (uint64_t)m->dense_layers;
+        u->block[1] = attn + moe_gate(m) + experts;
+        u->blocks[1] = L - (uint64_t)m->dense_layers;
         break;
     }
     }
-    return block > embed ? block : embed;
+    uint64_t inside = u->norm;
+    for (int k = 0; k < 2; k++)
+        inside = remat_sat_add(inside, remat_sat_mul(u->blocks[k], u->block[k]));
+    u->outer = total > inside ? total - inside : 0;
 }
 
 /* ==== Weight formats ======================================================================= */

@@ -198,7 +198,7 @@ remat_status gpt_model_create_precision(remat_device *dev, remat_pool *pool, con
  * is that of the mean loss over every row of the update, as one process with the whole batch. */
 typedef struct {
     remat_comm *comm; /* NULL: one process */
-    int zero;         /* 0 or 1 (2 and 3 are REMAT_EUNSUPPORTED) */
+    int zero;         /* ZeRO stage 0-3 (docs/distributed.md) */
     int accum;        /* micro-steps per update; 0 means 1 */
 } gpt_parallel;
 remat_status gpt_model_create_parallel(remat_device *dev, remat_pool *pool, const gpt_config *cfg,
@@ -211,6 +211,9 @@ const gpt_param_layout *gpt_model_layout(const gpt_model *m);
 /* Bytes of the pool held for the whole run (parameters, gradients, optimizer, targets): the pool's
  * activation use is its allocated bytes minus this. */
 uint64_t gpt_model_persistent_bytes(const gpt_model *m);
+/* ZeRO-3's parameter gathers in the last update's micro-steps (one per unit a stage's forward or
+ * backward needed, recomputations included); 0 under the other stages. */
+uint64_t gpt_model_gathers(const gpt_model *m);
 
 /* What a B x T model would take, without allocating it: *persistent the pool bytes of its
  * parameters, gradients, AdamW states and targets (gpt_model_persistent_bytes' value), *chain
@@ -226,12 +229,15 @@ remat_status gpt_model_estimate_parallel(remat_device *dev, const gpt_config *cf
                                          const gpt_precision *prec, const gpt_parallel *par,
                                          uint64_t *persistent, remat_chain **chain);
 /* The model's parameters where they are host memory (host device) and fp32: layout.total floats
- * to read or fill in place, saving a host copy; NULL on other devices and in bf16. */
+ * to read or fill in place, saving a host copy; NULL on other devices, in bf16 and under
+ * ZeRO-2/3 (which lay them out by unit). */
 float *gpt_model_host_params(gpt_model *m);
-/* Copies all parameters from / to host memory (layout.total floats); gradients to host. In bf16,
- * set fills the master weights (with master weights) and the bf16 parameters (rounded to
- * nearest); get returns the master weights (or the bf16 weights widened); grads are widened.
- * Under ZeRO-1 in bf16 with master weights, get gathers the master shards: every rank calls it. */
+/* Copies all parameters from / to host memory (layout.total floats, llm.c's layout); gradients
+ * to host. In bf16, set fills the master weights (with master weights) and the bf16 parameters
+ * (rounded to nearest); get returns the master weights (or the bf16 weights widened); grads are
+ * widened. Where the ranks hold shards (ZeRO-1 in bf16 with master weights, ZeRO-2/3), get
+ * gathers them: every rank calls it. Under ZeRO-2/3 no rank has the full gradients: get_grads is
+ * REMAT_EUNSUPPORTED. */
 remat_status gpt_model_set_params(gpt_model *m, const float *host);
 remat_status gpt_model_get_params(gpt_model *m, float *host);
 remat_status gpt_model_get_grads(gpt_model *m, float *host);

@@ -249,7 +249,7 @@ static remat_status gpt_prof_fixed(gpt_prof *p)
     for (int k = 0; !gpt_prof_repeat_done(k, spent); k++) {
         gpt_prof_mark t0 = gpt_prof_start();
         REMAT_TRY(gpt_callbacks.input(m, m->targets)); /* the batch's tokens serve as targets */
-        m->k->zero(m->kc, m->grads, m->lay.total * m->elem);
+        m->k->zero(m->kc, m->grads, m->grad_elems * m->elem);
         REMAT_TRY(m->k->status(m->kc));
         spent += gpt_prof_stop(p, GPT_PF_FIXED, t0);
     }
@@ -486,6 +486,10 @@ remat_status gpt_model_profile(gpt_model *m, const int *inputs, int reps, remat_
     }
     p->m = m;
     m->step_inputs = inputs;
+    /* rank 0 profiles alone: ZeRO-3's gathers and ZeRO-2/3's reductions stay local (the times
+     * are the stages' compute, without their communication) */
+    int local = m->local;
+    m->local = 1;
     double t0 = gpt_now_ms();
     remat_status s = gpt_prof_open(p, ch);
     if (s == REMAT_OK)
@@ -500,8 +504,10 @@ remat_status gpt_model_profile(gpt_model *m, const int *inputs, int reps, remat_
         gpt_prof_count(p, info);
     gpt_prof_close(p, info);
     free(p);
+    m->local = local;
+    gpt_unit_drop(m);
     m->head_grad_done = 0;
-    m->k->zero(m->kc, m->grads, m->lay.total * m->elem);
+    m->k->zero(m->kc, m->grads, m->grad_elems * m->elem);
     if (s == REMAT_OK)
         s = m->k->status(m->kc);
     if (s != REMAT_OK) {

@@ -173,59 +173,56 @@ typedef struct {
         *fcprojb;
 } gpt_layer_grads;
 
-/* Tensor `t` of layer l inside a flat buffer whose tensors start at base[] (elements of
- * m->elem bytes). */
-static void *gpt_layer_tensor(const gpt_model *m, void *const *base, int t, int l)
+/* A layer's tensors from the pointers gpt_unit_tensors gave for its unit. */
+static gpt_layer_params gpt_layer_p(void *const *t)
 {
-    return (char *)base[t] + (size_t)l * (m->lay.count[t] / (size_t)m->cfg.layers) * m->elem;
+    return (gpt_layer_params){t[GPT_LN1W],     t[GPT_LN1B],     t[GPT_QKVW], t[GPT_QKVB],
+                              t[GPT_ATTPROJW], t[GPT_ATTPROJB], t[GPT_LN2W], t[GPT_LN2B],
+                              t[GPT_FCW],      t[GPT_FCB],      t[GPT_FCPROJW], t[GPT_FCPROJB]};
 }
 
-static gpt_layer_params gpt_layer_p(const gpt_model *m, int l)
+static gpt_layer_grads gpt_layer_g(void *const *t)
 {
-    void *const *b = m->p;
-    return (gpt_layer_params){
-        gpt_layer_tensor(m, b, GPT_LN1W, l),     gpt_layer_tensor(m, b, GPT_LN1B, l),
-        gpt_layer_tensor(m, b, GPT_QKVW, l),     gpt_layer_tensor(m, b, GPT_QKVB, l),
-        gpt_layer_tensor(m, b, GPT_ATTPROJW, l), gpt_layer_tensor(m, b, GPT_ATTPROJB, l),
-        gpt_layer_tensor(m, b, GPT_LN2W, l),     gpt_layer_tensor(m, b, GPT_LN2B, l),
-        gpt_layer_tensor(m, b, GPT_FCW, l),      gpt_layer_tensor(m, b, GPT_FCB, l),
-        gpt_layer_tensor(m, b, GPT_FCPROJW, l),  gpt_layer_tensor(m, b, GPT_FCPROJB, l)};
-}
-
-static gpt_layer_grads gpt_layer_g(const gpt_model *m, int l)
-{
-    void *const *b = m->g;
-    return (gpt_layer_grads){
-        gpt_layer_tensor(m, b, GPT_LN1W, l),     gpt_layer_tensor(m, b, GPT_LN1B, l),
-        gpt_layer_tensor(m, b, GPT_QKVW, l),     gpt_layer_tensor(m, b, GPT_QKVB, l),
-        gpt_layer_tensor(m, b, GPT_ATTPROJW, l), gpt_layer_tensor(m, b, GPT_ATTPROJB, l),
-        gpt_layer_tensor(m, b, GPT_LN2W, l),     gpt_layer_tensor(m, b, GPT_LN2B, l),
-        gpt_layer_tensor(m, b, GPT_FCW, l),      gpt_layer_tensor(m, b, GPT_FCB, l),
-        gpt_layer_tensor(m, b, GPT_FCPROJW, l),  gpt_layer_tensor(m, b, GPT_FCPROJB, l)};
+    return (gpt_layer_grads){t[GPT_LN1W],     t[GPT_LN1B],     t[GPT_QKVW], t[GPT_QKVB],
+                             t[GPT_ATTPROJW], t[GPT_ATTPROJB], t[GPT_LN2W], t[GPT_LN2B],
+                             t[GPT_FCW],      t[GPT_FCB],      t[GPT_FCPROJW], t[GPT_FCPROJB]};
 }
 
 /* ==== Embedding ============================================================================ */
 
-static void gpt_embed_forward(gpt_model *m, const int *tokens, void *out)
+/* Every stage's parameters come from its unit (model/shard.c): unit 0 the embeddings, 1 + l
+ * block l, L + 1 the final LayerNorm; under ZeRO-3 each use gathers them, under ZeRO-2/3 each
+ * backward's gradients go to a unit buffer reduced when it ends. */
+
+static remat_status gpt_embed_forward(gpt_model *m, const int *tokens, void *out)
 {
-    op_encoder_forward(m, out, tokens, m->p[GPT_WTE], m->p[GPT_WPE]);
+    void *buf, *w[GPT_N_PARAMS];
+    REMAT_TRY(gpt_unit_params_get(m, 0, &buf));
+    gpt_unit_tensors(m, 0, buf, m->p, w);
+    op_encoder_forward(m, out, tokens, w[GPT_WTE], w[GPT_WPE]);
+    gpt_unit_params_put(m, buf);
+    return REMAT_OK;
 }
 
-static void gpt_embed_backward(gpt_model *m, const int *tokens, const void *dout)
+/* The embeddings' gradient buffer is unit 0's, which the head's forward-with-grad began. */
+static remat_status gpt_embed_backward(gpt_model *m, const int *tokens, const void *dout)
 {
-    op_encoder_backward(m, m->g[GPT_WTE], m->g[GPT_WPE], dout, tokens);
+    void *buf, *g[GPT_N_PARAMS];
+    REMAT_TRY(gpt_unit_grads_get(m, 0, &buf));
+    gpt_unit_tensors(m, 0, buf, m->g, g);
+    op_encoder_backward(m, g[GPT_WTE], g[GPT_WPE], dout, tokens);
+    return gpt_unit_grads_put(m, 0, buf, 1);
 }
 
 /* ==== Blocks =============================================================================== */
 
-/* Forward of block l from x into out. saved = NULL: no grad (every intermediate lives in tmp);
- * else saved is ā laid out by s (out == saved) and what s omits goes to tmp. */
-static void gpt_block_forward(gpt_model *m, int l, const void *x, void *out, void *saved,
-                              const gpt_block_saved *s, void *tmp)
+/* Forward of a block with weights w from x into out. saved = NULL: no grad (every intermediate
+ * lives in tmp); else saved is ā laid out by s (out == saved) and what s omits goes to tmp. */
+static void gpt_block_forward(gpt_model *m, gpt_layer_params w, const void *x, void *out,
+                              void *saved, const gpt_block_saved *s, void *tmp)
 {
     int N = (int)m->N, C = m->cfg.channels;
     const gpt_block_fwd_tmp *ft = &m->fwd_tmp;
-    gpt_layer_params w = gpt_layer_p(m, l);
     void *t1 = gpt_at(tmp, ft->t1), *t2 = gpt_at(tmp, ft->t2), *t3 = gpt_at(tmp, ft->t3),
          *t4 = gpt_at(tmp, ft->t4);
     void *scratch = gpt_at(tmp, ft->scratch);
@@ -338,18 +335,20 @@ static void gpt_block_backward_attention(const gpt_block_bwd *b, void *din)
                    b->stats + m->N, N, C);
 }
 
-/* Backward of block l: din (= dx) from x, ā (saved, laid out by s) and dout; recomputes into the
- * workspace whatever s omits, with the same kernels on the same inputs, so the bits are equal. */
-static void gpt_block_backward(gpt_model *m, int l, const void *x, const void *saved,
-                               const gpt_block_saved *s, const void *dout, void *din, void *tmp)
+/* Backward of a block with weights w, gradients dw: din (= dx) from x, ā (saved, laid out by s)
+ * and dout; recomputes into the workspace whatever s omits, with the same kernels on the same
+ * inputs, so the bits are equal. */
+static void gpt_block_backward(gpt_model *m, gpt_layer_params w, gpt_layer_grads dw, const void *x,
+                               const void *saved, const gpt_block_saved *s, const void *dout,
+                               void *din, void *tmp)
 {
     const gpt_block_bwd_tmp *bt = &m->bwd_tmp;
     gpt_block_bwd b = {.m = m,
                        .N = (int)m->N,
                        .C = m->cfg.channels,
                        .NC = m->N * m->cfg.channels,
-                       .w = gpt_layer_p(m, l),
-                       .dw = gpt_layer_g(m, l),
+                       .w = w,
+                       .dw = dw,
                        .s = s,
                        .saved = saved,
                        .x = x,
@@ -397,33 +396,78 @@ static remat_status gpt_head_forward(gpt_model *m, const void *x, float *out, vo
         return remat_fail(REMAT_EINTERNAL,
                           "the head's forward-with-grad ran twice in one step (its weight gradient "
                           "would be added twice)");
-    op_ln_forward(m, lnf, stats, stats + m->N, x, m->p[GPT_LNFW], m->p[GPT_LNFB], N, C);
-    op_matmul_forward(m, logits, lnf, m->p[GPT_WTE], NULL, N, C, Vp);
+    int L = m->cfg.layers;
+    void *emb, *fin, *gemb = NULL, *w[GPT_N_PARAMS], *g[GPT_N_PARAMS];
+    REMAT_TRY(gpt_unit_params_get(m, 0, &emb));
+    remat_status s = gpt_unit_params_get(m, L + 1, &fin);
+    if (s == REMAT_OK && saved) /* unit 0's gradients, until the embedding's backward */
+        s = gpt_unit_grads_get(m, 0, &gemb);
+    if (s != REMAT_OK) {
+        gpt_unit_params_put(m, fin);
+        gpt_unit_params_put(m, emb);
+        return s;
+    }
+    gpt_unit_tensors(m, 0, emb, m->p, w);
+    gpt_unit_tensors(m, L + 1, fin, m->p, w);
+    op_ln_forward(m, lnf, stats, stats + m->N, x, w[GPT_LNFW], w[GPT_LNFB], N, C);
+    op_matmul_forward(m, logits, lnf, w[GPT_WTE], NULL, N, C, Vp);
     op_softmax_xent(m, out, saved ? logits : NULL, logits);
     if (saved) {
         void *dlnf = gpt_at(saved, m->head_saved.dlnf);
+        gpt_unit_tensors(m, 0, gemb, m->g, g);
         m->k->zero(m->kc, dlnf, m->N * C * m->elem);
-        op_matmul_backward(m, dlnf, m->g[GPT_WTE], NULL, logits, lnf, m->p[GPT_WTE], N, C, Vp);
+        op_matmul_backward(m, dlnf, g[GPT_WTE], NULL, logits, lnf, w[GPT_WTE], N, C, Vp);
         m->head_grad_done = 1;
     }
+    gpt_unit_params_put(m, fin);
+    gpt_unit_params_put(m, emb);
     return gpt_head_record_loss(m, out);
 }
 
-static void gpt_head_backward(gpt_model *m, const void *x, const void *saved, void *din)
+static remat_status gpt_head_backward(gpt_model *m, const void *x, const void *saved, void *din)
 {
-    int N = (int)m->N, C = m->cfg.channels;
+    int N = (int)m->N, C = m->cfg.channels, u = m->cfg.layers + 1;
     const float *stats = gpt_at(saved, m->head_saved.stats);
+    void *fin, *gfin, *w[GPT_N_PARAMS], *g[GPT_N_PARAMS];
+    REMAT_TRY(gpt_unit_params_get(m, u, &fin));
+    remat_status s = gpt_unit_grads_get(m, u, &gfin);
+    if (s != REMAT_OK) {
+        gpt_unit_params_put(m, fin);
+        return s;
+    }
+    gpt_unit_tensors(m, u, fin, m->p, w);
+    gpt_unit_tensors(m, u, gfin, m->g, g);
     m->k->zero(m->kc, din, m->N * C * m->elem);
-    op_ln_backward(m, din, m->g[GPT_LNFW], m->g[GPT_LNFB], gpt_at(saved, m->head_saved.dlnf), x,
-                   m->p[GPT_LNFW], stats, stats + m->N, N, C);
+    op_ln_backward(m, din, g[GPT_LNFW], g[GPT_LNFB], gpt_at(saved, m->head_saved.dlnf), x,
+                   w[GPT_LNFW], stats, stats + m->N, N, C);
+    gpt_unit_params_put(m, fin);
+    return gpt_unit_grads_put(m, u, gfin, 1);
+}
+
+/* A block's forward or backward with its unit's parameters (and gradients: backward). */
+static remat_status gpt_block_stage(gpt_model *m, int stage, int option, const void *in,
+                                    const void *saved, void *out, const void *dout, void *din,
+                                    void *tmp)
+{
+    void *buf, *gbuf = NULL, *w[GPT_N_PARAMS], *g[GPT_N_PARAMS];
+    const gpt_block_saved *s = &m->saved[option < 0 ? 0 : 1 + option];
+    REMAT_TRY(gpt_unit_params_get(m, stage, &buf));
+    gpt_unit_tensors(m, stage, buf, m->p, w);
+    if (!dout) { /* forward: saved is out, or NULL (no grad) */
+        gpt_block_forward(m, gpt_layer_p(w), in, out, (void *)saved, s, tmp);
+        gpt_unit_params_put(m, buf);
+        return REMAT_OK;
+    }
+    remat_status st = gpt_unit_grads_get(m, stage, &gbuf);
+    if (st == REMAT_OK) {
+        gpt_unit_tensors(m, stage, gbuf, m->g, g);
+        gpt_block_backward(m, gpt_layer_p(w), gpt_layer_g(g), in, saved, s, dout, din, tmp);
+    }
+    gpt_unit_params_put(m, buf);
+    return st == REMAT_OK ? gpt_unit_grads_put(m, stage, gbuf, 1) : st;
 }
 
 /* ==== Callbacks ============================================================================ */
-
-static const gpt_block_saved *gpt_saved_of(const gpt_model *m, int option)
-{
-    return &m->saved[option < 0 ? 0 : 1 + option];
-}
 
 static remat_status gpt_check_option(const gpt_model *m, int stage, int option)
 {
@@ -441,9 +485,9 @@ static remat_status gpt_cb_forward(void *ctx, int stage, int option, const void 
     int L = m->cfg.layers;
     void *saved = option == -2 ? NULL : out;
     if (stage == 0)
-        gpt_embed_forward(m, in, out);
+        REMAT_TRY(gpt_embed_forward(m, in, out));
     else if (stage <= L)
-        gpt_block_forward(m, stage - 1, in, out, saved, gpt_saved_of(m, option), tmp);
+        REMAT_TRY(gpt_block_stage(m, stage, option, in, saved, out, NULL, NULL, tmp));
     else if (stage == L + 1)
         return gpt_head_forward(m, in, out, saved, tmp);
     else
@@ -458,12 +502,12 @@ static remat_status gpt_cb_backward(void *ctx, int stage, int option, const void
     REMAT_TRY(gpt_check_option(m, stage, option));
     int L = m->cfg.layers;
     if (stage == 0) {
-        gpt_embed_backward(m, in, dout);
         m->k->zero(m->kc, din, m->input_bytes); /* tokens have no gradient */
+        REMAT_TRY(gpt_embed_backward(m, in, dout));
     } else if (stage <= L)
-        gpt_block_backward(m, stage - 1, in, saved, gpt_saved_of(m, option), dout, din, tmp);
+        REMAT_TRY(gpt_block_stage(m, stage, option, in, saved, NULL, dout, din, tmp));
     else if (stage == L + 1)
-        gpt_head_backward(m, in, saved, din);
+        REMAT_TRY(gpt_head_backward(m, in, saved, din));
     else
         return remat_fail(REMAT_EINTERNAL, "the model has no stage %d", stage);
     return m->k->check(m->kc); /* no wait: the step synchronises where it reads results */

@@ -49,6 +49,20 @@ struct gpt_model {
     int rank, ranks, zero;
     size_t padded, shard, states;
     size_t loss_rows;
+    /* ZeRO-2/3 (zero >= 2, model/shard.c) shard unit by unit, as FSDP's flat parameters: unit 0
+     * holds the embeddings (wte, wpe), units 1..L the blocks, unit L+1 the final LayerNorm, each
+     * tensor's elements one after another in llm.c's order (gpt_unit_tensors). A unit of n
+     * elements is padded to ranks * chunk (chunk = ceil(n / ranks)); rank r owns chunk r of every
+     * unit, kept unit after unit in its shard (`states` elements). The parameter buffer holds
+     * every unit padded (`padded` elements) under ZeRO-2, the shard under ZeRO-3; the gradient
+     * buffer holds the shard. unit_elems / unit_chunk: [0] the embeddings, [1] a block, [2] the
+     * final LayerNorm. */
+    size_t unit_elems[3], unit_chunk[3];
+    size_t param_elems, grad_elems; /* elements of the parameter and gradient buffers */
+    void *grad0;       /* unit 0's full gradients, from the head's forward-with-grad (its share
+                        * of dwte) to the embedding's backward, which reduces them; else NULL */
+    int local;         /* 1 while rank 0 profiles alone: no collectives (shard.c) */
+    uint64_t gathers;  /* ZeRO-3 parameter gathers of the last step */
     int *targets;        /* device, N */
     float *losses_host;  /* host, N: the last losses read back */
     uint64_t persistent; /* pool bytes of the four flat buffers and targets */
@@ -68,6 +82,42 @@ struct gpt_model {
 
     struct gpt_memprof *memprof; /* NULL unless a memory profile is attached (memprof.c) */
 };
+
+/* ==== Units of ZeRO-2/3 (model/shard.c) ==== */
+#define GPT_UNITS_TAG "units" /* the pool tag of the gathered and unreduced unit buffers */
+/* Sets unit_elems / unit_chunk and the buffer sizes (param_elems, grad_elems, padded, states)
+ * for m's ZeRO stage and ranks (after gpt_layout_params). */
+void gpt_units_layout(gpt_model *m);
+/* Units in all (layers + 2), and unit u's chunk, its offset in the padded layout, its chunk's
+ * offset in the rank's shard (elements). */
+int gpt_unit_count(const gpt_model *m);
+size_t gpt_unit_chunk(const gpt_model *m, int u);
+size_t gpt_unit_full_offset(const gpt_model *m, int u);
+size_t gpt_unit_shard_offset(const gpt_model *m, int u);
+/* Pointers to the tensors of unit u (of the layer, for a block) in out[] (the others untouched):
+ * inside buf, the unit's elements one after another, under ZeRO-2/3; at their place in the flat
+ * buffer whose tensors start at flat[] (m->p or m->g) otherwise, buf unused. */
+void gpt_unit_tensors(const gpt_model *m, int u, void *buf, void *const *flat,
+                      void *out[GPT_N_PARAMS]);
+/* The parameters of unit u for a stage: ZeRO-3 all-gathers them into a pool block (one gather
+ * counted), ZeRO-2 points into the parameter buffer, else *buf = NULL (use m->p). Release with
+ * gpt_unit_params_put. */
+remat_status gpt_unit_params_get(gpt_model *m, int u, void **buf);
+void gpt_unit_params_put(gpt_model *m, void *buf);
+/* A zeroed buffer for unit u's gradients under ZeRO-2/3 (unit 0: the one m->grad0 holds until the
+ * embedding's backward), else *buf = NULL (use m->g). gpt_unit_grads_put reduce-scatters it, adds
+ * this rank's chunk to its gradient shard and frees it (unit 0: only when reduce is 1). */
+remat_status gpt_unit_grads_get(gpt_model *m, int u, void **buf);
+remat_status gpt_unit_grads_put(gpt_model *m, int u, void *buf, int reduce);
+/* Frees m->grad0 if a step that failed left it. */
+void gpt_unit_drop(gpt_model *m);
+/* Host fp32 parameters in llm.c's layout (lay.total floats) to what this rank stores in the
+ * units' layout (ZeRO-2: param_elems floats, every unit padded; ZeRO-3 or shard_only: the shard,
+ * states floats), and back from the padded layout. */
+void gpt_units_pack(const gpt_model *m, const float *host, float *out, int shard_only);
+void gpt_units_unpack(const gpt_model *m, const float *padded, float *host);
+/* Whether the step runs its collectives (trainer.c): several ranks, or one through NCCL. */
+int gpt_collective(const gpt_model *m);
 
 /* Fills the byte layouts of m from its config and B, T. */
 void gpt_stages_layout(gpt_model *m);

@@ -61,16 +61,11 @@ static remat_status gpt_set_parallel(gpt_model *m, const gpt_parallel *par)
     m->zero = par ? par->zero : 0;
     m->ranks = m->comm ? remat_comm_size(m->comm) : 1;
     m->rank = m->comm ? remat_comm_rank(m->comm) : 0;
-    if (m->zero < 0 || m->zero > 1)
-        return remat_fail(REMAT_EUNSUPPORTED,
-                          "ZeRO stage %d: the trainer runs stages 0 and 1 (2 and 3 are not built "
-                          "yet)",
-                          m->zero);
+    if (m->zero < 0 || m->zero > 3)
+        return remat_fail(REMAT_EINVAL, "ZeRO stage %d: the stages are 0, 1, 2 and 3", m->zero);
     if (accum > 1 << 20)
         return remat_fail(REMAT_EINVAL, "%d micro-steps per update: at most %d", accum, 1 << 20);
-    m->shard = (m->lay.total + m->ranks - 1) / m->ranks;
-    m->padded = m->zero >= 1 ? m->shard * m->ranks : m->lay.total; /* ZeRO-0 shards nothing */
-    m->states = m->zero >= 1 ? m->shard : m->lay.total;
+    gpt_units_layout(m);
     m->loss_rows = m->N * m->ranks * accum;
     return REMAT_OK;
 }
@@ -78,10 +73,11 @@ static remat_status gpt_set_parallel(gpt_model *m, const gpt_parallel *par)
 /* Pool bytes of the persistent buffers gpt_model_buffers allocates, each rounded to 512. */
 static uint64_t gpt_persistent_of(const gpt_model *m)
 {
-    uint64_t w = (m->padded * m->elem + 511) / 512 * 512;
+    uint64_t w = (m->param_elems * m->elem + 511) / 512 * 512;
+    uint64_t g = (m->grad_elems * m->elem + 511) / 512 * 512;
     uint64_t f = (m->states * sizeof(float) + 511) / 512 * 512;
     uint64_t states = m->kb && m->prec.master_weights ? 3 : 2;
-    return 2 * w + states * f + (m->N * sizeof(int) + 511) / 512 * 512;
+    return w + g + states * f + (m->N * sizeof(int) + 511) / 512 * 512;
 }
 
 /* ==== Creation ============================================================================= */
@@ -100,9 +96,10 @@ static remat_status gpt_pool_alloc(gpt_model *m, size_t bytes, const char *tag, 
 
 static remat_status gpt_model_buffers(gpt_model *m)
 {
-    size_t bytes = m->padded * m->elem, fbytes = m->states * sizeof(float);
+    size_t bytes = m->param_elems * m->elem, gbytes = m->grad_elems * m->elem,
+           fbytes = m->states * sizeof(float);
     REMAT_TRY(gpt_pool_alloc(m, bytes, "params", "parameters", &m->params));
-    REMAT_TRY(gpt_pool_alloc(m, bytes, "grads", "gradients", &m->grads));
+    REMAT_TRY(gpt_pool_alloc(m, gbytes, "grads", "gradients", &m->grads));
     if (m->kb && m->prec.master_weights) {
         REMAT_TRY(gpt_pool_alloc(m, fbytes, "optim", "fp32 master weights", (void **)&m->master));
         m->k->zero(m->kc, m->master, fbytes);
@@ -113,12 +110,12 @@ static remat_status gpt_model_buffers(gpt_model *m)
     m->losses_host = malloc(m->N * sizeof(float));
     if (!m->losses_host)
         return remat_fail(REMAT_ENOMEM, "cannot allocate %zu host losses", m->N);
-    for (int i = 0; i < GPT_N_PARAMS; i++) {
+    for (int i = 0; i < GPT_N_PARAMS && m->zero < 2; i++) { /* ZeRO-2/3 go by units */
         m->p[i] = (char *)m->params + m->lay.offset[i] * m->elem;
         m->g[i] = (char *)m->grads + m->lay.offset[i] * m->elem;
     }
     m->k->zero(m->kc, m->params, bytes);
-    m->k->zero(m->kc, m->grads, bytes);
+    m->k->zero(m->kc, m->grads, gbytes);
     m->k->zero(m->kc, m->m, fbytes);
     m->k->zero(m->kc, m->v, fbytes);
     return m->k->status(m->kc);
@@ -185,6 +182,8 @@ void gpt_model_destroy(gpt_model *m)
 {
     if (!m)
         return;
+    if (m->pool)
+        gpt_unit_drop(m);
     void *bufs[] = {m->params, m->grads, m->master, m->m, m->v, m->targets};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         if (bufs[i])
@@ -203,6 +202,11 @@ const gpt_config *gpt_model_config(const gpt_model *m)
 const gpt_param_layout *gpt_model_layout(const gpt_model *m)
 {
     return &m->lay;
+}
+
+uint64_t gpt_model_gathers(const gpt_model *m)
+{
+    return m ? m->gathers : 0;
 }
 
 uint64_t gpt_model_persistent_bytes(const gpt_model *m)
@@ -308,7 +312,7 @@ static remat_status gpt_copy(gpt_model *m, void *dst, const void *src, size_t by
 
 float *gpt_model_host_params(gpt_model *m)
 {
-    return m && m->host_memory && !m->kb ? m->params : NULL;
+    return m && m->host_memory && !m->kb && m->zero < 2 ? m->params : NULL;
 }
 
 /* bf16 buffers are converted by the bf16 kernels on the device; with no bf16 kernels on a device
@@ -320,9 +324,87 @@ static remat_status gpt_bf16_host_only(const gpt_model *m)
     return remat_fail(REMAT_EUNSUPPORTED, "bf16 weights on a device that is not host memory");
 }
 
+/* ZeRO-2/3: what this rank stores of host's parameters, put in the units' layout. */
+static remat_status gpt_set_params_units(gpt_model *m, const float *host)
+{
+    size_t n = m->param_elems > m->states ? m->param_elems : m->states;
+    float *stage = malloc(n * sizeof(float));
+    if (!stage)
+        return remat_fail(REMAT_ENOMEM, "cannot stage %zu parameters on the host", n);
+    gpt_units_pack(m, host, stage, m->zero >= 3);
+    remat_status s = REMAT_OK;
+    if (!m->kb) {
+        s = gpt_copy(m, m->params, stage, m->param_elems * sizeof(float),
+                     REMAT_COPY_HOST_TO_DEVICE);
+        if (s == REMAT_OK) /* the upload reads stage */
+            s = m->k->status(m->kc);
+    } else if ((s = gpt_bf16_host_only(m)) == REMAT_OK) {
+        m->kb->to_bf16(m->kc, m->params, stage, m->param_elems);
+        if (m->master) {
+            gpt_units_pack(m, host, stage, 1);
+            memcpy(m->master, stage, m->states * sizeof(float));
+        }
+        s = m->k->status(m->kc);
+    }
+    free(stage);
+    return s;
+}
+
+/* ZeRO-2/3: every unit's parameters (the master weights where there are) gathered into padded,
+ * the units' layout. Every rank calls it. */
+static remat_status gpt_gather_units(gpt_model *m, float *padded)
+{
+    remat_status s = REMAT_OK;
+    if (m->master) { /* bf16, so host memory: each unit's master chunks over the ranks */
+        for (int u = 0; u < gpt_unit_count(m) && s == REMAT_OK; u++) {
+            size_t c = gpt_unit_chunk(m, u);
+            float *mine = m->master + gpt_unit_shard_offset(m, u);
+            float *all = padded + gpt_unit_full_offset(m, u);
+            if (gpt_collective(m))
+                s = remat_comm_allgather(m->comm, mine, all, c, REMAT_COMM_F32);
+            else
+                memcpy(all, mine, c * sizeof(float));
+        }
+        return s;
+    }
+    uint64_t gathers = m->gathers; /* not the step's */
+    for (int u = 0; u < gpt_unit_count(m) && s == REMAT_OK; u++) {
+        void *buf;
+        size_t n = (size_t)m->ranks * gpt_unit_chunk(m, u);
+        float *all = padded + gpt_unit_full_offset(m, u);
+        if ((s = gpt_unit_params_get(m, u, &buf)) != REMAT_OK)
+            break;
+        if (!m->kb)
+            s = gpt_copy(m, all, buf, n * sizeof(float), REMAT_COPY_DEVICE_TO_HOST);
+        else
+            m->kb->to_f32(m->kc, all, buf, n);
+        if (s == REMAT_OK)
+            s = m->k->status(m->kc);
+        gpt_unit_params_put(m, buf);
+    }
+    m->gathers = gathers;
+    return s;
+}
+
+static remat_status gpt_get_params_units(gpt_model *m, float *host)
+{
+    if (m->kb)
+        REMAT_TRY(gpt_bf16_host_only(m));
+    float *padded = malloc(m->padded * sizeof(float));
+    if (!padded)
+        return remat_fail(REMAT_ENOMEM, "cannot gather %zu parameters on the host", m->padded);
+    remat_status s = gpt_gather_units(m, padded);
+    if (s == REMAT_OK)
+        gpt_units_unpack(m, padded, host);
+    free(padded);
+    return s;
+}
+
 remat_status gpt_model_set_params(gpt_model *m, const float *host)
 {
     size_t n = m->lay.total;
+    if (m->zero >= 2)
+        return gpt_set_params_units(m, host);
     if (!m->kb)
         return gpt_copy(m, m->params, host, n * sizeof(float), REMAT_COPY_HOST_TO_DEVICE);
     REMAT_TRY(gpt_bf16_host_only(m));
@@ -340,6 +422,8 @@ remat_status gpt_model_set_params(gpt_model *m, const float *host)
 remat_status gpt_model_get_params(gpt_model *m, float *host)
 {
     size_t n = m->lay.total;
+    if (m->zero >= 2)
+        return gpt_get_params_units(m, host);
     if (!m->kb)
         return gpt_copy(m, host, m->params, n * sizeof(float), REMAT_COPY_DEVICE_TO_HOST);
     REMAT_TRY(gpt_bf16_host_only(m));
@@ -365,6 +449,10 @@ remat_status gpt_model_get_params(gpt_model *m, float *host)
 remat_status gpt_model_get_grads(gpt_model *m, float *host)
 {
     size_t n = m->lay.total;
+    if (m->zero >= 2)
+        return remat_fail(REMAT_EUNSUPPORTED,
+                          "the gradients: under ZeRO-%d each rank holds only its reduced shard",
+                          m->zero);
     if (!m->kb)
         return gpt_copy(m, host, m->grads, n * sizeof(float), REMAT_COPY_DEVICE_TO_HOST);
     REMAT_TRY(gpt_bf16_host_only(m));
@@ -488,14 +576,18 @@ static remat_status gpt_model_run(gpt_model *m, const remat_schedule *sched,
                               inputs[i] < 0 || inputs[i] >= m->cfg.vocab ? inputs[i] : targets[i],
                               i, m->cfg.vocab);
     REMAT_TRY(gpt_copy(m, m->targets, targets, m->N * sizeof(int), REMAT_COPY_HOST_TO_DEVICE));
-    if (zero_grads)
-        m->k->zero(m->kc, m->grads, m->padded * m->elem);
+    if (zero_grads) {
+        m->k->zero(m->kc, m->grads, m->grad_elems * m->elem);
+        m->gathers = 0;
+    }
     m->step_inputs = inputs;
     m->head_grad_done = 0;
     m->loss = 0;
     remat_callbacks prof = gpt_memprof_callbacks();
-    REMAT_TRY(m->memprof ? remat_run(sched, chain, m->pool, m->stream, &prof, m->memprof)
-                         : remat_run(sched, chain, m->pool, m->stream, &gpt_callbacks, m));
+    remat_status s = m->memprof ? remat_run(sched, chain, m->pool, m->stream, &prof, m->memprof)
+                                : remat_run(sched, chain, m->pool, m->stream, &gpt_callbacks, m);
+    gpt_unit_drop(m); /* held only by a step that failed half-way */
+    REMAT_TRY(s);
     REMAT_TRY(m->k->status(m->kc));
     if (!m->head_grad_done)
         return remat_fail(REMAT_EINTERNAL, "the schedule never ran the head's forward-with-grad");
@@ -521,15 +613,9 @@ remat_status gpt_model_zero_grads(gpt_model *m)
 {
     if (!m)
         return remat_fail(REMAT_EINVAL, "gpt_model_zero_grads: model must not be NULL");
-    m->k->zero(m->kc, m->grads, m->padded * m->elem);
+    m->k->zero(m->kc, m->grads, m->grad_elems * m->elem);
+    m->gathers = 0;
     return m->k->check(m->kc);
-}
-
-/* Whether the step runs its collectives: on several ranks, or on one through NCCL (the same
- * path, so one GPU checks it). */
-static int gpt_collective(const gpt_model *m)
-{
-    return m->comm && (m->ranks > 1 || strcmp(remat_comm_backend(m->comm), "nccl") == 0);
 }
 
 /* Elements a bucket of the gradient all-reduce holds: 4 Mi (16 MiB of fp32), so MPI's
@@ -540,7 +626,7 @@ remat_status gpt_model_reduce_grads(gpt_model *m)
 {
     if (!m)
         return remat_fail(REMAT_EINVAL, "gpt_model_reduce_grads: model must not be NULL");
-    if (!gpt_collective(m))
+    if (!gpt_collective(m) || m->zero >= 2) /* ZeRO-2/3 reduce each unit in its backward */
         return REMAT_OK;
     REMAT_TRY(m->k->status(m->kc)); /* the collectives read the gradients */
     remat_comm_dtype dt = m->kb ? REMAT_COMM_BF16 : REMAT_COMM_F32;
@@ -556,28 +642,57 @@ remat_status gpt_model_reduce_grads(gpt_model *m)
     return REMAT_OK;
 }
 
+/* AdamW on n elements: parameters p, gradients g, and the float32 states from element `at` of
+ * m, v (and master); `first` (the elements' place in the model) picks bf16's rounding stream. */
+static void gpt_adamw_span(gpt_model *m, const gpt_adamw *hp, int t, void *p, const void *g,
+                           size_t at, size_t n, size_t first)
+{
+    /* step t's rounding stream: a function of the run's seed, t and the span */
+    uint64_t seed = m->prec.seed ^ ((uint64_t)t * 0xd1b54a32d192ed03ull) ^
+                    ((uint64_t)first * 0x9e3779b97f4a7c15ull);
+    if (!m->kb)
+        m->k->adamw(m->kc, p, g, m->m + at, m->v + at, n, hp->lr, hp->beta1, hp->beta2, hp->eps,
+                    hp->weight_decay, t);
+    else if (m->master)
+        m->kb->adamw_master(m->kc, p, m->master + at, g, m->m + at, m->v + at, n, hp->lr,
+                            hp->beta1, hp->beta2, hp->eps, hp->weight_decay, t);
+    else
+        m->kb->adamw_sr(m->kc, p, g, m->m + at, m->v + at, n, hp->lr, hp->beta1, hp->beta2,
+                        hp->eps, hp->weight_decay, t, seed);
+}
+
+/* ZeRO-2: each unit's chunk of the full parameters is updated, then the unit gathered. */
+static remat_status gpt_update_units(gpt_model *m, const gpt_adamw *hp, int t)
+{
+    for (int u = 0; u < gpt_unit_count(m); u++) {
+        size_t c = gpt_unit_chunk(m, u), at = gpt_unit_shard_offset(m, u);
+        size_t first = gpt_unit_full_offset(m, u) + (size_t)m->rank * c;
+        void *p = (char *)m->params + first * m->elem;
+        gpt_adamw_span(m, hp, t, p, (const char *)m->grads + at * m->elem, at, c, first);
+        if (gpt_collective(m)) {
+            REMAT_TRY(m->k->status(m->kc));
+            REMAT_TRY(remat_comm_allgather(m->comm, p,
+                                           (char *)m->params + gpt_unit_full_offset(m, u) * m->elem,
+                                           c, m->kb ? REMAT_COMM_BF16 : REMAT_COMM_F32));
+        }
+    }
+    return m->k->check(m->kc);
+}
+
 remat_status gpt_model_update(gpt_model *m, const gpt_adamw *hp, int t)
 {
     if (!m || !hp || t < 1)
         return remat_fail(REMAT_EINVAL, "gpt_model_update: bad arguments (step %d)", t);
+    if (m->zero == 2)
+        return gpt_update_units(m, hp, t);
     /* ZeRO-1 updates this rank's shard (its padding has zero gradients and stays zero), then
-     * gathers every rank's updated shard; otherwise every element, as every rank does alike. */
-    size_t first = m->zero >= 1 ? (size_t)m->rank * m->shard : 0, n = m->states;
-    void *p = (char *)m->params + first * m->elem;
-    const void *g = (const char *)m->grads + first * m->elem;
-    /* step t's rounding stream: a function of the run's seed, t and the shard */
-    uint64_t seed = m->prec.seed ^ ((uint64_t)t * 0xd1b54a32d192ed03ull) ^
-                    ((uint64_t)first * 0x9e3779b97f4a7c15ull);
-    if (!m->kb)
-        m->k->adamw(m->kc, p, g, m->m, m->v, n, hp->lr, hp->beta1, hp->beta2, hp->eps,
-                    hp->weight_decay, t);
-    else if (m->master)
-        m->kb->adamw_master(m->kc, p, m->master, g, m->m, m->v, n, hp->lr, hp->beta1, hp->beta2,
-                            hp->eps, hp->weight_decay, t);
-    else
-        m->kb->adamw_sr(m->kc, p, g, m->m, m->v, n, hp->lr, hp->beta1, hp->beta2, hp->eps,
-                        hp->weight_decay, t, seed);
-    if (m->zero < 1 || !gpt_collective(m)) /* the next step's first read waits for it */
+     * gathers every rank's updated shard; ZeRO-3 its shard of every unit, which the stages
+     * gather when they need it; otherwise every element, as every rank does alike. */
+    size_t first = m->zero >= 1 ? (size_t)m->rank * m->shard : 0;
+    void *p = (char *)m->params + (m->zero >= 3 ? 0 : first) * m->elem;
+    const void *g = (const char *)m->grads + (m->zero >= 2 ? 0 : first) * m->elem;
+    gpt_adamw_span(m, hp, t, p, g, 0, m->states, first);
+    if (m->zero != 1 || !gpt_collective(m)) /* the next step's first read waits for it */
         return m->k->check(m->kc);
     REMAT_TRY(m->k->status(m->kc));
     return remat_comm_allgather(m->comm, p, m->params, m->shard,
