@@ -168,7 +168,8 @@ static void training_states(const remat_fit_request *r, remat_fit_bytes *b)
             uint64_t head = remat_sat_mul(outer + norm, w), blk = remat_sat_mul(unit, w + g);
             most = head > blk ? head : blk;
         }
-        b->workspace = remat_sat_add(b->workspace, remat_sat_add(held, most));
+        if (!r->model.params_only) /* a bare count has no units to tell apart: none counted */
+            b->workspace = remat_sat_add(b->workspace, remat_sat_add(held, most));
         return;
     }
     /* ZeRO-1 shards one flat buffer: ceil(psi / n) elements a rank, its full copies padded to

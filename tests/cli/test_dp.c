@@ -1,7 +1,8 @@
 /* tests/cli/test_dp.c: data-parallel `remat train` under mpirun (2 and 4 ranks, oversubscribed)
  * against the one-process run of the whole batch: losses within 1e-6 relative at every step,
- * bitwise repeatable, bitwise equal under checkpointing; ZeRO-1's per-rank states and the ring
- * volumes against their byte arithmetic; bad launches refused. The oracle is the one-process
+ * bitwise repeatable, bitwise equal under checkpointing; ZeRO-1/2/3's per-rank states, unit
+ * buffers, parameter gathers and ring volumes against their byte arithmetic; bad launches
+ * refused. The oracle is the one-process
  * trainer (tests/unit/test_model.c checks it against a float64 reference). */
 #include "tests/common/cli_run.h"
 
@@ -87,14 +88,14 @@ static void needs_mpi(void)
         cr_skip_test("built without MPI (REMAT_MPI=0)");
 }
 
-/* N ranks of batch B against one process of batch N*B, for ZeRO 0 and 1, store-all and optimal. */
+/* N ranks of batch B against one process of batch N*B, for ZeRO 0-3, store-all and optimal. */
 static void ranks_match_one_process(int ranks, const char *policy)
 {
     needs_mpi();
     static cli_result one, dp;
     run_out ref, got;
     parse(cli_run(&one, TINY " --batch %d %s", 2 * ranks, policy), &ref);
-    for (int zero = 0; zero <= 1; zero++) {
+    for (int zero = 0; zero <= 3; zero++) {
         parse(cli_run_ranks(&dp, ranks, TINY " --batch 2 --zero %d %s", zero, policy), &got);
         char what[96];
         snprintf(what, sizeof what, "%d ranks, ZeRO-%d, %s", ranks, zero, policy);
@@ -133,6 +134,12 @@ Test(dp, runs_repeat_bitwise_and_checkpointing_changes_no_bit, .timeout = 600)
     cli_run_ranks(&c, 2, TINY " --batch 2 --zero 0 --policy periodic:1");
     cli_run_ranks(&b, 2, TINY " --batch 2 --zero 0");
     expect_same(&b, &c, "periodic:1 against store-all");
+    /* ZeRO-3 gathers a recomputed block's weights again: the same weights, the same bits */
+    cli_run_ranks(&a, 2, TINY " --batch 2 --zero 3");
+    cli_run_ranks(&b, 2, TINY " --batch 2 --zero 3");
+    expect_same(&a, &b, "two identical ZeRO-3 runs");
+    cli_run_ranks(&c, 2, TINY " --batch 2 --zero 3 --policy optimal --budget 50%%");
+    expect_same(&a, &c, "ZeRO-3, optimal at 50%% against store-all");
 }
 
 Test(dp, accumulation_matches_the_whole_batch, .timeout = 600)
@@ -145,9 +152,11 @@ Test(dp, accumulation_matches_the_whole_batch, .timeout = 600)
     cr_expect_eq(num(&got, "accum"), 4);
     cJSON_Delete(got.summary);
     if (remat_built_with_mpi()) {
-        parse(cli_run_ranks(&acc, 2, TINY " --batch 2 --accum 2 --zero 1"), &got);
-        expect_close(&got, &ref, 1e-6, "2 ranks x 2 micro-steps of 2");
-        cJSON_Delete(got.summary);
+        for (int zero = 1; zero <= 3; zero += 2) { /* ZeRO-3 reduces each micro-step's units */
+            parse(cli_run_ranks(&acc, 2, TINY " --batch 2 --accum 2 --zero %d", zero), &got);
+            expect_close(&got, &ref, 1e-6, "2 ranks x 2 micro-steps of 2");
+            cJSON_Delete(got.summary);
+        }
     }
     cJSON_Delete(ref.summary);
 }
@@ -181,12 +190,64 @@ Test(dp, zero1_shards_the_optimizer_and_the_traffic_is_the_ring_volume, .timeout
     }
 }
 
+/* tiny's units (L 2, C 64, vocabulary 256, 64 positions): the embeddings, a block, the final
+ * LayerNorm, in elements. */
+enum { TINY_L = 2, TINY_OUTER = 256 * 64 + 64 * 64, TINY_BLOCK = 12 * 64 * 64 + 13 * 64,
+       TINY_NORM = 2 * 64 };
+
+Test(dp, zero2_and_zero3_shard_by_unit_and_gather_once_per_use, .timeout = 600)
+{
+    needs_mpi();
+    static cli_result r2, r3, rc;
+    for (int ranks = 2; ranks <= 4; ranks += 2) {
+        run_out z2, z3, ck;
+        parse(cli_run_ranks(&r2, ranks, TINY " --batch 2 --zero 2"), &z2);
+        parse(cli_run_ranks(&r3, ranks, TINY " --batch 2 --zero 3"), &z3);
+        uint64_t n = (uint64_t)ranks, co = (TINY_OUTER + n - 1) / n, cb = (TINY_BLOCK + n - 1) / n,
+                 cn = (TINY_NORM + n - 1) / n, shard = co + TINY_L * cb + cn;
+        cr_assert_eq(num(&z2, "parameters"), TINY_OUTER + TINY_L * TINY_BLOCK + TINY_NORM);
+        /* ZeRO-2: full weights (every unit padded), the shard of the gradients and moments */
+        cr_expect_eq((uint64_t)tag_peak(&z2, "params"), n * shard * 4);
+        cr_expect_eq((uint64_t)tag_peak(&z2, "grads"), shard * 4);
+        cr_expect_eq((uint64_t)tag_peak(&z2, "optim"), 2 * shard * 4);
+        /* the embeddings' gradients held through the backward, plus one block's */
+        cr_expect_eq((uint64_t)tag_peak(&z2, "units"), n * (co + cb) * 4);
+        /* ZeRO-3: the shard of everything; a block's backward holds its gathered weights and
+         * its gradients beside the embeddings' gradients (more, here, than the head's gathered
+         * embeddings and norm) */
+        cr_expect_eq((uint64_t)tag_peak(&z3, "params"), shard * 4);
+        cr_expect_eq((uint64_t)tag_peak(&z3, "grads"), shard * 4);
+        cr_expect_eq((uint64_t)tag_peak(&z3, "units"), n * (co * 4 + cb * 8));
+        /* store-all gathers every unit for its forward (the embeddings twice: the embedding
+         * and the head) and each block and the norm for its backward */
+        cr_expect_eq(num(&z3, "param_gathers_per_step"), 2 * TINY_L + 4);
+        cr_expect_eq(num(&z2, "param_gathers_per_step"), 0);
+        uint64_t loss = 2 * 8 * (n - 1) / n;
+        cr_expect_eq((uint64_t)num(&z2, "comm_bytes_per_step"), (n - 1) * shard * 8 + loss,
+                     "ZeRO-2: each unit reduce-scattered and gathered once");
+        cr_expect_eq((uint64_t)num(&z3, "comm_bytes_per_step"), (n - 1) * shard * 12 + loss,
+                     "ZeRO-3: reduced once, gathered twice");
+        /* a recomputed block is gathered once more: the traffic grows by its chunk each time */
+        parse(cli_run_ranks(&rc, ranks,
+                            TINY " --batch 2 --zero 3 --policy optimal --budget 50%% --analytic"),
+              &ck);
+        double extra = num(&ck, "param_gathers_per_step") - (2 * TINY_L + 4);
+        cr_expect(extra >= 1, "optimal at 50%% recomputes: %g extra gathers", extra);
+        cr_expect_eq(num(&ck, "comm_bytes_per_step") - num(&z3, "comm_bytes_per_step"),
+                     extra * (double)((n - 1) * cb * 4), "%d ranks: %g extra block gathers", ranks,
+                     extra);
+        cJSON_Delete(z2.summary);
+        cJSON_Delete(z3.summary);
+        cJSON_Delete(ck.summary);
+    }
+}
+
 Test(dp, bad_launches_are_refused_clearly, .timeout = 300)
 {
     static cli_result r;
-    cli_run(&r, TINY " --zero 2");
+    cli_run(&r, TINY " --zero 4");
     cr_expect_eq(r.code, 2);
-    cr_expect(strstr(r.err, "ZeRO-2 and ZeRO-3 are not built yet"), "%s", r.err);
+    cr_expect(strstr(r.err, "--zero") && strstr(r.err, "4"), "%s", r.err);
     cli_run(&r, TINY " --accum 0");
     cr_expect_eq(r.code, 2);
     cli_run(&r, TINY " --accum 2 --baseline");
@@ -217,16 +278,23 @@ Test(dp, a_parameter_count_the_ranks_do_not_divide_is_padded, .timeout = 600)
     cr_expect_eq(tag_peak(&got, "params"), 2444 * 4);
     cr_expect_eq(tag_peak(&got, "optim"), 2 * 611 * 4);
     cJSON_Delete(got.summary);
+    /* ZeRO-3 pads unit by unit: embeddings 64*6 + 256*6, a block 12*36 + 13*6, the norm 12 */
+    parse(cli_run_ranks(&dp, 4, TINY " --layers 1 --channels 6 --heads 2 --batch 2 --zero 3"),
+          &got);
+    expect_close(&got, &ref, 1e-6, "4 ranks, ZeRO-3, padded");
+    cr_expect_eq(tag_peak(&got, "params"), (480 + 128 + 3) * 4);
+    cJSON_Delete(got.summary);
     cJSON_Delete(ref.summary);
 }
 
-/* `remat fit --zero K --gpus N` predicts each rank's states to the byte, padding included. */
+/* `remat fit --zero K --gpus N` predicts each rank's states to the byte, padding included, and
+ * ZeRO-2/3's unit buffers in its workspace (beyond the fixed 64 MiB). */
 Test(dp, fit_predicts_every_ranks_states_to_the_byte, .timeout = 600)
 {
     needs_mpi();
     static cli_result run, fit;
     for (int ranks = 2; ranks <= 4; ranks += 2)
-        for (int zero = 0; zero <= 1; zero++) {
+        for (int zero = 0; zero <= 3; zero++) {
             run_out got;
             parse(cli_run_ranks(&run, ranks, TINY " --batch 2 --zero %d", zero), &got);
             cli_run(&fit, "fit --model tiny --zero %d --gpus %d --batch 2 --seq 32 --card 1GiB "
@@ -241,6 +309,8 @@ Test(dp, fit_predicts_every_ranks_states_to_the_byte, .timeout = 600)
                 cr_expect_eq(cJSON_GetObjectItem(pg, fit_keys[i])->valuedouble,
                              tag_peak(&got, tags[i]), "%d ranks ZeRO-%d: %s", ranks, zero,
                              fit_keys[i]);
+            cr_expect_eq(cJSON_GetObjectItem(pg, "workspace")->valuedouble - (64 << 20),
+                         tag_peak(&got, "units"), "%d ranks ZeRO-%d: unit buffers", ranks, zero);
             /* the traffic too, but for the loss's 8-byte all-reduce */
             cr_expect_eq(cJSON_GetObjectItem(j, "comm_bytes_per_step")->valuedouble,
                          num(&got, "comm_bytes_per_step") - 2 * 8 * (ranks - 1) / ranks,
