@@ -3,6 +3,7 @@
 #include "core/core.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -97,3 +98,16 @@ int cli_parse_size(const char *cmd, const char *opt, const char *text, uint64_t 
 int cli_is_help(const char *arg) { return strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0; }
 
 void cli_json_string(FILE *f, const char *s) { remat_json_string(f, s); }
+
+remat_status cli_quiet_stdout(void)
+{
+    fflush(stdout);
+    int fd = open("/dev/null", O_WRONLY);
+    if (fd < 0 || dup2(fd, STDOUT_FILENO) < 0) {
+        if (fd >= 0)
+            close(fd);
+        return remat_fail(REMAT_EIO, "cannot send stdout to /dev/null: %s", strerror(errno));
+    }
+    close(fd);
+    return REMAT_OK;
+}

@@ -132,11 +132,20 @@ void cmd_replay_usage(FILE *f);
 
 int cmd_fit(int argc, char **argv);
 void cmd_fit_usage(FILE *f);
-/* `remat fit --measure` (cli/cmd_fit_measure.c): trains our GPT at each policy's planned largest
- * batch on `device` in a pool limited to res->pool_bytes (expandable segments if asked) and
- * prints planned against measured. */
-int fit_measure(const remat_fit_request *req, const remat_fit_result *res, const char *device,
-                int expandable, int json);
+/* `remat fit --measure` (cli/cmd_fit_measure.c). fit_measure_ranks first, before anything is
+ * printed: with --zero or --gpus (or under mpirun) it joins mpirun's world, which must hold
+ * --gpus ranks, silences the stdout of ranks other than 0 and sets *comm (else NULL) and the
+ * device spec to train on (`cuda` becomes cuda:LOCAL_RANK); returns an exit code. fit_measure
+ * then trains our GPT at each policy's planned largest batch in a pool limited to what the plan
+ * leaves the allocator (expandable segments if asked), prints planned against measured, and
+ * destroys comm. */
+int fit_measure_ranks(const remat_fit_request *req, const char *device, remat_comm **comm,
+                      char *spec, size_t n);
+int fit_measure(const remat_fit_request *req, const remat_fit_result *res, remat_comm *comm,
+                const char *spec, int expandable, int json);
+
+/* Sends this process's stdout to /dev/null (ranks other than 0 print nothing). */
+remat_status cli_quiet_stdout(void);
 
 int cmd_train(int argc, char **argv);
 void cmd_train_usage(FILE *f);

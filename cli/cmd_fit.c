@@ -44,7 +44,9 @@ void cmd_fit_usage(FILE *f)
         "largest batch on --device (default host) in a pool limited to the card less context\n"
         "and workspace (--expandable: with expandable segments), prints planned against\n"
         "measured pool peak, and tries one more sequence. It trains in fp32 or, with --dtype\n"
-        "bf16 [--master-weights off], in bf16 as `remat train --dtype bf16` does.\n"
+        "bf16 [--master-weights off], in bf16 as `remat train --dtype bf16` does. With\n"
+        "--zero K --gpus N it runs under `mpirun -np N`: every rank trains its part of the\n"
+        "data-parallel step (ZeRO-2/3's unit buffers come from the pool) and rank 0 prints.\n"
         "Formulas and sources: docs/planner.md.\n");
 }
 
@@ -863,6 +865,16 @@ int cmd_fit(int argc, char **argv)
     remat_status s = remat_fit(&a.req, &res);
     if (s != REMAT_OK)
         return cli_fail("fit", s, NULL);
+    remat_comm *comm = NULL;
+    char spec[64];
+    if (a.measure) {
+        int code = fit_measure_ranks(&a.req, a.device ? a.device : "host", &comm, spec,
+                                     sizeof spec);
+        if (code != EXIT_OK) {
+            remat_comm_destroy(comm);
+            return code;
+        }
+    }
     if (a.json) {
         fit_print_json(&a.req, a.card_name, &res);
         printf("\n");
@@ -871,6 +883,6 @@ int cmd_fit(int argc, char **argv)
     }
     fflush(stdout);
     if (a.measure)
-        return fit_measure(&a.req, &res, a.device ? a.device : "host", a.expandable, a.json);
+        return fit_measure(&a.req, &res, comm, spec, a.expandable, a.json);
     return EXIT_OK;
 }

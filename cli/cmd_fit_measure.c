@@ -1,6 +1,8 @@
 /* cli/cmd_fit_measure.c: `remat fit --measure`: trains our GPT at each policy's planned largest
  * batch in a pool limited to what the plan leaves the allocator, and compares the pool's measured
- * peak with the planned bytes; then checks that one more sequence does not fit. */
+ * peak with the planned bytes; then checks that one more sequence does not fit. Under mpirun with
+ * --zero K --gpus N (N the ranks) every rank trains its part of the data-parallel job and rank 0
+ * reports its own pool (the ranks are alike). */
 #include "cli/cli.h"
 #include "core/core.h"
 #include "model/gpt.h"
@@ -67,15 +69,18 @@ static void measure_tokens(int *inputs, int *targets, size_t n, int vocab)
 }
 
 static remat_status measure_open(measure_run *m, const char *device, uint64_t limit, int expandable,
-                                 const gpt_config *cfg, const gpt_precision *prec, int B, int T)
+                                 const gpt_config *cfg, const gpt_precision *prec,
+                                 const gpt_parallel *par, int B, int T)
 {
     remat_pool_config pc;
     memset(&pc, 0, sizeof pc);
     pc.limit_bytes = limit;
     pc.expandable_segments = expandable;
     REMAT_TRY(remat_device_open(device, &m->dev));
+    if (par->comm && (remat_comm_size(par->comm) > 1 || par->zero > 0))
+        REMAT_TRY(remat_comm_use_device(par->comm, m->dev, NULL));
     REMAT_TRY(remat_pool_create(m->dev, &pc, &m->pool));
-    REMAT_TRY(gpt_model_create_precision(m->dev, m->pool, cfg, B, T, prec, &m->model));
+    REMAT_TRY(gpt_model_create_parallel(m->dev, m->pool, cfg, B, T, prec, par, &m->model));
     size_t n = (size_t)B * (size_t)T, total = gpt_model_layout(m->model)->total;
     m->params = malloc(total * sizeof(float));
     m->inputs = malloc(n * sizeof(int));
@@ -123,7 +128,7 @@ static remat_status measure_allowance(const remat_model_desc *md, const remat_ch
  * NULL). */
 static remat_status measure_one(const char *device, uint64_t limit, int expandable,
                                 const remat_model_desc *md, const gpt_config *cfg,
-                                const gpt_precision *prec, int B, int T,
+                                const gpt_precision *prec, const gpt_parallel *par, int B, int T,
                                 remat_act_policy p, uint64_t budget, uint64_t *peak,
                                 uint64_t *reserved, uint64_t *allowance, uint64_t *excess)
 {
@@ -131,7 +136,7 @@ static remat_status measure_one(const char *device, uint64_t limit, int expandab
     memset(&m, 0, sizeof m);
     gpt_adamw hp = gpt_adamw_defaults();
     uint64_t most = 0, over = 0;
-    remat_status s = measure_open(&m, device, limit, expandable, cfg, prec, B, T);
+    remat_status s = measure_open(&m, device, limit, expandable, cfg, prec, par, B, T);
     if (s == REMAT_OK)
         s = measure_allowance(md, m.chain, B, T, prec->dtype == GPT_BF16 ? 2 : 4, &most, &over);
     if (allowance)
@@ -143,6 +148,8 @@ static remat_status measure_one(const char *device, uint64_t limit, int expandab
     for (int step = 1; s == REMAT_OK && step <= MEASURE_STEPS; step++) {
         float loss = 0;
         s = gpt_model_forward_backward(m.model, m.sched, m.chain, m.inputs, m.targets, &loss);
+        if (s == REMAT_OK)
+            s = gpt_model_reduce_grads(m.model);
         if (s == REMAT_OK)
             s = gpt_model_update(m.model, &hp, step);
     }
@@ -157,7 +164,15 @@ static remat_status measure_one(const char *device, uint64_t limit, int expandab
 
 /* ==== The comparison ======================================================================= */
 
-/* Planned pool bytes (states + activations) at `batch` under p and the activation budget. */
+/* The part of the plan's workspace that the trainer takes from its pool: ZeRO-2/3's unit
+ * buffers (0 under the other stages). */
+static uint64_t measure_units(const remat_fit_bytes *b)
+{
+    return b->workspace > FIT_WORKSPACE_BYTES ? b->workspace - FIT_WORKSPACE_BYTES : 0;
+}
+
+/* Planned pool bytes (states + activations + unit buffers) at `batch` under p and the activation
+ * budget. */
 static remat_status measure_predict(const remat_fit_request *req, remat_act_policy p, long batch,
                                     uint64_t *pool_bytes, uint64_t *budget)
 {
@@ -168,7 +183,7 @@ static remat_status measure_predict(const remat_fit_request *req, remat_act_poli
     r.batch = (int)batch;
     REMAT_TRY(remat_fit(&r, &res));
     const remat_fit_bytes *b = &res.per_gpu;
-    *pool_bytes = b->weights + b->gradients + b->optimizer + b->activations;
+    *pool_bytes = b->weights + b->gradients + b->optimizer + b->activations + measure_units(b);
     /* the trainer's targets sit outside the chain: the schedule's budget excludes them */
     *budget = b->activations - fit_chain_extra_bytes(&r.model, (uint64_t)batch, (uint64_t)r.seq);
     return REMAT_OK;
@@ -182,15 +197,17 @@ static uint64_t measure_segments(uint64_t bytes)
 
 static remat_status measure_policy(const remat_fit_request *req, const remat_fit_result *res,
                                    const char *device, int expandable, const gpt_config *cfg,
-                                   const gpt_precision *prec, remat_act_policy p,
-                                   measure_row *row)
+                                   const gpt_precision *prec, const gpt_parallel *par,
+                                   remat_act_policy p, measure_row *row)
 {
     uint64_t budget = 0, ignored = 0, next_budget = 0, allowance = 0;
+    /* the unit buffers the plan counts as workspace come from the trainer's pool */
+    uint64_t limit = res->pool_bytes + measure_units(&res->per_gpu);
     row->batch = res->max_batch[p];
     if (row->batch <= 0)
         return REMAT_OK;
     REMAT_TRY(measure_predict(req, p, row->batch, &row->predicted, &budget));
-    row->status = measure_one(device, res->pool_bytes, expandable, &req->model, cfg, prec,
+    row->status = measure_one(device, limit, expandable, &req->model, cfg, prec, par,
                               (int)row->batch, req->seq, p, budget, &row->measured, NULL, NULL,
                               &row->device_extra);
     if (row->status != REMAT_OK)
@@ -198,7 +215,7 @@ static remat_status measure_policy(const remat_fit_request *req, const remat_fit
     if (measure_predict(req, p, row->batch + 1, &ignored, &next_budget) != REMAT_OK)
         next_budget = budget;
     row->one_more =
-        measure_one(device, res->pool_bytes, expandable, &req->model, cfg, prec,
+        measure_one(device, limit, expandable, &req->model, cfg, prec, par,
                     (int)row->batch + 1, req->seq, p, next_budget, &ignored,
                     &row->one_more_measured, &allowance, NULL);
     /* less workspace per op can save the arena one 2 MiB segment, never more than the rounded
@@ -285,8 +302,33 @@ static void measure_print(const measure_row *rows, uint64_t limit, int json)
     }
 }
 
-int fit_measure(const remat_fit_request *req, const remat_fit_result *res, const char *device,
-                int expandable, int json)
+int fit_measure_ranks(const remat_fit_request *req, const char *device, remat_comm **comm,
+                      char *spec, size_t n)
+{
+    *comm = NULL;
+    snprintf(spec, n, "%s", device);
+    if (!req->zero && req->gpus == 1 && !remat_comm_launched())
+        return EXIT_OK;
+    if (!remat_built_with_mpi())
+        return cli_usage_error("fit", "--measure with --zero or --gpus runs under mpirun, and this "
+                                      "build has no MPI (built with REMAT_MPI=0)");
+    remat_status s = remat_comm_create_world(comm);
+    if (s != REMAT_OK)
+        return cli_fail("fit", s, "cannot start the ranks");
+    int ranks = remat_comm_size(*comm);
+    if (ranks != req->gpus)
+        return cli_usage_error("fit", "--measure --gpus %d: run it as `mpirun -np %d remat fit "
+                                      "...` (%d rank%s started)",
+                               req->gpus, req->gpus, ranks, ranks == 1 ? "" : "s");
+    if (strcmp(device, "cuda") == 0) /* one GPU per rank, by local rank */
+        snprintf(spec, n, "cuda:%d", remat_comm_local_rank(*comm));
+    if (remat_comm_rank(*comm) != 0 && (s = cli_quiet_stdout()) != REMAT_OK)
+        return cli_fail("fit", s, "cannot silence the other ranks");
+    return EXIT_OK;
+}
+
+static int fit_measure_run(const remat_fit_request *req, const remat_fit_result *res,
+                           remat_comm *comm, const char *spec, int expandable, int json)
 {
     const remat_model_desc *m = &req->model;
     gpt_config cfg;
@@ -296,24 +338,34 @@ int fit_measure(const remat_fit_request *req, const remat_fit_result *res, const
                                "gpt2-124m or gpt2-350m (not '%s'), without --inference",
                                m->name);
     if ((req->dtype != REMAT_DTYPE_FP32 && req->dtype != REMAT_DTYPE_BF16) ||
-        req->optimizer != REMAT_OPTIM_ADAMW || req->zero || req->gpus != 1)
-        return cli_usage_error("fit", "--measure trains in fp32 or bf16 with AdamW on one GPU: "
-                                      "drop --optimizer, --zero and --gpus (and use --dtype "
-                                      "fp32 or bf16)");
+        req->optimizer != REMAT_OPTIM_ADAMW)
+        return cli_usage_error("fit", "--measure trains in fp32 or bf16 with AdamW: drop "
+                                      "--optimizer (and use --dtype fp32 or bf16)");
     /* bf16 as `remat train --dtype bf16 [--master-weights off]` trains it */
     gpt_precision prec = gpt_precision_default();
     prec.dtype = req->dtype == REMAT_DTYPE_BF16 ? GPT_BF16 : GPT_FP32;
     prec.master_weights = !req->no_master_weights;
     if (gpt_config_check(&cfg) != REMAT_OK)
         return cli_fail("fit", REMAT_EINVAL, "--measure");
+    int code = EXIT_OK;
+    gpt_parallel par = {.comm = comm, .zero = req->zero, .accum = 1};
     measure_row rows[REMAT_ACT_COUNT];
     memset(rows, 0, sizeof rows);
-    for (int p = 0; p < REMAT_ACT_COUNT; p++) {
-        remat_status s =
-            measure_policy(req, res, device, expandable, &cfg, &prec, (remat_act_policy)p, &rows[p]);
+    for (int p = 0; code == EXIT_OK && p < REMAT_ACT_COUNT; p++) {
+        remat_status s = measure_policy(req, res, spec, expandable, &cfg, &prec, &par,
+                                        (remat_act_policy)p, &rows[p]);
         if (s != REMAT_OK)
-            return cli_fail("fit", s, "--measure");
+            code = cli_fail("fit", s, "--measure");
     }
-    measure_print(rows, res->pool_bytes, json);
-    return EXIT_OK;
+    if (code == EXIT_OK)
+        measure_print(rows, res->pool_bytes + measure_units(&res->per_gpu), json);
+    return code;
+}
+
+int fit_measure(const remat_fit_request *req, const remat_fit_result *res, remat_comm *comm,
+                const char *spec, int expandable, int json)
+{
+    int code = fit_measure_run(req, res, comm, spec, expandable, json);
+    remat_comm_destroy(comm);
+    return code;
 }

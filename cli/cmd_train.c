@@ -963,13 +963,8 @@ static int train_open_comm(train_run *r)
     r->ranks = remat_comm_size(r->comm);
     if (r->ranks == 1)
         return EXIT_OK;
-    if (r->rank != 0) {
-        fflush(stdout);
-        int fd = open("/dev/null", O_WRONLY);
-        if (fd < 0 || dup2(fd, STDOUT_FILENO) < 0)
-            return cli_fail("train", remat_fail(REMAT_EIO, "cannot silence rank %d", r->rank), "");
-        close(fd);
-    }
+    if (r->rank != 0 && (s = cli_quiet_stdout()) != REMAT_OK)
+        return cli_fail("train", s, "cannot silence the other ranks");
     const train_opts *o = &r->o;
     char key[2048];
     snprintf(key, sizeof key,

@@ -122,23 +122,42 @@ static void state_bytes_per_param(const remat_fit_request *r, unsigned *w, unsig
 }
 
 /* Elements one rank keeps of r's model under ZeRO-2/3 over n ranks: each unit padded to a
- * multiple of n (fit_units_of), *unit_max the largest padded block or final norm, *outer the
- * padded outer unit. */
-static uint64_t zero_unit_shard(const remat_model_desc *m, uint64_t n, uint64_t *outer,
-                                uint64_t *unit_max)
+ * multiple of n (fit_units_of). */
+static uint64_t zero_unit_shard(const remat_model_desc *m, uint64_t n)
 {
     fit_units u;
     fit_units_of(m, &u);
     uint64_t shard = ceil_div(u.outer, n) + ceil_div(u.norm, n);
-    *outer = n * ceil_div(u.outer, n);
-    *unit_max = n * ceil_div(u.norm, n);
-    for (int k = 0; k < 2; k++) {
-        uint64_t c = ceil_div(u.block[k], n);
-        shard = remat_sat_add(shard, remat_sat_mul(u.blocks[k], c));
-        if (u.blocks[k] && n * c > *unit_max)
-            *unit_max = n * c;
-    }
+    for (int k = 0; k < 2; k++)
+        shard = remat_sat_add(shard, remat_sat_mul(u.blocks[k], ceil_div(u.block[k], n)));
     return shard;
+}
+
+/* ZeRO-2/3's two unit buffers, as `remat train` allocates them: *held the outer unit's full
+ * gradients, held from the head's forward to the embedding's backward (the tied embedding gets
+ * both shares); *work one block's (or the norm's) full gradients, and under ZeRO-3 the weights a
+ * stage gathers beside them, or the head's gathered outer unit and final norm. 0 below ZeRO-2
+ * and for a bare parameter count, which has no units to tell apart. */
+static void zero_unit_buffers(const remat_fit_request *r, uint64_t *held, uint64_t *work)
+{
+    *held = *work = 0;
+    if (r->zero < 2 || r->model.params_only)
+        return;
+    unsigned w, g, o;
+    state_bytes_per_param(r, &w, &g, &o);
+    fit_units u;
+    fit_units_of(&r->model, &u);
+    uint64_t n = (uint64_t)r->gpus, outer = n * ceil_div(u.outer, n);
+    uint64_t norm = n * ceil_div(u.norm, n), unit = norm;
+    for (int k = 0; k < 2; k++)
+        if (u.blocks[k] && n * ceil_div(u.block[k], n) > unit)
+            unit = n * ceil_div(u.block[k], n);
+    *held = remat_sat_mul(outer, g);
+    *work = remat_sat_mul(unit, g);
+    if (r->zero >= 3) {
+        uint64_t head = remat_sat_mul(outer + norm, w), blk = remat_sat_mul(unit, w + g);
+        *work = head > blk ? head : blk;
+    }
 }
 
 /* ZeRO (Rajbhandari et al. 2020, §5): stage 1 shards optimizer states, 2 adds gradients, 3 adds
@@ -150,26 +169,14 @@ static void training_states(const remat_fit_request *r, remat_fit_bytes *b)
     state_bytes_per_param(r, &w, &g, &o);
     b->workspace = FIT_WORKSPACE_BYTES;
     if (r->zero >= 2) {
-        /* Unit by unit, as `remat train --zero 2|3` (and FSDP) shards them. Beside the shard,
-         * the unit buffers: the outer unit's gradients from the head's forward to the
-         * embedding's backward (the tied embedding gets both shares) plus one block's
-         * gradients; ZeRO-3 also gathers a unit's weights for each forward and backward, at
-         * most the outer unit and the final norm together (the head) or one block with its
-         * gradients. */
-        uint64_t outer, unit, shard = zero_unit_shard(&r->model, n, &outer, &unit);
+        /* Unit by unit, as `remat train --zero 2|3` (and FSDP) shards them; the unit buffers
+         * beside the shard are workspace. */
+        uint64_t shard = zero_unit_shard(&r->model, n), held, work;
         b->weights = remat_sat_mul(r->zero >= 3 ? shard : n * shard, w);
         b->gradients = remat_sat_mul(shard, g);
         b->optimizer = remat_sat_mul(shard, o);
-        fit_units u;
-        fit_units_of(&r->model, &u);
-        uint64_t norm = n * ceil_div(u.norm, n);
-        uint64_t held = remat_sat_mul(outer, g), most = remat_sat_mul(unit, g);
-        if (r->zero >= 3) {
-            uint64_t head = remat_sat_mul(outer + norm, w), blk = remat_sat_mul(unit, w + g);
-            most = head > blk ? head : blk;
-        }
-        if (!r->model.params_only) /* a bare count has no units to tell apart: none counted */
-            b->workspace = remat_sat_add(b->workspace, remat_sat_add(held, most));
+        zero_unit_buffers(r, &held, &work);
+        b->workspace = remat_sat_add(b->workspace, remat_sat_add(held, work));
         return;
     }
     /* ZeRO-1 shards one flat buffer: ceil(psi / n) elements a rank, its full copies padded to
@@ -275,8 +282,11 @@ static uint64_t fit_states_rounding(const remat_fit_request *r, const remat_fit_
 {
     unsigned w, g, o;
     state_bytes_per_param(r, &w, &g, &o);
+    uint64_t held, work; /* ZeRO-2/3's unit buffers: two more of their own */
+    zero_unit_buffers(r, &held, &work);
     return fit_buffers_rounding(b->weights, 1) + fit_buffers_rounding(b->gradients, 1) +
-           fit_buffers_rounding(b->optimizer, o / 4);
+           fit_buffers_rounding(b->optimizer, o / 4) + fit_buffers_rounding(held, 1) +
+           fit_buffers_rounding(work, 1);
 }
 
 /* The segment the pool takes for an arena block of `arena` bytes (0 for none). */
@@ -519,11 +529,11 @@ static uint64_t training_comm_bytes(const remat_fit_request *r)
         return 0;
     unsigned w, g, o;
     state_bytes_per_param(r, &w, &g, &o);
-    uint64_t shard = ceil_div(psi, n), outer, unit;
+    uint64_t shard = ceil_div(psi, n);
     if (r->zero == 0)
         return remat_sat_mul(remat_sat_mul(2 * (n - 1), psi), g) / n;
     if (r->zero >= 2) /* every unit is reduced and gathered (ZeRO-3: twice, store-all) */
-        shard = zero_unit_shard(&r->model, n, &outer, &unit);
+        shard = zero_unit_shard(&r->model, n);
     uint64_t gathers = r->zero >= 3 ? 2 : 1;
     return remat_sat_mul(remat_sat_mul(n - 1, shard), gathers * w + g);
 }

@@ -116,14 +116,42 @@ static int gpt_talks(const gpt_model *m)
     return gpt_collective(m) && !m->local;
 }
 
-static remat_status gpt_unit_alloc(gpt_model *m, int u, const char *what, void **out)
+/* Elements of unit u padded (ranks * chunk). */
+static size_t gpt_unit_padded(const gpt_model *m, int u)
 {
-    size_t bytes = (size_t)m->ranks * gpt_unit_chunk(m, u) * m->elem;
-    *out = remat_alloc_tagged(m->pool, bytes, m->stream, GPT_UNITS_TAG);
-    if (!*out)
-        return remat_fail_context(REMAT_ENOMEM, "cannot allocate unit %d's %s (ZeRO-%d)", u, what,
-                                  m->zero);
-    return REMAT_OK;
+    return (size_t)m->ranks * gpt_unit_chunk(m, u);
+}
+
+size_t gpt_units_work_elems(const gpt_model *m, size_t *held)
+{
+    *held = 0;
+    if (m->zero < 2)
+        return 0;
+    size_t n = (size_t)m->ranks, o = n * m->unit_chunk[0], b = n * m->unit_chunk[1],
+           f = n * m->unit_chunk[2];
+    *held = o;
+    size_t most = b > f ? b : f; /* ZeRO-2: one block's (or the norm's) gradients */
+    if (m->zero >= 3) { /* the head's embeddings and norm, or a unit's weights and gradients */
+        most = 2 * most;
+        if (o + f > most)
+            most = o + f;
+    }
+    return most;
+}
+
+/* Where unit u's gathered weights (grads 0) or gradients (grads 1) go in the work buffer:
+ * the head gathers the embeddings at 0 and the norm after them; a block's or the norm's
+ * backward keeps its gradients at 0 (ZeRO-2) or after a block's weights (ZeRO-3), except the
+ * norm's gradients, at 0 while its weights sit after the embeddings' place. */
+static void *gpt_unit_slot(const gpt_model *m, int u, int grads)
+{
+    size_t at = 0;
+    int L = m->cfg.layers;
+    if (!grads && u == L + 1)
+        at = gpt_unit_padded(m, 0);
+    else if (grads && u >= 1 && u <= L && m->zero >= 3)
+        at = gpt_unit_padded(m, u);
+    return (char *)m->work + at * m->elem;
 }
 
 remat_status gpt_unit_params_get(gpt_model *m, int u, void **buf)
@@ -136,22 +164,17 @@ remat_status gpt_unit_params_get(gpt_model *m, int u, void **buf)
         return REMAT_OK;
     }
     size_t chunk = gpt_unit_chunk(m, u), f = m->elem;
-    void *b;
-    REMAT_TRY(gpt_unit_alloc(m, u, "gathered parameters", &b));
+    void *b = gpt_unit_slot(m, u, 0);
     const void *mine = (const char *)m->params + gpt_unit_shard_offset(m, u) * f;
-    remat_status s = m->k->status(m->kc); /* the gather reads the shard the update wrote */
     m->gathers++;
-    if (s == REMAT_OK && gpt_talks(m)) {
-        s = remat_comm_allgather(m->comm, mine, b, chunk, gpt_comm_dtype(m));
-    } else if (s == REMAT_OK) { /* one rank: its chunk is the unit; profiling: the rest zero */
+    if (gpt_talks(m)) {
+        REMAT_TRY(m->k->status(m->kc)); /* the gather reads the shard the update wrote */
+        REMAT_TRY(remat_comm_allgather(m->comm, mine, b, chunk, gpt_comm_dtype(m)));
+    } else { /* one rank: its chunk is the unit; profiling: the others' chunks zero */
         if (m->ranks > 1)
             m->k->zero(m->kc, b, (size_t)m->ranks * chunk * f);
         m->k->copy(m->kc, (char *)b + (size_t)m->rank * chunk * f, mine, chunk * f);
-        s = m->k->check(m->kc);
-    }
-    if (s != REMAT_OK) {
-        remat_free(m->pool, b);
-        return s;
+        REMAT_TRY(m->k->check(m->kc));
     }
     *buf = b;
     return REMAT_OK;
@@ -159,8 +182,7 @@ remat_status gpt_unit_params_get(gpt_model *m, int u, void **buf)
 
 void gpt_unit_params_put(gpt_model *m, void *buf)
 {
-    if (m->zero >= 3 && buf)
-        remat_free(m->pool, buf);
+    (void)m, (void)buf; /* the work buffer is the next gather's */
 }
 
 remat_status gpt_unit_grads_get(gpt_model *m, int u, void **buf)
@@ -168,15 +190,11 @@ remat_status gpt_unit_grads_get(gpt_model *m, int u, void **buf)
     *buf = NULL;
     if (m->zero < 2)
         return REMAT_OK;
-    if (u == 0 && m->grad0) {
-        *buf = m->grad0;
-        return REMAT_OK;
+    void *b = u == 0 ? m->grad0 : gpt_unit_slot(m, u, 1);
+    if (u != 0 || !m->grad0_live) {
+        m->k->zero(m->kc, b, gpt_unit_padded(m, u) * m->elem);
+        m->grad0_live |= u == 0;
     }
-    void *b;
-    REMAT_TRY(gpt_unit_alloc(m, u, "gradients", &b));
-    m->k->zero(m->kc, b, (size_t)m->ranks * gpt_unit_chunk(m, u) * m->elem);
-    if (u == 0)
-        m->grad0 = b;
     *buf = b;
     return m->k->check(m->kc);
 }
@@ -187,31 +205,24 @@ remat_status gpt_unit_grads_put(gpt_model *m, int u, void *buf, int reduce)
         return REMAT_OK;
     size_t chunk = gpt_unit_chunk(m, u), f = m->elem;
     void *mine = (char *)buf + (size_t)m->rank * chunk * f; /* in place: NCCL's convention */
-    remat_status s = REMAT_OK;
-    if (gpt_talks(m)) {
-        s = m->k->status(m->kc); /* the reduction reads what the backward wrote */
-        if (s == REMAT_OK)
-            s = remat_comm_reduce_scatter(m->comm, buf, mine, chunk, gpt_comm_dtype(m));
-    }
-    if (s == REMAT_OK) { /* accumulated over the micro-steps of an update */
-        void *acc = (char *)m->grads + gpt_unit_shard_offset(m, u) * f;
-        if (m->kb)
-            m->kb->residual_forward(m->kc, acc, acc, mine, chunk);
-        else
-            m->k->residual_forward(m->kc, acc, acc, mine, chunk);
-        s = m->k->status(m->kc); /* before the block returns to the pool */
-    }
-    remat_free(m->pool, buf);
     if (u == 0)
-        m->grad0 = NULL;
-    return s;
+        m->grad0_live = 0;
+    if (gpt_talks(m)) {
+        REMAT_TRY(m->k->status(m->kc)); /* the reduction reads what the backward wrote */
+        REMAT_TRY(remat_comm_reduce_scatter(m->comm, buf, mine, chunk, gpt_comm_dtype(m)));
+    }
+    /* accumulated over the micro-steps of an update */
+    void *acc = (char *)m->grads + gpt_unit_shard_offset(m, u) * f;
+    if (m->kb)
+        m->kb->residual_forward(m->kc, acc, acc, mine, chunk);
+    else
+        m->k->residual_forward(m->kc, acc, acc, mine, chunk);
+    return m->k->check(m->kc);
 }
 
 void gpt_unit_drop(gpt_model *m)
 {
-    if (m->grad0)
-        remat_free(m->pool, m->grad0);
-    m->grad0 = NULL;
+    m->grad0_live = 0;
 }
 
 /* Calls f(ctx, unit offset, host offset, len) for every tensor of unit u. */

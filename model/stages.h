@@ -59,13 +59,18 @@ struct gpt_model {
      * final LayerNorm. */
     size_t unit_elems[3], unit_chunk[3];
     size_t param_elems, grad_elems; /* elements of the parameter and gradient buffers */
-    void *grad0;       /* unit 0's full gradients, from the head's forward-with-grad (its share
-                        * of dwte) to the embedding's backward, which reduces them; else NULL */
+    /* ZeRO-2/3's unit buffers (pool tag "units", allocated with the states): grad0 holds unit 0's
+     * full gradients from the head's forward-with-grad (its share of dwte) to the embedding's
+     * backward, which reduces them (grad0_live meanwhile); work holds the other units' full
+     * gradients in their backward and, under ZeRO-3, the weights a stage gathers
+     * (gpt_units_work_elems). NULL below ZeRO-2. */
+    void *grad0, *work;
+    int grad0_live;
     int local;         /* 1 while rank 0 profiles alone: no collectives (shard.c) */
     uint64_t gathers;  /* ZeRO-3 parameter gathers of the last step */
     int *targets;        /* device, N */
     float *losses_host;  /* host, N: the last losses read back */
-    uint64_t persistent; /* pool bytes of the four flat buffers and targets */
+    uint64_t persistent; /* pool bytes of the flat buffers, the unit buffers and targets */
 
     /* Byte counts of the chain. */
     size_t input_bytes, act_bytes, loss_bytes;
@@ -85,6 +90,8 @@ struct gpt_model {
 
 /* ==== Units of ZeRO-2/3 (model/shard.c) ==== */
 #define GPT_UNITS_TAG "units" /* the pool tag of the gathered and unreduced unit buffers */
+/* Elements of the work buffer (0 below ZeRO-2), and in *held those of grad0. */
+size_t gpt_units_work_elems(const gpt_model *m, size_t *held);
 /* Sets unit_elems / unit_chunk and the buffer sizes (param_elems, grad_elems, padded, states)
  * for m's ZeRO stage and ranks (after gpt_layout_params). */
 void gpt_units_layout(gpt_model *m);
@@ -99,17 +106,18 @@ size_t gpt_unit_shard_offset(const gpt_model *m, int u);
  * buffer whose tensors start at flat[] (m->p or m->g) otherwise, buf unused. */
 void gpt_unit_tensors(const gpt_model *m, int u, void *buf, void *const *flat,
                       void *out[GPT_N_PARAMS]);
-/* The parameters of unit u for a stage: ZeRO-3 all-gathers them into a pool block (one gather
+/* The parameters of unit u for a stage: ZeRO-3 all-gathers them into the work buffer (one gather
  * counted), ZeRO-2 points into the parameter buffer, else *buf = NULL (use m->p). Release with
  * gpt_unit_params_put. */
 remat_status gpt_unit_params_get(gpt_model *m, int u, void **buf);
 void gpt_unit_params_put(gpt_model *m, void *buf);
-/* A zeroed buffer for unit u's gradients under ZeRO-2/3 (unit 0: the one m->grad0 holds until the
- * embedding's backward), else *buf = NULL (use m->g). gpt_unit_grads_put reduce-scatters it, adds
- * this rank's chunk to its gradient shard and frees it (unit 0: only when reduce is 1). */
+/* A zeroed buffer for unit u's gradients under ZeRO-2/3 (unit 0: grad0, zeroed by its first get
+ * of a step and live until the embedding's backward), else *buf = NULL (use m->g).
+ * gpt_unit_grads_put reduce-scatters it and adds this rank's chunk to its gradient shard (unit 0:
+ * only when reduce is 1). */
 remat_status gpt_unit_grads_get(gpt_model *m, int u, void **buf);
 remat_status gpt_unit_grads_put(gpt_model *m, int u, void *buf, int reduce);
-/* Frees m->grad0 if a step that failed left it. */
+/* Ends grad0's life if a step that failed left it live. */
 void gpt_unit_drop(gpt_model *m);
 /* Host fp32 parameters in llm.c's layout (lay.total floats) to what this rank stores in the
  * units' layout (ZeRO-2: param_elems floats, every unit padded; ZeRO-3 or shard_only: the shard,

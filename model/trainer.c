@@ -77,7 +77,10 @@ static uint64_t gpt_persistent_of(const gpt_model *m)
     uint64_t g = (m->grad_elems * m->elem + 511) / 512 * 512;
     uint64_t f = (m->states * sizeof(float) + 511) / 512 * 512;
     uint64_t states = m->kb && m->prec.master_weights ? 3 : 2;
-    return w + g + states * f + (m->N * sizeof(int) + 511) / 512 * 512;
+    size_t held, work = gpt_units_work_elems(m, &held);
+    uint64_t units = work ? (held * m->elem + 511) / 512 * 512 + (work * m->elem + 511) / 512 * 512
+                          : 0;
+    return w + g + states * f + units + (m->N * sizeof(int) + 511) / 512 * 512;
 }
 
 /* ==== Creation ============================================================================= */
@@ -107,6 +110,12 @@ static remat_status gpt_model_buffers(gpt_model *m)
     REMAT_TRY(gpt_pool_alloc(m, fbytes, "optim", "AdamW first moments", (void **)&m->m));
     REMAT_TRY(gpt_pool_alloc(m, fbytes, "optim", "AdamW second moments", (void **)&m->v));
     REMAT_TRY(gpt_pool_alloc(m, m->N * sizeof(int), "workspace", "targets", (void **)&m->targets));
+    size_t held, work = gpt_units_work_elems(m, &held);
+    if (work) {
+        REMAT_TRY(gpt_pool_alloc(m, held * m->elem, GPT_UNITS_TAG, "embedding gradients",
+                                 &m->grad0));
+        REMAT_TRY(gpt_pool_alloc(m, work * m->elem, GPT_UNITS_TAG, "unit buffer", &m->work));
+    }
     m->losses_host = malloc(m->N * sizeof(float));
     if (!m->losses_host)
         return remat_fail(REMAT_ENOMEM, "cannot allocate %zu host losses", m->N);
@@ -182,9 +191,7 @@ void gpt_model_destroy(gpt_model *m)
 {
     if (!m)
         return;
-    if (m->pool)
-        gpt_unit_drop(m);
-    void *bufs[] = {m->params, m->grads, m->master, m->m, m->v, m->targets};
+    void *bufs[] = {m->params, m->grads, m->master, m->m, m->v, m->targets, m->grad0, m->work};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         if (bufs[i])
             remat_free(m->pool, bufs[i]);
