@@ -353,3 +353,42 @@ Test(dp, the_zero1_example_trains_the_same_on_three_ranks, .timeout = 300)
     cr_assert_gt(one, 0, "no step 12 line");
     cr_expect(fabs(one - three) <= 1e-5 * one, "1 process %.6f, 3 ranks %.6f", one, three);
 }
+
+/* `mpirun -np N remat fit --zero K --gpus N --measure` trains every rank's part at each policy's
+ * planned largest batch: each rank's pool peak is the plan (unit buffers included) within 1%, and
+ * one sequence more does not fit but in the slack. */
+Test(dp, fit_measure_runs_the_ranks_for_real, .timeout = 600)
+{
+    needs_mpi();
+    static cli_result r;
+    for (int zero = 1; zero <= 3; zero += 2) {
+        cli_run_ranks(&r, 2, "fit --model tiny --card 520MiB --dtype fp32 --zero %d --gpus 2 "
+                             "--measure --json", zero);
+        cr_assert_eq(r.code, 0, "ZeRO-%d: %s", zero, r.err);
+        const char *m = strstr(r.out, "{\"measure\"");
+        cr_assert(m && !strstr(m + 1, "{\"measure\""), "one report, from rank 0: %s", r.out);
+        cJSON *j = cJSON_Parse(m);
+        cr_assert(j, "%s", m);
+        const cJSON *rows = cJSON_GetObjectItem(j, "measure"), *row;
+        cr_assert_eq(cJSON_GetArraySize(rows), 5, "%s", m);
+        cJSON_ArrayForEach(row, rows)
+        {
+            const char *pol = cJSON_GetObjectItem(row, "policy")->valuestring;
+            cr_expect(cJSON_IsTrue(cJSON_GetObjectItem(row, "ok")), "ZeRO-%d %s failed", zero,
+                      pol);
+            double err = cJSON_GetObjectItem(row, "error")->valuedouble;
+            cr_expect_leq(fabs(err), 0.01, "ZeRO-%d %s: %+.2f%% off the plan", zero, pol,
+                          100 * err);
+            if (cJSON_IsTrue(cJSON_GetObjectItem(row, "one_more_fits")))
+                cr_expect_lt(cJSON_GetObjectItem(row, "pool_limit_bytes")->valuedouble -
+                                 cJSON_GetObjectItem(row, "one_more_measured_bytes")->valuedouble,
+                             cJSON_GetObjectItem(row, "one_more_slack_bytes")->valuedouble,
+                             "ZeRO-%d %s: batch + 1 fits outside the slack", zero, pol);
+        }
+        cJSON_Delete(j);
+    }
+    /* --gpus must be the ranks started */
+    cli_run(&r, "fit --model tiny --card 520MiB --dtype fp32 --zero 1 --gpus 2 --measure");
+    cr_expect_eq(r.code, 2);
+    cr_expect(strstr(r.err, "mpirun -np 2"), "%s", r.err);
+}
