@@ -8,18 +8,15 @@
  * the largest relative difference of any stage's fwd, bwd or option bwd; issue 13's target is
  * 10% on a quiet machine) and its cost in store-all steps (issue 15's target: at most 5). */
 #include "bench/bench.h"
-#include "model/gpt.h"
+#include "model/rig.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 static double now_s(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
+    return gpt_now_ms() / 1e3;
 }
 
 typedef struct {
@@ -40,54 +37,33 @@ static const train_case cases[] = {
 };
 
 typedef struct {
-    remat_device *dev;
-    remat_pool *pool;
-    gpt_model *model;
-    remat_chain *chain;
+    gpt_rig rig;
     remat_schedule *sched;
-    float *params;
-    int *inputs, *targets;
 } train_rig;
 
 static void rig_close(train_rig *r)
 {
     remat_schedule_free(r->sched);
-    remat_chain_free(r->chain);
-    gpt_model_destroy(r->model);
-    remat_pool_destroy(r->pool);
-    remat_device_close(r->dev);
-    free(r->params);
-    free(r->inputs);
-    free(r->targets);
+    gpt_rig_close(&r->rig);
 }
 
 /* Builds the model, the analytic chain and the plan; returns 0 on success. */
 static int rig_open(train_rig *r, const train_case *c)
 {
     memset(r, 0, sizeof *r);
-    gpt_config cfg;
+    gpt_rig_spec spec = {.B = c->B, .T = c->T, .seed = 1337};
     remat_policy pol;
     uint64_t all;
-    size_t n = (size_t)c->B * c->T;
-    if (gpt_preset(c->model, &cfg) || remat_device_open("host", &r->dev) ||
-        remat_pool_create(r->dev, NULL, &r->pool) ||
-        gpt_model_create(r->dev, r->pool, &cfg, c->B, c->T, &r->model) ||
-        gpt_model_chain(r->model, &r->chain) || remat_policy_parse(c->policy, &pol) ||
-        remat_store_all_peak(r->chain, &all) ||
-        remat_plan(r->chain, &pol, (uint64_t)(all * c->budget_pct / 100), &r->sched))
+    if (gpt_preset(c->model, &spec.cfg) || gpt_rig_open(&r->rig, &spec) ||
+        remat_policy_parse(c->policy, &pol) || remat_store_all_peak(r->rig.chain, &all) ||
+        remat_plan(r->rig.chain, &pol, (uint64_t)(all * c->budget_pct / 100), &r->sched))
         return -1;
-    r->params = malloc(gpt_model_layout(r->model)->total * sizeof(float));
-    r->inputs = malloc(n * sizeof(int));
-    r->targets = malloc(n * sizeof(int));
-    if (!r->params || !r->inputs || !r->targets)
-        return -1;
-    gpt_init_params(&cfg, 1337, r->params);
     gpt_rng g = {7};
-    for (size_t i = 0; i < n; i++) {
-        r->inputs[i] = (int)(gpt_rng_next(&g) % (uint64_t)cfg.vocab);
-        r->targets[i] = (int)(gpt_rng_next(&g) % (uint64_t)cfg.vocab);
+    for (size_t i = 0; i < r->rig.tokens; i++) {
+        r->rig.inputs[i] = (int)(gpt_rng_next(&g) % (uint64_t)spec.cfg.vocab);
+        r->rig.targets[i] = (int)(gpt_rng_next(&g) % (uint64_t)spec.cfg.vocab);
     }
-    return gpt_model_set_params(r->model, r->params) == REMAT_OK ? 0 : -1;
+    return 0;
 }
 
 static void bench_train_step(remat_bench_state *st, void *arg)
@@ -107,14 +83,14 @@ static void bench_train_step(remat_bench_state *st, void *arg)
     /* One untimed step first: each repetition builds a fresh rig, and the first step pays the
      * page faults of every new buffer (parameters, gradients, AdamW states, activations), which
      * at one or two timed steps a repetition would dominate the comparison. */
-    if (gpt_model_forward_backward(r.model, r.sched, r.chain, r.inputs, r.targets, &loss) ||
-        gpt_model_update(r.model, &hp, ++t))
+    if (gpt_model_forward_backward(r.rig.model, r.sched, r.rig.chain, r.rig.inputs, r.rig.targets, &loss) ||
+        gpt_model_update(r.rig.model, &hp, ++t))
         fprintf(stderr, "%s: step failed: %s\n", c->name, remat_last_error());
     int warm = t;
     double t0 = now_s();
     while (remat_bench_running(st)) {
-        if (gpt_model_forward_backward(r.model, r.sched, r.chain, r.inputs, r.targets, &loss) ||
-            gpt_model_update(r.model, &hp, ++t))
+        if (gpt_model_forward_backward(r.rig.model, r.sched, r.rig.chain, r.rig.inputs, r.rig.targets, &loss) ||
+            gpt_model_update(r.rig.model, &hp, ++t))
             fprintf(stderr, "%s: step failed: %s\n", c->name, remat_last_error());
     }
     double wall = now_s() - t0;
@@ -153,7 +129,7 @@ static void bench_profile(remat_bench_state *st, void *arg)
     train_rig r;
     float loss = 0;
     if (rig_open(&r, c) != 0 ||
-        gpt_model_forward_backward(r.model, r.sched, r.chain, r.inputs, r.targets, &loss)) {
+        gpt_model_forward_backward(r.rig.model, r.sched, r.rig.chain, r.rig.inputs, r.rig.targets, &loss)) {
         fprintf(stderr, "%s: setup failed: %s\n", c->name, remat_last_error());
         rig_close(&r);
         while (remat_bench_running(st)) {
@@ -166,9 +142,9 @@ static void bench_profile(remat_bench_state *st, void *arg)
         remat_chain *a = NULL, *b = NULL;
         gpt_profile_info ia, ib;
         double t0 = now_s();
-        if (gpt_model_forward_backward(r.model, r.sched, r.chain, r.inputs, r.targets, &loss) ||
-            gpt_model_profile(r.model, r.inputs, 3, &a, &ia) ||
-            gpt_model_profile(r.model, r.inputs, 3, &b, &ib)) {
+        if (gpt_model_forward_backward(r.rig.model, r.sched, r.rig.chain, r.rig.inputs, r.rig.targets, &loss) ||
+            gpt_model_profile(r.rig.model, r.rig.inputs, 3, &a, &ia) ||
+            gpt_model_profile(r.rig.model, r.rig.inputs, 3, &b, &ib)) {
             fprintf(stderr, "%s: profile failed: %s\n", c->name, remat_last_error());
         } else {
             double step = now_s() - t0 - (ia.elapsed_ms + ib.elapsed_ms) / 1e3,

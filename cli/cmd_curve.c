@@ -2,7 +2,7 @@
  * GPT. */
 #include "cli/cli.h"
 #include "core/core.h"
-#include "model/gpt.h"
+#include "model/rig.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 void cmd_curve_usage(FILE *f)
@@ -247,14 +246,9 @@ typedef struct {
     curve_opts o;
     gpt_config cfg;
     int T;
-    float *host_params;
     gpt_tokens data;
     gpt_loader loader;
-    int *inputs, *targets;
-    remat_device *dev;
-    remat_pool *pool;
-    gpt_model *model;
-    remat_chain *chain;
+    gpt_rig rig; /* its chain is the profiled one */
     remat_schedule *base_sched;
     uint64_t store_all_peak;
     long adam_step;
@@ -266,30 +260,14 @@ typedef struct {
     int tty; /* progress redrawn in place on a terminal */
 } curve_run;
 
-static double curve_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
 static void curve_close(curve_run *r)
 {
-    if (r->tracing) {
-        (void)!remat_pool_trace_end(r->pool); /* a write error shows in cli_output_close */
-        if (cli_output_close(&r->trace, r->sweep_ok) != REMAT_OK)
-            cli_fail("curve", REMAT_EIO, "--trace");
-    }
     remat_schedule_free(r->base_sched);
-    remat_chain_free(r->chain);
-    gpt_model_destroy(r->model);
-    remat_pool_destroy(r->pool);
-    remat_device_close(r->dev);
+    gpt_rig_close(&r->rig); /* ends the pool's trace: a write error shows in cli_output_close */
+    if (r->tracing && cli_output_close(&r->trace, r->sweep_ok) != REMAT_OK)
+        cli_fail("curve", REMAT_EIO, "--trace");
     gpt_loader_free(&r->loader);
     gpt_tokens_free(&r->data);
-    free(r->inputs);
-    free(r->targets);
-    free(r->host_params);
     free(r->ms[0]);
     free(r->ms[1]);
     free(r->base_ms);
@@ -307,50 +285,40 @@ static int curve_open(curve_run *r)
         s = gpt_loader_init(&r->loader, &r->data, (int)r->o.batch, r->T, 0, 1337);
     if (s != REMAT_OK)
         return cli_fail("curve", s, "cannot load the corpus");
-    r->inputs = malloc(need * sizeof(int));
-    r->targets = malloc(need * sizeof(int));
     size_t k = (size_t)r->o.steps + 1;
     r->ms[0] = calloc(k, sizeof(double));
     r->ms[1] = calloc(k, sizeof(double));
     r->base_ms = calloc(k, sizeof(double));
     r->ratio = calloc(k, sizeof(double));
     r->diff = calloc(k, sizeof(double));
-    if (!r->inputs || !r->targets || !r->ms[0] || !r->ms[1] || !r->base_ms || !r->ratio || !r->diff)
+    if (!r->ms[0] || !r->ms[1] || !r->base_ms || !r->ratio || !r->diff)
         return cli_fail("curve", remat_fail(REMAT_ENOMEM, "out of host memory"), "");
-    if ((s = remat_device_open(r->o.device, &r->dev)) != REMAT_OK)
-        return cli_fail("curve", s, "cannot open the device");
-    if ((s = remat_pool_create(r->dev, NULL, &r->pool)) != REMAT_OK)
-        return cli_fail("curve", s, "cannot create the pool");
     if (r->o.trace) {
         if ((s = cli_output_open(&r->trace, r->o.trace)) != REMAT_OK)
             return cli_fail("curve", s, "--trace");
         r->tracing = 1;
-        if ((s = remat_pool_trace_begin(r->pool, r->trace.f)) != REMAT_OK)
-            return cli_fail("curve", s, "--trace");
     }
     gpt_precision prec;
     cli_model_precision(&r->o.prec, 1337, &prec);
-    s = gpt_model_create_precision(r->dev, r->pool, &r->cfg, (int)r->o.batch, r->T, &prec,
-                                   &r->model);
-    if (s != REMAT_OK)
-        return cli_fail("curve", s, "cannot create the model");
-    r->host_params = malloc(gpt_model_layout(r->model)->total * sizeof(float));
-    if (!r->host_params)
-        return cli_fail("curve", remat_fail(REMAT_ENOMEM, "out of host memory"), "");
-    gpt_init_params(&r->cfg, 1337, r->host_params);
-    if ((s = gpt_model_set_params(r->model, r->host_params)) != REMAT_OK)
-        return cli_fail("curve", s, "cannot set the weights");
+    gpt_rig_spec spec = {.device = r->o.device, .trace = r->tracing ? r->trace.f : NULL,
+                         .cfg = r->cfg, .B = (int)r->o.batch, .T = r->T, .prec = &prec,
+                         .seed = 1337};
+    if ((s = gpt_rig_open(&r->rig, &spec)) != REMAT_OK)
+        return cli_fail("curve", s, r->rig.failed ? r->rig.failed : "");
     fprintf(stderr, "curve: profiling the stages (%ld reps)...\n", r->o.reps);
-    gpt_loader_next(&r->loader, r->inputs, r->targets);
-    int rc = train_profile("curve", r->model, r->inputs, (int)r->o.reps, r->o.profile_file, stderr,
-                           &r->chain);
+    gpt_loader_next(&r->loader, r->rig.inputs, r->rig.targets);
+    remat_chain *profiled = NULL;
+    int rc = train_profile("curve", r->rig.model, r->rig.inputs, (int)r->o.reps, r->o.profile_file,
+                           stderr, &profiled);
     if (rc != EXIT_OK)
         return rc;
-    if ((s = remat_store_all_peak(r->chain, &r->store_all_peak)) != REMAT_OK)
+    remat_chain_free(r->rig.chain);
+    r->rig.chain = profiled;
+    if ((s = remat_store_all_peak(r->rig.chain, &r->store_all_peak)) != REMAT_OK)
         return cli_fail("curve", s, "store-all peak");
     remat_policy all = {.kind = REMAT_POLICY_STORE_ALL};
-    if ((s = remat_plan_layout(r->chain, &all, r->o.layout, r->store_all_peak, &r->base_sched)) !=
-        REMAT_OK)
+    if ((s = remat_plan_layout(r->rig.chain, &all, r->o.layout, r->store_all_peak,
+                               &r->base_sched)) != REMAT_OK)
         return cli_fail("curve", s, "cannot plan store-all");
     return EXIT_OK;
 }
@@ -359,39 +327,24 @@ static int curve_open(curve_run *r)
 static remat_status curve_forward_backward(curve_run *r, const remat_schedule *sched, float *loss,
                                            double *ms, uint64_t *act_peak)
 {
-    remat_pool_stats before, after;
-    REMAT_TRY(remat_pool_reset_peaks(r->pool));
-    REMAT_TRY(remat_pool_stats_get(r->pool, &before));
-    double t0 = curve_now_ms();
-    REMAT_TRY(gpt_model_forward_backward(r->model, sched, r->chain, r->inputs, r->targets, loss));
-    *ms = curve_now_ms() - t0;
-    REMAT_TRY(remat_pool_stats_get(r->pool, &after));
-    *act_peak = after.allocated.peak - before.allocated.current;
+    gpt_rig_step st;
+    REMAT_TRY(gpt_rig_run(&r->rig, sched, NULL, 0, &st));
+    *loss = st.loss;
+    *ms = st.ms;
+    *act_peak = st.act_peak;
     return REMAT_OK;
 }
 
-static int curve_cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* Median of v (sorted in place). */
-static double curve_median(double *v, size_t n)
-{
-    qsort(v, n, sizeof *v, curve_cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 /* Median of v and its standard error, estimated from the median absolute deviation (sigma =
  * 1.4826 MAD for normal noise; a median's error is 1.2533 sigma / sqrt(n)). NAN below 3 samples,
  * where the spread says nothing. Overwrites v. */
 static double curve_median_se(double *v, size_t n, double *se)
 {
-    double med = curve_median(v, n);
+    double med = gpt_median(v, n);
     for (size_t i = 0; i < n; i++)
         v[i] = fabs(v[i] - med);
-    *se = n < 3 ? NAN : 1.2533 * 1.4826 * curve_median(v, n) / sqrt((double)n);
+    *se = n < 3 ? NAN : 1.2533 * 1.4826 * gpt_median(v, n) / sqrt((double)n);
     return med;
 }
 
@@ -451,8 +404,8 @@ static void curve_arm_stats(curve_run *r, size_t a, curve_row *row)
     double *ms = r->diff, *base = r->ratio;
     memcpy(ms, r->ms[a], k * sizeof *ms);
     memcpy(base, r->base_ms, k * sizeof *base);
-    row->measured_ms = curve_median(ms, k);
-    row->base_ms = curve_median(base, k);
+    row->measured_ms = gpt_median(ms, k);
+    row->base_ms = gpt_median(base, k);
     /* Sorted by curve_median: the least disturbed run of each, as the profile estimates a stage. */
     row->overhead_min = ms[0] / base[0] - 1;
 }
@@ -489,9 +442,9 @@ static remat_status curve_measure(curve_run *r, const remat_schedule *const *sch
     for (size_t a = 0; a < n_arms; a++)
         rows[a]->measured_peak = 0;
     for (long step = 0; step <= r->o.steps; step++) {
-        gpt_loader_next(&r->loader, r->inputs, r->targets);
+        gpt_loader_next(&r->loader, r->rig.inputs, r->rig.targets);
         REMAT_TRY(curve_step(r, scheds, rows, n_arms, step));
-        REMAT_TRY(gpt_model_update(r->model, &hp, (int)++r->adam_step));
+        REMAT_TRY(gpt_model_update(r->rig.model, &hp, (int)++r->adam_step));
     }
     for (size_t a = 0; a < n_arms; a++)
         curve_arm_stats(r, a, rows[a]);
@@ -579,7 +532,7 @@ static remat_status curve_measure_point(curve_run *r, const char *name, int orde
 static remat_status curve_plan(const curve_run *r, const curve_policy *cp, uint64_t budget,
                                remat_schedule **out)
 {
-    return remat_plan_layout(r->chain, &cp->pol, r->o.layout, budget, out);
+    return remat_plan_layout(r->rig.chain, &cp->pol, r->o.layout, budget, out);
 }
 
 /* The budgets of cp: n evenly spaced from its least feasible one to store-all's peak (one, at its
@@ -588,7 +541,7 @@ static remat_status curve_budgets(const curve_run *r, const curve_policy *cp, ui
                                   size_t *n)
 {
     uint64_t lo;
-    REMAT_TRY(remat_min_budget_layout(r->chain, &cp->pol, r->o.layout, &lo));
+    REMAT_TRY(remat_min_budget_layout(r->rig.chain, &cp->pol, r->o.layout, &lo));
     if (!cp->sweeps || lo >= r->store_all_peak) {
         budgets[0] = cp->sweeps ? r->store_all_peak : lo;
         *n = 1;
@@ -631,7 +584,7 @@ static remat_status curve_fixed_point(curve_run *r, const curve_policy *pols, si
     remat_status st = REMAT_OK;
     int missing = 0;
     if (opt >= 0) {
-        st = remat_plan_layout(r->chain, &pols[opt].pol, r->o.layout, s->peak_bytes, &o);
+        st = remat_plan_layout(r->rig.chain, &pols[opt].pol, r->o.layout, s->peak_bytes, &o);
         missing = st == REMAT_EINFEASIBLE;
         if (missing) {
             fprintf(stderr, "curve: optimal has no plan within %s's peak (%llu bytes): %s\n",
@@ -887,7 +840,7 @@ static int curve_check_options(const curve_run *r, const curve_policy *pols, siz
     for (size_t p = 0; p < n_pols; p++) {
         uint64_t least = 0;
         if (pols[p].pol.kind == REMAT_POLICY_SELECTIVE &&
-            remat_min_budget_layout(r->chain, &pols[p].pol, REMAT_LAYOUT_POOL, &least) ==
+            remat_min_budget_layout(r->rig.chain, &pols[p].pol, REMAT_LAYOUT_POOL, &least) ==
                 REMAT_EINVAL)
             return cli_usage_error("curve", "--policies %s: %s", pols[p].name, remat_last_error());
     }

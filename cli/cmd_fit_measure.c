@@ -5,7 +5,7 @@
  * reports its own pool (the ranks are alike). */
 #include "cli/cli.h"
 #include "core/core.h"
-#include "model/gpt.h"
+#include "model/rig.h"
 #include "fit/fit.h"
 
 #include <stdlib.h>
@@ -39,26 +39,6 @@ static remat_status measure_schedule(const remat_chain *c, remat_act_policy p, u
 
 /* ==== One run ============================================================================== */
 
-typedef struct {
-    remat_device *dev;
-    remat_pool *pool;
-    gpt_model *model;
-    remat_chain *chain;
-    remat_schedule *sched;
-    float *params;
-    int *inputs, *targets;
-} measure_run;
-
-static void measure_close(measure_run *m)
-{
-    remat_schedule_free(m->sched);
-    remat_chain_free(m->chain);
-    gpt_model_destroy(m->model);
-    remat_pool_destroy(m->pool);
-    remat_device_close(m->dev);
-    free(m->params), free(m->inputs), free(m->targets);
-}
-
 /* Deterministic tokens in [0, vocab). */
 static void measure_tokens(int *inputs, int *targets, size_t n, int vocab)
 {
@@ -66,31 +46,6 @@ static void measure_tokens(int *inputs, int *targets, size_t n, int vocab)
         inputs[i] = (int)((i * 7 + 3) % (size_t)vocab);
         targets[i] = (int)((i * 7 + 10) % (size_t)vocab);
     }
-}
-
-static remat_status measure_open(measure_run *m, const char *device, uint64_t limit, int expandable,
-                                 const gpt_config *cfg, const gpt_precision *prec,
-                                 const gpt_parallel *par, int B, int T)
-{
-    remat_pool_config pc;
-    memset(&pc, 0, sizeof pc);
-    pc.limit_bytes = limit;
-    pc.expandable_segments = expandable;
-    REMAT_TRY(remat_device_open(device, &m->dev));
-    if (par->comm && (remat_comm_size(par->comm) > 1 || par->zero > 0))
-        REMAT_TRY(remat_comm_use_device(par->comm, m->dev, NULL));
-    REMAT_TRY(remat_pool_create(m->dev, &pc, &m->pool));
-    REMAT_TRY(gpt_model_create_parallel(m->dev, m->pool, cfg, B, T, prec, par, &m->model));
-    size_t n = (size_t)B * (size_t)T, total = gpt_model_layout(m->model)->total;
-    m->params = malloc(total * sizeof(float));
-    m->inputs = malloc(n * sizeof(int));
-    m->targets = malloc(n * sizeof(int));
-    if (!m->params || !m->inputs || !m->targets)
-        return remat_fail(REMAT_ENOMEM, "out of host memory for batch %d", B);
-    gpt_init_params(cfg, 1, m->params);
-    measure_tokens(m->inputs, m->targets, n, cfg->vocab);
-    REMAT_TRY(gpt_model_set_params(m->model, m->params));
-    return gpt_model_chain(m->model, &m->chain);
 }
 
 /* The most workspace bytes the planner's chain of md at B x T counts for one op beyond this
@@ -132,33 +87,39 @@ static remat_status measure_one(const char *device, uint64_t limit, int expandab
                                 remat_act_policy p, uint64_t budget, uint64_t *peak,
                                 uint64_t *reserved, uint64_t *allowance, uint64_t *excess)
 {
-    measure_run m;
-    memset(&m, 0, sizeof m);
+    gpt_rig m;
+    remat_schedule *sched = NULL;
     gpt_adamw hp = gpt_adamw_defaults();
     uint64_t most = 0, over = 0;
-    remat_status s = measure_open(&m, device, limit, expandable, cfg, prec, par, B, T);
-    if (s == REMAT_OK)
+    remat_pool_config pc;
+    memset(&pc, 0, sizeof pc);
+    pc.limit_bytes = limit;
+    pc.expandable_segments = expandable;
+    gpt_rig_spec spec = {.device = device, .pool = &pc, .cfg = *cfg, .B = B, .T = T,
+                         .prec = prec, .par = par, .seed = 1};
+    *peak = 0;
+    remat_status s = gpt_rig_open(&m, &spec);
+    if (s == REMAT_OK) {
+        measure_tokens(m.inputs, m.targets, m.tokens, cfg->vocab);
         s = measure_allowance(md, m.chain, B, T, prec->dtype == GPT_BF16 ? 2 : 4, &most, &over);
+    }
     if (allowance)
         *allowance = most;
     if (excess)
         *excess = over;
     if (s == REMAT_OK)
-        s = measure_schedule(m.chain, p, budget + over, &m.sched);
+        s = measure_schedule(m.chain, p, budget + over, &sched);
+    gpt_rig_step st = {0};
     for (int step = 1; s == REMAT_OK && step <= MEASURE_STEPS; step++) {
-        float loss = 0;
-        s = gpt_model_forward_backward(m.model, m.sched, m.chain, m.inputs, m.targets, &loss);
-        if (s == REMAT_OK)
-            s = gpt_model_reduce_grads(m.model);
-        if (s == REMAT_OK)
-            s = gpt_model_update(m.model, &hp, step);
+        s = gpt_rig_run(&m, sched, &hp, step, &st);
+        if (s == REMAT_OK && st.pool_peak > *peak)
+            *peak = st.pool_peak;
     }
-    remat_pool_stats st;
-    if (s == REMAT_OK && (s = remat_pool_stats_get(m.pool, &st)) == REMAT_OK)
-        *peak = st.allocated.peak;
-    if (s == REMAT_OK && reserved)
-        *reserved = st.reserved.peak;
-    measure_close(&m);
+    remat_pool_stats ps;
+    if (s == REMAT_OK && reserved && (s = remat_pool_stats_get(m.pool, &ps)) == REMAT_OK)
+        *reserved = ps.reserved.peak;
+    remat_schedule_free(sched);
+    gpt_rig_close(&m);
     return s;
 }
 

@@ -1,7 +1,7 @@
 /* cli/cmd_profile.c: `remat profile`: measures the GPT-2 model's stages into a chain file. */
 #include "cli/cli.h"
 #include "core/core.h"
-#include "model/gpt.h"
+#include "model/rig.h"
 
 #include <getopt.h>
 #include <stdlib.h>
@@ -137,57 +137,36 @@ static int profile_parse(int argc, char **argv, profile_opts *o)
 }
 
 typedef struct {
-    remat_device *dev;
-    remat_pool *pool;
-    gpt_model *model;
-    remat_chain *chain;
-    float *params;
-    int *inputs;
+    gpt_rig rig;
     gpt_profile_key key;
 } profile_run;
-
-static void profile_close(profile_run *r)
-{
-    remat_chain_free(r->chain);
-    gpt_model_destroy(r->model);
-    remat_pool_destroy(r->pool);
-    remat_device_close(r->dev);
-    free(r->params);
-    free(r->inputs);
-}
 
 /* Opens everything and measures; returns the status of the first failure, with *what naming it. */
 static remat_status profile_measure(profile_run *r, const profile_opts *o, const char **what)
 {
-    gpt_config cfg;
-    int T;
+    gpt_rig_spec spec = {.device = o->device, .B = (int)o->batch, .seed = (uint64_t)o->seed};
+    float *params = NULL;
     *what = "";
-    REMAT_TRY(gpt_resolve(o->model, &o->ov, &cfg, &T, &r->params));
-    *what = "cannot open the device";
-    REMAT_TRY(remat_device_open(o->device, &r->dev));
-    *what = "cannot create the pool";
-    REMAT_TRY(remat_pool_create(r->dev, NULL, &r->pool));
-    *what = "cannot create the model";
+    REMAT_TRY(gpt_resolve(o->model, &o->ov, &spec.cfg, &spec.T, &params));
     gpt_precision prec;
     cli_model_precision(&o->prec, (uint64_t)o->seed, &prec);
-    REMAT_TRY(gpt_model_create_precision(r->dev, r->pool, &cfg, (int)o->batch, T, &prec,
-                                         &r->model));
-    if (!r->params) {
-        r->params = malloc(gpt_model_layout(r->model)->total * sizeof(float));
-        if (!r->params)
-            return remat_fail(REMAT_ENOMEM, "out of host memory");
-        gpt_init_params(&cfg, (uint64_t)o->seed, r->params);
+    spec.prec = &prec;
+    spec.params = params;
+    remat_status s = gpt_rig_open(&r->rig, &spec);
+    free(params);
+    if (s != REMAT_OK) {
+        *what = r->rig.failed ? r->rig.failed : "";
+        return s;
     }
-    REMAT_TRY(gpt_model_set_params(r->model, r->params));
-    size_t n = (size_t)o->batch * T;
     gpt_tokens corpus;
     *what = "cannot build the batch";
-    REMAT_TRY(gpt_tokens_builtin(n, &corpus));
-    r->inputs = corpus.tokens; /* bytes below 128: valid for any vocabulary of at least 128 */
-    for (size_t i = 0; i < n; i++)
-        r->inputs[i] %= cfg.vocab;
+    REMAT_TRY(gpt_tokens_builtin(r->rig.tokens, &corpus));
+    /* bytes below 128: valid for any vocabulary of at least 128 */
+    for (size_t i = 0; i < r->rig.tokens; i++)
+        r->rig.inputs[i] = corpus.tokens[i] % spec.cfg.vocab;
+    gpt_tokens_free(&corpus);
     *what = "cannot describe the device";
-    return gpt_profile_key_of(r->model, &r->key);
+    return gpt_profile_key_of(r->rig.model, &r->key);
 }
 
 int cmd_profile(int argc, char **argv)
@@ -200,15 +179,17 @@ int cmd_profile(int argc, char **argv)
         return EXIT_USAGE;
     profile_run r;
     memset(&r, 0, sizeof r);
+    remat_chain *chain = NULL;
     const char *what = "";
     remat_status s = profile_measure(&r, &o, &what);
     int rc = s == REMAT_OK ? EXIT_OK : cli_fail("profile", s, what);
     if (rc == EXIT_OK)
-        rc = train_profile("profile", r.model, r.inputs, (int)o.reps, NULL, stdout, &r.chain);
+        rc = train_profile("profile", r.rig.model, r.rig.inputs, (int)o.reps, NULL, stdout,
+                           &chain);
     if (rc == EXIT_OK) {
         cli_output out;
         if ((s = cli_output_open(&out, o.out)) == REMAT_OK) {
-            s = gpt_profile_write(out.f, r.chain, &r.key);
+            s = gpt_profile_write(out.f, chain, &r.key);
             remat_status fin = cli_output_close(&out, s == REMAT_OK);
             s = s != REMAT_OK ? s : fin;
         }
@@ -216,13 +197,14 @@ int cmd_profile(int argc, char **argv)
             rc = cli_fail("profile", s, "cannot write the chain");
     }
     if (rc == EXIT_OK) {
-        const remat_chain *c = r.chain;
+        const remat_chain *c = chain;
         printf("%s: %d stages (embed, %d blocks, head); block: fwd %.3f ms, bwd %.3f ms", o.out,
                c->n_stages, c->n_stages - 2, c->stages[1].fwd, c->stages[1].bwd);
         for (int k = 0; k < c->stages[1].n_options; k++)
             printf(", %s bwd %.3f ms", c->stages[1].options[k].name, c->stages[1].options[k].bwd);
         printf("\n");
     }
-    profile_close(&r);
+    remat_chain_free(chain);
+    gpt_rig_close(&r.rig);
     return rc;
 }

@@ -1,7 +1,7 @@
 /* cli/cmd_train.c: `remat train`: trains GPT-2 through the pool under a checkpoint plan. */
 #include "cli/cli.h"
 #include "core/core.h"
-#include "model/gpt.h"
+#include "model/rig.h"
 
 #include <fcntl.h>
 #include <getopt.h>
@@ -312,12 +312,6 @@ typedef struct {
     uint64_t gathers;     /* ZeRO-3: parameter gathers of the last step */
 } train_run;
 
-static double train_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
 
 static gpt_parallel train_parallel(const train_run *r)
 {
@@ -685,7 +679,7 @@ static remat_status train_forward_backward(train_run *r, const remat_schedule *s
     remat_stat act_before = {0, 0}, act_after = {0, 0};
     if (remat_pool_tag_stats(r->pool, "act", &act_before) != REMAT_OK) /* none allocated yet */
         act_before = (remat_stat){0, 0};
-    double t0 = train_now_ms(), sum = 0;
+    double t0 = gpt_now_ms(), sum = 0;
     REMAT_TRY(gpt_model_zero_grads(r->model));
     size_t tokens = (size_t)r->o.batch * r->T;
     for (long j = 0; j < r->o.accum; j++) {
@@ -696,7 +690,7 @@ static remat_status train_forward_backward(train_run *r, const remat_schedule *s
         sum += l;
     }
     *loss = (float)(sum / (double)r->o.accum);
-    *ms = train_now_ms() - t0;
+    *ms = gpt_now_ms() - t0;
     REMAT_TRY(remat_pool_stats_get(r->pool, &after));
     /* the schedule's blocks (the executor's tag), not ZeRO-2/3's unit buffers beside them */
     if (remat_pool_tag_stats(r->pool, "act", &act_after) != REMAT_OK)
@@ -736,7 +730,7 @@ static remat_status train_step(train_run *r, train_totals *tot, const gpt_adamw 
                           base_loss);
     if (act > tot->act_peak_max)
         tot->act_peak_max = act;
-    double t0 = train_now_ms();
+    double t0 = gpt_now_ms();
     REMAT_TRY(gpt_model_reduce_grads(r->model));
     if (r->ranks > 1) { /* the mean over every rank's rows (each rank's mean weighs the same) */
         double mean = *loss;
@@ -744,7 +738,7 @@ static remat_status train_step(train_run *r, train_totals *tot, const gpt_adamw 
         *loss = (float)(mean / r->ranks);
     }
     REMAT_TRY(gpt_model_update(r->model, hp, (int)step));
-    tot->ms[step - 1] = tot->fb_ms[step - 1] + train_now_ms() - t0;
+    tot->ms[step - 1] = tot->fb_ms[step - 1] + gpt_now_ms() - t0;
     return REMAT_OK;
 }
 
@@ -808,20 +802,11 @@ static int train_loop(train_run *r, train_totals *tot)
     return EXIT_OK;
 }
 
-static int train_cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* Median of v[0..steps); the first step (cold caches, first touches of pool memory) is left out
  * when there are others. Sorts v. */
 static double train_median(double *v, long steps)
 {
-    v += steps > 1;
-    size_t n = (size_t)(steps - (steps > 1));
-    qsort(v, n, sizeof *v, train_cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+    return gpt_median(v + (steps > 1), (size_t)(steps - (steps > 1)));
 }
 
 /* The process's peak resident set (getrusage ru_maxrss, KiB on Linux) in bytes. */

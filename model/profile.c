@@ -9,6 +9,7 @@
  * never sees them.
  */
 #include "core/core.h"
+#include "model/rig.h"
 #include "model/stages.h"
 
 #include <cjson/cJSON.h>
@@ -77,12 +78,6 @@ typedef struct {
 /* The clock of the profile: wall time, on the host as on a GPU (each timed call ends with the
  * kernels synchronised, kern status()). Process CPU time would count each OpenMP/BLAS thread's
  * share (spinning included), so stages with more parallel work would look dearer than they are. */
-static double gpt_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
 
 /* Involuntary context switches of the whole process (every thread): one during a call means some
  * thread of it was preempted for another task, and the call's wall time holds that task's. */

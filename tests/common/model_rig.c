@@ -9,20 +9,14 @@
 
 void rig_open(rig *r, const gpt_config *cfg, int B, int T, const gpt_precision *prec)
 {
-    memset(r, 0, sizeof *r);
-    cr_assert_eq(remat_device_open("host", &r->dev), REMAT_OK, "%s", remat_last_error());
-    cr_assert_eq(remat_pool_create(r->dev, NULL, &r->pool), REMAT_OK, "%s", remat_last_error());
-    cr_assert_eq(gpt_model_create_precision(r->dev, r->pool, cfg, B, T, prec, &r->model), REMAT_OK,
-                 "%s", remat_last_error());
-    cr_assert_eq(gpt_model_chain(r->model, &r->chain), REMAT_OK, "%s", remat_last_error());
+    gpt_rig_spec spec = {.cfg = *cfg, .B = B, .T = T, .prec = prec, .seed = 1};
+    cr_assert_eq(gpt_rig_open(r, &spec), REMAT_OK, "%s: %s", r->failed ? r->failed : "rig",
+                 remat_last_error());
 }
 
 void rig_close(rig *r)
 {
-    remat_chain_free(r->chain);
-    gpt_model_destroy(r->model);
-    remat_pool_destroy(r->pool);
-    remat_device_close(r->dev);
+    gpt_rig_close(r);
 }
 
 remat_schedule *rig_plan(const remat_chain *chain, const char *policy, double pct)

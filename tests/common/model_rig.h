@@ -3,19 +3,15 @@
 #ifndef REMAT_TESTS_MODEL_RIG_H
 #define REMAT_TESTS_MODEL_RIG_H
 
-#include "model/gpt.h"
+#include "model/rig.h"
 
 #include <stddef.h>
 
-typedef struct {
-    remat_device *dev;
-    remat_pool *pool;
-    gpt_model *model;
-    remat_chain *chain;
-} rig;
+/* The library's training rig (model/rig.h): dev, pool, model, chain, a batch's token buffers. */
+typedef gpt_rig rig;
 
-/* Opens the host device, a pool, a B x T model of cfg in precision prec (NULL: fp32) and its
- * chain; any failure fails the test. */
+/* Opens the host device, a pool, a B x T model of cfg in precision prec (NULL: fp32) with GPT-2
+ * init weights (seed 1) and its chain; any failure fails the test. */
 void rig_open(rig *r, const gpt_config *cfg, int B, int T, const gpt_precision *prec);
 void rig_close(rig *r);
 /* A schedule of `policy` (remat_policy_parse's names) at pct percent of store-all, laid out. */
