@@ -177,6 +177,42 @@ void cli_model_precision(const cli_precision *p, uint64_t seed, struct gpt_preci
 /* "fp32", "bf16", or "bf16, no master weights" for headers. */
 const char *cli_precision_name(const cli_precision *p);
 
+/* The options that train, curve and profile share (cli/train_memory.c): --batch, --seq, the
+ * model's dimensions, --dtype, --master-weights and --layout. Each command lists in its getopt
+ * table those it takes (the CLI_OPT_* entries) and hands every option code to cli_model_option,
+ * which stores it where `to` says (a NULL field: the command takes no such option). */
+enum {
+    CLI_O_SEQ = 0x4000,
+    CLI_O_LAYERS,
+    CLI_O_CHANNELS,
+    CLI_O_HEADS,
+    CLI_O_VOCAB,
+    CLI_O_DTYPE,
+    CLI_O_MASTER,
+    CLI_O_LAYOUT
+};
+#define CLI_OPT_BATCH {"batch", required_argument, NULL, 'b'}
+#define CLI_OPT_SEQ {"seq", required_argument, NULL, CLI_O_SEQ}
+#define CLI_OPT_DIMS                                                                               \
+    {"layers", required_argument, NULL, CLI_O_LAYERS},                                            \
+        {"channels", required_argument, NULL, CLI_O_CHANNELS},                                    \
+        {"heads", required_argument, NULL, CLI_O_HEADS},                                          \
+        {"vocab", required_argument, NULL, CLI_O_VOCAB}
+#define CLI_OPT_PRECISION                                                                          \
+    {"dtype", required_argument, NULL, CLI_O_DTYPE},                                              \
+        {"master-weights", required_argument, NULL, CLI_O_MASTER}
+#define CLI_OPT_LAYOUT {"layout", required_argument, NULL, CLI_O_LAYOUT}
+struct gpt_overrides;
+typedef struct {
+    long *batch;                /* --batch (1 .. 2^20) */
+    struct gpt_overrides *ov;   /* --seq and the dimensions */
+    cli_precision *prec;        /* --dtype, --master-weights */
+    remat_layout_mode *layout;  /* --layout */
+} cli_model_opts;
+/* 1: c was one of the shared options and its value is stored; 0: c is not one of them; -1: a
+ * bad value, reported as a usage error of cmd. */
+int cli_model_option(const char *cmd, int c, const char *arg, const cli_model_opts *to);
+
 /* `remat train --trace FILE` (cli/train_memory.c): records pool's trace into a temporary file
  * (cli_output); finish ends it and puts it in place when rc is EXIT_OK (else removes it);
  * returns the exit code. */

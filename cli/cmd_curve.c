@@ -85,12 +85,9 @@ typedef struct {
 
 static int curve_parse(int argc, char **argv, curve_opts *o)
 {
-    enum { O_SEQ = 256, O_POINTS, O_STEPS, O_REPS, O_TRACE, O_PROFILE_FILE, O_LAYOUT, O_DTYPE,
-           O_MASTER };
+    enum { O_POINTS = 256, O_STEPS, O_REPS, O_TRACE, O_PROFILE_FILE };
     static const struct option opts[] = {{"model", required_argument, NULL, 'm'},
                                          {"device", required_argument, NULL, 'D'},
-                                         {"batch", required_argument, NULL, 'b'},
-                                         {"seq", required_argument, NULL, O_SEQ},
                                          {"policies", required_argument, NULL, 'p'},
                                          {"points", required_argument, NULL, O_POINTS},
                                          {"steps", required_argument, NULL, O_STEPS},
@@ -98,9 +95,10 @@ static int curve_parse(int argc, char **argv, curve_opts *o)
                                          {"out", required_argument, NULL, 'o'},
                                          {"trace", required_argument, NULL, O_TRACE},
                                          {"profile-file", required_argument, NULL, O_PROFILE_FILE},
-                                         {"layout", required_argument, NULL, O_LAYOUT},
-                                         {"dtype", required_argument, NULL, O_DTYPE},
-                                         {"master-weights", required_argument, NULL, O_MASTER},
+                                         CLI_OPT_BATCH,
+                                         CLI_OPT_SEQ,
+                                         CLI_OPT_PRECISION,
+                                         CLI_OPT_LAYOUT,
                                          {NULL, 0, NULL, 0}};
     *o = (curve_opts){.device = "auto",
                       .policies = "store-all,sqrt,periodic:2,llmc-selective,megatron-selective,"
@@ -111,11 +109,17 @@ static int curve_parse(int argc, char **argv, curve_opts *o)
                       .steps = 4,
                       .reps = 3,
                       .prec = CLI_PRECISION_DEFAULT};
-    long v;
     opterr = 0;
     optind = 1;
     int c;
+    const cli_model_opts shared = {
+        .batch = &o->batch, .ov = &o->ov, .prec = &o->prec, .layout = &o->layout};
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        int k = cli_model_option("curve", c, optarg, &shared);
+        if (k < 0)
+            return -1;
+        if (k)
+            continue;
         switch (c) {
         case 'm': o->model = optarg; break;
         case 'D': o->device = optarg; break;
@@ -123,29 +127,6 @@ static int curve_parse(int argc, char **argv, curve_opts *o)
         case 'o': o->out = optarg; break;
         case O_TRACE: o->trace = optarg; break;
         case O_PROFILE_FILE: o->profile_file = optarg; break;
-        case O_LAYOUT:
-            if (remat_layout_mode_parse(optarg, &o->layout) != REMAT_OK) {
-                cli_usage_error("curve", "--layout: %s", remat_last_error());
-                return -1;
-            }
-            break;
-        case O_DTYPE:
-            if (cli_parse_dtype("curve", optarg, &o->prec))
-                return -1;
-            break;
-        case O_MASTER:
-            if (cli_parse_master_weights("curve", optarg, &o->prec))
-                return -1;
-            break;
-        case 'b':
-            if (cli_parse_int("curve", "--batch", optarg, 1, 1 << 20, &o->batch))
-                return -1;
-            break;
-        case O_SEQ:
-            if (cli_parse_int("curve", "--seq", optarg, 1, 1 << 20, &v))
-                return -1;
-            o->ov.seq = (int)v;
-            break;
         case O_POINTS:
             if (cli_parse_int("curve", "--points", optarg, 2, 1000, &o->points))
                 return -1;

@@ -49,76 +49,40 @@ typedef struct {
 
 static int profile_parse(int argc, char **argv, profile_opts *o)
 {
-    enum { O_LAYERS = 256, O_CHANNELS, O_HEADS, O_VOCAB, O_SEQ, O_REPS, O_SEED, O_DTYPE, O_MASTER };
+    enum { O_REPS = 256, O_SEED };
     static const struct option opts[] = {{"model", required_argument, NULL, 'm'},
                                          {"device", required_argument, NULL, 'D'},
-                                         {"batch", required_argument, NULL, 'b'},
-                                         {"seq", required_argument, NULL, O_SEQ},
                                          {"output", required_argument, NULL, 'o'},
                                          {"reps", required_argument, NULL, O_REPS},
                                          {"seed", required_argument, NULL, O_SEED},
-                                         {"dtype", required_argument, NULL, O_DTYPE},
-                                         {"master-weights", required_argument, NULL, O_MASTER},
-                                         {"layers", required_argument, NULL, O_LAYERS},
-                                         {"channels", required_argument, NULL, O_CHANNELS},
-                                         {"heads", required_argument, NULL, O_HEADS},
-                                         {"vocab", required_argument, NULL, O_VOCAB},
+                                         CLI_OPT_BATCH,
+                                         CLI_OPT_SEQ,
+                                         CLI_OPT_PRECISION,
+                                         CLI_OPT_DIMS,
                                          {NULL, 0, NULL, 0}};
     *o = (profile_opts){
         .device = "auto", .batch = 4, .reps = 5, .seed = 1337, .prec = CLI_PRECISION_DEFAULT};
-    long v;
     opterr = 0;
     optind = 1;
     int c;
+    const cli_model_opts shared = {.batch = &o->batch, .ov = &o->ov, .prec = &o->prec};
     while ((c = getopt_long(argc, argv, "o:", opts, NULL)) != -1) {
+        int k = cli_model_option("profile", c, optarg, &shared);
+        if (k < 0)
+            return -1;
+        if (k)
+            continue;
         switch (c) {
         case 'm': o->model = optarg; break;
         case 'D': o->device = optarg; break;
         case 'o': o->out = optarg; break;
-        case 'b':
-            if (cli_parse_int("profile", "--batch", optarg, 1, 1 << 20, &o->batch))
-                return -1;
-            break;
         case O_REPS:
             if (cli_parse_int("profile", "--reps", optarg, 1, 64, &o->reps))
-                return -1;
-            break;
-        case O_DTYPE:
-            if (cli_parse_dtype("profile", optarg, &o->prec))
-                return -1;
-            break;
-        case O_MASTER:
-            if (cli_parse_master_weights("profile", optarg, &o->prec))
                 return -1;
             break;
         case O_SEED:
             if (cli_parse_int("profile", "--seed", optarg, 0, 0x7fffffffL, &o->seed))
                 return -1;
-            break;
-        case O_SEQ:
-            if (cli_parse_int("profile", "--seq", optarg, 1, 1 << 20, &v))
-                return -1;
-            o->ov.seq = (int)v;
-            break;
-        case O_LAYERS:
-            if (cli_parse_int("profile", "--layers", optarg, 1, 1024, &v))
-                return -1;
-            o->ov.layers = (int)v;
-            break;
-        case O_CHANNELS:
-            if (cli_parse_int("profile", "--channels", optarg, 1, 65536, &v))
-                return -1;
-            o->ov.channels = (int)v;
-            break;
-        case O_HEADS:
-            if (cli_parse_int("profile", "--heads", optarg, 1, 65536, &v))
-                return -1;
-            o->ov.heads = (int)v;
-            break;
-        case O_VOCAB:
-            if (cli_parse_int("profile", "--vocab", optarg, 2, 1 << 24, &v))
-                return -1;
-            o->ov.vocab = (int)v;
             break;
         default:
             cli_bad_option("profile", argv);

@@ -116,21 +116,13 @@ typedef struct {
 static int train_parse(int argc, char **argv, train_opts *o)
 {
     enum {
-        O_LAYERS = 256,
-        O_CHANNELS,
-        O_HEADS,
-        O_VOCAB,
-        O_LR,
+        O_LR = 256,
         O_SHUFFLE,
         O_ANALYTIC,
-        O_SEQ,
         O_BASELINE,
         O_TRACE,
         O_PROFILE_MEMORY,
         O_PROFILE_FILE,
-        O_LAYOUT,
-        O_DTYPE,
-        O_MASTER,
         O_ZERO,
         O_ACCUM
     };
@@ -138,7 +130,6 @@ static int train_parse(int argc, char **argv, train_opts *o)
                                          {"data", required_argument, NULL, 'd'},
                                          {"device", required_argument, NULL, 'D'},
                                          {"batch", required_argument, NULL, 'b'},
-                                         {"seq", required_argument, NULL, O_SEQ},
                                          {"steps", required_argument, NULL, 'n'},
                                          {"policy", required_argument, NULL, 'p'},
                                          {"budget", required_argument, NULL, 'B'},
@@ -152,15 +143,12 @@ static int train_parse(int argc, char **argv, train_opts *o)
                                          {"trace", required_argument, NULL, O_TRACE},
                                          {"profile-memory", no_argument, NULL, O_PROFILE_MEMORY},
                                          {"profile-file", required_argument, NULL, O_PROFILE_FILE},
-                                         {"layout", required_argument, NULL, O_LAYOUT},
-                                         {"dtype", required_argument, NULL, O_DTYPE},
-                                         {"master-weights", required_argument, NULL, O_MASTER},
                                          {"zero", required_argument, NULL, O_ZERO},
                                          {"accum", required_argument, NULL, O_ACCUM},
-                                         {"layers", required_argument, NULL, O_LAYERS},
-                                         {"channels", required_argument, NULL, O_CHANNELS},
-                                         {"heads", required_argument, NULL, O_HEADS},
-                                         {"vocab", required_argument, NULL, O_VOCAB},
+                                         CLI_OPT_SEQ,
+                                         CLI_OPT_DIMS,
+                                         CLI_OPT_PRECISION,
+                                         CLI_OPT_LAYOUT,
                                          {NULL, 0, NULL, 0}};
     *o = (train_opts){.device = "auto",
                       .policy = "store-all",
@@ -170,11 +158,16 @@ static int train_parse(int argc, char **argv, train_opts *o)
                       .lr = 3e-4,
                       .prec = CLI_PRECISION_DEFAULT,
                       .accum = 1};
-    long v;
     opterr = 0;
     optind = 1;
     int c;
+    const cli_model_opts shared = {.ov = &o->ov, .prec = &o->prec, .layout = &o->layout};
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        int k = cli_model_option("train", c, optarg, &shared);
+        if (k < 0)
+            return -1;
+        if (k)
+            continue;
         switch (c) {
         case 'm': o->model = optarg; break;
         case 'd': o->data = optarg; break;
@@ -189,20 +182,6 @@ static int train_parse(int argc, char **argv, train_opts *o)
         case O_TRACE: o->trace = optarg; break;
         case O_PROFILE_MEMORY: o->profile_memory = 1; break;
         case O_PROFILE_FILE: o->profile_file = optarg; break;
-        case O_LAYOUT:
-            if (remat_layout_mode_parse(optarg, &o->layout) != REMAT_OK) {
-                cli_usage_error("train", "--layout: %s", remat_last_error());
-                return -1;
-            }
-            break;
-        case O_DTYPE:
-            if (cli_parse_dtype("train", optarg, &o->prec))
-                return -1;
-            break;
-        case O_MASTER:
-            if (cli_parse_master_weights("train", optarg, &o->prec))
-                return -1;
-            break;
         case O_ZERO:
             if (cli_parse_int("train", "--zero", optarg, 0, 3, &o->zero))
                 return -1;
@@ -228,31 +207,6 @@ static int train_parse(int argc, char **argv, train_opts *o)
         case O_LR:
             if (cli_parse_double("train", "--lr", optarg, 0, 10, &o->lr))
                 return -1;
-            break;
-        case O_SEQ:
-            if (cli_parse_int("train", "--seq", optarg, 1, 1 << 20, &v))
-                return -1;
-            o->ov.seq = (int)v;
-            break;
-        case O_LAYERS:
-            if (cli_parse_int("train", "--layers", optarg, 1, 1024, &v))
-                return -1;
-            o->ov.layers = (int)v;
-            break;
-        case O_CHANNELS:
-            if (cli_parse_int("train", "--channels", optarg, 1, 65536, &v))
-                return -1;
-            o->ov.channels = (int)v;
-            break;
-        case O_HEADS:
-            if (cli_parse_int("train", "--heads", optarg, 1, 65536, &v))
-                return -1;
-            o->ov.heads = (int)v;
-            break;
-        case O_VOCAB:
-            if (cli_parse_int("train", "--vocab", optarg, 2, 1 << 24, &v))
-                return -1;
-            o->ov.vocab = (int)v;
             break;
         default: cli_bad_option("train", argv); return -1;
         }

@@ -289,3 +289,40 @@ const char *cli_precision_name(const cli_precision *p)
 {
     return !p->bf16 ? "fp32" : p->master_weights == 0 ? "bf16, no master weights" : "bf16";
 }
+
+/* ==== The options train, curve and profile share ============================================ */
+
+int cli_model_option(const char *cmd, int c, const char *arg, const cli_model_opts *to)
+{
+    static const struct {
+        int code;
+        const char *name;
+        long lo, hi;
+    } dims[] = {{CLI_O_SEQ, "--seq", 1, 1 << 20},        {CLI_O_LAYERS, "--layers", 1, 1024},
+                {CLI_O_CHANNELS, "--channels", 1, 65536}, {CLI_O_HEADS, "--heads", 1, 65536},
+                {CLI_O_VOCAB, "--vocab", 2, 1 << 24}};
+    long v;
+    if (c == 'b' && to->batch)
+        return cli_parse_int(cmd, "--batch", arg, 1, 1 << 20, to->batch) ? -1 : 1;
+    for (size_t i = 0; i < sizeof dims / sizeof dims[0]; i++) {
+        if (c != dims[i].code || !to->ov)
+            continue;
+        if (cli_parse_int(cmd, dims[i].name, arg, dims[i].lo, dims[i].hi, &v))
+            return -1;
+        int *field[] = {&to->ov->seq, &to->ov->layers, &to->ov->channels, &to->ov->heads,
+                        &to->ov->vocab};
+        *field[i] = (int)v;
+        return 1;
+    }
+    if (c == CLI_O_DTYPE && to->prec)
+        return cli_parse_dtype(cmd, arg, to->prec) ? -1 : 1;
+    if (c == CLI_O_MASTER && to->prec)
+        return cli_parse_master_weights(cmd, arg, to->prec) ? -1 : 1;
+    if (c == CLI_O_LAYOUT && to->layout) {
+        if (remat_layout_mode_parse(arg, to->layout) == REMAT_OK)
+            return 1;
+        cli_usage_error(cmd, "--layout: %s", remat_last_error());
+        return -1;
+    }
+    return 0;
+}

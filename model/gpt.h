@@ -44,7 +44,7 @@ remat_status gpt_config_check(gpt_config *cfg);
 int gpt_padded_vocab(int vocab);
 
 /* Explicit architecture values from the command line; 0 = not given. */
-typedef struct {
+typedef struct gpt_overrides {
     int layers, channels, heads, vocab, seq;
 } gpt_overrides;
 
