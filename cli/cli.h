@@ -177,8 +177,8 @@ void cli_model_precision(const cli_precision *p, uint64_t seed, struct gpt_preci
 /* "fp32", "bf16", or "bf16, no master weights" for headers. */
 const char *cli_precision_name(const cli_precision *p);
 
-/* The options that train, curve and profile share (cli/train_memory.c): --batch, --seq, the
- * model's dimensions, --dtype, --master-weights and --layout. Each command lists in its getopt
+/* The options that train, curve and profile share (cli/train_memory.c): --model, --device,
+ * --batch, --seq, the model's dimensions, --dtype, --master-weights and --layout. Each command lists in its getopt
  * table those it takes (the CLI_OPT_* entries) and hands every option code to cli_model_option,
  * which stores it where `to` says (a NULL field: the command takes no such option). */
 enum {
@@ -191,6 +191,7 @@ enum {
     CLI_O_MASTER,
     CLI_O_LAYOUT
 };
+#define CLI_OPT_MODEL {"model", required_argument, NULL, 'm'}, {"device", required_argument, NULL, 'D'}
 #define CLI_OPT_BATCH {"batch", required_argument, NULL, 'b'}
 #define CLI_OPT_SEQ {"seq", required_argument, NULL, CLI_O_SEQ}
 #define CLI_OPT_DIMS                                                                               \
@@ -204,6 +205,8 @@ enum {
 #define CLI_OPT_LAYOUT {"layout", required_argument, NULL, CLI_O_LAYOUT}
 struct gpt_overrides;
 typedef struct {
+    const char **model;         /* --model */
+    const char **device;        /* --device */
     long *batch;                /* --batch (1 .. 2^20) */
     struct gpt_overrides *ov;   /* --seq and the dimensions */
     cli_precision *prec;        /* --dtype, --master-weights */
@@ -212,6 +215,11 @@ typedef struct {
 /* 1: c was one of the shared options and its value is stored; 0: c is not one of them; -1: a
  * bad value, reported as a usage error of cmd. */
 int cli_model_option(const char *cmd, int c, const char *arg, const cli_model_opts *to);
+/* getopt_long over argv, storing the shared options through cli_model_option: the next option
+ * code that is not one of them, -1 at the end, -2 after a bad shared value (reported). */
+struct option;
+int cli_next_option(const char *cmd, int argc, char **argv, const char *shortopts,
+                    const struct option *opts, const cli_model_opts *to);
 
 /* `remat train --trace FILE` (cli/train_memory.c): records pool's trace into a temporary file
  * (cli_output); finish ends it and puts it in place when rc is EXIT_OK (else removes it);

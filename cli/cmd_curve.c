@@ -86,8 +86,7 @@ typedef struct {
 static int curve_parse(int argc, char **argv, curve_opts *o)
 {
     enum { O_POINTS = 256, O_STEPS, O_REPS, O_TRACE, O_PROFILE_FILE };
-    static const struct option opts[] = {{"model", required_argument, NULL, 'm'},
-                                         {"device", required_argument, NULL, 'D'},
+    static const struct option opts[] = {CLI_OPT_MODEL,
                                          {"policies", required_argument, NULL, 'p'},
                                          {"points", required_argument, NULL, O_POINTS},
                                          {"steps", required_argument, NULL, O_STEPS},
@@ -113,16 +112,10 @@ static int curve_parse(int argc, char **argv, curve_opts *o)
     optind = 1;
     int c;
     const cli_model_opts shared = {
-        .batch = &o->batch, .ov = &o->ov, .prec = &o->prec, .layout = &o->layout};
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        int k = cli_model_option("curve", c, optarg, &shared);
-        if (k < 0)
-            return -1;
-        if (k)
-            continue;
+        .model = &o->model, .device = &o->device, .batch = &o->batch, .ov = &o->ov,
+        .prec = &o->prec, .layout = &o->layout};
+    while ((c = cli_next_option("curve", argc, argv, "", opts, &shared)) >= 0) {
         switch (c) {
-        case 'm': o->model = optarg; break;
-        case 'D': o->device = optarg; break;
         case 'p': o->policies = optarg; break;
         case 'o': o->out = optarg; break;
         case O_TRACE: o->trace = optarg; break;
@@ -144,6 +137,8 @@ static int curve_parse(int argc, char **argv, curve_opts *o)
             return -1;
         }
     }
+    if (c == -2) /* a bad value of a shared option, reported */
+        return -1;
     if (optind < argc) {
         cli_usage_error("curve", "unexpected argument '%s'", argv[optind]);
         return -1;

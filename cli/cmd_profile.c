@@ -50,8 +50,7 @@ typedef struct {
 static int profile_parse(int argc, char **argv, profile_opts *o)
 {
     enum { O_REPS = 256, O_SEED };
-    static const struct option opts[] = {{"model", required_argument, NULL, 'm'},
-                                         {"device", required_argument, NULL, 'D'},
+    static const struct option opts[] = {CLI_OPT_MODEL,
                                          {"output", required_argument, NULL, 'o'},
                                          {"reps", required_argument, NULL, O_REPS},
                                          {"seed", required_argument, NULL, O_SEED},
@@ -65,16 +64,11 @@ static int profile_parse(int argc, char **argv, profile_opts *o)
     opterr = 0;
     optind = 1;
     int c;
-    const cli_model_opts shared = {.batch = &o->batch, .ov = &o->ov, .prec = &o->prec};
-    while ((c = getopt_long(argc, argv, "o:", opts, NULL)) != -1) {
-        int k = cli_model_option("profile", c, optarg, &shared);
-        if (k < 0)
-            return -1;
-        if (k)
-            continue;
+    const cli_model_opts shared = {
+        .model = &o->model, .device = &o->device, .batch = &o->batch, .ov = &o->ov,
+        .prec = &o->prec};
+    while ((c = cli_next_option("profile", argc, argv, "o:", opts, &shared)) >= 0) {
         switch (c) {
-        case 'm': o->model = optarg; break;
-        case 'D': o->device = optarg; break;
         case 'o': o->out = optarg; break;
         case O_REPS:
             if (cli_parse_int("profile", "--reps", optarg, 1, 64, &o->reps))
@@ -89,6 +83,8 @@ static int profile_parse(int argc, char **argv, profile_opts *o)
             return -1;
         }
     }
+    if (c == -2) /* a bad value of a shared option, reported */
+        return -1;
     if (optind < argc) {
         cli_usage_error("profile", "unexpected argument '%s'", argv[optind]);
         return -1;

@@ -126,9 +126,8 @@ static int train_parse(int argc, char **argv, train_opts *o)
         O_ZERO,
         O_ACCUM
     };
-    static const struct option opts[] = {{"model", required_argument, NULL, 'm'},
+    static const struct option opts[] = {CLI_OPT_MODEL,
                                          {"data", required_argument, NULL, 'd'},
-                                         {"device", required_argument, NULL, 'D'},
                                          {"batch", required_argument, NULL, 'b'},
                                          {"steps", required_argument, NULL, 'n'},
                                          {"policy", required_argument, NULL, 'p'},
@@ -161,17 +160,12 @@ static int train_parse(int argc, char **argv, train_opts *o)
     opterr = 0;
     optind = 1;
     int c;
-    const cli_model_opts shared = {.ov = &o->ov, .prec = &o->prec, .layout = &o->layout};
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        int k = cli_model_option("train", c, optarg, &shared);
-        if (k < 0)
-            return -1;
-        if (k)
-            continue;
+    const cli_model_opts shared = {
+        .model = &o->model, .device = &o->device, .ov = &o->ov, .prec = &o->prec,
+        .layout = &o->layout};
+    while ((c = cli_next_option("train", argc, argv, "", opts, &shared)) >= 0) {
         switch (c) {
-        case 'm': o->model = optarg; break;
         case 'd': o->data = optarg; break;
-        case 'D': o->device = optarg; break;
         case 'p': o->policy = optarg; break;
         case 'B': o->budget = optarg; break;
         case 'o': o->save = optarg; break;
@@ -211,6 +205,8 @@ static int train_parse(int argc, char **argv, train_opts *o)
         default: cli_bad_option("train", argv); return -1;
         }
     }
+    if (c == -2) /* a bad value of a shared option, reported */
+        return -1;
     if (optind < argc) {
         cli_usage_error("train", "unexpected argument '%s'", argv[optind]);
         return -1;

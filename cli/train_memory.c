@@ -5,6 +5,7 @@
 #include "model/gpt.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -302,6 +303,10 @@ int cli_model_option(const char *cmd, int c, const char *arg, const cli_model_op
                 {CLI_O_CHANNELS, "--channels", 1, 65536}, {CLI_O_HEADS, "--heads", 1, 65536},
                 {CLI_O_VOCAB, "--vocab", 2, 1 << 24}};
     long v;
+    if ((c == 'm' && to->model) || (c == 'D' && to->device)) {
+        *(c == 'm' ? to->model : to->device) = arg;
+        return 1;
+    }
     if (c == 'b' && to->batch)
         return cli_parse_int(cmd, "--batch", arg, 1, 1 << 20, to->batch) ? -1 : 1;
     for (size_t i = 0; i < sizeof dims / sizeof dims[0]; i++) {
@@ -325,4 +330,14 @@ int cli_model_option(const char *cmd, int c, const char *arg, const cli_model_op
         return -1;
     }
     return 0;
+}
+
+int cli_next_option(const char *cmd, int argc, char **argv, const char *shortopts,
+                    const struct option *opts, const cli_model_opts *to)
+{
+    int c, k;
+    while ((c = getopt_long(argc, argv, shortopts, opts, NULL)) != -1)
+        if ((k = cli_model_option(cmd, c, optarg, to)) <= 0)
+            return k < 0 ? -2 : c;
+    return -1;
 }
