@@ -228,7 +228,7 @@ typedef struct {
     remat_schedule *base_sched;
     uint64_t store_all_peak;
     long adam_step;
-    double *ms[2], *base_ms, *ratio, *diff; /* o.steps each */
+    double *ms[2], *base_ms, *diff; /* o.steps each */
     curve_row *rows;
     size_t n_rows, cap_rows, runs_done, runs_total;
     cli_output trace; /* --trace, renamed into place only after a complete sweep */
@@ -247,7 +247,6 @@ static void curve_close(curve_run *r)
     free(r->ms[0]);
     free(r->ms[1]);
     free(r->base_ms);
-    free(r->ratio);
     free(r->diff);
     free(r->rows);
 }
@@ -265,9 +264,8 @@ static int curve_open(curve_run *r)
     r->ms[0] = calloc(k, sizeof(double));
     r->ms[1] = calloc(k, sizeof(double));
     r->base_ms = calloc(k, sizeof(double));
-    r->ratio = calloc(k, sizeof(double));
     r->diff = calloc(k, sizeof(double));
-    if (!r->ms[0] || !r->ms[1] || !r->base_ms || !r->ratio || !r->diff)
+    if (!r->ms[0] || !r->ms[1] || !r->base_ms || !r->diff)
         return cli_fail("curve", remat_fail(REMAT_ENOMEM, "out of host memory"), "");
     if (r->o.trace) {
         if ((s = cli_output_open(&r->trace, r->o.trace)) != REMAT_OK)
@@ -312,36 +310,12 @@ static remat_status curve_forward_backward(curve_run *r, const remat_schedule *s
 }
 
 
-/* Median of v and its standard error, estimated from the median absolute deviation (sigma =
- * 1.4826 MAD for normal noise; a median's error is 1.2533 sigma / sqrt(n)). NAN below 3 samples,
- * where the spread says nothing. Overwrites v. */
-static double curve_median_se(double *v, size_t n, double *se)
-{
-    double med = gpt_median(v, n);
-    for (size_t i = 0; i < n; i++)
-        v[i] = fabs(v[i] - med);
-    *se = n < 3 ? NAN : 1.2533 * 1.4826 * gpt_median(v, n) / sqrt((double)n);
-    return med;
-}
-
-/* The order of the runs in step `step`, 0 the store-all step and 1.. the arms: with one arm,
- * store-all first on even steps; with two, six orders in turn, each odd step the reverse of the
- * step before, so over any even number of steps each arm runs first as often as the other and
- * store-all runs first, second and last alike over six. */
-static const int *curve_step_order(size_t n_arms, long step)
-{
-    static const int two[2][2] = {{0, 1}, {1, 0}};
-    static const int three[6][3] = {{0, 1, 2}, {2, 1, 0}, {1, 2, 0},
-                                    {0, 2, 1}, {2, 0, 1}, {1, 0, 2}};
-    return n_arms == 1 ? two[step % 2] : three[step % 6];
-}
-
 /* One step of every arm and of store-all, in `order`; the losses must agree bit for bit. */
 static remat_status curve_step(curve_run *r, const remat_schedule *const *scheds, curve_row **rows,
                                size_t n_arms, long step)
 {
     /* The warm-up step 0 takes the first order; the measured steps 1..K start the cycle. */
-    const int *order = curve_step_order(n_arms, step > 0 ? step - 1 : 0);
+    const int *order = gpt_ab_order(n_arms, step > 0 ? step - 1 : 0);
     float loss[3];
     double ms[3];
     uint64_t act[3];
@@ -369,21 +343,16 @@ static remat_status curve_step(curve_run *r, const remat_schedule *const *scheds
 }
 
 /* Fills the measured fields of arm a's row from the steps in r->ms[a] and r->base_ms. */
-static void curve_arm_stats(curve_run *r, size_t a, curve_row *row)
+static remat_status curve_arm_stats(curve_run *r, size_t a, curve_row *row)
 {
-    size_t k = (size_t)r->o.steps;
-    /* The overhead is the median of the per-step ratios: each step's runs ran back to back, so a
-     * change of load on a shared machine between steps cancels out of it. */
-    for (size_t i = 0; i < k; i++)
-        r->ratio[i] = r->ms[a][i] / r->base_ms[i];
-    row->overhead = curve_median_se(r->ratio, k, &row->overhead_se) - 1;
-    double *ms = r->diff, *base = r->ratio;
-    memcpy(ms, r->ms[a], k * sizeof *ms);
-    memcpy(base, r->base_ms, k * sizeof *base);
-    row->measured_ms = gpt_median(ms, k);
-    row->base_ms = gpt_median(base, k);
-    /* Sorted by curve_median: the least disturbed run of each, as the profile estimates a stage. */
-    row->overhead_min = ms[0] / base[0] - 1;
+    gpt_ab ab;
+    REMAT_TRY(gpt_ab_compare(r->ms[a], r->base_ms, (size_t)r->o.steps, &ab));
+    row->overhead = ab.overhead;
+    row->overhead_se = ab.overhead_se;
+    row->measured_ms = ab.ms;
+    row->base_ms = ab.base_ms;
+    row->overhead_min = ab.overhead_min;
+    return REMAT_OK;
 }
 
 /* The dominance verdict of a fixed policy's row (arm 0) against optimal at its peak (arm 1):
@@ -393,7 +362,7 @@ static void curve_dominance(curve_run *r, curve_row *fixed, const curve_row *opt
     size_t k = (size_t)r->o.steps;
     for (size_t i = 0; i < k; i++)
         r->diff[i] = (r->ms[1][i] - r->ms[0][i]) / r->base_ms[i];
-    fixed->dom_diff = curve_median_se(r->diff, k, &fixed->dom_se);
+    fixed->dom_diff = gpt_median_se(r->diff, k, &fixed->dom_se);
     if (same)
         fixed->dom = CURVE_DOM_SAME;
     else if (opt->measured_peak > fixed->measured_peak)
@@ -423,7 +392,7 @@ static remat_status curve_measure(curve_run *r, const remat_schedule *const *sch
         REMAT_TRY(gpt_model_update(r->rig.model, &hp, (int)++r->adam_step));
     }
     for (size_t a = 0; a < n_arms; a++)
-        curve_arm_stats(r, a, rows[a]);
+        REMAT_TRY(curve_arm_stats(r, a, rows[a]));
     r->runs_done++;
     for (size_t a = 0; a < n_arms; a++) /* the policy names are ones curve_parse_policies took */
         cli_progress(stderr,

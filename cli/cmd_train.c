@@ -57,9 +57,11 @@ void cmd_train_usage(FILE *f)
         "  --baseline      also run each step's forward and backward under store-all, interleaved\n"
         "                  (alternating which goes first), to measure the policy's overhead and\n"
         "                  store-all's activation peak in the same run; the losses must agree\n"
-        "                  bit for bit (the gradients are identical, so training is unchanged)\n"
+        "                  bit for bit (the gradients are identical, so training is unchanged).\n"
+        "                  The overhead is curve's: the median over the steps after the first\n"
+        "                  of each step's ratio, with its standard error (measured_overhead_se)\n"
         "  --trace FILE    record the pool's allocation trace of the whole run (tags: params,\n"
-        "                  grads, optim, workspace, act) to FILE, for `remat memviz` and\n"
+        "                  grads, optim, units, workspace, act) to FILE, for `remat memviz` and\n"
         "                  `remat replay` (the profile runs in a pool of its own: not in it);\n"
         "                  a step mark starts each step, for `remat replay --planned`\n"
         "  --profile-memory after the run, a table per stage, pass and tag: calls, time, bytes\n"
@@ -662,17 +664,18 @@ static remat_status train_baseline(train_run *r, train_totals *tot, long step, f
     return REMAT_OK;
 }
 
-/* One step: forward and backward under the plan (and under store-all with --baseline, first on
- * even steps, last on odd ones), then the update. */
+/* One step: forward and backward under the plan (and under store-all with --baseline, in
+ * gpt_ab_order's order: store-all first on even steps, last on odd ones), then the update. */
 static remat_status train_step(train_run *r, train_totals *tot, const gpt_adamw *hp, long step,
                                float *loss, uint64_t *pool_peak)
 {
     uint64_t act;
     float base_loss = 0;
-    if (r->o.baseline && step % 2 == 0)
+    int base_first = gpt_ab_order(1, step)[0] == 0;
+    if (r->o.baseline && base_first)
         REMAT_TRY(train_baseline(r, tot, step, &base_loss));
     REMAT_TRY(train_forward_backward(r, r->sched, loss, &tot->fb_ms[step - 1], &act, pool_peak));
-    if (r->o.baseline && step % 2 == 1)
+    if (r->o.baseline && !base_first)
         REMAT_TRY(train_baseline(r, tot, step, &base_loss));
     if (r->o.baseline && memcmp(loss, &base_loss, sizeof base_loss) != 0)
         return remat_fail(REMAT_EINTERNAL,
@@ -781,8 +784,14 @@ static void train_summary(const train_run *r, train_totals *t)
 {
     uint64_t rss = train_peak_rss();
     t->ms_median = train_median(t->ms, r->o.steps);
+    /* --baseline: the A/B of curve over the steps after the first (cold caches, first touches) */
+    gpt_ab ab = {.overhead_se = NAN};
+    long skip = r->o.steps > 1;
+    if (r->o.baseline && gpt_ab_compare(t->fb_ms + skip, t->base_ms + skip,
+                                        (size_t)(r->o.steps - skip), &ab) != REMAT_OK)
+        ab.overhead = NAN;
     double fb = train_median(t->fb_ms, r->o.steps);
-    double base = r->o.baseline ? train_median(t->base_ms, r->o.steps) : 0;
+    double base = ab.base_ms;
     char name[48];
     train_policy_name(r, name, sizeof name);
     double mean_ms = t->ms_total / (double)r->o.steps;
@@ -816,10 +825,17 @@ static void train_summary(const train_run *r, train_totals *t)
             printf("\"%s\": %llu, ", train_tags[i], (unsigned long long)train_tag_peak(r, i));
         printf("\"act\": %llu}, \"param_gathers_per_step\": %llu", (unsigned long long)t->act_peak_max,
                (unsigned long long)r->gathers);
-        if (r->o.baseline)
+        if (r->o.baseline) {
             printf(", \"store_all_fwd_bwd_median_ms\": %.3f, \"measured_overhead\": %.6f, "
-                   "\"store_all_measured_act_peak_bytes\": %llu",
-                   base, fb / base - 1, (unsigned long long)t->base_act_peak_max);
+                   "\"measured_overhead_se\": ",
+                   base, ab.overhead);
+            if (isnan(ab.overhead_se))
+                printf("null");
+            else
+                printf("%.6f", ab.overhead_se);
+            printf(", \"store_all_measured_act_peak_bytes\": %llu",
+                   (unsigned long long)t->base_act_peak_max);
+        }
         printf("}\n");
         return;
     }
@@ -852,10 +868,14 @@ static void train_summary(const train_run *r, train_totals *t)
     if (r->o.baseline) {
         char bp[32];
         remat_format_bytes(t->base_act_peak_max, bp, sizeof bp);
+        char se[32] = "";
+        if (!isnan(ab.overhead_se))
+            snprintf(se, sizeof se, " +- %.1f%%", 100 * ab.overhead_se);
         printf(
             "baseline (store-all, interleaved): forward+backward %.1f ms median vs %.1f ms under "
-            "the plan: measured overhead %+.1f%%; store-all activation peak measured %s\n",
-            base, fb, 100 * (fb / base - 1), bp);
+            "the plan: measured overhead %+.1f%%%s (median of the steps' ratios); store-all "
+            "activation peak measured %s\n",
+            base, fb, 100 * ab.overhead, se, bp);
     }
 }
 

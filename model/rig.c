@@ -2,6 +2,7 @@
 #include "model/rig.h"
 #include "core/core.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -112,4 +113,44 @@ double gpt_median(double *v, size_t n)
         return 0;
     qsort(v, n, sizeof *v, rig_cmp_double);
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+double gpt_median_se(double *v, size_t n, double *se)
+{
+    double med = gpt_median(v, n);
+    for (size_t i = 0; i < n; i++)
+        v[i] = fabs(v[i] - med);
+    *se = n < 3 ? NAN : 1.2533 * 1.4826 * gpt_median(v, n) / sqrt((double)n);
+    return med;
+}
+
+const int *gpt_ab_order(size_t n_arms, long step)
+{
+    static const int two[2][2] = {{0, 1}, {1, 0}};
+    static const int three[6][3] = {{0, 1, 2}, {2, 1, 0}, {1, 2, 0},
+                                    {0, 2, 1}, {2, 0, 1}, {1, 0, 2}};
+    return n_arms == 1 ? two[step % 2] : three[step % 6];
+}
+
+remat_status gpt_ab_compare(const double *ms, const double *base, size_t n, gpt_ab *out)
+{
+    memset(out, 0, sizeof *out);
+    out->overhead_se = NAN;
+    if (n == 0)
+        return REMAT_OK;
+    double *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b);
+    if (!a || !b) {
+        free(a), free(b);
+        return remat_fail(REMAT_ENOMEM, "out of host memory for %zu steps' times", n);
+    }
+    for (size_t i = 0; i < n; i++)
+        a[i] = ms[i] / base[i];
+    out->overhead = gpt_median_se(a, n, &out->overhead_se) - 1;
+    memcpy(a, ms, n * sizeof *a);
+    memcpy(b, base, n * sizeof *b);
+    out->ms = gpt_median(a, n);
+    out->base_ms = gpt_median(b, n);
+    out->overhead_min = a[0] / b[0] - 1; /* sorted by gpt_median */
+    free(a), free(b);
+    return REMAT_OK;
 }

@@ -53,6 +53,32 @@ typedef struct {
 remat_status gpt_rig_run(gpt_rig *r, const remat_schedule *sched, const gpt_adamw *hp, int t,
                          gpt_rig_step *out);
 
+/* ==== A/B: a plan against store-all, in the same steps ==================================== */
+/* `remat curve` and `remat train --baseline` run a schedule and store-all on the same batch back
+ * to back in every step, in gpt_ab_order's order, and compare them with gpt_ab_compare. */
+
+/* The order of the runs in step `step` (0..): index 0 is store-all, 1.. the n_arms arms (1 or 2).
+ * With one arm, store-all first on even steps; with two, six orders in turn, each odd step the
+ * reverse of the step before, so over any even number of steps each arm runs first as often as
+ * the other and store-all runs first, second and last alike over six. */
+const int *gpt_ab_order(size_t n_arms, long step);
+
+typedef struct {
+    double overhead;     /* median over the steps of arm / store-all, minus 1 */
+    double overhead_se;  /* its standard error from the per-step spread; NAN below 3 steps */
+    double ms, base_ms;  /* each side's median */
+    double overhead_min; /* the least disturbed run of each: fastest / fastest - 1 */
+} gpt_ab;
+
+/* From n steps' times of the arm (ms) and of store-all (base): the median of the per-step
+ * ratios cancels a change of load between steps, as a shared machine has. */
+remat_status gpt_ab_compare(const double *ms, const double *base, size_t n, gpt_ab *out);
+
+/* Median of v's n values and its standard error, estimated from the median absolute deviation
+ * (sigma = 1.4826 MAD for normal noise; a median's error is 1.2533 sigma / sqrt(n)): NAN below 3
+ * values, where the spread says nothing. Overwrites v. */
+double gpt_median_se(double *v, size_t n, double *se);
+
 /* Milliseconds of CLOCK_MONOTONIC. */
 double gpt_now_ms(void);
 /* Median of v's n values (sorted in place); 0 for none. */
