@@ -180,11 +180,6 @@ remat_status gpt_unit_params_get(gpt_model *m, int u, void **buf)
     return REMAT_OK;
 }
 
-void gpt_unit_params_put(gpt_model *m, void *buf)
-{
-    (void)m, (void)buf; /* the work buffer is the next gather's */
-}
-
 remat_status gpt_unit_grads_get(gpt_model *m, int u, void **buf)
 {
     *buf = NULL;

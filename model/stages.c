@@ -200,7 +200,6 @@ static remat_status gpt_embed_forward(gpt_model *m, const int *tokens, void *out
     REMAT_TRY(gpt_unit_params_get(m, 0, &buf));
     gpt_unit_tensors(m, 0, buf, m->p, w);
     op_encoder_forward(m, out, tokens, w[GPT_WTE], w[GPT_WPE]);
-    gpt_unit_params_put(m, buf);
     return REMAT_OK;
 }
 
@@ -399,14 +398,9 @@ static remat_status gpt_head_forward(gpt_model *m, const void *x, float *out, vo
     int L = m->cfg.layers;
     void *emb, *fin, *gemb = NULL, *w[GPT_N_PARAMS], *g[GPT_N_PARAMS];
     REMAT_TRY(gpt_unit_params_get(m, 0, &emb));
-    remat_status s = gpt_unit_params_get(m, L + 1, &fin);
-    if (s == REMAT_OK && saved) /* unit 0's gradients, until the embedding's backward */
-        s = gpt_unit_grads_get(m, 0, &gemb);
-    if (s != REMAT_OK) {
-        gpt_unit_params_put(m, fin);
-        gpt_unit_params_put(m, emb);
-        return s;
-    }
+    REMAT_TRY(gpt_unit_params_get(m, L + 1, &fin));
+    if (saved) /* unit 0's gradients, until the embedding's backward */
+        REMAT_TRY(gpt_unit_grads_get(m, 0, &gemb));
     gpt_unit_tensors(m, 0, emb, m->p, w);
     gpt_unit_tensors(m, L + 1, fin, m->p, w);
     op_ln_forward(m, lnf, stats, stats + m->N, x, w[GPT_LNFW], w[GPT_LNFB], N, C);
@@ -419,8 +413,6 @@ static remat_status gpt_head_forward(gpt_model *m, const void *x, float *out, vo
         op_matmul_backward(m, dlnf, g[GPT_WTE], NULL, logits, lnf, w[GPT_WTE], N, C, Vp);
         m->head_grad_done = 1;
     }
-    gpt_unit_params_put(m, fin);
-    gpt_unit_params_put(m, emb);
     return gpt_head_record_loss(m, out);
 }
 
@@ -430,17 +422,12 @@ static remat_status gpt_head_backward(gpt_model *m, const void *x, const void *s
     const float *stats = gpt_at(saved, m->head_saved.stats);
     void *fin, *gfin, *w[GPT_N_PARAMS], *g[GPT_N_PARAMS];
     REMAT_TRY(gpt_unit_params_get(m, u, &fin));
-    remat_status s = gpt_unit_grads_get(m, u, &gfin);
-    if (s != REMAT_OK) {
-        gpt_unit_params_put(m, fin);
-        return s;
-    }
+    REMAT_TRY(gpt_unit_grads_get(m, u, &gfin));
     gpt_unit_tensors(m, u, fin, m->p, w);
     gpt_unit_tensors(m, u, gfin, m->g, g);
     m->k->zero(m->kc, din, m->N * C * m->elem);
     op_ln_backward(m, din, g[GPT_LNFW], g[GPT_LNFB], gpt_at(saved, m->head_saved.dlnf), x,
                    w[GPT_LNFW], stats, stats + m->N, N, C);
-    gpt_unit_params_put(m, fin);
     return gpt_unit_grads_put(m, u, gfin, 1);
 }
 
@@ -455,16 +442,12 @@ static remat_status gpt_block_stage(gpt_model *m, int stage, int option, const v
     gpt_unit_tensors(m, stage, buf, m->p, w);
     if (!dout) { /* forward: saved is out, or NULL (no grad) */
         gpt_block_forward(m, gpt_layer_p(w), in, out, (void *)saved, s, tmp);
-        gpt_unit_params_put(m, buf);
         return REMAT_OK;
     }
-    remat_status st = gpt_unit_grads_get(m, stage, &gbuf);
-    if (st == REMAT_OK) {
-        gpt_unit_tensors(m, stage, gbuf, m->g, g);
-        gpt_block_backward(m, gpt_layer_p(w), gpt_layer_g(g), in, saved, s, dout, din, tmp);
-    }
-    gpt_unit_params_put(m, buf);
-    return st == REMAT_OK ? gpt_unit_grads_put(m, stage, gbuf, 1) : st;
+    REMAT_TRY(gpt_unit_grads_get(m, stage, &gbuf));
+    gpt_unit_tensors(m, stage, gbuf, m->g, g);
+    gpt_block_backward(m, gpt_layer_p(w), gpt_layer_g(g), in, saved, s, dout, din, tmp);
+    return gpt_unit_grads_put(m, stage, gbuf, 1);
 }
 
 /* ==== Callbacks ============================================================================ */

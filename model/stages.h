@@ -107,10 +107,9 @@ size_t gpt_unit_shard_offset(const gpt_model *m, int u);
 void gpt_unit_tensors(const gpt_model *m, int u, void *buf, void *const *flat,
                       void *out[GPT_N_PARAMS]);
 /* The parameters of unit u for a stage: ZeRO-3 all-gathers them into the work buffer (one gather
- * counted), ZeRO-2 points into the parameter buffer, else *buf = NULL (use m->p). Release with
- * gpt_unit_params_put. */
+ * counted), ZeRO-2 points into the parameter buffer, else *buf = NULL (use m->p). The work
+ * buffer holds them until the next gather into the same place. */
 remat_status gpt_unit_params_get(gpt_model *m, int u, void **buf);
-void gpt_unit_params_put(gpt_model *m, void *buf);
 /* A zeroed buffer for unit u's gradients under ZeRO-2/3 (unit 0: grad0, zeroed by its first get
  * of a step and live until the embedding's backward), else *buf = NULL (use m->g).
  * gpt_unit_grads_put reduce-scatters it and adds this rank's chunk to its gradient shard (unit 0:

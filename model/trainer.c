@@ -387,7 +387,6 @@ static remat_status gpt_gather_units(gpt_model *m, float *padded)
             m->kb->to_f32(m->kc, all, buf, n);
         if (s == REMAT_OK)
             s = m->k->status(m->kc);
-        gpt_unit_params_put(m, buf);
     }
     m->gathers = gathers;
     return s;

@@ -392,3 +392,33 @@ Test(dp, fit_measure_runs_the_ranks_for_real, .timeout = 600)
     cr_expect_eq(r.code, 2);
     cr_expect(strstr(r.err, "mpirun -np 2"), "%s", r.err);
 }
+
+/* Under ZeRO-2/3 the weights live by unit (and ZeRO-3's in shards): `--save` gathers them back
+ * into llm.c's layout, the same bytes as ZeRO-0's run. */
+Test(dp, zero2_and_zero3_save_the_weights_zero0_saves, .timeout = 300)
+{
+    needs_mpi();
+    static cli_result r;
+    char dir[] = "/tmp/remat-dp-XXXXXX", path[4][64];
+    cr_assert(mkdtemp(dir));
+    for (int zero = 0; zero <= 3; zero++) {
+        snprintf(path[zero], sizeof path[zero], "%s/z%d.bin", dir, zero);
+        cli_run_ranks(&r, 2, TINY " --batch 2 --zero %d --save %s", zero,
+                      cli_sh_quote(path[zero]));
+        cr_assert_eq(r.code, 0, "ZeRO-%d: %s", zero, r.err);
+    }
+    for (int zero = 1; zero <= 3; zero++) {
+        FILE *a = fopen(path[0], "rb"), *b = fopen(path[zero], "rb");
+        cr_assert(a && b);
+        int ca, cb;
+        long at = 0;
+        do {
+            ca = fgetc(a), cb = fgetc(b);
+        } while (ca == cb && ca != EOF && ++at);
+        cr_expect_eq(ca, cb, "ZeRO-%d's weights differ from ZeRO-0's at byte %ld", zero, at);
+        fclose(a), fclose(b);
+    }
+    for (int zero = 0; zero <= 3; zero++)
+        remove(path[zero]);
+    remove(dir);
+}
