@@ -49,9 +49,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n)
     uint64_t all = 0;
     if (remat_store_all_peak(chain, &all) == REMAT_OK) {
         const remat_policy policies[] = {
-            {REMAT_POLICY_STORE_ALL, 0, 0}, {REMAT_POLICY_PERIODIC, 2, 0},
-            {REMAT_POLICY_SQRT, 0, 0},      {REMAT_POLICY_REVOLVE, 0, 0},
-            {REMAT_POLICY_OPTIMAL, 0, 60},
+            {.kind = REMAT_POLICY_STORE_ALL},
+            {.kind = REMAT_POLICY_PERIODIC, .period = 2},
+            {.kind = REMAT_POLICY_SQRT},
+            {.kind = REMAT_POLICY_REVOLVE},
+            {.kind = REMAT_POLICY_OPTIMAL, .slots = 60},
         };
         const uint64_t budgets[] = {all, all - all / 3, all / 2, all / 5, UINT64_MAX};
         for (size_t p = 0; p < sizeof policies / sizeof policies[0]; p++) {
