@@ -64,9 +64,12 @@ static void bad_expand(const char *args, const char *tmp, char *out, size_t n)
         p++;
         size_t len = strcspn(p, " \t/");
         if (len == 3 && !strncmp(p, "TMP", 3))
-            o += (size_t)snprintf(out + o, n - o, "'%s'", tmp);
-        else
-            o += (size_t)snprintf(out + o, n - o, "'%s/%.*s'", bad_dir, (int)len, p);
+            o += (size_t)snprintf(out + o, n - o, "%s", cli_sh_quote(tmp));
+        else {
+            char path[4400];
+            snprintf(path, sizeof path, "%s/%.*s", bad_dir, (int)len, p);
+            o += (size_t)snprintf(out + o, n - o, "%s", cli_sh_quote(path));
+        }
         p += len;
     }
     out[o < n ? o : n - 1] = '\0';
@@ -110,7 +113,7 @@ static int bad_run_case(const bad_case *c, cli_result *r)
         bad_log("cases.txt:%d: remat %s left %d file(s) behind", c->line, args, left);
         ok = 0;
         char cmd[128];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+        snprintf(cmd, sizeof cmd, "rm -rf %s", cli_sh_quote(tmp));
         cr_assert_eq(system(cmd), 0);
     } else {
         rmdir(tmp);
@@ -248,7 +251,7 @@ Test(hostile_hash, replay_of_colliding_ids_and_many_tags_finishes, .timeout = 30
     const char *kinds[] = {"ids", "tags"};
     for (int i = 0; i < 2; i++) {
         const char *path = bad_hostile_trace(dir, kinds[i], 100000);
-        cli_run(&r, "replay '%s' --json", path);
+        cli_run(&r, "replay %s --json", cli_sh_quote(path));
         cr_expect_eq(r.code, 0, "%s: %s", kinds[i], r.err);
         cr_expect(strstr(r.out, "\"events\": 200000"), "%s: %s", kinds[i], r.out);
         remove(path);

@@ -31,7 +31,7 @@ static void make_dir(void)
 static void remove_dir(void)
 {
     char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", cli_sh_quote(dir));
     cr_assert_eq(system(cmd), 0);
 }
 
@@ -96,7 +96,8 @@ static int run_sh(const char *args, const char *redirect, char *err, size_t n)
 {
     char cmd[8192];
     const char *errf = in_dir("stderr.txt");
-    snprintf(cmd, sizeof cmd, "'%s' %s %s 2>'%s' </dev/null", cli_bin(), args, redirect, errf);
+    snprintf(cmd, sizeof cmd, "%s %s %s 2>%s </dev/null", cli_sh_quote(cli_bin()), args, redirect,
+             cli_sh_quote(errf));
     int st = system(cmd);
     if (err)
         read_file(errf, err, n);
@@ -123,7 +124,8 @@ static int run_in_dir(const char *args, char *err, size_t n)
 {
     char bin[4096], cmd[8192];
     cr_assert_not_null(realpath(cli_bin(), bin));
-    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' %s >out.txt 2>err.txt </dev/null", dir, bin, args);
+    snprintf(cmd, sizeof cmd, "cd %s && %s %s >out.txt 2>err.txt </dev/null", cli_sh_quote(dir),
+             cli_sh_quote(bin), args);
     int st = system(cmd);
     read_file(in_dir("err.txt"), err, n);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
@@ -164,9 +166,9 @@ Test(files_gnuplot, curve_hostile_out_dir_run_nothing, .timeout = 300)
     cr_assert_not_null(realpath(cli_bin(), bin));
     char cmd[8192];
     snprintf(cmd, sizeof cmd,
-             "cd '%s' && '%s' curve --model tiny --batch 1 --seq 8 --device host --policies "
+             "cd %s && %s curve --model tiny --batch 1 --seq 8 --device host --policies "
              "store-all,sqrt --steps 1 --reps 1 --out %s >out.txt 2>err.txt",
-             dir, bin, cli_sh_quote(out));
+             cli_sh_quote(dir), cli_sh_quote(bin), cli_sh_quote(out));
     int st = system(cmd);
     char err[4096] = "";
     read_file(in_dir("err.txt"), err, sizeof err);
@@ -302,7 +304,8 @@ Test(files_write, a_bad_picture_never_replaces_a_good_one)
         snprintf(env, sizeof env, "REMAT_GNUPLOT=%s",
                  fake_gnuplot(fakes[i].name, fakes[i].code, fakes[i].what));
         char cmd[4096];
-        snprintf(cmd, sizeof cmd, "%s '%s' %s 2>'%s'", env, cli_bin(), args, in_dir("err"));
+        snprintf(cmd, sizeof cmd, "%s %s %s 2>%s", env, cli_sh_quote(cli_bin()), args,
+                 cli_sh_quote(in_dir("err")));
         int st = system(cmd);
         read_file(in_dir("err"), err, sizeof err);
         cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 1, "%s: status %d: %s", fakes[i].name, st,

@@ -183,7 +183,7 @@ Test(curve, csv_rows_peaks_and_budgets, .init = curve_setup, .timeout = 60)
         cr_assert_eq(memcmp(magic, "\x89PNG\r\n\x1a\n", 8), 0, "not a PNG");
     }
     char ls[600]; /* no curve.csv.tmp.XXXXXX (nor curve.png's) left */
-    snprintf(ls, sizeof ls, "ls '%s' | grep -q '\\.tmp'", dir);
+    snprintf(ls, sizeof ls, "ls %s | grep -q '\\.tmp'", cli_sh_quote(dir));
     cr_assert_neq(system(ls), 0, "temporary file left behind");
 }
 

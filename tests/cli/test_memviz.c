@@ -30,7 +30,7 @@ static void make_tmpdir(void)
 static void remove_tmpdir(void)
 {
     char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", cli_sh_quote(tmpdir));
     cr_assert_eq(system(cmd), 0);
 }
 
@@ -497,7 +497,7 @@ Test(memviz_train, trace_records_every_tag_and_loads)
     cli_run(&r, "%s --policy optimal --budget 50%% --trace %s", train_args, trace);
     cr_assert_eq(r.code, 0, "%s", r.err);
     char ls[256];
-    snprintf(ls, sizeof ls, "ls '%s' | grep -q '^run\\.trace\\.tmp'", tmpdir);
+    snprintf(ls, sizeof ls, "ls %s | grep -q '^run\\.trace\\.tmp'", cli_sh_quote(tmpdir));
     cr_assert_neq(system(ls), 0, "a temporary trace was left behind");
     remat_trace *t;
     cr_assert_eq(remat_trace_load(trace, &t), REMAT_OK, "%s", remat_last_error());

@@ -23,7 +23,7 @@ static void make_dir(void)
 static void remove_dir(void)
 {
     char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", cli_sh_quote(dir));
     cr_assert_eq(system(cmd), 0);
 }
 
@@ -121,7 +121,7 @@ Test(train_trace, the_trainers_states_are_recorded_as_dedicated)
             trace);
     cr_assert_eq(r.code, 0, "%s", r.err);
     char cmd[256];
-    snprintf(cmd, sizeof cmd, "grep -c '^d ' '%s'", trace);
+    snprintf(cmd, sizeof cmd, "grep -c '^d ' %s", cli_sh_quote(trace));
     FILE *p = popen(cmd, "r");
     int n = -1;
     cr_assert(p && fscanf(p, "%d", &n) == 1);

@@ -37,8 +37,8 @@ static cli_result *cli_vrun(cli_result *res, const char *launcher, const char *f
     char out_path[] = "/tmp/remat-cli-out-XXXXXX", err_path[] = "/tmp/remat-cli-err-XXXXXX";
     int fo = mkstemp(out_path), fe = mkstemp(err_path);
     vsnprintf(args, sizeof args, fmt, ap);
-    snprintf(cmd, sizeof cmd, "%s'%s' %s >%s 2>%s </dev/null", launcher, cli_bin(), args, out_path,
-             err_path);
+    snprintf(cmd, sizeof cmd, "%s%s %s >%s 2>%s </dev/null", launcher, cli_sh_quote(cli_bin()), args,
+             out_path, err_path);
     int st = system(cmd);
     res->code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
     cli_slurp(out_path, res->out, sizeof res->out);

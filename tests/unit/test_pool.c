@@ -1343,7 +1343,7 @@ Test(pool, replay_cli_exit_codes_and_json)
     write_file(big, "a 1 2000000000\n");
     cli_result *res = malloc(sizeof *res);
 
-    cli_run(res, "replay '%s' --json --baseline", good);
+    cli_run(res, "replay %s --json --baseline", cli_sh_quote(good));
     cr_assert_eq(res->code, 0, "%s", res->err);
     cJSON *j = cJSON_Parse(res->out);
     cr_assert(j, "not JSON: %s", res->out);
@@ -1358,34 +1358,34 @@ Test(pool, replay_cli_exit_codes_and_json)
     cr_assert_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "baseline"), "device_allocs")->valuedouble, 3);
     cJSON_Delete(j);
 
-    cli_run(res, "replay '%s' --json", good);
+    cli_run(res, "replay %s --json", cli_sh_quote(good));
     cr_assert_eq(res->code, 0);
     j = cJSON_Parse(res->out);
     cr_assert(j && !cJSON_GetObjectItem(j, "baseline"));
     cJSON_Delete(j);
 
-    cli_run(res, "replay '%s'", good);
+    cli_run(res, "replay %s", cli_sh_quote(good));
     cr_assert_eq(res->code, 0);
     cr_assert(strstr(res->out, "peak reserved"), "%s", res->out);
 
-    cli_run(res, "replay '%s'", bad);
+    cli_run(res, "replay %s", cli_sh_quote(bad));
     cr_assert_eq(res->code, 2);
     cr_assert(strstr(res->err, ":3:"), "should name line 3: %s", res->err);
-    cli_run(res, "replay '%s'", unknown);
+    cli_run(res, "replay %s", cli_sh_quote(unknown));
     cr_assert_eq(res->code, 2);
     cr_assert(strstr(res->err, ":3:"), "should name line 3: %s", res->err);
-    cli_run(res, "replay '%s' --device sim:1GB", big);
+    cli_run(res, "replay %s --device sim:1GB", cli_sh_quote(big));
     cr_assert_eq(res->code, 1, "OOM is a runtime failure: %s", res->err);
     cr_assert(strstr(res->err, "cannot allocate"), "%s", res->err);
-    cli_run(res, "replay '%s' --limit 1GiB", big);
+    cli_run(res, "replay %s --limit 1GiB", cli_sh_quote(big));
     cr_assert_eq(res->code, 1);
     cli_run(res, "replay '%s/none.trace'", dir);
     cr_assert_eq(res->code, 2);
     cli_run(res, "replay");
     cr_assert_eq(res->code, 2);
-    cli_run(res, "replay '%s' --device nowhere", good);
+    cli_run(res, "replay %s --device nowhere", cli_sh_quote(good));
     cr_assert_eq(res->code, 2);
-    cli_run(res, "replay '%s' --bogus", good);
+    cli_run(res, "replay %s --bogus", cli_sh_quote(good));
     cr_assert_eq(res->code, 2);
     cli_run(res, "replay --help");
     cr_assert_eq(res->code, 0);
@@ -1772,7 +1772,7 @@ Test(pool, replay_planned_cli_reports_arena_and_bound)
     remat_device_close(dev);
 
     cli_result *res = malloc(sizeof *res);
-    cli_run(res, "replay '%s' --planned --json", path);
+    cli_run(res, "replay %s --planned --json", cli_sh_quote(path));
     cr_assert_eq(res->code, 0, "%s", res->err);
     cJSON *j = cJSON_Parse(res->out);
     cr_assert(j, "not JSON: %s", res->out);
@@ -1784,14 +1784,14 @@ Test(pool, replay_planned_cli_reports_arena_and_bound)
     cr_assert_eq(cJSON_GetObjectItem(p, "hits")->valuedouble, 9);
     cr_assert(cJSON_IsString(cJSON_GetObjectItem(p, "heuristic")));
     cJSON_Delete(j);
-    cli_run(res, "replay '%s' --planned", path);
+    cli_run(res, "replay %s --planned", cli_sh_quote(path));
     cr_assert_eq(res->code, 0);
     cr_assert(strstr(res->out, "reserved / lower bound"), "%s", res->out);
     write_file(plain, "a 1 1000\nf 1\n");
-    cli_run(res, "replay '%s' --planned", plain);
+    cli_run(res, "replay %s --planned", cli_sh_quote(plain));
     cr_assert_eq(res->code, 2, "no step marks is bad input");
     cr_assert(strstr(res->err, "0 step marks"), "%s", res->err);
-    cli_run(res, "replay '%s'", path);
+    cli_run(res, "replay %s", cli_sh_quote(path));
     cr_assert_eq(res->code, 0, "step marks are ignored by a plain replay: %s", res->err);
     free(res);
     unlink(path), unlink(plain);
