@@ -28,6 +28,10 @@ struct kern_ctx {
      * backward's token order): grown by kern_cpu_scratch, freed by kern_close. */
     void *host_scratch;
     size_t host_scratch_bytes;
+    /* Device workspace of the CUDA bf16 kernels (the embedding backward's token chains, a few
+     * bytes per row), outside the pool as cuBLAS's own workspace is: kern_cuda_scratch. */
+    void *dev_scratch;
+    size_t dev_scratch_bytes;
 };
 
 #ifdef REMAT_HAVE_CUDA

@@ -322,13 +322,60 @@ float *gpt_model_host_params(gpt_model *m)
     return m && m->host_memory && !m->kb && m->zero < 2 ? m->params : NULL;
 }
 
-/* bf16 buffers are converted by the bf16 kernels on the device; with no bf16 kernels on a device
- * that is not host memory, gpt_model_create refuses bf16, so only host memory reaches here. */
-static remat_status gpt_bf16_host_only(const gpt_model *m)
+/* n host floats into bf16 memory of the device at dst, rounded to nearest even as to_bf16 does:
+ * on the host in place, elsewhere through a host bf16 copy (no float32 staging on the device). */
+static remat_status gpt_upload_bf16(gpt_model *m, kern_bf16 *dst, const float *host, size_t n)
+{
+    if (m->host_memory) {
+        m->kb->to_bf16(m->kc, dst, host, n);
+        return m->k->status(m->kc);
+    }
+    kern_bf16 *stage = malloc(n * sizeof *stage);
+    if (!stage)
+        return remat_fail(REMAT_ENOMEM, "cannot stage %zu bf16 parameters on the host", n);
+    for (size_t i = 0; i < n; i++)
+        stage[i] = kern_f32_to_bf16(host[i]);
+    remat_status s = gpt_copy(m, dst, stage, n * sizeof *stage, REMAT_COPY_HOST_TO_DEVICE);
+    if (s == REMAT_OK) /* the upload reads stage */
+        s = m->k->status(m->kc);
+    free(stage);
+    return s;
+}
+
+/* n bf16 values of the device at src into host floats (exact). */
+static remat_status gpt_download_bf16(gpt_model *m, float *host, const kern_bf16 *src, size_t n)
+{
+    if (m->host_memory) {
+        m->kb->to_f32(m->kc, host, src, n);
+        return m->k->status(m->kc);
+    }
+    kern_bf16 *stage = malloc(n * sizeof *stage);
+    if (!stage)
+        return remat_fail(REMAT_ENOMEM, "cannot stage %zu bf16 values on the host", n);
+    remat_status s = gpt_copy(m, stage, src, n * sizeof *stage, REMAT_COPY_DEVICE_TO_HOST);
+    for (size_t i = 0; s == REMAT_OK && i < n; i++)
+        host[i] = kern_bf16_to_f32(stage[i]);
+    free(stage);
+    return s;
+}
+
+/* Every rank's `count` floats at `mine` (this device's memory) gathered rank after rank into
+ * host. On a device that is not host memory the collective lands in a temporary pool buffer
+ * first: the transport (NCCL) reads and writes device memory only. */
+static remat_status gpt_gather_to_host(gpt_model *m, const float *mine, float *host, size_t count)
 {
     if (m->host_memory)
-        return REMAT_OK;
-    return remat_fail(REMAT_EUNSUPPORTED, "bf16 weights on a device that is not host memory");
+        return remat_comm_allgather(m->comm, mine, host, count, REMAT_COMM_F32);
+    size_t bytes = count * (size_t)m->ranks * sizeof(float);
+    void *all = remat_alloc(m->pool, bytes, m->stream);
+    if (!all)
+        return remat_fail(REMAT_ENOMEM, "cannot gather %zu master weights on the device: %s",
+                          count * (size_t)m->ranks, remat_last_error());
+    remat_status s = remat_comm_allgather(m->comm, mine, all, count, REMAT_COMM_F32);
+    if (s == REMAT_OK)
+        s = gpt_copy(m, host, all, bytes, REMAT_COPY_DEVICE_TO_HOST);
+    remat_free(m->pool, all);
+    return s;
 }
 
 /* ZeRO-2/3: what this rank stores of host's parameters, put in the units' layout. */
@@ -345,13 +392,12 @@ static remat_status gpt_set_params_units(gpt_model *m, const float *host)
                      REMAT_COPY_HOST_TO_DEVICE);
         if (s == REMAT_OK) /* the upload reads stage */
             s = m->k->status(m->kc);
-    } else if ((s = gpt_bf16_host_only(m)) == REMAT_OK) {
-        m->kb->to_bf16(m->kc, m->params, stage, m->param_elems);
-        if (m->master) {
-            gpt_units_pack(m, host, stage, 1);
-            memcpy(m->master, stage, m->states * sizeof(float));
-        }
-        s = m->k->status(m->kc);
+    } else if ((s = gpt_upload_bf16(m, m->params, stage, m->param_elems)) == REMAT_OK &&
+               m->master) {
+        gpt_units_pack(m, host, stage, 1);
+        s = gpt_copy(m, m->master, stage, m->states * sizeof(float), REMAT_COPY_HOST_TO_DEVICE);
+        if (s == REMAT_OK)
+            s = m->k->status(m->kc);
     }
     free(stage);
     return s;
@@ -362,15 +408,15 @@ static remat_status gpt_set_params_units(gpt_model *m, const float *host)
 static remat_status gpt_gather_units(gpt_model *m, float *padded)
 {
     remat_status s = REMAT_OK;
-    if (m->master) { /* bf16, so host memory: each unit's master chunks over the ranks */
+    if (m->master) { /* bf16: each unit's master chunks over the ranks */
         for (int u = 0; u < gpt_unit_count(m) && s == REMAT_OK; u++) {
             size_t c = gpt_unit_chunk(m, u);
             float *mine = m->master + gpt_unit_shard_offset(m, u);
             float *all = padded + gpt_unit_full_offset(m, u);
             if (gpt_collective(m))
-                s = remat_comm_allgather(m->comm, mine, all, c, REMAT_COMM_F32);
+                s = gpt_gather_to_host(m, mine, all, c);
             else
-                memcpy(all, mine, c * sizeof(float));
+                s = gpt_copy(m, all, mine, c * sizeof(float), REMAT_COPY_DEVICE_TO_HOST);
         }
         return s;
     }
@@ -384,9 +430,7 @@ static remat_status gpt_gather_units(gpt_model *m, float *padded)
         if (!m->kb)
             s = gpt_copy(m, all, buf, n * sizeof(float), REMAT_COPY_DEVICE_TO_HOST);
         else
-            m->kb->to_f32(m->kc, all, buf, n);
-        if (s == REMAT_OK)
-            s = m->k->status(m->kc);
+            s = gpt_download_bf16(m, all, buf, n);
     }
     m->gathers = gathers;
     return s;
@@ -394,8 +438,6 @@ static remat_status gpt_gather_units(gpt_model *m, float *padded)
 
 static remat_status gpt_get_params_units(gpt_model *m, float *host)
 {
-    if (m->kb)
-        REMAT_TRY(gpt_bf16_host_only(m));
     float *padded = malloc(m->padded * sizeof(float));
     if (!padded)
         return remat_fail(REMAT_ENOMEM, "cannot gather %zu parameters on the host", m->padded);
@@ -413,16 +455,15 @@ remat_status gpt_model_set_params(gpt_model *m, const float *host)
         return gpt_set_params_units(m, host);
     if (!m->kb)
         return gpt_copy(m, m->params, host, n * sizeof(float), REMAT_COPY_HOST_TO_DEVICE);
-    REMAT_TRY(gpt_bf16_host_only(m));
     if (m->master) { /* this rank's shard of them under ZeRO-1, the padding zero */
         size_t first = m->states < n ? (size_t)m->rank * m->shard : 0;
         size_t have = first < n ? n - first : 0;
         have = have < m->states ? have : m->states;
-        memset(m->master, 0, m->states * sizeof(float));
-        memcpy(m->master, host + first, have * sizeof(float));
+        m->k->zero(m->kc, m->master, m->states * sizeof(float));
+        REMAT_TRY(gpt_copy(m, m->master, host + first, have * sizeof(float),
+                           REMAT_COPY_HOST_TO_DEVICE));
     }
-    m->kb->to_bf16(m->kc, m->params, host, n);
-    return m->k->status(m->kc);
+    return gpt_upload_bf16(m, m->params, host, n);
 }
 
 remat_status gpt_model_get_params(gpt_model *m, float *host)
@@ -432,24 +473,19 @@ remat_status gpt_model_get_params(gpt_model *m, float *host)
         return gpt_get_params_units(m, host);
     if (!m->kb)
         return gpt_copy(m, host, m->params, n * sizeof(float), REMAT_COPY_DEVICE_TO_HOST);
-    REMAT_TRY(gpt_bf16_host_only(m));
-    if (m->master && m->states == n) {
-        memcpy(host, m->master, n * sizeof(float));
-    } else if (m->master) { /* ZeRO-1: every rank's master shard, gathered */
-        float *all = malloc(m->padded * sizeof(float));
-        if (!all)
-            return remat_fail(REMAT_ENOMEM, "cannot gather the master weights on the host");
-        memcpy(all + (size_t)m->rank * m->shard, m->master, m->shard * sizeof(float));
-        remat_status s = remat_comm_allgather(m->comm, all + (size_t)m->rank * m->shard, all,
-                                              m->shard, REMAT_COMM_F32);
-        if (s == REMAT_OK)
-            memcpy(host, all, n * sizeof(float));
-        free(all);
-        REMAT_TRY(s);
-    } else {
-        m->kb->to_f32(m->kc, host, m->params, n);
-    }
-    return m->k->status(m->kc);
+    if (m->master && m->states == n)
+        return gpt_copy(m, host, m->master, n * sizeof(float), REMAT_COPY_DEVICE_TO_HOST);
+    if (!m->master)
+        return gpt_download_bf16(m, host, m->params, n);
+    /* ZeRO-1: every rank's master shard, gathered */
+    float *all = malloc(m->padded * sizeof(float));
+    if (!all)
+        return remat_fail(REMAT_ENOMEM, "cannot gather the master weights on the host");
+    remat_status s = gpt_gather_to_host(m, m->master, all, m->shard);
+    if (s == REMAT_OK)
+        memcpy(host, all, n * sizeof(float));
+    free(all);
+    return s;
 }
 
 remat_status gpt_model_get_grads(gpt_model *m, float *host)
@@ -461,9 +497,7 @@ remat_status gpt_model_get_grads(gpt_model *m, float *host)
                           m->zero);
     if (!m->kb)
         return gpt_copy(m, host, m->grads, n * sizeof(float), REMAT_COPY_DEVICE_TO_HOST);
-    REMAT_TRY(gpt_bf16_host_only(m));
-    m->kb->to_f32(m->kc, host, m->grads, n);
-    return m->k->status(m->kc);
+    return gpt_download_bf16(m, host, m->grads, n);
 }
 
 /* ==== The chain ============================================================================ */

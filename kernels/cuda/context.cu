@@ -8,6 +8,19 @@
 #include <stdio.h>
 #include <string.h>
 
+/* cublasGemmEx and cublasGemmStridedBatchedEx (cublas_api.h also declares C++ overloads of both
+ * names, so their types are spelled out rather than taken with decltype). */
+typedef cublasStatus_t (*gemm_ex_fn)(cublasHandle_t, cublasOperation_t, cublasOperation_t, int,
+                                     int, int, const void *, const void *, cudaDataType, int,
+                                     const void *, cudaDataType, int, const void *, void *,
+                                     cudaDataType, int, cublasComputeType_t, cublasGemmAlgo_t);
+typedef cublasStatus_t (*gemm_ex_batched_fn)(cublasHandle_t, cublasOperation_t, cublasOperation_t,
+                                             int, int, int, const void *, const void *,
+                                             cudaDataType, int, long long, const void *,
+                                             cudaDataType, int, long long, const void *, void *,
+                                             cudaDataType, int, long long, int,
+                                             cublasComputeType_t, cublasGemmAlgo_t);
+
 /* The cuBLAS entry points we use, with their prototypes taken from cublas_v2.h. */
 static struct {
     void *lib;
@@ -16,6 +29,8 @@ static struct {
     decltype(&cublasSetStream_v2) set_stream;
     decltype(&cublasSgemm_v2) sgemm;
     decltype(&cublasSgemmStridedBatched) sgemm_batched;
+    gemm_ex_fn gemm_ex;
+    gemm_ex_batched_fn gemm_ex_batched;
     char error[256];
 } cublas;
 
@@ -44,6 +59,8 @@ static void cublas_load(void)
     cublas.set_stream = (decltype(cublas.set_stream))cublas_sym("cublasSetStream_v2");
     cublas.sgemm = (decltype(cublas.sgemm))cublas_sym("cublasSgemm_v2");
     cublas.sgemm_batched = (decltype(cublas.sgemm_batched))cublas_sym("cublasSgemmStridedBatched");
+    cublas.gemm_ex = (gemm_ex_fn)cublas_sym("cublasGemmEx");
+    cublas.gemm_ex_batched = (gemm_ex_batched_fn)cublas_sym("cublasGemmStridedBatchedEx");
 }
 
 static void ctx_fail(kern_ctx *k, remat_status s, const char *fmt, const char *what,
@@ -99,6 +116,49 @@ void kern_cuda_sgemm_batched(kern_ctx *k, cublasOperation_t ta, cublasOperation_
                  what);
 }
 
+void kern_cuda_gemm_ex(kern_ctx *k, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
+                       int kk, float alpha, const void *A, int lda, const void *B, int ldb,
+                       cudaDataType ab, float beta, void *C, int ldc, cudaDataType c,
+                       const char *what)
+{
+    cublas_check(k,
+                 cublas.gemm_ex((cublasHandle_t)k->cublas, ta, tb, m, n, kk, &alpha, A, ab, lda, B,
+                                ab, ldb, &beta, C, c, ldc, CUBLAS_COMPUTE_32F,
+                                CUBLAS_GEMM_DEFAULT),
+                 what);
+}
+
+void kern_cuda_gemm_ex_batched(kern_ctx *k, cublasOperation_t ta, cublasOperation_t tb, int m,
+                               int n, int kk, float alpha, const void *A, int lda,
+                               long long stride_a, const void *B, int ldb, long long stride_b,
+                               cudaDataType ab, float beta, void *C, int ldc, long long stride_c,
+                               cudaDataType c, int batch, const char *what)
+{
+    cublas_check(k,
+                 cublas.gemm_ex_batched((cublasHandle_t)k->cublas, ta, tb, m, n, kk, &alpha, A, ab,
+                                        lda, stride_a, B, ab, ldb, stride_b, &beta, C, c, ldc,
+                                        stride_c, batch, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                 what);
+}
+
+void *kern_cuda_scratch(kern_ctx *k, size_t bytes, const char *what)
+{
+    if (bytes <= k->dev_scratch_bytes)
+        return k->dev_scratch;
+    /* The old buffer may still be read by queued work: wait for it before freeing. */
+    if (!kern_cuda_check(k, cudaStreamSynchronize(kc_stream(k)), what))
+        return NULL;
+    cudaFree(k->dev_scratch);
+    k->dev_scratch = NULL;
+    k->dev_scratch_bytes = 0;
+    void *p = NULL;
+    if (!kern_cuda_check(k, cudaMalloc(&p, bytes), what))
+        return NULL;
+    k->dev_scratch = p;
+    k->dev_scratch_bytes = bytes;
+    return p;
+}
+
 static remat_status open_fail(cudaError_t e, const char *what)
 {
     return remat_fail(REMAT_EDEVICE, "kernels: %s failed: %s", what, cudaGetErrorString(e));
@@ -141,6 +201,9 @@ extern "C" void kern_cuda_close(kern_ctx *k)
         cudaStreamSynchronize(kc_stream(k));
         cudaStreamDestroy(kc_stream(k));
     }
+    cudaFree(k->dev_scratch);
+    k->dev_scratch = NULL;
+    k->dev_scratch_bytes = 0;
     k->cublas = NULL;
     k->stream = NULL;
 }

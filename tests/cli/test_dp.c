@@ -394,31 +394,36 @@ Test(dp, fit_measure_runs_the_ranks_for_real, .timeout = 600)
 }
 
 /* Under ZeRO-2/3 the weights live by unit (and ZeRO-3's in shards): `--save` gathers them back
- * into llm.c's layout, the same bytes as ZeRO-0's run. */
-Test(dp, zero2_and_zero3_save_the_weights_zero0_saves, .timeout = 300)
+ * into llm.c's layout, the same bytes as ZeRO-0's run. In bf16 the saved weights are the fp32
+ * master weights, sharded from ZeRO-1 on, gathered the same way. */
+Test(dp, zero1_to_zero3_save_the_weights_zero0_saves, .timeout = 300)
 {
     needs_mpi();
     static cli_result r;
+    static const char *dtype[] = {"fp32", "bf16"};
     char dir[] = "/tmp/remat-dp-XXXXXX", path[4][64];
     cr_assert(mkdtemp(dir));
-    for (int zero = 0; zero <= 3; zero++) {
-        snprintf(path[zero], sizeof path[zero], "%s/z%d.bin", dir, zero);
-        cli_run_ranks(&r, 2, TINY " --batch 2 --zero %d --save %s", zero,
-                      cli_sh_quote(path[zero]));
-        cr_assert_eq(r.code, 0, "ZeRO-%d: %s", zero, r.err);
+    for (int d = 0; d < 2; d++) {
+        for (int zero = 0; zero <= 3; zero++) {
+            snprintf(path[zero], sizeof path[zero], "%s/z%d.bin", dir, zero);
+            cli_run_ranks(&r, 2, TINY " --batch 2 --dtype %s --zero %d --save %s", dtype[d], zero,
+                          cli_sh_quote(path[zero]));
+            cr_assert_eq(r.code, 0, "%s ZeRO-%d: %s", dtype[d], zero, r.err);
+        }
+        for (int zero = 1; zero <= 3; zero++) {
+            FILE *a = fopen(path[0], "rb"), *b = fopen(path[zero], "rb");
+            cr_assert(a && b);
+            int ca, cb;
+            long at = 0;
+            do {
+                ca = fgetc(a), cb = fgetc(b);
+            } while (ca == cb && ca != EOF && ++at);
+            cr_expect_eq(ca, cb, "%s: ZeRO-%d's weights differ from ZeRO-0's at byte %ld",
+                         dtype[d], zero, at);
+            fclose(a), fclose(b);
+        }
+        for (int zero = 0; zero <= 3; zero++)
+            remove(path[zero]);
     }
-    for (int zero = 1; zero <= 3; zero++) {
-        FILE *a = fopen(path[0], "rb"), *b = fopen(path[zero], "rb");
-        cr_assert(a && b);
-        int ca, cb;
-        long at = 0;
-        do {
-            ca = fgetc(a), cb = fgetc(b);
-        } while (ca == cb && ca != EOF && ++at);
-        cr_expect_eq(ca, cb, "ZeRO-%d's weights differ from ZeRO-0's at byte %ld", zero, at);
-        fclose(a), fclose(b);
-    }
-    for (int zero = 0; zero <= 3; zero++)
-        remove(path[zero]);
     remove(dir);
 }
