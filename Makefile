@@ -57,8 +57,11 @@ MPI_TEST_BIN := $(patsubst tests/mpi/%.c,$(BUILD)/mpi/%,$(wildcard tests/mpi/*.c
 endif
 
 ifeq ($(REMAT_CUDA),1)
+# -fmad=false: kernels/math.h rounds on the GPU as on the CPU (no multiply-add contraction; the
+# CPU build targets baseline x86-64, which has no FMA), so where a CUDA kernel takes the CPU
+# kernel's order of operations the two agree bit for bit (gpu/gpu_bf16 checks it).
 CPPFLAGS += -DREMAT_HAVE_CUDA -I$(CUDA_HOME)/include
-NVFLAGS  := -O3 -std=c++17 -Iinclude -I. -DREMAT_HAVE_CUDA -Xcompiler -fPIC -Xcompiler -Wall \
+NVFLAGS  := -O3 -std=c++17 -fmad=false -Iinclude -I. -DREMAT_HAVE_CUDA -Xcompiler -fPIC -Xcompiler -Wall \
             -Xcompiler -fvisibility=hidden \
             -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
             -gencode arch=compute_90,code=compute_90

@@ -1,10 +1,13 @@
 /* bench/gpu_train.c: the training loop on a GPU (run by `make gpu-check`). First checks one step of
  * `small` on cuda:0 against the host path (same weights and batch: loss within 1e-4, every
- * gradient tensor within 1e-3 relative L2). Then, on gpt2-124m at B=8, T=1024 (GPU_TRAIN_B,
- * GPU_TRAIN_T override), runs forward+backward under store-all, sqrt and optimal at 50% of
- * store-all's activation peak from the same weights: the loss must be bit-identical to store-all's,
- * and it prints the median step time, tokens/s, overhead and the pool's activation peak against the
- * prediction. Exits 0 when all agree or where there is no GPU (says so), 1 on a mismatch. */
+ * gradient tensor within 1e-3 relative L2), then the same in bf16 with master weights (loss within
+ * 2e-2, gradients within 5e-2). Then, on gpt2-124m at B=8, T=1024 (GPU_TRAIN_B, GPU_TRAIN_T
+ * override), runs forward+backward under store-all, sqrt and optimal at 50% of store-all's
+ * activation peak from the same weights: the loss must be bit-identical to store-all's, and it
+ * prints the median step time, tokens/s, overhead and the pool's activation peak against the
+ * prediction; then store-all and optimal at 50% in bf16 (optimal's loss bit-identical to bf16
+ * store-all's), with their tokens/s against fp32 store-all's. Exits 0 when all agree or where
+ * there is no GPU (says so), 1 on a mismatch. */
 #include "model/gpt.h"
 
 #include <math.h>
@@ -33,11 +36,13 @@ static int fail(const char *what)
     return 1;
 }
 
-static int rig_open(rig *r, const char *spec, const gpt_config *cfg, int B, int T, const float *w)
+/* prec: the training precision (NULL: fp32). */
+static int rig_open(rig *r, const char *spec, const gpt_config *cfg, int B, int T, const float *w,
+                    const gpt_precision *prec)
 {
     memset(r, 0, sizeof *r);
     if (remat_device_open(spec, &r->dev) || remat_pool_create(r->dev, NULL, &r->pool) ||
-        gpt_model_create(r->dev, r->pool, cfg, B, T, &r->model) ||
+        gpt_model_create_precision(r->dev, r->pool, cfg, B, T, prec, &r->model) ||
         gpt_model_set_params(r->model, w) || gpt_model_chain(r->model, &r->chain))
         return fail(spec);
     return 0;
@@ -71,8 +76,27 @@ static void batch(int n, int vocab, int *in, int *tg)
     }
 }
 
-/* One step of `small` on the host and on the GPU from the same weights and batch. */
-static int check_against_host(void)
+/* The bf16 runs: mixed precision with float32 master weights. */
+static gpt_precision bf16_precision(void)
+{
+    gpt_precision p = gpt_precision_default();
+    p.dtype = GPT_BF16;
+    p.master_weights = 1;
+    return p;
+}
+
+/* A bound as written in the source: 1e-3, 5e-2. */
+static const char *bound_text(double x, char buf[16])
+{
+    int e = (int)floor(log10(x) + 1e-9);
+    snprintf(buf, 16, "%.0fe%d", x / pow(10, e), e);
+    return buf;
+}
+
+/* One step of `small` on the host and on the GPU from the same weights and batch, in precision
+ * prec: the losses within loss_bound (relative), every gradient tensor within grad_bound
+ * (relative L2). */
+static int check_against_host(const gpt_precision *prec, double loss_bound, double grad_bound)
 {
     gpt_config cfg;
     gpt_preset("small", &cfg);
@@ -90,7 +114,7 @@ static int check_against_host(void)
     int bad = 0;
     for (int d = 0; d < 2 && !bad; d++) {
         rig r;
-        if (rig_open(&r, specs[d], &cfg, B, T, w))
+        if (rig_open(&r, specs[d], &cfg, B, T, w, prec))
             return 1;
         remat_schedule *s = plan(r.chain, "store-all", 100);
         if (!s || gpt_model_forward_backward(r.model, s, r.chain, in, tg, &loss[d]) ||
@@ -100,9 +124,13 @@ static int check_against_host(void)
         rig_close(&r);
     }
     if (!bad) {
+        const char *tag = prec->dtype == GPT_BF16 ? " bf16" : "";
+        char bound[16];
+        bound_text(grad_bound, bound);
         double e = fabs(loss[1] - loss[0]) / loss[0];
-        printf("small B=4 T=128: loss host %.7f, cuda %.7f (relative %.2e)\n", loss[0], loss[1], e);
-        bad |= e > 1e-4;
+        printf("small B=4 T=128%s: loss host %.7f, cuda %.7f (relative %.2e)\n", tag, loss[0],
+               loss[1], e);
+        bad |= e > loss_bound;
         for (int i = 0; i < GPT_N_PARAMS; i++) {
             double num = 0, den = 0;
             for (size_t k = lay.offset[i]; k < lay.offset[i] + lay.count[i]; k++) {
@@ -110,12 +138,15 @@ static int check_against_host(void)
                 den += (double)gh[k] * gh[k];
             }
             double rel = den > 0 ? sqrt(num / den) : sqrt(num);
-            if (rel > 1e-3) {
-                printf("  d%s: relative error %.2e (bound 1e-3)\n", gpt_param_names[i], rel);
+            if (rel > grad_bound) {
+                printf("  d%s: relative error %.2e (bound %s)\n", gpt_param_names[i], rel, bound);
                 bad = 1;
             }
         }
-        printf("gradients: %s\n", bad ? "MISMATCH" : "all 16 tensors within 1e-3 of the host");
+        if (bad)
+            printf("gradients%s: MISMATCH\n", tag);
+        else
+            printf("gradients%s: all 16 tensors within %s of the host\n", tag, bound);
     }
     free(w), free(gh), free(gd), free(in), free(tg);
     return bad;
@@ -127,7 +158,88 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* gpt2-124m under each policy from the same weights; losses must equal store-all's bit for bit. */
+/* One policy's measured steps on r: the loss, the median of 5 timed forward+backwards after a
+ * warm-up, the host waits a step, the pool's activation peak and the schedule's prediction. */
+typedef struct {
+    float loss;
+    double ms, syncs;
+    uint64_t act, predicted;
+} policy_run;
+
+static int run_policy(rig *r, const char *name, double pct, const int *in, const int *tg,
+                      policy_run *out)
+{
+    remat_schedule *s = plan(r->chain, name, pct);
+    if (!s)
+        return fail(name);
+    double ms[5];
+    remat_pool_stats before, after;
+    int bad = 0;
+    if (remat_pool_reset_peaks(r->pool) != REMAT_OK ||
+        remat_pool_stats_get(r->pool, &before) != REMAT_OK)
+        bad = fail(name);
+    uint64_t syncs0 = gpt_model_syncs(r->model);
+    for (int k = 0; k < 6 && !bad; k++) {
+        double t0 = now_ms();
+        if (gpt_model_forward_backward(r->model, s, r->chain, in, tg, &out->loss))
+            bad = fail(name);
+        if (k > 0)
+            ms[k - 1] = now_ms() - t0;
+    }
+    if (!bad && remat_pool_stats_get(r->pool, &after) != REMAT_OK)
+        bad = fail(name);
+    if (!bad) {
+        qsort(ms, 5, sizeof ms[0], cmp_double);
+        out->ms = ms[2];
+        out->syncs = (double)(gpt_model_syncs(r->model) - syncs0) / 6;
+        out->act = after.allocated.peak - before.allocated.current;
+        out->predicted = s->peak_bytes;
+    }
+    remat_schedule_free(s);
+    return bad;
+}
+
+/* The same model, weights and batch in bf16 (master weights): store-all and optimal at 50% of bf16
+ * store-all's peak; optimal's loss must equal bf16 store-all's bit for bit. Each one's tokens/s is
+ * also given against fp32 store-all's (fp32_ms a step). */
+static int bf16_policies_on_gpu(const gpt_config *cfg, int B, int T, const float *w, const int *in,
+                                const int *tg, double fp32_ms)
+{
+    gpt_precision prec = bf16_precision();
+    rig r;
+    if (rig_open(&r, "cuda:0", cfg, B, T, w, &prec))
+        return 1;
+    static const char *names[] = {"store-all", "optimal"};
+    static const double pct[] = {100, 50};
+    float ref = 0;
+    double base_ms = 0;
+    int bad = 0, n = B * T;
+    for (int p = 0; p < 2 && !bad; p++) {
+        policy_run run;
+        if (run_policy(&r, names[p], pct[p], in, tg, &run)) {
+            bad = 1;
+            break;
+        }
+        if (p == 0) {
+            ref = run.loss;
+            base_ms = run.ms;
+        }
+        int same = memcmp(&run.loss, &ref, sizeof run.loss) == 0;
+        bad |= !same;
+        printf(
+            "gpt2-124m B=%d T=%d bf16 %-9s loss %.6f (%s)  %8.1f ms  %8.0f tokens/s = %.2fx "
+            "fp32 store-all's  overhead %+5.1f%%  activation peak %.2f GiB (predicted %.2f GiB)  "
+            "host waits %.1f a step\n",
+            B, T, names[p], run.loss, same ? "= bf16 store-all" : "DIFFERS", run.ms,
+            n / (run.ms / 1e3), fp32_ms / run.ms, 100 * (run.ms / base_ms - 1),
+            run.act / 1073741824.0, run.predicted / 1073741824.0, run.syncs);
+    }
+    rig_close(&r);
+    return bad;
+}
+
+/* gpt2-124m under each policy from the same weights; losses must equal store-all's bit for bit.
+ * Then the bf16 runs. */
 static int policies_on_gpu(int B, int T)
 {
     gpt_config cfg;
@@ -140,7 +252,7 @@ static int policies_on_gpu(int B, int T)
     gpt_init_params(&cfg, 1337, w);
     batch(n, cfg.vocab, in, tg);
     rig r;
-    if (rig_open(&r, "cuda:0", &cfg, B, T, w))
+    if (rig_open(&r, "cuda:0", &cfg, B, T, w, NULL))
         return 1;
     static const char *names[] = {"store-all", "sqrt", "optimal"};
     static const double pct[] = {100, 400, 50};
@@ -148,42 +260,26 @@ static int policies_on_gpu(int B, int T)
     double base_ms = 0;
     int bad = 0;
     for (int p = 0; p < 3 && !bad; p++) {
-        remat_schedule *s = plan(r.chain, names[p], pct[p]);
-        if (!s)
-            return fail(names[p]);
-        double ms[5];
-        float loss = 0;
-        remat_pool_stats before, after;
-        if (remat_pool_reset_peaks(r.pool) != REMAT_OK ||
-            remat_pool_stats_get(r.pool, &before) != REMAT_OK)
-            return fail(names[p]);
-        uint64_t syncs0 = gpt_model_syncs(r.model);
-        for (int k = 0; k < 6 && !bad; k++) {
-            double t0 = now_ms();
-            if (gpt_model_forward_backward(r.model, s, r.chain, in, tg, &loss))
-                bad = fail(names[p]);
-            if (k > 0)
-                ms[k - 1] = now_ms() - t0;
+        policy_run run;
+        if (run_policy(&r, names[p], pct[p], in, tg, &run)) {
+            bad = 1;
+            break;
         }
-        double syncs = (double)(gpt_model_syncs(r.model) - syncs0) / 6;
-        if (remat_pool_stats_get(r.pool, &after) != REMAT_OK)
-            return fail(names[p]);
-        qsort(ms, 5, sizeof ms[0], cmp_double);
         if (p == 0) {
-            ref = loss;
-            base_ms = ms[2];
+            ref = run.loss;
+            base_ms = run.ms;
         }
-        uint64_t act = after.allocated.peak - before.allocated.current;
-        int same = memcmp(&loss, &ref, sizeof loss) == 0;
+        int same = memcmp(&run.loss, &ref, sizeof run.loss) == 0;
         bad |= !same;
         printf(
             "gpt2-124m B=%d T=%d %-9s loss %.6f (%s)  %8.1f ms  %8.0f tokens/s  overhead %+5.1f%%  "
             "activation peak %.2f GiB (predicted %.2f GiB)  host waits %.1f a step\n",
-            B, T, names[p], loss, same ? "= store-all" : "DIFFERS", ms[2], n / (ms[2] / 1e3),
-            100 * (ms[2] / base_ms - 1), act / 1073741824.0, s->peak_bytes / 1073741824.0, syncs);
-        remat_schedule_free(s);
+            B, T, names[p], run.loss, same ? "= store-all" : "DIFFERS", run.ms, n / (run.ms / 1e3),
+            100 * (run.ms / base_ms - 1), run.act / 1073741824.0, run.predicted / 1073741824.0,
+            run.syncs);
     }
     rig_close(&r);
+    bad |= bf16_policies_on_gpu(&cfg, B, T, w, in, tg, base_ms);
     free(w), free(in), free(tg);
     return bad;
 }
@@ -198,7 +294,9 @@ int main(void)
         return 0;
     }
     const char *b = getenv("GPU_TRAIN_B"), *t = getenv("GPU_TRAIN_T");
-    int bad = check_against_host();
+    gpt_precision fp32 = gpt_precision_default(), bf16 = bf16_precision();
+    int bad = check_against_host(&fp32, 1e-4, 1e-3);
+    bad |= check_against_host(&bf16, 2e-2, 5e-2);
     bad |= policies_on_gpu(b ? atoi(b) : 8, t ? atoi(t) : 1024);
     printf("gpu_train: %s\n", bad ? "FAILED" : "ok");
     return bad;
