@@ -8,27 +8,14 @@
  * prediction; then store-all and optimal at 50% in bf16 (optimal's loss bit-identical to bf16
  * store-all's), with their tokens/s against fp32 store-all's. Exits 0 when all agree or where
  * there is no GPU (says so), 1 on a mismatch. */
-#include "model/gpt.h"
+#include "model/rig.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-typedef struct {
-    remat_device *dev;
-    remat_pool *pool;
-    gpt_model *model;
-    remat_chain *chain;
-} rig;
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
+typedef gpt_rig rig;
 
 static int fail(const char *what)
 {
@@ -36,24 +23,23 @@ static int fail(const char *what)
     return 1;
 }
 
-/* prec: the training precision (NULL: fp32). */
+/* The library's rig on device `spec` with weights w; prec: the training precision (NULL: fp32).
+ */
 static int rig_open(rig *r, const char *spec, const gpt_config *cfg, int B, int T, const float *w,
                     const gpt_precision *prec)
 {
-    memset(r, 0, sizeof *r);
-    if (remat_device_open(spec, &r->dev) || remat_pool_create(r->dev, NULL, &r->pool) ||
-        gpt_model_create_precision(r->dev, r->pool, cfg, B, T, prec, &r->model) ||
-        gpt_model_set_params(r->model, w) || gpt_model_chain(r->model, &r->chain))
-        return fail(spec);
+    gpt_rig_spec rs = {.device = spec, .cfg = *cfg, .B = B, .T = T, .prec = prec, .params = w};
+    if (gpt_rig_open(r, &rs) != REMAT_OK) {
+        fail(r->failed ? r->failed : spec);
+        gpt_rig_close(r);
+        return 1;
+    }
     return 0;
 }
 
 static void rig_close(rig *r)
 {
-    remat_chain_free(r->chain);
-    gpt_model_destroy(r->model);
-    remat_pool_destroy(r->pool);
-    remat_device_close(r->dev);
+    gpt_rig_close(r);
 }
 
 static remat_schedule *plan(const remat_chain *c, const char *policy, double pct)
@@ -180,11 +166,11 @@ static int run_policy(rig *r, const char *name, double pct, const int *in, const
         bad = fail(name);
     uint64_t syncs0 = gpt_model_syncs(r->model);
     for (int k = 0; k < 6 && !bad; k++) {
-        double t0 = now_ms();
+        double t0 = gpt_now_ms();
         if (gpt_model_forward_backward(r->model, s, r->chain, in, tg, &out->loss))
             bad = fail(name);
         if (k > 0)
-            ms[k - 1] = now_ms() - t0;
+            ms[k - 1] = gpt_now_ms() - t0;
     }
     if (!bad && remat_pool_stats_get(r->pool, &after) != REMAT_OK)
         bad = fail(name);

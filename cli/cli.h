@@ -221,11 +221,12 @@ struct option;
 int cli_next_option(const char *cmd, int argc, char **argv, const char *shortopts,
                     const struct option *opts, const cli_model_opts *to);
 
-/* `remat train --trace FILE` (cli/train_memory.c): records pool's trace into a temporary file
- * (cli_output); finish ends it and puts it in place when rc is EXIT_OK (else removes it);
- * returns the exit code. */
-int train_trace_begin(const char *path, remat_pool *pool, FILE **out);
-int train_trace_finish(const char *path, remat_pool *pool, FILE *f, int rc);
+/* `remat train --trace FILE` (cli/train_memory.c): open gives the temporary file (cli_output)
+ * that the rig records the pool's trace into; finish ends the rig's trace and puts the file in
+ * place when rc is EXIT_OK (else removes it); each returns an exit code. */
+struct gpt_rig;
+int train_trace_open(const char *path, FILE **out);
+int train_trace_finish(struct gpt_rig *rig, FILE *f, int rc);
 /* `remat train --profile-memory`: prints the profile's table (or one JSON line). */
 struct gpt_memprof;
 int train_memprof_report(const struct gpt_memprof *p, int json);

@@ -244,17 +244,14 @@ typedef struct {
     float *host_params;
     gpt_tokens data;
     gpt_loader loader;
-    int *inputs, *targets;
-    remat_device *dev;
-    remat_pool *pool;
-    gpt_model *model;
-    remat_chain *chain;
+    int *inputs, *targets; /* the update's rows over every rank (the rig's hold one batch) */
+    gpt_rig rig;           /* device, pool, model and chain */
     remat_schedule *sched;
     remat_schedule *base_sched; /* store-all, with --baseline */
     uint64_t store_all_peak;
     remat_policy pol;     /* --policy, as remat_policy_parse reads it */
     uint64_t budget;      /* activation budget in bytes */
-    FILE *trace;          /* --trace: the temporary file being written */
+    FILE *trace;          /* --trace: the temporary file being written (the rig records into it) */
     gpt_memprof *memprof; /* --profile-memory */
     remat_comm *comm;     /* the ranks (one without mpirun) */
     int rank, ranks;
@@ -274,10 +271,7 @@ static void train_close(train_run *r)
 {
     remat_schedule_free(r->sched);
     remat_schedule_free(r->base_sched);
-    remat_chain_free(r->chain);
-    gpt_model_destroy(r->model);
-    remat_pool_destroy(r->pool);
-    remat_device_close(r->dev);
+    gpt_rig_close(&r->rig);
     gpt_loader_free(&r->loader);
     gpt_tokens_free(&r->data);
     free(r->inputs);
@@ -343,7 +337,7 @@ static int train_check_weights(const train_run *r)
 }
 
 /* Parses --policy (remat_policy_parse: the one vocabulary) and resolves --budget against the
- * store-all peak of r->chain into r->pol, r->budget. A selective option the chain lacks is a
+ * store-all peak of r->rig.chain into r->pol, r->budget. A selective option the chain lacks is a
  * usage error listing the valid ones. Returns an exit code. */
 static int train_resolve_policy(train_run *r)
 {
@@ -352,14 +346,14 @@ static int train_resolve_policy(train_run *r)
         return cli_fail("train", s, "--policy");
     uint64_t least = 0;
     if (r->pol.kind == REMAT_POLICY_SELECTIVE &&
-        remat_min_budget_layout(r->chain, &r->pol, REMAT_LAYOUT_POOL, &least) == REMAT_EINVAL)
+        remat_min_budget_layout(r->rig.chain, &r->pol, REMAT_LAYOUT_POOL, &least) == REMAT_EINVAL)
         return cli_usage_error("train", "--policy %s: %s", r->o.policy, remat_last_error());
     uint64_t bytes = 0;
     double pct = 100; /* the one default, for every policy */
     int is_pct = 1;
     if (r->o.budget && remat_parse_budget(r->o.budget, &bytes, &pct, &is_pct) != REMAT_OK)
         return cli_usage_error("train", "--budget: %s", remat_last_error());
-    if ((s = remat_store_all_peak(r->chain, &r->store_all_peak)) != REMAT_OK)
+    if ((s = remat_store_all_peak(r->rig.chain, &r->store_all_peak)) != REMAT_OK)
         return cli_fail("train", s, "store-all peak");
     r->budget = is_pct ? remat_budget_of_percent(pct, r->store_all_peak) : bytes;
     return EXIT_OK;
@@ -367,7 +361,7 @@ static int train_resolve_policy(train_run *r)
 
 static remat_status train_make_plan(const train_run *r, remat_schedule **out)
 {
-    return remat_plan_layout(r->chain, &r->pol, r->o.layout, r->budget, out);
+    return remat_plan_layout(r->rig.chain, &r->pol, r->o.layout, r->budget, out);
 }
 
 /* MemAvailable of /proc/meminfo in bytes; 0 when it cannot be read. */
@@ -386,15 +380,15 @@ static uint64_t train_mem_available(void)
 
 /* Before anything large is allocated: the model's size (from its dimensions, without
  * allocating), its chain and the plan's activation peak on it against the device's free memory
- * (MemAvailable on the host). Leaves the analytic chain in r->chain. Returns an exit code: 1
+ * (MemAvailable on the host). Leaves the analytic chain in r->rig.chain. Returns an exit code: 1
  * when the run cannot fit. */
 static int train_check_memory(train_run *r)
 {
     uint64_t persistent = 0;
     gpt_precision prec = train_precision(&r->o);
     gpt_parallel par = train_parallel(r);
-    remat_status s = gpt_model_estimate_parallel(r->dev, &r->cfg, (int)r->o.batch, r->T, &prec,
-                                                 &par, &persistent, &r->chain);
+    remat_status s = gpt_model_estimate_parallel(r->rig.dev, &r->cfg, (int)r->o.batch, r->T, &prec,
+                                                 &par, &persistent, &r->rig.chain);
     if (s != REMAT_OK)
         return cli_fail("train", s, "the run does not fit in memory");
     int rc = train_resolve_policy(r);
@@ -410,7 +404,7 @@ static int train_check_memory(train_run *r)
             : plan->peak_bytes;
     remat_schedule_free(plan);
     remat_device_info info;
-    if ((s = remat_device_info_get(r->dev, &info)) != REMAT_OK)
+    if ((s = remat_device_info_get(r->rig.dev, &info)) != REMAT_OK)
         return cli_fail("train", s, "cannot query the device");
     uint64_t avail = info.kind == REMAT_DEVICE_HOST ? train_mem_available() : info.free_bytes;
     if (info.kind == REMAT_DEVICE_HOST && avail == 0)
@@ -435,6 +429,18 @@ static int train_check_memory(train_run *r)
         "");
 }
 
+/* What the rig opens for this run: the device (cuda:LOCAL_RANK for "cuda" under mpirun), the
+ * model, its weights (a weights file's, else GPT-2's init from --seed) and the ranks. */
+static gpt_rig_spec train_rig_spec(const train_run *r, const char *device,
+                                   const gpt_precision *prec, const gpt_parallel *par)
+{
+    return (gpt_rig_spec){.device = device, .trace = r->trace, .cfg = r->cfg,
+                          .B = (int)r->o.batch, .T = r->T, .prec = prec, .par = par,
+                          .params = r->host_params, .seed = (uint64_t)r->o.seed,
+                          /* --zero alone on one GPU runs the NCCL path too, with one rank */
+                          .comm_alone = r->o.zero_given};
+}
+
 /* Opens the device and checks the run fits before allocating anything large. */
 static int train_open_device(train_run *r)
 {
@@ -449,13 +455,12 @@ static int train_open_device(train_run *r)
         snprintf(spec, sizeof spec, "cuda:%d", remat_comm_local_rank(r->comm));
         dev = spec;
     }
-    remat_status s = remat_device_open(dev, &r->dev);
+    gpt_precision prec = train_precision(&r->o);
+    gpt_parallel par = train_parallel(r);
+    gpt_rig_spec rs = train_rig_spec(r, dev, &prec, &par);
+    remat_status s = gpt_rig_open_device(&r->rig, &rs);
     if (s != REMAT_OK)
-        return cli_fail("train", s, "cannot open the device");
-    /* --zero alone on one GPU runs the NCCL path too, with one rank */
-    if ((r->ranks > 1 || r->o.zero_given) &&
-        (s = remat_comm_use_device(r->comm, r->dev, NULL)) != REMAT_OK)
-        return cli_fail("train", s, "cannot communicate between the ranks' devices");
+        return cli_fail("train", s, r->rig.failed ? r->rig.failed : "");
     return train_check_memory(r);
 }
 
@@ -464,36 +469,20 @@ static int train_open_device(train_run *r)
  * weights file's host copy is freed once the model holds it. */
 static int train_open_model(train_run *r)
 {
-    remat_status s;
-    if ((s = remat_pool_create(r->dev, NULL, &r->pool)) != REMAT_OK)
-        return cli_fail("train", s, "cannot create the pool");
-    if (r->o.trace && train_trace_begin(r->o.trace, r->pool, &r->trace) != EXIT_OK)
+    if (r->o.trace && train_trace_open(r->o.trace, &r->trace) != EXIT_OK)
         return EXIT_USAGE;
     gpt_precision prec = train_precision(&r->o);
     gpt_parallel par = train_parallel(r);
-    s = gpt_model_create_parallel(r->dev, r->pool, &r->cfg, (int)r->o.batch, r->T, &prec, &par,
-                                  &r->model);
+    gpt_rig_spec rs = train_rig_spec(r, NULL, &prec, &par);
+    remat_status s = gpt_rig_open_model(&r->rig, &rs);
     if (s != REMAT_OK)
-        return cli_fail("train", s, "cannot create the model");
-    float *direct = gpt_model_host_params(r->model);
-    if (!r->host_params && direct) {
-        gpt_init_params(&r->cfg, (uint64_t)r->o.seed, direct);
-        return EXIT_OK;
-    }
-    if (!r->host_params) {
-        r->host_params = malloc(gpt_model_layout(r->model)->total * sizeof(float));
-        if (!r->host_params)
-            return cli_fail("train", remat_fail(REMAT_ENOMEM, "out of host memory"), "");
-        gpt_init_params(&r->cfg, (uint64_t)r->o.seed, r->host_params);
-    }
-    if ((s = gpt_model_set_params(r->model, r->host_params)) != REMAT_OK)
-        return cli_fail("train", s, "cannot set the weights");
+        return cli_fail("train", s, r->rig.failed ? r->rig.failed : "");
     free(r->host_params);
     r->host_params = NULL;
     return EXIT_OK;
 }
 
-/* Rank 0's chain (r->chain there; NULL on the others) to every rank, as chain JSON: every rank,
+/* Rank 0's chain (r->rig.chain there; NULL on the others) to every rank, as chain JSON: every rank,
  * rank 0 too, then holds the chain parsed from the same text, so all plan the same schedule. */
 static remat_status train_share_chain(train_run *r)
 {
@@ -504,7 +493,7 @@ static remat_status train_share_chain(train_run *r)
         FILE *f = open_memstream(&text, &len);
         if (!f)
             return remat_fail(REMAT_ENOMEM, "cannot write the chain to memory");
-        s = remat_chain_write(r->chain, f);
+        s = remat_chain_write(r->rig.chain, f);
         if (fclose(f) != 0 && s == REMAT_OK)
             s = remat_fail(REMAT_ENOMEM, "cannot write the chain to memory");
     }
@@ -518,10 +507,10 @@ static remat_status train_share_chain(train_run *r)
                        (unsigned long long)n);
     if (b == REMAT_OK && s == REMAT_OK)
         b = remat_comm_broadcast(r->comm, text, n, REMAT_COMM_BYTE, 0);
-    remat_chain_free(r->chain);
-    r->chain = NULL;
+    remat_chain_free(r->rig.chain);
+    r->rig.chain = NULL;
     if (b == REMAT_OK && s == REMAT_OK)
-        b = remat_chain_parse(text, n, &r->chain);
+        b = remat_chain_parse(text, n, &r->rig.chain);
     free(text);
     return s != REMAT_OK ? s : b;
 }
@@ -538,20 +527,20 @@ static int train_plan(train_run *r)
             probe.order = NULL;
             probe.next = 0;
             gpt_loader_next(&probe, r->inputs, r->targets);
-            int rc = train_profile("train", r->model, r->inputs, 3, r->o.profile_file,
+            int rc = train_profile("train", r->rig.model, r->inputs, 3, r->o.profile_file,
                                    r->o.json ? NULL : stdout, &measured);
             if (rc != EXIT_OK)
                 return rc;
         }
-        remat_chain_free(r->chain);
-        r->chain = measured;
+        remat_chain_free(r->rig.chain);
+        r->rig.chain = measured;
         if (r->ranks > 1 && (s = train_share_chain(r)) != REMAT_OK)
             return cli_fail("train", s, "cannot share rank 0's profile");
     }
     if ((s = train_make_plan(r, &r->sched)) != REMAT_OK)
         return cli_fail("train", s, "cannot plan");
     remat_policy all = {.kind = REMAT_POLICY_STORE_ALL};
-    if (r->o.baseline && (s = remat_plan_layout(r->chain, &all, r->o.layout, r->store_all_peak,
+    if (r->o.baseline && (s = remat_plan_layout(r->rig.chain, &all, r->o.layout, r->store_all_peak,
                                                 &r->base_sched)) != REMAT_OK)
         return cli_fail("train", s, "cannot plan the store-all baseline");
     return EXIT_OK;
@@ -577,7 +566,7 @@ static void train_print_plan(const train_run *r)
     printf("model: L %d, C %d, NH %d, V %d (padded %d), batch %ld x %d%s; %zu parameters%s\n",
            r->cfg.layers, r->cfg.channels, r->cfg.heads, r->cfg.vocab, r->cfg.padded_vocab,
            r->o.batch, r->T, r->o.batch_given ? "" : " (default batch)",
-           gpt_model_layout(r->model)->total,
+           gpt_model_layout(r->rig.model)->total,
            !r->o.prec.bf16                 ? ""
            : r->o.prec.master_weights == 0 ? "; bf16, no master weights (stochastic rounding)"
                                       : "; bf16 with fp32 master weights");
@@ -626,30 +615,30 @@ static remat_status train_forward_backward(train_run *r, const remat_schedule *s
                                            double *ms, uint64_t *act_peak, uint64_t *pool_peak)
 {
     remat_pool_stats before, after;
-    REMAT_TRY(remat_pool_reset_peaks(r->pool));
-    REMAT_TRY(remat_pool_stats_get(r->pool, &before));
+    REMAT_TRY(remat_pool_reset_peaks(r->rig.pool));
+    REMAT_TRY(remat_pool_stats_get(r->rig.pool, &before));
     remat_stat act_before = {0, 0}, act_after = {0, 0};
-    if (remat_pool_tag_stats(r->pool, "act", &act_before) != REMAT_OK) /* none allocated yet */
+    if (remat_pool_tag_stats(r->rig.pool, "act", &act_before) != REMAT_OK) /* none allocated yet */
         act_before = (remat_stat){0, 0};
     double t0 = gpt_now_ms(), sum = 0;
-    REMAT_TRY(gpt_model_zero_grads(r->model));
+    REMAT_TRY(gpt_model_zero_grads(r->rig.model));
     size_t tokens = (size_t)r->o.batch * r->T;
     for (long j = 0; j < r->o.accum; j++) {
         size_t at = ((size_t)r->rank * r->o.accum + j) * tokens;
         float l = 0;
-        REMAT_TRY(gpt_model_accumulate(r->model, sched, r->chain, r->inputs + at, r->targets + at,
+        REMAT_TRY(gpt_model_accumulate(r->rig.model, sched, r->rig.chain, r->inputs + at, r->targets + at,
                                        &l));
         sum += l;
     }
     *loss = (float)(sum / (double)r->o.accum);
     *ms = gpt_now_ms() - t0;
-    REMAT_TRY(remat_pool_stats_get(r->pool, &after));
+    REMAT_TRY(remat_pool_stats_get(r->rig.pool, &after));
     /* the schedule's blocks (the executor's tag), not ZeRO-2/3's unit buffers beside them */
-    if (remat_pool_tag_stats(r->pool, "act", &act_after) != REMAT_OK)
+    if (remat_pool_tag_stats(r->rig.pool, "act", &act_after) != REMAT_OK)
         act_after = (remat_stat){0, 0};
     *act_peak = act_after.peak - act_before.current;
     *pool_peak = after.allocated.peak;
-    r->gathers = gpt_model_gathers(r->model);
+    r->gathers = gpt_model_gathers(r->rig.model);
     return REMAT_OK;
 }
 
@@ -684,13 +673,13 @@ static remat_status train_step(train_run *r, train_totals *tot, const gpt_adamw 
     if (act > tot->act_peak_max)
         tot->act_peak_max = act;
     double t0 = gpt_now_ms();
-    REMAT_TRY(gpt_model_reduce_grads(r->model));
+    REMAT_TRY(gpt_model_reduce_grads(r->rig.model));
     if (r->ranks > 1) { /* the mean over every rank's rows (each rank's mean weighs the same) */
         double mean = *loss;
         REMAT_TRY(remat_comm_allreduce(r->comm, &mean, &mean, 1, REMAT_COMM_F64));
         *loss = (float)(mean / r->ranks);
     }
-    REMAT_TRY(gpt_model_update(r->model, hp, (int)step));
+    REMAT_TRY(gpt_model_update(r->rig.model, hp, (int)step));
     tot->ms[step - 1] = tot->fb_ms[step - 1] + gpt_now_ms() - t0;
     return REMAT_OK;
 }
@@ -713,7 +702,7 @@ static int train_loop(train_run *r, train_totals *tot)
         float loss;
         uint64_t pool_peak;
         /* a step mark in the --trace, so `remat replay --planned` can record a step */
-        remat_status s = remat_pool_trace_step(r->pool);
+        remat_status s = remat_pool_trace_step(r->rig.pool);
         if (s == REMAT_OK)
             s = train_step(r, tot, &hp, step, &loss, &pool_peak);
         if (s != REMAT_OK) {
@@ -777,7 +766,7 @@ static const char *const train_tags[4] = {"params", "grads", "optim", "units"};
 static uint64_t train_tag_peak(const train_run *r, int i)
 {
     remat_stat st = {0, 0};
-    return remat_pool_tag_stats(r->pool, train_tags[i], &st) == REMAT_OK ? st.peak : 0;
+    return remat_pool_tag_stats(r->rig.pool, train_tags[i], &st) == REMAT_OK ? st.peak : 0;
 }
 
 static void train_summary(const train_run *r, train_totals *t)
@@ -812,8 +801,8 @@ static void train_summary(const train_run *r, train_totals *t)
                (unsigned long long)r->sched->budget_bytes, t->first_loss, t->last_loss, mean_ms,
                t->ms_median, t->ms_min, tok_s, (unsigned long long)r->sched->peak_bytes,
                (unsigned long long)t->act_peak_max, (unsigned long long)r->store_all_peak,
-               r->sched->overhead, (unsigned long long)gpt_model_persistent_bytes(r->model),
-               (unsigned long long)t->peak_max, gpt_model_layout(r->model)->total, fb, r->o.batch,
+               r->sched->overhead, (unsigned long long)gpt_model_persistent_bytes(r->rig.model),
+               (unsigned long long)t->peak_max, gpt_model_layout(r->rig.model)->total, fb, r->o.batch,
                (unsigned long long)rss, r->o.prec.bf16 ? "bf16" : "fp32");
         printf(", \"comm_backend\": \"%s\"", remat_comm_backend(r->comm));
         printf(", \"ranks\": %d, \"zero\": %ld, \"accum\": %ld, \"global_batch\": %zu, "
@@ -883,11 +872,11 @@ static void train_summary(const train_run *r, train_totals *t)
  * through a host copy made only now. */
 static int train_save(train_run *r)
 {
-    const float *params = gpt_model_host_params(r->model);
+    const float *params = gpt_model_host_params(r->rig.model);
     remat_status s = REMAT_OK;
     if (!params) {
-        r->host_params = malloc(gpt_model_layout(r->model)->total * sizeof(float));
-        s = r->host_params ? gpt_model_get_params(r->model, r->host_params)
+        r->host_params = malloc(gpt_model_layout(r->rig.model)->total * sizeof(float));
+        s = r->host_params ? gpt_model_get_params(r->rig.model, r->host_params)
                            : remat_fail(REMAT_ENOMEM, "out of host memory for the weights");
         params = r->host_params;
     }
@@ -895,7 +884,7 @@ static int train_save(train_run *r)
         return s == REMAT_OK ? EXIT_OK : cli_fail("train", s, "cannot gather the weights");
     cli_output out = {.slot = -1};
     if (s == REMAT_OK && (s = cli_output_open(&out, r->o.save)) == REMAT_OK) {
-        s = gpt_weights_fwrite(out.f, gpt_model_config(r->model), params);
+        s = gpt_weights_fwrite(out.f, gpt_model_config(r->rig.model), params);
         remat_status fin = cli_output_close(&out, s == REMAT_OK);
         s = s != REMAT_OK ? s : fin;
     }
@@ -978,7 +967,7 @@ int cmd_train(int argc, char **argv)
         rc = train_plan(&r);
     train_totals tot = {0};
     if (rc == EXIT_OK && r.o.profile_memory &&
-        (s = gpt_memprof_attach(r.model, &r.memprof)) != REMAT_OK)
+        (s = gpt_memprof_attach(r.rig.model, &r.memprof)) != REMAT_OK)
         rc = cli_fail("train", s, "--profile-memory");
     if (rc == EXIT_OK) {
         if (!r.o.json)
@@ -992,10 +981,10 @@ int cmd_train(int argc, char **argv)
     if (rc == EXIT_OK && r.o.save)
         rc = train_save(&r);
     gpt_memprof_detach(r.memprof);
-    gpt_model_destroy(r.model); /* before the trace ends, so it records the model's frees */
-    r.model = NULL;
+    gpt_model_destroy(r.rig.model); /* before the trace ends, so it records the model's frees */
+    r.rig.model = NULL;
     if (r.o.trace)
-        rc = train_trace_finish(r.o.trace, r.pool, r.trace, rc);
+        rc = train_trace_finish(&r.rig, r.trace, rc);
     free(tot.ms);
     free(tot.fb_ms);
     free(tot.base_ms);

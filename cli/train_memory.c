@@ -3,6 +3,7 @@
 #include "cli/cli.h"
 #include "core/core.h"
 #include "model/gpt.h"
+#include "model/rig.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -14,26 +15,20 @@
 /* The one trace a run records (cli_output: a temporary file beside the target). */
 static cli_output train_trace_out;
 
-int train_trace_begin(const char *path, remat_pool *pool, FILE **out)
+int train_trace_open(const char *path, FILE **out)
 {
     remat_status s = cli_output_open(&train_trace_out, path);
     if (s != REMAT_OK)
         return cli_fail("train", s, "--trace");
-    s = remat_pool_trace_begin(pool, train_trace_out.f);
-    if (s != REMAT_OK) {
-        cli_output_close(&train_trace_out, 0);
-        return cli_fail("train", s, "--trace");
-    }
     *out = train_trace_out.f;
     return EXIT_OK;
 }
 
-int train_trace_finish(const char *path, remat_pool *pool, FILE *f, int rc)
+int train_trace_finish(gpt_rig *rig, FILE *f, int rc)
 {
-    (void)path;
     if (!f)
         return rc;
-    remat_status s = remat_pool_trace_end(pool);
+    remat_status s = gpt_rig_trace_end(rig);
     if (rc != EXIT_OK || s != REMAT_OK) {
         cli_output_close(&train_trace_out, 0);
         return rc != EXIT_OK ? rc : cli_fail("train", s, "--trace");

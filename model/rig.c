@@ -7,7 +7,7 @@
 #include <string.h>
 #include <time.h>
 
-remat_status gpt_rig_open(gpt_rig *r, const gpt_rig_spec *sp)
+remat_status gpt_rig_open_device(gpt_rig *r, const gpt_rig_spec *sp)
 {
     memset(r, 0, sizeof *r);
     if (!sp || sp->B < 1 || sp->T < 1)
@@ -19,8 +19,17 @@ remat_status gpt_rig_open(gpt_rig *r, const gpt_rig_spec *sp)
     REMAT_TRY(remat_device_open(sp->device ? sp->device : "host", &r->dev));
     const gpt_parallel *par = sp->par;
     r->failed = "cannot communicate between the ranks' devices";
-    if (par && par->comm && (remat_comm_size(par->comm) > 1 || par->zero > 0))
+    if (par && par->comm && (remat_comm_size(par->comm) > 1 || par->zero > 0 || sp->comm_alone))
         REMAT_TRY(remat_comm_use_device(par->comm, r->dev, NULL));
+    r->failed = NULL;
+    return REMAT_OK;
+}
+
+remat_status gpt_rig_open_model(gpt_rig *r, const gpt_rig_spec *sp)
+{
+    gpt_config cfg = sp->cfg;
+    r->failed = "bad model dimensions";
+    REMAT_TRY(gpt_config_check(&cfg));
     r->failed = "cannot create the pool";
     REMAT_TRY(remat_pool_create(r->dev, sp->pool, &r->pool));
     if (sp->trace) {
@@ -29,7 +38,7 @@ remat_status gpt_rig_open(gpt_rig *r, const gpt_rig_spec *sp)
         r->tracing = 1;
     }
     r->failed = "cannot create the model";
-    REMAT_TRY(gpt_model_create_parallel(r->dev, r->pool, &cfg, sp->B, sp->T, sp->prec, par,
+    REMAT_TRY(gpt_model_create_parallel(r->dev, r->pool, &cfg, sp->B, sp->T, sp->prec, sp->par,
                                         &r->model));
     r->failed = "cannot set the weights";
     if (sp->params) {
@@ -52,15 +61,30 @@ remat_status gpt_rig_open(gpt_rig *r, const gpt_rig_spec *sp)
     if (!r->inputs || !r->targets)
         return remat_fail(REMAT_ENOMEM, "out of host memory for a batch of %zu tokens", r->tokens);
     r->failed = "cannot describe the model's stages";
+    remat_chain_free(r->chain);
+    r->chain = NULL;
     REMAT_TRY(gpt_model_chain(r->model, &r->chain));
     r->failed = NULL;
     return REMAT_OK;
 }
 
+remat_status gpt_rig_open(gpt_rig *r, const gpt_rig_spec *sp)
+{
+    REMAT_TRY(gpt_rig_open_device(r, sp));
+    return gpt_rig_open_model(r, sp);
+}
+
+remat_status gpt_rig_trace_end(gpt_rig *r)
+{
+    if (!r->tracing)
+        return REMAT_OK;
+    r->tracing = 0;
+    return remat_pool_trace_end(r->pool);
+}
+
 void gpt_rig_close(gpt_rig *r)
 {
-    if (r->tracing)
-        (void)!remat_pool_trace_end(r->pool); /* a write error shows when the file is closed */
+    (void)!gpt_rig_trace_end(r); /* a write error shows when the file is closed */
     remat_chain_free(r->chain);
     gpt_model_destroy(r->model);
     remat_pool_destroy(r->pool);

@@ -20,9 +20,10 @@ typedef struct {
     const gpt_parallel *par;        /* NULL: one process; its comm is given the device */
     const float *params;            /* host fp32 weights in llm.c's layout; NULL: GPT-2 init */
     uint64_t seed;                  /* of the init when params is NULL */
+    int comm_alone; /* hand the device to par->comm with one rank at ZeRO-0 too (its NCCL path) */
 } gpt_rig_spec;
 
-typedef struct {
+typedef struct gpt_rig {
     remat_device *dev;
     remat_pool *pool;
     gpt_model *model;
@@ -37,6 +38,15 @@ typedef struct {
 /* Opens everything spec names into *r (zeroed first); on failure *r holds what was opened (close
  * it with gpt_rig_close) and r->failed says what failed. */
 remat_status gpt_rig_open(gpt_rig *r, const gpt_rig_spec *spec);
+/* gpt_rig_open in two halves, for a caller that checks the run against the device's memory
+ * before anything large is allocated (`remat train`): the device (zeroing *r first) and its
+ * comm, then the pool, the model, its weights, the batch buffers and the chain (replacing a chain
+ * the caller left in r->chain). */
+remat_status gpt_rig_open_device(gpt_rig *r, const gpt_rig_spec *spec);
+remat_status gpt_rig_open_model(gpt_rig *r, const gpt_rig_spec *spec);
+/* Ends the pool's trace begun from spec->trace (a no-op without one), before the rig closes, for
+ * a caller that records frees after the trace's writer has to be finished. */
+remat_status gpt_rig_trace_end(gpt_rig *r);
 /* Frees everything the rig holds (ends its pool trace first); a zeroed rig is a no-op. */
 void gpt_rig_close(gpt_rig *r);
 
