@@ -5,7 +5,8 @@
  * gpt2-124m geometry at T=1024. At short sequences the attention matrices are a small share of
  * the activations and 50% needs whole blocks recomputed: reported, no target.
  * profile/...: the stage profile's repeatability (two profiles of the same model back to back:
- * the largest relative difference of any stage's fwd, bwd or option bwd; issue 13's target is
+ * the largest relative difference of any stage's fwd, bwd or option bwd, max_stage_diff the
+ * median over the repetition's pairs and worst_pair_diff its worst pair; issue 13's target is
  * 10% on a quiet machine) and its cost in store-all steps (issue 15's target: at most 5). */
 #include "bench/bench.h"
 #include "model/rig.h"
@@ -136,7 +137,7 @@ static void bench_profile(remat_bench_state *st, void *arg)
         }
         return;
     }
-    double worst = 0, cost = 0;
+    double worst = 0, cost = 0, pair[256];
     int n = 0;
     while (remat_bench_running(st)) {
         remat_chain *a = NULL, *b = NULL;
@@ -151,12 +152,18 @@ static void bench_profile(remat_bench_state *st, void *arg)
                    d = profile_diff(a, b);
             worst = d > worst ? d : worst;
             cost += step > 0 ? ia.elapsed_ms / 1e3 / step : 0;
+            if (n < (int)(sizeof pair / sizeof pair[0]))
+                pair[n] = d;
             n++;
         }
         remat_chain_free(a);
         remat_chain_free(b);
     }
-    remat_bench_counter(st, "max_stage_diff", worst);
+    /* issue 13's measure is one pair of profiles: the median pair's largest difference; the worst
+     * pair of the repetition beside it */
+    int kept = n < (int)(sizeof pair / sizeof pair[0]) ? n : (int)(sizeof pair / sizeof pair[0]);
+    remat_bench_counter(st, "max_stage_diff", kept ? gpt_median(pair, (size_t)kept) : 0);
+    remat_bench_counter(st, "worst_pair_diff", worst);
     remat_bench_counter(st, "profile_cost_steps", n ? cost / n : 0);
     rig_close(&r);
 }
