@@ -9,6 +9,8 @@
 
 /* Re-plans with a smaller budget at most this many times before trying the least-memory plan. */
 #define LAYOUT_REPLANS 8
+/* Then at most this many bisections of the solver's budget. */
+#define LAYOUT_BISECTIONS 12
 /* Schedules longer than this are not laid out by remat_plan (planning offsets for millions of
  * buffers would take longer than the training it serves): they run on the caching pool, and
  * their plan JSON says "layout": "pool". */
@@ -310,10 +312,45 @@ remat_status remat_min_budget(const remat_chain *chain, const remat_policy *poli
     return remat_min_budget_layout(chain, policy, REMAT_LAYOUT_PLANNED, out);
 }
 
+/* Bisects the solver's budget between lo (its least-memory budget) and hi (one whose arena
+ * exceeds `budget`) for the largest whose arena fits: *out the schedule found, or NULL. */
+static remat_status layout_bisect(const remat_chain *c, const remat_policy *p, uint64_t budget,
+                                  uint64_t lo, uint64_t hi, uint64_t *smallest,
+                                  remat_schedule **out)
+{
+    *out = NULL;
+    for (int it = 0; it < LAYOUT_BISECTIONS && lo + budget / 1024 < hi; it++) {
+        uint64_t mid = lo + (hi - lo) / 2;
+        remat_schedule *sc = NULL;
+        remat_status s = layout_try(c, p, mid, &sc);
+        if (s == REMAT_EINFEASIBLE) {
+            remat_clear_error();
+            lo = mid;
+            continue;
+        }
+        if (s != REMAT_OK) {
+            remat_schedule_free(*out);
+            *out = NULL;
+            return s;
+        }
+        if (sc->peak_bytes <= budget) {
+            remat_schedule_free(*out);
+            *out = sc;
+            lo = mid;
+        } else {
+            if (sc->peak_bytes < *smallest)
+                *smallest = sc->peak_bytes;
+            remat_schedule_free(sc);
+            hi = mid;
+        }
+    }
+    return REMAT_OK;
+}
+
 static remat_status layout_fit(const remat_chain *c, const remat_policy *p, uint64_t budget,
                                remat_schedule **out)
 {
-    uint64_t b = budget, smallest = UINT64_MAX;
+    uint64_t b = budget, smallest = UINT64_MAX, over = 0;
     for (int it = 0; it < LAYOUT_REPLANS; it++) {
         remat_schedule *sc = NULL;
         remat_status s = layout_try(c, p, b, &sc);
@@ -327,11 +364,26 @@ static remat_status layout_fit(const remat_chain *c, const remat_policy *p, uint
             return REMAT_OK;
         }
         remat_schedule_free(sc);
+        over = b;
         if (arena < smallest)
             smallest = arena;
         if (b <= arena - budget)
             break;
         b -= arena - budget; /* the excess of the arena over the live bytes, taken off */
+    }
+    remat_clear_error();
+    /* The excess taken off did not converge: bisect between the least-memory budget and the
+     * smallest that overflowed, rather than fall to the least-memory schedule at once (its
+     * overhead can be many times a schedule just below). */
+    uint64_t min = 0;
+    if (over && ckpt_min_budget_pool(c, p, &min) == REMAT_OK && min < over) {
+        remat_schedule *sc = NULL;
+        REMAT_TRY(layout_bisect(c, p, budget, min, over, &smallest, &sc));
+        if (sc) {
+            sc->budget_bytes = budget;
+            *out = sc;
+            return REMAT_OK;
+        }
     }
     remat_clear_error();
     remat_schedule *least = NULL;
