@@ -5,10 +5,12 @@ on a GPT-2-small-shaped block stack (12 blocks, C 768, 12 heads) on CPU, all mea
 For every baseline (torch.utils.checkpoint per block, checkpoint_sequential with S segments) the
 memory is that baseline's activation peak under remat's cost model (checkpoint_sequential with S
 segments is remat's periodic:K, K = L/S: the same kept inputs, the last segment stored whole), and
-remat's optimal schedule is planned for exactly that budget; both run forward+backward and their
-median step times are compared with the plain (store-all) step of the same run. Then remat alone
-at fractions of the store-all activation memory: the overhead-versus-memory curve, measured and
-predicted. Each configuration's real peak (the CPU allocator's events) is printed beside it.
+remat's optimal schedule is planned for exactly that budget, twice: on the chain of whole blocks
+(the stages the torch tools see) and on the fine chain (each block as its attention and MLP
+halves, with the options of rt.profile(options=True): the attention core, GELU and LayerNorm
+outputs recomputed). All run forward+backward and their median step times are compared with the
+plain (store-all) step of the same run. Then remat alone, on both chains, at fractions of the
+store-all activation memory: the overhead-versus-memory curve, measured and predicted. Each configuration's real peak (the CPU allocator's events) is printed beside it.
 The configurations compared are timed round by round, interleaved with the plain step, so each
 overhead is against plain steps taken at the same moments.
 
@@ -90,6 +92,7 @@ def main():
           f"seq {a.seq}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
           f"{a.reps} timed steps per configuration")
     chain = rt.profile(blocks, x.requires_grad_(), reps=3, min_time=0.05)
+    fine = rt.profile(blocks, x, reps=3, min_time=0.05, expand=True, options=True)
     full = chain.store_all_bytes()
     (base,) = time_steps(blocks, [blocks], x, a.reps)
     base_peak = real_peak(blocks, blocks, x)
@@ -109,27 +112,38 @@ def main():
             baselines.append((f"checkpoint_sequential({s})",
                               lambda inp, s=s: tck.checkpoint_sequential(blocks, s, inp),
                               f"periodic:{L // s}"))
+    print(f"fine chain: {len(fine.stages)} stages, modelled store-all "
+          f"{mib(fine.store_all_bytes()):.1f} MiB, options per stage "
+          f"{[len(st.get('options', [])) for st in fine.stages[:2]]} (first block)")
+
+    def pct(t, plain):
+        return f"{100 * (t / plain - 1):+6.1f}%"
+
     for name, run, policy in baselines:
         mem = chain.plan(full, policy=policy)["peak_bytes"]
         ck = rt.checkpoint(blocks, x, mem, chain=chain)
-        plain, t_torch, t_remat = time_steps(blocks, [blocks, run, ck], x, a.reps)
-        p_torch, p_remat = real_peak(blocks, run, x), real_peak(blocks, ck, x)
+        cf = rt.checkpoint(blocks, x, mem, chain=fine)
+        plain, t_torch, t_remat, t_fine = time_steps(blocks, [blocks, run, ck, cf], x, a.reps)
+        p_torch, p_remat, p_fine = (real_peak(blocks, r, x) for r in (run, ck, cf))
         print(f"summary torch_checkpoint {name:<26} memory {mib(mem):7.1f} MiB "
-              f"({100 * mem / full:5.1f}% of store-all): torch {100 * (t_torch / plain - 1):+6.1f}%"
-              f"  remat {100 * (t_remat / plain - 1):+6.1f}% (predicted "
-              f"{100 * ck.plan['overhead']:+.1f}%)  remat/torch time {t_remat / t_torch:.3f}  "
-              f"real peaks torch {mib(p_torch):.1f} MiB remat {mib(p_remat):.1f} MiB")
+              f"({100 * mem / full:5.1f}% of store-all): torch {pct(t_torch, plain)}  "
+              f"remat {pct(t_remat, plain)} (predicted {100 * ck.plan['overhead']:+.1f}%)  "
+              f"remat fine {pct(t_fine, plain)} (predicted {100 * cf.plan['overhead']:+.1f}%)  "
+              f"remat/torch time {t_remat / t_torch:.3f} fine {t_fine / t_torch:.3f}  "
+              f"real peaks torch {mib(p_torch):.1f} remat {mib(p_remat):.1f} "
+              f"fine {mib(p_fine):.1f} MiB")
     for f in (float(v) for v in a.fractions.split(",") if v):
-        try:
-            ck = rt.checkpoint(blocks, x, f, chain=chain)
-        except ValueError as e:
-            print(f"summary torch_checkpoint remat at {100 * f:.0f}%: {e}")
-            continue
-        plain, t = time_steps(blocks, [blocks, ck], x, a.reps)
-        print(f"summary torch_checkpoint remat at {100 * f:3.0f}% of store-all "
-              f"({mib(ck.plan['peak_bytes']):7.1f} MiB): overhead measured "
-              f"{100 * (t / plain - 1):+6.1f}% predicted {100 * ck.plan['overhead']:+6.1f}%  "
-              f"real step peak {mib(real_peak(blocks, ck, x)):.1f} MiB")
+        for label, c in (("blocks", chain), ("fine", fine)):
+            try:
+                ck = rt.checkpoint(blocks, x, int(f * full), chain=c)
+            except ValueError as e:
+                print(f"summary torch_checkpoint remat {label} at {100 * f:.0f}%: {e}")
+                continue
+            plain, t = time_steps(blocks, [blocks, ck], x, a.reps)
+            print(f"summary torch_checkpoint remat {label:<6} at {100 * f:3.0f}% of store-all "
+                  f"({mib(ck.plan['peak_bytes']):7.1f} MiB): overhead measured {pct(t, plain)} "
+                  f"predicted {100 * ck.plan['overhead']:+6.1f}%  "
+                  f"real step peak {mib(real_peak(blocks, ck, x)):.1f} MiB")
 
 
 if __name__ == "__main__":

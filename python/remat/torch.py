@@ -58,9 +58,49 @@ def _stages(module_or_list, expand=False):
     return _expanded(mods) if expand else mods
 
 
-# ==== Recomputing a sub-module ===================================================================
+# ==== Recomputing in the backward ================================================================
+#
+# An option of a stage names what its forward with grad does not keep, to be recomputed in the
+# backward: "+"-joined parts, each either "recompute:<path>" (that sub-module runs under
+# torch.utils.checkpoint, only its inputs kept) or one of the cheap recomputations below (the
+# output of every GELU or LayerNorm is dropped and rebuilt from the input that autograd keeps for
+# the op's own backward anyway), as in "recompute-gelu-ln+recompute:attn".
 
 OPTION_PREFIX = "recompute:"
+CHEAP_KINDS = ("gelu", "ln")  # the order of their names
+_CHEAP_NODES = {"GeluBackward0": "gelu", "NativeLayerNormBackward0": "ln"}
+OPTION_NAME_MAX = 47  # the chain format's name limit
+
+
+def option_name(kinds, path=None):
+    """The option that recomputes the outputs of `kinds` (a subset of CHEAP_KINDS) and the
+    sub-module `path` (or none)."""
+    parts = []
+    if kinds:
+        parts.append("recompute-" + "-".join(k for k in CHEAP_KINDS if k in kinds))
+    if path:
+        parts.append(OPTION_PREFIX + path)
+    return "+".join(parts)
+
+
+def _parse_option(stage, name):
+    """(sub-module or None, frozenset of cheap kinds) of an option name of `stage`."""
+    sub, kinds = None, set()
+    for part in name.split("+"):
+        cheap = part[len("recompute-"):].split("-") if part.startswith("recompute-") else None
+        if cheap and all(k in CHEAP_KINDS for k in cheap) and not kinds:
+            kinds.update(cheap)
+        elif part.startswith(OPTION_PREFIX) and sub is None:
+            try:
+                sub = stage.get_submodule(part[len(OPTION_PREFIX):])
+            except AttributeError as e:
+                raise ValueError(f"remat.torch: option {name!r} names no sub-module of "
+                                 f"{type(stage).__name__} ({e})") from None
+        else:
+            raise ValueError(f"remat.torch: option {name!r} of {type(stage).__name__}: {part!r} is "
+                             f"not {OPTION_PREFIX}<path>, recompute-gelu, recompute-ln or "
+                             "recompute-gelu-ln (at most one of each kind)")
+    return sub, frozenset(kinds)
 
 
 class _recomputing:
@@ -72,43 +112,150 @@ class _recomputing:
         self.sub = sub
 
     def __enter__(self):
+        if self.sub is None:
+            return self
         sub, inner = self.sub, self.sub.forward
+
+        def uncached(*args):
+            # Autocast caches a weight's low-precision copy for the rest of its region. One made
+            # here, under the checkpoint's no_grad, has no graph, and the recomputation (run
+            # inside the same region when the backward is) would reuse it and leave the weight
+            # without a gradient; so these runs neither fill nor use the cache.
+            was = torch.is_autocast_cache_enabled()
+            torch.set_autocast_cache_enabled(False)
+            try:
+                return inner(*args)
+            finally:
+                torch.set_autocast_cache_enabled(was)
 
         def forward(*args, **kw):
             if kw or not torch.is_grad_enabled() or not any(
                     isinstance(a, torch.Tensor) and a.requires_grad for a in args):
                 return inner(*args, **kw)
-            return torch.utils.checkpoint.checkpoint(inner, *args, use_reentrant=True,
+            return torch.utils.checkpoint.checkpoint(uncached, *args, use_reentrant=True,
                                                      preserve_rng_state=True)
 
         sub.forward = forward  # an instance attribute: Module.__call__ finds it first
         return self
 
     def __exit__(self, *exc):
-        del self.sub.forward
+        if self.sub is not None:
+            del self.sub.forward
         return False
 
 
-def _option_module(stage, name):
-    """The sub-module of `stage` a "recompute:<path>" option names."""
-    try:
-        if not name.startswith(OPTION_PREFIX):
-            raise AttributeError(f"not {OPTION_PREFIX}<path>")
-        return stage.get_submodule(name[len(OPTION_PREFIX):])
-    except AttributeError as e:
-        raise ValueError(f"remat.torch: option {name!r} names no sub-module of "
-                         f"{type(stage).__name__} ({e})") from None
+class _Rebuilt:
+    """A saved tensor that is not kept: the output of a GELU or LayerNorm (or a view of it),
+    rebuilt in the backward from the tensors that op's own backward keeps."""
+
+    __slots__ = ("kind", "args", "view")
+
+    def __init__(self, kind, args, t, base):
+        self.kind, self.args = kind, args
+        self.view = None if t is base else (t.size(), t.stride(),
+                                            t.storage_offset() - base.storage_offset())
+
+    def tensors(self):
+        return [a for a in self.args if isinstance(a, torch.Tensor)]
+
+    def rebuild(self):
+        # The op again, on the same input, so the bits are the forward's. Autocast had cast the
+        # input before the op saw it, so it stays off here.
+        dev = self.tensors()[0].device.type
+        with torch.no_grad(), torch.autocast(dev, enabled=False):
+            if self.kind == "gelu":
+                x, approximate = self.args
+                base = torch.nn.functional.gelu(x, approximate=approximate)
+            else:
+                x, shape, w, b, eps = self.args
+                base = torch.native_layer_norm(x, shape, w, b, eps)[0]
+        return base if self.view is None else base.as_strided(*self.view)
 
 
-def _option_context(stage, option_name):
-    return _recomputing(_option_module(stage, option_name)) if option_name else _NoContext()
+class _SavedHooks:
+    """Saved-tensor hooks for one forward with grad: they record the storages autograd keeps
+    (less `exclude`), and, for the cheap `kinds`, keep a _Rebuilt in place of each GELU or
+    LayerNorm output. A LayerNorm is rebuilt only where its eps is known: an nn.LayerNorm module
+    of `stage` (found by its weight)."""
 
+    def __init__(self, exclude, kinds=frozenset(), stage=None):
+        self.exclude, self.kinds = exclude, kinds
+        self.storages = {}
+        self.eps = {}
+        if "ln" in kinds and stage is not None:
+            self.eps = {_storage(m.weight)[0]: m.eps for m in stage.modules()
+                        if isinstance(m, torch.nn.LayerNorm) and m.weight is not None}
 
-class _NoContext:
+    def record(self, t):
+        ptr, n = _storage(t)
+        if ptr not in self.exclude and n > 0:
+            self.storages[ptr] = n
+
+    def _rebuilt(self, t):
+        base = t._base if t._is_view() else t
+        node = base.grad_fn
+        kind = _CHEAP_NODES.get(type(node).__name__) if node is not None else None
+        if kind not in self.kinds:
+            return None
+        x = node._saved_self if kind == "gelu" else node._saved_input
+        # Only the op's main output is rebuilt (LayerNorm's mean and rstd are outputs too).
+        if x.shape != base.shape or x.dtype != base.dtype:
+            return None
+        if kind == "gelu":
+            return _Rebuilt(kind, (x, node._saved_approximate), t, base)
+        w = node._saved_weight
+        eps = self.eps.get(_storage(w)[0]) if isinstance(w, torch.Tensor) else None
+        if eps is None:
+            return None
+        return _Rebuilt(kind, (x, node._saved_normalized_shape, w, node._saved_bias, eps), t,
+                        base)
+
+    def pack(self, t):
+        if not isinstance(t, torch.Tensor):
+            return t
+        r = self._rebuilt(t) if self.kinds else None
+        for k in (r.tensors() if r is not None else [t]):
+            self.record(k)
+        return t if r is None else r
+
+    @staticmethod
+    def unpack(p):
+        return p.rebuild() if isinstance(p, _Rebuilt) else p
+
     def __enter__(self):
+        self._ctx = torch.autograd.graph.saved_tensors_hooks(self.pack, self.unpack)
+        self._ctx.__enter__()
         return self
 
     def __exit__(self, *exc):
+        return self._ctx.__exit__(*exc)
+
+
+class _OptionRun:
+    """The context of a forward with grad of `stage` under option `name` (None: the default):
+    the option's sub-module recomputed, and the saved-tensor hooks (its cheap kinds, the
+    storages kept recorded in .storages)."""
+
+    def __init__(self, stage, name, exclude):
+        sub, kinds = _parse_option(stage, name) if name else (None, frozenset())
+        self.sub = _recomputing(sub)
+        self.hooks = _SavedHooks(exclude, kinds, stage)
+        self.storages = self.hooks.storages
+
+    def __enter__(self):
+        self.sub.__enter__()
+        try:
+            self.hooks.__enter__()
+        except BaseException:
+            self.sub.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            self.hooks.__exit__(*exc)
+        finally:
+            self.sub.__exit__(*exc)
         return False
 
 
@@ -140,24 +287,6 @@ def _storage(t):
 def _owned_storages(mods):
     """Storages of parameters and buffers: model state, never counted as activations."""
     return {_storage(t)[0] for m in mods for t in list(m.parameters()) + list(m.buffers())}
-
-
-class _SavedTracker:
-    """Records the storages autograd saves for backward (saved-tensor hooks), less `exclude`."""
-
-    def __init__(self, exclude):
-        self.exclude = exclude
-        self.storages = {}
-
-    def pack(self, t):
-        if isinstance(t, torch.Tensor):
-            ptr, n = _storage(t)
-            if ptr not in self.exclude and n > 0:
-                self.storages[ptr] = n
-        return t
-
-    def hooks(self):
-        return torch.autograd.graph.saved_tensors_hooks(self.pack, lambda t: t)
 
 
 def _sync(device):
@@ -258,23 +387,59 @@ class Chain:
         return f"<remat Chain {self.name!r}: {len(self.stages)} stages>"
 
 
-def _saved_by_forward(i, m, x, leaf, exclude):
-    """One forward with grad of stage m on a fresh leaf: (output, the leaf, the storages autograd
-    keeps for backward: parameters and the stage input excluded, the output included)."""
-    tracker = _SavedTracker(exclude | {_storage(x)[0]})
+def _saved_by_forward(i, m, x, leaf, exclude, option=None):
+    """One forward with grad of stage m under `option` on a fresh leaf: (output, the leaf, the
+    storages autograd keeps for backward: parameters and the stage input excluded, the output
+    included)."""
     xin = leaf()
-    with torch.enable_grad(), tracker.hooks():
+    with torch.enable_grad(), _OptionRun(m, option, exclude | {_storage(x)[0]}) as run:
         out = _check_output(i, m, m(xin))
-    saved = dict(tracker.storages)
+    saved = dict(run.storages)
     ptr, n = _storage(out)
     saved[ptr] = n
     return out, xin, saved
 
 
-def _candidates(m):
-    """The sub-modules of stage m (dotted paths) whose recomputation may be an option."""
-    return [name for name, sub in m.named_modules() if name and
-            len(OPTION_PREFIX) + len(name) <= 47]
+def _option_bytes(i, m, x, leaf, exclude, default):
+    """The options of stage m worth timing, {name: saved bytes}: each sub-module recomputed, then
+    the cheap recomputations (GELU, LayerNorm outputs), alone and with each of those sub-modules.
+    An option is left out where it keeps no more than 1% fewer bytes than the default (a saving
+    that small is not worth a measured time difference that noise could make look free), or
+    where one that recomputes less keeps as few bytes."""
+    def kept(name):
+        o, _, k = _saved_by_forward(i, m, x, leaf, exclude, name)
+        del o
+        return sum(k.values())
+
+    found = {}
+    paths = []
+    for path, _ in m.named_modules():
+        name = option_name((), path)
+        if path and len(name) <= OPTION_NAME_MAX:
+            n = kept(name)
+            if n < 0.99 * default:
+                found[name] = n
+                paths.append(path)
+    # A cheap kind that saves nothing in this stage is left out of every combination.
+    kinds = [k for k in CHEAP_KINDS if kept(option_name((k,))) < default]
+    subsets = sorted((tuple(k for bit, k in enumerate(kinds) if mask >> bit & 1)
+                      for mask in range(1, 1 << len(kinds))), key=len)
+    def simpler(ks, path):
+        """The options that recompute part of what (ks, path) does."""
+        for sub in [()] + subsets:
+            for p in ((None, path) if path else (None,)):
+                if set(sub) <= set(ks) and (set(sub), p) != (set(ks), path) and (sub or p):
+                    yield option_name(sub, p)
+
+    for ks in subsets:  # fewer kinds first: a combination is measured after its parts
+        for path in [None] + paths:
+            name = option_name(ks, path)
+            if len(name) > OPTION_NAME_MAX:
+                continue
+            n = kept(name)
+            if n < 0.99 * default and all(found.get(q, default) > n for q in simpler(ks, path)):
+                found[name] = n
+    return found
 
 
 def _profile_stage(i, m, x, exclude, device, reps, min_time, timing, options):
@@ -293,47 +458,52 @@ def _profile_stage(i, m, x, exclude, device, reps, min_time, timing, options):
     _sync(device)
     t_fwd = t_fwd_grad = time.perf_counter() - t0
     seed = torch.ones_like(y_next) if y_next.is_floating_point() else None
-    # One forward with grad under the saved-tensor hooks and a memory window: the bytes autograd
-    # keeps (parameters and the stage input excluded, the output included), and the workspace:
-    # the peak above what the forward leaves.
-    with _MemoryWindow(device) as w:
-        out, xin, saved = _saved_by_forward(i, m, x, leaf, exclude)
-    fwd_tmp = max(0, w.peak - w.end)
-    out_bytes = _storage(out)[1]
-    needs_backward = out.requires_grad and seed is not None
-    # The backward's workspace: its peak above the input gradient and the parameter gradients it
-    # creates (gradients that existed are put back afterwards).
-    bwd_tmp, t_bwd = 0, 0.0
     params = [p for p in m.parameters() if p.requires_grad]
     old = [p.grad for p in params]
-    if needs_backward:
-        for p in params:
-            p.grad = None
-        t0 = time.perf_counter()
-        with _MemoryWindow(device) as w:
-            torch.autograd.backward(out, seed)
-        t_bwd = time.perf_counter() - t0
-        grads = sum(_storage(p.grad)[1] for p in params if p.grad is not None)
-        din = _storage(xin.grad)[1] if xin.grad is not None else 0
-        bwd_tmp = max(0, w.peak - din - grads)
-    del out, xin
 
-    # Options: each sub-module recomputed in the backward (only its inputs kept), where that
-    # keeps fewer bytes than the default.
+    def measured(option=None):
+        """One forward with grad under `option`, the saved-tensor hooks and a memory window, and
+        its backward: (output bytes, the storages autograd keeps (parameters and the stage input
+        excluded, the output included), the forward's workspace (its peak above what it
+        leaves), the backward's (its peak above the input gradient and the parameter gradients
+        it creates), the backward's seconds, whether there is a backward)."""
+        with _MemoryWindow(device) as w:
+            out, xin, saved = _saved_by_forward(i, m, x, leaf, exclude, option)
+        f_tmp, out_bytes = max(0, w.peak - w.end), _storage(out)[1]
+        has_backward = out.requires_grad and seed is not None
+        b_tmp, t_b = 0, 0.0
+        if has_backward:
+            for p in params:
+                p.grad = None
+            t0 = time.perf_counter()
+            with _MemoryWindow(device) as w:
+                torch.autograd.backward(out, seed)
+            t_b = time.perf_counter() - t0
+            grads = sum(_storage(p.grad)[1] for p in params if p.grad is not None)
+            din = _storage(xin.grad)[1] if xin.grad is not None else 0
+            b_tmp = max(0, w.peak - din - grads)
+        return out_bytes, saved, f_tmp, b_tmp, t_b, has_backward
+
+    out_bytes, saved, fwd_tmp, bwd_tmp, t_bwd, needs_backward = measured()
+
+    # Options: what the backward may recompute instead of keeping (_option_bytes), each with its
+    # workspace beyond the default's.
     opts = []
     if options and needs_backward:
-        default = sum(saved.values())
-        for path in _candidates(m):
-            with _recomputing(m.get_submodule(path)):
-                o, _, kept = _saved_by_forward(i, m, x, leaf, exclude)
-            del o
-            # A saving below 1% of the stage's bytes is not worth a measured time difference
-            # that noise could make look free.
-            if sum(kept.values()) < 0.99 * default:
-                opts.append({"name": OPTION_PREFIX + path, "saved_bytes": sum(kept.values())})
+        found = _option_bytes(i, m, x, leaf, exclude, sum(saved.values()))
+        for k, n in found.items():
+            # What it recomputes needs room of its own: in the backward, the tensors rebuilt
+            # and a sub-module's recomputed forward.
+            _, _, f_tmp, b_tmp, _, _ = measured(k)
+            opt = {"name": k, "saved_bytes": n}
+            if f_tmp > fwd_tmp:
+                opt["extra_fwd_tmp_bytes"] = int(f_tmp - fwd_tmp)
+            if b_tmp > bwd_tmp:
+                opt["extra_bwd_tmp_bytes"] = int(b_tmp - bwd_tmp)
+            opts.append(opt)
 
     def fwd_bwd(option=None):
-        with _option_context(m, option):
+        with _OptionRun(m, option, set()):
             with torch.enable_grad():
                 o = m(leaf())
             if not needs_backward:
@@ -406,11 +576,13 @@ def profile(module_or_list, sample_input, reps=3, min_time=0.02, timing=True, na
     the median of at least `reps` runs and `min_time` seconds after a warm-up; timing=False
     keeps the times of the single measuring run (enough where only bytes matter, as in fit).
     expand=True makes the children of nested nn.Sequential stages stages of their own (finer
-    stages give the scheduler more choice). options=True adds, per stage, an option
-    "recompute:<path>" for each sub-module whose recomputation in the backward keeps fewer bytes
-    than the default: its saved bytes measured as above with that sub-module run under
-    torch.utils.checkpoint (only its inputs kept), its backward time the default's plus the
-    measured extra of a forward+backward that recomputes it; options beaten by another in both
+    stages give the scheduler more choice). options=True adds, per stage, the options whose
+    recomputation in the backward keeps fewer bytes than the default: "recompute:<path>" (that
+    sub-module run under torch.utils.checkpoint, only its inputs kept), "recompute-gelu",
+    "recompute-ln", "recompute-gelu-ln" (the outputs of GELUs and nn.LayerNorm modules rebuilt
+    from their inputs) and their combinations with a sub-module. Each option's saved bytes and
+    extra workspaces are measured as above, its backward time is the default's plus the
+    measured extra of a forward+backward that recomputes; options beaten by another in both
     bytes and time are dropped. Parameter gradients are left as they were. Returns a Chain."""
     mods = _stages(module_or_list, expand)
     _check_sample(mods, sample_input)
@@ -497,8 +669,14 @@ def _plan(chain, budget, policy):
         _lib.load().remat_schedule_free(sched_p)
     # The same schedule with workspaces zeroed: the bytes the executor itself holds (checkpoints,
     # saved activations, gradients), which it measures while running.
-    bare = dict(chain.to_dict(), stages=[dict(st, fwd_tmp_bytes=0, bwd_tmp_bytes=0)
-                                         for st in chain.stages])
+    def bare_stage(st):
+        st = dict(st, fwd_tmp_bytes=0, bwd_tmp_bytes=0)
+        if "options" in st:
+            st["options"] = [{k: v for k, v in o.items() if not k.startswith("extra_")}
+                             for o in st["options"]]
+        return st
+
+    bare = dict(chain.to_dict(), stages=[bare_stage(st) for st in chain.stages])
     plan["held_bytes"] = _simulate(_lib.OwnedChain.parse(json.dumps(bare)), ops).peak_bytes
     plan["store_all_bytes"] = chain.store_all_bytes()
     plan["ops"] = [f"{_lib.OP_NAMES[k]} {s}" + (f" {chain.stages[s]['options'][o]['name']}"
@@ -578,9 +756,9 @@ class _Run:
     def forward_all(self, i, option):
         x = self.activation(i)
         leaf = x.detach().requires_grad_(x.is_floating_point())
-        tracker = _SavedTracker(self.exclude | {_storage(x)[0]})
         name = self.option_names[i][option] if option >= 0 else None
-        with torch.enable_grad(), tracker.hooks(), _option_context(self.mods[i], name):
+        with torch.enable_grad(), _OptionRun(self.mods[i], name,
+                                             self.exclude | {_storage(x)[0]}) as tracker:
             y = self._call(i, leaf)
         if i + 1 in self.stored:  # already stored: the recomputed copy is dropped
             self.measure()
@@ -667,7 +845,7 @@ class Checkpointed(torch.nn.Module):
         self._option_names = [[o["name"] for o in st.get("options", [])] for st in plan["stages"]]
         for i, names in enumerate(self._option_names):
             for n in names:
-                _option_module(mods[i], n)  # a chain of another model fails here, not in backward
+                _parse_option(mods[i], n)  # a chain of another model fails here, not in backward
         self._last_peak = None
 
     @property
