@@ -259,6 +259,7 @@ typedef struct {
     uint64_t comm_bytes;  /* bytes this rank sent in the training steps */
     double comm_ms;       /* time in the collectives of the training steps */
     uint64_t gathers;     /* ZeRO-3: parameter gathers of the last step */
+    double gather_ms[2];  /* ZeRO-3: an all-gather of the embeddings and of a block, in the chain */
 } train_run;
 
 
@@ -515,6 +516,27 @@ static remat_status train_share_chain(train_run *r)
     return s != REMAT_OK ? s : b;
 }
 
+/* ZeRO-3 over ranks: the gathers timed on every rank and added to the measured chain (rank 0
+ * profiled alone, without them), so that a recomputation's extra gather is weighed too. */
+static int train_add_gathers(train_run *r)
+{
+    double embed_ms, block_ms;
+    remat_status s = gpt_model_time_gathers(r->rig.model, &embed_ms, &block_ms);
+    r->gather_ms[0] = embed_ms;
+    r->gather_ms[1] = block_ms;
+    if (s != REMAT_OK)
+        return cli_fail("train", s, "cannot time ZeRO-3's gathers");
+    if (embed_ms == 0 && block_ms == 0)
+        return EXIT_OK;
+    if ((s = gpt_chain_add_gathers(r->rig.chain, r->cfg.layers, embed_ms, block_ms)) != REMAT_OK)
+        return cli_fail("train", s, "");
+    if (!r->o.json && r->rank == 0)
+        printf("zero-3: an all-gather takes %.3f ms for the embeddings, %.3f ms for a block: "
+               "added to each forward of the chain and to each block's backward\n",
+               embed_ms, block_ms);
+    return EXIT_OK;
+}
+
 /* Profiles the chain (not for store-all, which plans nothing; not with --analytic) and plans it
  * under the budget. */
 static int train_plan(train_run *r)
@@ -536,6 +558,9 @@ static int train_plan(train_run *r)
         r->rig.chain = measured;
         if (r->ranks > 1 && (s = train_share_chain(r)) != REMAT_OK)
             return cli_fail("train", s, "cannot share rank 0's profile");
+        int rc = train_add_gathers(r);
+        if (rc != EXIT_OK)
+            return rc;
     }
     if ((s = train_make_plan(r, &r->sched)) != REMAT_OK)
         return cli_fail("train", s, "cannot plan");
@@ -814,6 +839,8 @@ static void train_summary(const train_run *r, train_totals *t)
             printf("\"%s\": %llu, ", train_tags[i], (unsigned long long)train_tag_peak(r, i));
         printf("\"act\": %llu}, \"param_gathers_per_step\": %llu", (unsigned long long)t->act_peak_max,
                (unsigned long long)r->gathers);
+        printf(", \"chain_gather_ms\": {\"embeddings\": %.6f, \"block\": %.6f}", r->gather_ms[0],
+               r->gather_ms[1]);
         if (r->o.baseline) {
             printf(", \"store_all_fwd_bwd_median_ms\": %.3f, \"measured_overhead\": %.6f, "
                    "\"measured_overhead_se\": ",

@@ -214,6 +214,14 @@ uint64_t gpt_model_persistent_bytes(const gpt_model *m);
 /* ZeRO-3's parameter gathers in the last update's micro-steps (one per unit a stage's forward or
  * backward needed, recomputations included); 0 under the other stages. */
 uint64_t gpt_model_gathers(const gpt_model *m);
+/* Collective (every rank calls it): under ZeRO-3 over more than one rank, the median ms of an
+ * all-gather of the embeddings' unit and of a block's, rank 0's times on every rank; 0 and 0
+ * otherwise. For gpt_chain_add_gathers: the profile runs on rank 0 alone and times no gather. */
+remat_status gpt_model_time_gathers(gpt_model *m, double *embed_ms, double *block_ms);
+/* Adds ZeRO-3's gathers to a measured chain of our GPT (layers + 2 stages), so that the schedule
+ * weighs what a recomputation costs in communication too: every forward gathers its units (the
+ * embedding and the head embed_ms, a block block_ms) and a block's backward gathers again. */
+remat_status gpt_chain_add_gathers(remat_chain *ch, int layers, double embed_ms, double block_ms);
 
 /* What a B x T model would take, without allocating it: *persistent the pool bytes of its
  * parameters, gradients, AdamW states and targets (gpt_model_persistent_bytes' value), *chain

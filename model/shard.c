@@ -2,6 +2,7 @@
  * them, the gathers of a unit's parameters for a stage and the reduce-scatter of its gradients
  * after the stage's backward (model/stages.h says how the buffers are laid out). */
 #include "core/core.h"
+#include "model/rig.h"
 #include "model/stages.h"
 
 #include <string.h>
@@ -285,4 +286,67 @@ void gpt_units_unpack(const gpt_model *m, const float *padded, float *host)
                           .to_host = 1};
         gpt_unit_each(m, u, gpt_pack_piece, &c);
     }
+}
+
+/* Median ms of `reps` gathers of unit u (after one untimed). */
+static remat_status gpt_gather_median(gpt_model *m, int u, int reps, double *ms)
+{
+    double t[16];
+    void *b;
+    REMAT_TRY(gpt_unit_params_get(m, u, &b));
+    for (int r = 0; r < reps; r++) {
+        double t0 = gpt_now_ms();
+        REMAT_TRY(gpt_unit_params_get(m, u, &b));
+        REMAT_TRY(m->k->status(m->kc));
+        t[r] = gpt_now_ms() - t0;
+    }
+    for (int i = 1; i < reps; i++) /* insertion sort: a handful of samples */
+        for (int j = i; j > 0 && t[j - 1] > t[j]; j--) {
+            double x = t[j];
+            t[j] = t[j - 1];
+            t[j - 1] = x;
+        }
+    *ms = reps % 2 ? t[reps / 2] : 0.5 * (t[reps / 2 - 1] + t[reps / 2]);
+    return REMAT_OK;
+}
+
+remat_status gpt_model_time_gathers(gpt_model *m, double *embed_ms, double *block_ms)
+{
+    *embed_ms = *block_ms = 0;
+    if (m->zero < 3 || !gpt_talks(m))
+        return REMAT_OK;
+    enum { REPS = 5 };
+    uint64_t gathers = m->gathers; /* not a step's */
+    double t[2] = {0, 0};
+    remat_status s = gpt_gather_median(m, 0, REPS, &t[0]);
+    if (s == REMAT_OK)
+        s = gpt_gather_median(m, 1, REPS, &t[1]);
+    m->gathers = gathers;
+    if (s == REMAT_OK) /* rank 0's numbers on every rank: one chain, one schedule */
+        s = remat_comm_broadcast(m->comm, t, 2, REMAT_COMM_F64, 0);
+    if (s == REMAT_OK) {
+        *embed_ms = t[0];
+        *block_ms = t[1];
+    }
+    return s;
+}
+
+remat_status gpt_chain_add_gathers(remat_chain *ch, int layers, double embed_ms, double block_ms)
+{
+    if (!ch || ch->n_stages != layers + 2 || !(embed_ms >= 0) || !(block_ms >= 0))
+        return remat_fail(REMAT_EINVAL, "gpt_chain_add_gathers: a chain of %d stages for %d "
+                                        "layers, gathers of %g and %g ms",
+                          ch ? ch->n_stages : 0, layers, embed_ms, block_ms);
+    /* every forward gathers its unit(s): the embedding unit 0, a block its own, the head the
+     * embeddings and the final norm (about the embeddings' time); a block's backward again */
+    ch->stages[0].fwd += embed_ms;
+    ch->stages[layers + 1].fwd += embed_ms;
+    for (int l = 1; l <= layers; l++) {
+        remat_stage *st = &ch->stages[l];
+        st->fwd += block_ms;
+        st->bwd += block_ms;
+        for (int o = 0; o < st->n_options; o++)
+            st->options[o].bwd += block_ms;
+    }
+    return REMAT_OK;
 }

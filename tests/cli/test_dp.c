@@ -242,6 +242,33 @@ Test(dp, zero2_and_zero3_shard_by_unit_and_gather_once_per_use, .timeout = 600)
     }
 }
 
+/* ZeRO-3 over ranks: rank 0 profiles alone, so the gathers are timed by every rank and added to
+ * the chain the schedule is planned on; only where there is a measured chain and gathers. */
+Test(dp, zero3_times_its_gathers_into_the_measured_chain, .timeout = 300)
+{
+    needs_mpi();
+    static cli_result r;
+    const char *cases[] = {"--zero 3 --policy optimal --budget 50%", "--zero 2 --policy optimal",
+                           "--zero 3 --policy optimal --analytic", "--zero 3"};
+    for (int k = 0; k < 4; k++) {
+        run_out o;
+        parse(cli_run_ranks(&r, 2, TINY " --batch 2 --steps 1 %s", cases[k]), &o);
+        cJSON *g = cJSON_GetObjectItem(o.summary, "chain_gather_ms");
+        cr_assert(cJSON_IsObject(g), "%s", cases[k]);
+        double e = cJSON_GetObjectItem(g, "embeddings")->valuedouble,
+               b = cJSON_GetObjectItem(g, "block")->valuedouble;
+        if (k == 0)
+            cr_expect(e > 0 && b > 0, "ZeRO-3 optimal: gathers %g and %g ms", e, b);
+        else
+            cr_expect(e == 0 && b == 0, "%s: gathers %g and %g ms", cases[k], e, b);
+        cJSON_Delete(o.summary);
+    }
+    cli_run_ranks(&r, 2, "train --model tiny --seq 32 --device host --steps 1 --batch 2 --zero 3 "
+                         "--policy optimal");
+    cr_expect_eq(r.code, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "zero-3: an all-gather takes"), "%s", r.out);
+}
+
 Test(dp, bad_launches_are_refused_clearly, .timeout = 300)
 {
     static cli_result r;

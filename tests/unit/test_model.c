@@ -1008,3 +1008,29 @@ Test(model_cli, train_profile_file_is_reused_and_store_all_never_profiles)
     remove(path);
     remove(chain);
 }
+
+/* ZeRO-3's gathers added to a measured chain: every forward gathers its units (the embedding and
+ * the head the embeddings', a block its own), a block's backward (every variant's) once more. */
+Test(model, zero3_gathers_are_added_to_every_forward_and_each_blocks_backward)
+{
+    static const char json[] =
+        "{\"name\": \"g\", \"input_bytes\": 64, \"stages\": ["
+        "{\"name\": \"embed\", \"fwd\": 1, \"bwd\": 2, \"out_bytes\": 64, \"saved_bytes\": 64},"
+        "{\"name\": \"b0\", \"fwd\": 3, \"bwd\": 4, \"out_bytes\": 64, \"saved_bytes\": 256,"
+        " \"options\": [{\"name\": \"o\", \"saved_bytes\": 128, \"bwd\": 5}]},"
+        "{\"name\": \"b1\", \"fwd\": 3, \"bwd\": 4, \"out_bytes\": 64, \"saved_bytes\": 256},"
+        "{\"name\": \"head\", \"fwd\": 6, \"bwd\": 7, \"out_bytes\": 8, \"saved_bytes\": 64}]}";
+    remat_chain *c = NULL;
+    cr_assert_eq(remat_chain_parse(json, sizeof json - 1, &c), REMAT_OK, "%s", remat_last_error());
+    cr_assert_eq(gpt_chain_add_gathers(c, 2, 0.5, 0.25), REMAT_OK);
+    const double fwd[] = {1.5, 3.25, 3.25, 6.5}, bwd[] = {2, 4.25, 4.25, 7};
+    for (int i = 0; i < 4; i++) {
+        cr_expect_float_eq(c->stages[i].fwd, fwd[i], 1e-12, "stage %d", i);
+        cr_expect_float_eq(c->stages[i].bwd, bwd[i], 1e-12, "stage %d", i);
+    }
+    cr_expect_float_eq(c->stages[1].options[0].bwd, 5.25, 1e-12);
+    cr_expect_eq(gpt_chain_add_gathers(c, 3, 0.5, 0.25), REMAT_EINVAL);
+    cr_expect(strstr(remat_last_error(), "4 stages for 3 layers"), "%s", remat_last_error());
+    cr_expect_eq(gpt_chain_add_gathers(c, 2, NAN, 0.25), REMAT_EINVAL);
+    remat_chain_free(c);
+}
