@@ -354,12 +354,9 @@ static double example_last_loss(int ranks)
     char exe[2048], cmd[4096];
     snprintf(exe, sizeof exe, "%.*s/examples/zero1_trainer", slash ? (int)(slash - bin) : 1,
              slash ? bin : ".");
-    char launch[512] = "";
+    char launch[768] = "", dir[CLI_MPI_DIR] = "";
     if (ranks > 1)
-        snprintf(launch, sizeof launch,
-                 "env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "
-                 "ASAN_OPTIONS=detect_leaks=0 OMPI_MCA_rmaps_base_oversubscribe=1 "
-                 "timeout 120 mpirun -np %d ", ranks);
+        cr_assert_eq(cli_mpi_launcher(launch, sizeof launch, ranks, 120, dir), 0);
     snprintf(cmd, sizeof cmd, "%s%s 12 2>&1", launch, cli_sh_quote(exe));
     FILE *p = popen(cmd, "r");
     cr_assert(p, "cannot run %s", cmd);
@@ -369,7 +366,9 @@ static double example_last_loss(int ranks)
     while (fgets(line, sizeof line, p))
         if (sscanf(line, "step %d loss %lf", &step, &last) == 2 && step != 12)
             last = -1;
-    cr_assert_eq(pclose(p), 0, "%s failed", cmd);
+    int st = pclose(p);
+    cli_mpi_done(dir);
+    cr_assert_eq(st, 0, "%s failed", cmd);
     return last;
 }
 

@@ -1,6 +1,7 @@
 /* tests/common/cli_run.c: runs the remat CLI from a test and captures its exit code and output. */
 #include "tests/common/cli_run.h"
 
+#include <ftw.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,22 +62,54 @@ cli_result *cli_run(cli_result *res, const char *fmt, ...)
     return res;
 }
 
-cli_result *cli_run_ranks(cli_result *res, int ranks, const char *fmt, ...)
+int cli_mpi_launcher(char *buf, size_t n, int ranks, int timeout_s, char dir[CLI_MPI_DIR])
 {
-    char launcher[512];
-    /* Open MPI refuses root without these two; set for this test run only. Under ASan, Open
-     * MPI's own never-freed allocations (in plugins it has unloaded, so no suppression can name
-     * them) would fail every rank: leak checking is off for the ranks, kept for every
-     * single-process run of the same code. */
-    snprintf(launcher, sizeof launcher,
+    /* Open MPI refuses root without the two ALLOW variables; set for this test run only. Under
+     * ASan, Open MPI's own never-freed allocations (in plugins it has unloaded, so no
+     * suppression can name them) would fail every rank: leak checking is off for the ranks, kept
+     * for every single-process run of the same code. Its session directory is this launch's
+     * own: two mpiruns at once (Criterion runs tests in parallel) otherwise share
+     * /tmp/ompi.HOST.UID, and one's cleanup can remove it while the other creates its own below
+     * it ("A call to mkdir was unable to create the desired directory"). */
+    snprintf(dir, CLI_MPI_DIR, "/tmp/remat-ompi-XXXXXX");
+    if (!mkdtemp(dir))
+        return -1;
+    snprintf(buf, n,
              "env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 ASAN_OPTIONS=detect_leaks=0 "
              "OMPI_MCA_rmaps_base_oversubscribe=1 OMP_NUM_THREADS=1 OMP_WAIT_POLICY=passive "
-             "timeout 300 mpirun -np %d ",
-             ranks);
+             "OMPI_MCA_orte_tmpdir_base=%s PRTE_MCA_prte_tmpdir_base=%s "
+             "timeout %d mpirun -np %d ",
+             dir, dir, timeout_s, ranks);
+    return 0;
+}
+
+static int cli_remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb, (void)flag, (void)ftw;
+    remove(path);
+    return 0;
+}
+
+void cli_mpi_done(const char *dir)
+{
+    if (dir && *dir)
+        nftw(dir, cli_remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+cli_result *cli_run_ranks(cli_result *res, int ranks, const char *fmt, ...)
+{
+    char launcher[768], dir[CLI_MPI_DIR];
+    if (cli_mpi_launcher(launcher, sizeof launcher, ranks, 300, dir) != 0) {
+        res->code = -1;
+        snprintf(res->err, sizeof res->err, "cannot make a session directory for mpirun");
+        res->out[0] = '\0';
+        return res;
+    }
     va_list ap;
     va_start(ap, fmt);
     cli_vrun(res, launcher, fmt, ap);
     va_end(ap);
+    cli_mpi_done(dir);
     return res;
 }
 

@@ -16,6 +16,13 @@ cli_result *cli_run(cli_result *res, const char *fmt, ...) __attribute__((format
  * a 300 s timeout), for the multi-process tests. */
 cli_result *cli_run_ranks(cli_result *res, int ranks, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* The command prefix that runs a program under `mpirun -np ranks` for a test (root allowed,
+ * oversubscribed, one OpenMP thread a rank, `timeout timeout_s`), with an Open MPI session
+ * directory of its own: `dir`, made here, which cli_mpi_done removes after the run. 0, or -1
+ * when the directory cannot be made. */
+enum { CLI_MPI_DIR = 64 };
+int cli_mpi_launcher(char *buf, size_t n, int ranks, int timeout_s, char dir[CLI_MPI_DIR]);
+void cli_mpi_done(const char *dir);
 /* Path of the CLI under test ($REMAT_BIN, default build/remat) and of the repo ($REMAT_ROOT, ".").
  */
 const char *cli_bin(void);
