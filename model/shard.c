@@ -300,13 +300,7 @@ static remat_status gpt_gather_median(gpt_model *m, int u, int reps, double *ms)
         REMAT_TRY(m->k->status(m->kc));
         t[r] = gpt_now_ms() - t0;
     }
-    for (int i = 1; i < reps; i++) /* insertion sort: a handful of samples */
-        for (int j = i; j > 0 && t[j - 1] > t[j]; j--) {
-            double x = t[j];
-            t[j] = t[j - 1];
-            t[j - 1] = x;
-        }
-    *ms = reps % 2 ? t[reps / 2] : 0.5 * (t[reps / 2 - 1] + t[reps / 2]);
+    *ms = gpt_median(t, (size_t)reps);
     return REMAT_OK;
 }
 

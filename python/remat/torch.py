@@ -406,10 +406,14 @@ def _option_bytes(i, m, x, leaf, exclude, default):
     An option is left out where it keeps no more than 1% fewer bytes than the default (a saving
     that small is not worth a measured time difference that noise could make look free), or
     where one that recomputes less keeps as few bytes."""
+    memo = {}
+
     def kept(name):
-        o, _, k = _saved_by_forward(i, m, x, leaf, exclude, name)
-        del o
-        return sum(k.values())
+        if name not in memo:
+            o, _, k = _saved_by_forward(i, m, x, leaf, exclude, name)
+            del o
+            memo[name] = sum(k.values())
+        return memo[name]
 
     found = {}
     paths = []
