@@ -12,10 +12,12 @@ through ctypes; this module measures the model and replays the schedule. Works w
 and 2.x. See docs/python.md.
 """
 import ctypes
+import itertools
 import json
 import math
 import statistics
 import time
+import weakref
 
 import torch
 import torch.utils.checkpoint
@@ -63,13 +65,16 @@ def _stages(module_or_list, expand=False):
 # An option of a stage names what its forward with grad does not keep, to be recomputed in the
 # backward: "+"-joined parts, each either "recompute:<path>" (that sub-module runs under
 # torch.utils.checkpoint, only its inputs kept) or one of the cheap recomputations below (the
-# output of every GELU or LayerNorm is dropped and rebuilt from the input that autograd keeps for
-# the op's own backward anyway), as in "recompute-gelu-ln+recompute:attn".
+# output of every GELU, LayerNorm or attention softmax is dropped and rebuilt from the tensors
+# that autograd keeps for the ops' own backwards anyway), as in "recompute-gelu-ln+recompute:attn"
+# or "recompute-gelu-ln-softmax".
 
 OPTION_PREFIX = "recompute:"
-CHEAP_KINDS = ("gelu", "ln")  # the order of their names
-_CHEAP_NODES = {"GeluBackward0": "gelu", "NativeLayerNormBackward0": "ln"}
+CHEAP_KINDS = ("gelu", "ln", "softmax")  # the order of their names
+_CHEAP_NODES = {"GeluBackward0": "gelu", "NativeLayerNormBackward0": "ln",
+                "SoftmaxBackward0": "softmax"}
 OPTION_NAME_MAX = 47  # the chain format's name limit
+_VIEW_NODES = ("ViewBackward0", "UnsafeViewBackward0", "ReshapeAliasBackward0")
 
 
 def option_name(kinds, path=None):
@@ -88,7 +93,7 @@ def _parse_option(stage, name):
     sub, kinds = None, set()
     for part in name.split("+"):
         cheap = part[len("recompute-"):].split("-") if part.startswith("recompute-") else None
-        if cheap and all(k in CHEAP_KINDS for k in cheap) and not kinds:
+        if cheap and not kinds and cheap == [k for k in CHEAP_KINDS if k in cheap]:
             kinds.update(cheap)
         elif part.startswith(OPTION_PREFIX) and sub is None:
             try:
@@ -98,8 +103,8 @@ def _parse_option(stage, name):
                                  f"{type(stage).__name__} ({e})") from None
         else:
             raise ValueError(f"remat.torch: option {name!r} of {type(stage).__name__}: {part!r} is "
-                             f"not {OPTION_PREFIX}<path>, recompute-gelu, recompute-ln or "
-                             "recompute-gelu-ln (at most one of each kind)")
+                             f"not {OPTION_PREFIX}<path> or recompute- followed by '-'-joined kinds "
+                             f"of {', '.join(CHEAP_KINDS)} (at most one of each)")
     return sub, frozenset(kinds)
 
 
@@ -144,44 +149,145 @@ class _recomputing:
         return False
 
 
-class _Rebuilt:
-    """A saved tensor that is not kept: the output of a GELU or LayerNorm (or a view of it),
-    rebuilt in the backward from the tensors that op's own backward keeps."""
+class _NotKept(Exception):
+    """Raised while a saved tensor's producer is examined, where what it would be rebuilt from
+    is itself not kept (rebuilding at that point would cost the recomputation in the forward)."""
 
-    __slots__ = ("kind", "args", "view")
 
-    def __init__(self, kind, args, t, base):
-        self.kind, self.args = kind, args
-        self.view = None if t is base else (t.size(), t.stride(),
-                                            t.storage_offset() - base.storage_offset())
+class _Source:
+    """What a dropped tensor is rebuilt from: `kind` and its `args` (the tensors the producing
+    ops' own backwards keep anyway, and constants). The notes of every saved view of that tensor
+    share one _Source, so the backward rebuilds it once: the tensor stays cached until the last
+    of the `pending` notes is unpacked."""
+
+    __slots__ = ("kind", "args", "pending", "cached")
+
+    def __init__(self, kind, args):
+        self.kind, self.args, self.pending, self.cached = kind, args, 0, None
 
     def tensors(self):
-        return [a for a in self.args if isinstance(a, torch.Tensor)]
+        out = []
+        for a in self.args:
+            if isinstance(a, torch.Tensor):
+                out.append(a)
+            elif isinstance(a, list):  # softmax's ops
+                out.extend(v for _, v in a if isinstance(v, torch.Tensor))
+        return out
+
+    def get(self):
+        t = self.cached if self.cached is not None else self.rebuild()
+        self.pending -= 1
+        self.cached = t if self.pending > 0 else None
+        return t
 
     def rebuild(self):
-        # The op again, on the same input, so the bits are the forward's. Autocast had cast the
-        # input before the op saw it, so it stays off here.
+        # The ops again, on the same inputs, so the bits are the forward's. Autocast had cast
+        # the inputs before the ops saw them, so it stays off here.
         dev = self.tensors()[0].device.type
         with torch.no_grad(), torch.autocast(dev, enabled=False):
             if self.kind == "gelu":
                 x, approximate = self.args
-                base = torch.nn.functional.gelu(x, approximate=approximate)
-            else:
+                return torch.nn.functional.gelu(x, approximate=approximate)
+            if self.kind == "ln":
                 x, shape, w, b, eps = self.args
-                base = torch.native_layer_norm(x, shape, w, b, eps)[0]
+                return torch.native_layer_norm(x, shape, w, b, eps)[0]
+            a, b, ops, dim = self.args
+            t = torch.bmm(a, b) if a.dim() == 3 else torch.mm(a, b)
+            # In place on the product (the same kernels, so the same bits), so the rebuild
+            # needs room for two tensors of the output's size, not one per op.
+            for op, v in ops:
+                if op == "view":
+                    t = t.view(v)
+                elif op == "mul":
+                    t.mul_(v)
+                elif op == "div":
+                    t.div_(v)
+                else:  # a fill's value is not kept: -inf, checked to give the forward's bits
+                    t.masked_fill_(v, float("-inf"))
+            return torch.softmax(t, dim)
+
+
+class _Rebuilt:
+    """A saved tensor that is not kept (the output of a GELU, LayerNorm or softmax, or a view
+    of it): a note of its _Source and of the view."""
+
+    __slots__ = ("source", "view")
+
+    def __init__(self, source, t, base):
+        self.source = source
+        source.pending += 1
+        self.view = None if t is base else (t.size(), t.stride(),
+                                            t.storage_offset() - base.storage_offset())
+
+    def rebuild(self):
+        base = self.source.get()
         return base if self.view is None else base.as_strided(*self.view)
+
+
+def _masked_outputs_zero(out, mask):
+    """Whether every output of a softmax at a position its input's fill masked is exactly 0:
+    then the fill's value (not kept by autograd) may be taken as -inf and the rebuilt output has
+    the forward's bits, the zero terms adding nothing to each row's sum. Checked one (rows,
+    columns) slice at a time, so the check needs no workspace of the output's size."""
+    m = mask.expand(out.shape)
+    if out.dim() < 2:
+        return not bool(out.masked_fill(~m, 0).any())
+    for idx in itertools.product(*(range(n) for n in out.shape[:-2])):
+        if out[idx].masked_fill(~m[idx], 0).any():
+            return False
+    return True
+
+
+def _softmax_source(node, base):
+    """The _Source of a softmax output `base` whose input is a matrix product of kept operands,
+    then views, then any of a scaling by a constant and masked fills (attention's scores), or
+    None where the producer is not of that form."""
+    ops, shape, n = [], tuple(base.shape), node.next_functions[0][0]
+    fills = []
+    while n is not None and type(n).__name__ in ("MulBackward0", "DivBackward0",
+                                                  "MaskedFillBackward0"):
+        name = type(n).__name__
+        if name == "MaskedFillBackward0":
+            mask = n._saved_mask
+            ops.append(("fill", mask))
+            fills.append(mask)
+        else:
+            other = n._saved_other
+            if not isinstance(other, torch.Tensor) or other.dim() != 0:
+                return None
+            ops.append(("mul" if name == "MulBackward0" else "div", other))
+        n = n.next_functions[0][0]
+    while n is not None and type(n).__name__ in _VIEW_NODES:
+        ops.append(("view", shape))
+        shape = tuple(n._saved_self_sym_sizes)
+        n = n.next_functions[0][0]
+    if n is None or type(n).__name__ not in ("BmmBackward0", "MmBackward0"):
+        return None
+    a, b = n._saved_self, n._saved_mat2
+    if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)) or \
+            tuple(a.shape[:-1]) + (b.shape[-1],) != shape or a.dtype != base.dtype:
+        return None
+    if any(not _masked_outputs_zero(base, m) for m in fills):
+        return None
+    ops.reverse()
+    dim = node._saved_dim  # torch 1.13 returns a negative dim as its unsigned 64-bit value
+    dim = dim - (1 << 64) if dim >= 1 << 63 else dim
+    return _Source("softmax", (a, b, ops, dim))
 
 
 class _SavedHooks:
     """Saved-tensor hooks for one forward with grad: they record the storages autograd keeps
-    (less `exclude`), and, for the cheap `kinds`, keep a _Rebuilt in place of each GELU or
-    LayerNorm output. A LayerNorm is rebuilt only where its eps is known: an nn.LayerNorm module
-    of `stage` (found by its weight)."""
+    (less `exclude`), and, for the cheap `kinds`, keep a _Rebuilt in place of each GELU,
+    LayerNorm or softmax output. A LayerNorm is rebuilt only where its eps is known: an
+    nn.LayerNorm module of `stage` (found by its weight); a softmax only where its input is
+    attention's scores, formed from kept tensors (_softmax_source)."""
 
     def __init__(self, exclude, kinds=frozenset(), stage=None):
         self.exclude, self.kinds = exclude, kinds
         self.storages = {}
         self.eps = {}
+        self.sources = {}  # id of a dropped tensor: (a weak reference to it, its _Source)
+        self.probing = False
         if "ln" in kinds and stage is not None:
             self.eps = {_storage(m.weight)[0]: m.eps for m in stage.modules()
                         if isinstance(m, torch.nn.LayerNorm) and m.weight is not None}
@@ -191,36 +297,58 @@ class _SavedHooks:
         if ptr not in self.exclude and n > 0:
             self.storages[ptr] = n
 
+    def _source(self, kind, node, base):
+        if kind == "softmax":
+            return _softmax_source(node, base)
+        x = node._saved_self if kind == "gelu" else node._saved_input
+        # Only the op's main output is rebuilt (LayerNorm's mean and rstd are outputs too).
+        if x.shape != base.shape or x.dtype != base.dtype:
+            return None
+        if kind == "gelu":
+            return _Source(kind, (x, node._saved_approximate))
+        w = node._saved_weight
+        eps = self.eps.get(_storage(w)[0]) if isinstance(w, torch.Tensor) else None
+        if eps is None:
+            return None
+        return _Source(kind, (x, node._saved_normalized_shape, w, node._saved_bias, eps))
+
     def _rebuilt(self, t):
         base = t._base if t._is_view() else t
         node = base.grad_fn
         kind = _CHEAP_NODES.get(type(node).__name__) if node is not None else None
         if kind not in self.kinds:
             return None
-        x = node._saved_self if kind == "gelu" else node._saved_input
-        # Only the op's main output is rebuilt (LayerNorm's mean and rstd are outputs too).
-        if x.shape != base.shape or x.dtype != base.dtype:
+        known = self.sources.get(id(base))
+        if known is not None and known[0]() is base:
+            return _Rebuilt(known[1], t, base)
+        self.probing = True
+        try:
+            src = self._source(kind, node, base)
+        except _NotKept:
+            src = None
+        finally:
+            self.probing = False
+        if src is None:
             return None
-        if kind == "gelu":
-            return _Rebuilt(kind, (x, node._saved_approximate), t, base)
-        w = node._saved_weight
-        eps = self.eps.get(_storage(w)[0]) if isinstance(w, torch.Tensor) else None
-        if eps is None:
-            return None
-        return _Rebuilt(kind, (x, node._saved_normalized_shape, w, node._saved_bias, eps), t,
-                        base)
+        self.sources[id(base)] = (weakref.ref(base), src)
+        for k in src.tensors():
+            self.record(k)
+        return _Rebuilt(src, t, base)
 
     def pack(self, t):
         if not isinstance(t, torch.Tensor):
             return t
         r = self._rebuilt(t) if self.kinds else None
-        for k in (r.tensors() if r is not None else [t]):
-            self.record(k)
+        if r is None:
+            self.record(t)
         return t if r is None else r
 
-    @staticmethod
-    def unpack(p):
-        return p.rebuild() if isinstance(p, _Rebuilt) else p
+    def unpack(self, p):
+        if isinstance(p, _Rebuilt):
+            if self.probing:
+                raise _NotKept()
+            return p.rebuild()
+        return p
 
     def __enter__(self):
         self._ctx = torch.autograd.graph.saved_tensors_hooks(self.pack, self.unpack)

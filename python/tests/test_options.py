@@ -144,8 +144,96 @@ def test_options_bitwise_under_bf16_autocast():
 def test_bad_option_names_are_refused():
     stage = models.MLPHalf(8)
     for bad in ["recompute-relu", "recompute-gelu+recompute-ln", "recompute:nope", "gelu",
+                "recompute-softmax-softmax",
                 "recompute:fc+recompute:fc"]:
         with pytest.raises(ValueError, match="option"):
             rt._parse_option(stage, bad)
     sub, kinds = rt._parse_option(stage, "recompute-gelu-ln+recompute:fc")
     assert sub is stage.fc and kinds == {"gelu", "ln"}
+
+
+def only_options(chain, kind):
+    """The chain with, per stage, only the options whose name has `kind` in it."""
+    stages = [dict(s, options=[o for o in s["options"] if kind in o["name"]])
+              if "options" in s else s for s in chain.stages]
+    return rt.Chain(chain.name, chain.input_bytes, [
+        s if s.get("options") else {k: v for k, v in s.items() if k != "options"}
+        for s in stages], chain.expand)
+
+
+def test_softmax_option_drops_exactly_the_attention_probabilities():
+    """The attention core keeps q, k and v (copies made by the batched products), the scale, the
+    causal mask, the softmax output (B, NH, T, T) and its output; recompute-softmax drops exactly
+    the softmax output, rebuilt from q and k in the backward."""
+    B, T, C, NH = 2, 16, 32, 4
+    chain = rt.profile([models.Attention(C, NH)], torch.randn(B, T, 3 * C), timing=False,
+                       options=True)
+    st = chain.stages[0]
+    got = {o["name"]: o["saved_bytes"] for o in st["options"]}
+    assert got == {"recompute-softmax": st["saved_bytes"] - 4 * B * NH * T * T}, (st, got)
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.1])
+def test_softmax_rebuilt_bitwise_in_gpt2_blocks(dropout):
+    """Blocks expanded, only the softmax options left in the chain and a tight budget, so the
+    attention probabilities are dropped and rebuilt: gradients equal plain autograd's bit for
+    bit, the held bytes within the budget and 5% of the plan."""
+    model = torch.nn.Sequential(*[models.Block(64, 4, dropout) for _ in range(4)])
+    x = torch.randn(2, 64, 64)
+    chain = only_options(fixed_times(rt.profile(model, x, timing=False, expand=True,
+                                                options=True)), "softmax")
+    # The Pareto filter of the (untimed, so noisy) profile may drop some; one is enough.
+    assert any(s.get("options") for s in chain.stages), chain.stages
+    ref_y, ref = grads_of(model, model, x)
+    used = 0
+    for budget in ["70%", "50%"]:
+        ck = rt.checkpoint(model, x, budget, chain=chain)
+        used += sum("softmax" in op for op in ck.plan["ops"])
+        y, got = grads_of(model, ck, x)
+        assert torch.equal(y, ref_y), budget
+        for k, (a, b) in enumerate(zip(ref, got)):
+            assert torch.equal(a, b), f"gradient {k} differs at budget {budget}"
+        held, plan = ck.last_peak_bytes, ck.plan
+        assert held <= plan["budget_bytes"], (budget, held)
+        assert abs(held - plan["held_bytes"]) <= 0.05 * plan["held_bytes"], (budget, held, plan)
+    assert used > 0
+
+
+class _Scores(torch.nn.Module):
+    """softmax(q k^T / 2 masked with `fill`) v over a (B, T, 3C) input, one head."""
+
+    def __init__(self, fill):
+        super().__init__()
+        self.fill = fill
+
+    def forward(self, qkv):
+        q, k, v = qkv.chunk(3, dim=-1)
+        T = qkv.shape[1]
+        mask = torch.ones(T, T, dtype=torch.bool).triu(1)
+        return (q @ k.transpose(-2, -1) / 2.0).masked_fill(mask, self.fill).softmax(-1) @ v
+
+
+def test_softmax_is_kept_where_its_masked_outputs_are_not_zero():
+    """Autograd keeps a fill's mask but not its value; the rebuild uses -inf, which gives the
+    forward's bits only where every masked output is exactly 0. A finite fill far below the
+    scores (-1e4) underflows to 0 there and is rebuilt, bitwise; a fill of -1 leaves masked
+    outputs above 0, and the softmax output stays kept (no option)."""
+    x = torch.randn(2, 64, 24)
+    far = rt.profile([_Scores(-1e4)], x, timing=False, options=True).stages[0]
+    assert [o["name"] for o in far["options"]] == ["recompute-softmax"], far
+    near = rt.profile([_Scores(-1.0)], x, timing=False, options=True).stages[0]
+    assert "options" not in near, near
+    model = torch.nn.Sequential(torch.nn.Linear(24, 24), _Scores(-1e4), torch.nn.Linear(8, 24))
+    chain = only_options(fixed_times(rt.profile(model, x, timing=False, options=True)),
+                         "softmax")
+    # A hand-made schedule that stores every stage, the middle one under recompute-softmax.
+    from remat import _lib
+    assert [o["name"] for o in chain.stages[1]["options"]] == ["recompute-softmax"]
+    ops = [(_lib.F_ALL, 0, -1), (_lib.F_ALL, 1, 0), (_lib.F_ALL, 2, -1), (_lib.B, 2, -1),
+           (_lib.B, 1, -1), (_lib.B, 0, -1)]
+    ck = rt.Checkpointed(list(model), dict(chain.plan("100%"), _ops=ops))
+    ref_y, ref = grads_of(model, model, x)
+    y, got = grads_of(model, ck, x)
+    assert torch.equal(y, ref_y)
+    for k, (a, b) in enumerate(zip(ref, got)):
+        assert torch.equal(a, b), f"gradient {k} differs"
