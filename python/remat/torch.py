@@ -103,8 +103,9 @@ def _parse_option(stage, name):
                                  f"{type(stage).__name__} ({e})") from None
         else:
             raise ValueError(f"remat.torch: option {name!r} of {type(stage).__name__}: {part!r} is "
-                             f"not {OPTION_PREFIX}<path> or recompute- followed by '-'-joined kinds "
-                             f"of {', '.join(CHEAP_KINDS)} (at most one of each)")
+                             f"not {OPTION_PREFIX}<path> or recompute- followed by "
+                             f"'-'-joined kinds of {', '.join(CHEAP_KINDS)} (at most one of "
+                             "each)")
     return sub, frozenset(kinds)
 
 
