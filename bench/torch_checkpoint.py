@@ -9,8 +9,9 @@ remat's optimal schedule is planned for exactly that budget, twice: on the chain
 (the stages the torch tools see) and on the fine chain (each block as its attention and MLP
 halves, with the options of rt.profile(options=True): the attention core, GELU, LayerNorm and
 softmax outputs recomputed). All run forward+backward and their median step times are compared
-with the plain (store-all) step of the same run. Then remat alone, on both chains, at fractions of the
-store-all activation memory: the overhead-versus-memory curve, measured and predicted. Each configuration's real peak (the CPU allocator's events) is printed beside it.
+with the plain (store-all) step of the same run. Then remat alone, on both chains, at fractions of
+the store-all activation memory: the overhead-versus-memory curve, measured and predicted. Each
+configuration's real peak (the CPU allocator's events) is printed beside it.
 The configurations compared are timed round by round, interleaved with the plain step, so each
 overhead is against plain steps taken at the same moments.
 
