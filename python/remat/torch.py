@@ -228,8 +228,15 @@ class _Rebuilt:
 def _masked_outputs_zero(out, mask):
     """Whether every output of a softmax at a position its input's fill masked is exactly 0:
     then the fill's value (not kept by autograd) may be taken as -inf and the rebuilt output has
-    the forward's bits, the zero terms adding nothing to each row's sum. Checked one (rows,
-    columns) slice at a time, so the check needs no workspace of the output's size."""
+    the forward's bits, the zero terms adding nothing to each row's sum. A softmax's outputs are
+    not negative, so they are all 0 where their sum is (a NaN sums to NaN): where one (rows,
+    columns) mask serves every slice, one matrix-vector product of the output with the mask
+    adds them, reading the output once; otherwise one slice at a time, so the check needs no
+    workspace of the output's size."""
+    if out.dim() >= 2 and out.is_contiguous() and mask.dim() <= out.dim() and \
+            all(n == 1 for n in mask.shape[:-2]) and tuple(mask.shape[-2:]) == out.shape[-2:]:
+        w = mask.reshape(-1).to(out.dtype)
+        return not bool((out.reshape(-1, w.numel()) @ w).any())
     m = mask.expand(out.shape)
     if out.dim() < 2:
         return not bool(out.masked_fill(~m, 0).any())

@@ -200,28 +200,33 @@ def test_softmax_rebuilt_bitwise_in_gpt2_blocks(dropout):
 
 
 class _Scores(torch.nn.Module):
-    """softmax(q k^T / 2 masked with `fill`) v over a (B, T, 3C) input, one head."""
+    """softmax(q k^T / 2 masked with `fill`) v over a (B, T, 3C) input, one head; the causal
+    mask is one (T, T) matrix, or with `per_sample` one per sample (B, T, T)."""
 
-    def __init__(self, fill):
+    def __init__(self, fill, per_sample=False):
         super().__init__()
-        self.fill = fill
+        self.fill, self.per_sample = fill, per_sample
 
     def forward(self, qkv):
         q, k, v = qkv.chunk(3, dim=-1)
-        T = qkv.shape[1]
+        B, T = qkv.shape[:2]
         mask = torch.ones(T, T, dtype=torch.bool).triu(1)
+        if self.per_sample:
+            mask = mask.expand(B, T, T).clone()
         return (q @ k.transpose(-2, -1) / 2.0).masked_fill(mask, self.fill).softmax(-1) @ v
 
 
-def test_softmax_is_kept_where_its_masked_outputs_are_not_zero():
+@pytest.mark.parametrize("per_sample", [False, True])
+def test_softmax_is_kept_where_its_masked_outputs_are_not_zero(per_sample):
     """Autograd keeps a fill's mask but not its value; the rebuild uses -inf, which gives the
     forward's bits only where every masked output is exactly 0. A finite fill far below the
     scores (-1e4) underflows to 0 there and is rebuilt, bitwise; a fill of -1 leaves masked
-    outputs above 0, and the softmax output stays kept (no option)."""
+    outputs above 0, and the softmax output stays kept (no option). One mask for every slice is
+    checked by one product, a mask per sample slice by slice: both must decide alike."""
     x = torch.randn(2, 64, 24)
-    far = rt.profile([_Scores(-1e4)], x, timing=False, options=True).stages[0]
+    far = rt.profile([_Scores(-1e4, per_sample)], x, timing=False, options=True).stages[0]
     assert [o["name"] for o in far["options"]] == ["recompute-softmax"], far
-    near = rt.profile([_Scores(-1.0)], x, timing=False, options=True).stages[0]
+    near = rt.profile([_Scores(-1.0, per_sample)], x, timing=False, options=True).stages[0]
     assert "options" not in near, near
     model = torch.nn.Sequential(torch.nn.Linear(24, 24), _Scores(-1e4), torch.nn.Linear(8, 24))
     chain = only_options(fixed_times(rt.profile(model, x, timing=False, options=True)),
