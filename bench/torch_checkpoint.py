@@ -13,12 +13,21 @@ with the plain (store-all) step of the same run. Then remat alone, on both chain
 the store-all activation memory: the overhead-versus-memory curve, measured and predicted. Each
 configuration's real peak (the CPU allocator's events) is printed beside it.
 The configurations compared are timed round by round, interleaved with the plain step, so each
-overhead is against plain steps taken at the same moments.
+overhead is against plain steps taken at the same moments: it is printed as the ratio of the
+medians and, as "paired", the median of the per-round ratios.
+
+On CPU, PyTorch's tensors come straight from glibc's malloc, which hands large blocks back to the
+kernel and maps them again, so each fresh tensor pays page faults that a caching allocator (torch's
+CUDA one, remat's pool) does not, and more so a schedule that frees and remakes activations. By
+default (--heap warm) the bench therefore keeps glibc's heap mapped, for every configuration
+alike: mallopt sets the mmap and trim thresholds to 1 GiB and the top pad to 256 MiB. --heap glibc
+leaves glibc's defaults.
 
 Lines starting "summary" are what scripts/run-bench.sh collects. REMAT_BENCH_REPS sets the timed
 steps per configuration (default 3, after one warm-up step).
 """
 import argparse
+import ctypes
 import os
 import statistics
 import sys
@@ -43,9 +52,23 @@ def step(model, run, x):
     run(xin).square().mean().backward()
 
 
+def keep_heap_warm():
+    """glibc's heap kept mapped (see the docstring); returns what was done, for the header."""
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return "not tuned (this C library has no mallopt)"
+    M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3
+    ok = all(mallopt(k, v) == 1 for k, v in ((M_MMAP_THRESHOLD, 1 << 30),
+                                             (M_TRIM_THRESHOLD, 1 << 30),
+                                             (M_TOP_PAD, 256 << 20)))
+    return "kept warm (mallopt)" if ok else "not tuned (mallopt refused a setting)"
+
+
 def time_steps(model, runs, x, reps):
-    """Median seconds of a step of each of `runs`, interleaved round by round (one warm-up
-    round), so a change of machine load hits every configuration alike."""
+    """Seconds of a step of each of `runs`, interleaved round by round (one warm-up round), so a
+    change of machine load hits every configuration alike: per run its median, and its median
+    ratio to the first run (the plain step) round by round."""
     samples = [[] for _ in runs]
     for r in range(reps + 1):
         for k, run in enumerate(runs):
@@ -53,7 +76,9 @@ def time_steps(model, runs, x, reps):
             step(model, run, x)
             if r:
                 samples[k].append(time.perf_counter() - t0)
-    return [statistics.median(s) for s in samples]
+    medians = [statistics.median(s) for s in samples]
+    paired = [statistics.median(t / p for t, p in zip(s, samples[0])) for s in samples]
+    return medians, paired
 
 
 def real_peak(model, run, x):
@@ -83,7 +108,10 @@ def main():
     ap.add_argument("--segments", default="2,3,4,6", help="checkpoint_sequential segment counts")
     ap.add_argument("--fractions", default="0.8,0.5,0.33,0.2,0.1",
                     help="remat budgets as fractions of the store-all activation memory")
+    ap.add_argument("--heap", choices=("warm", "glibc"), default="warm",
+                    help="keep glibc's heap mapped (default) or leave its defaults")
     a = ap.parse_args()
+    heap = keep_heap_warm() if a.heap == "warm" else "glibc's defaults"
     torch.manual_seed(0)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     blocks = torch.nn.Sequential(*[models.Block(a.channels, a.heads) for _ in range(a.layers)])
@@ -91,11 +119,11 @@ def main():
     L = a.layers
     print(f"torch_checkpoint: {L} blocks, C {a.channels}, {a.heads} heads, batch {a.batch}, "
           f"seq {a.seq}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
-          f"{a.reps} timed steps per configuration")
+          f"{a.reps} timed steps per configuration, heap {heap}")
     chain = rt.profile(blocks, x.requires_grad_(), reps=3, min_time=0.05)
     fine = rt.profile(blocks, x, reps=3, min_time=0.05, expand=True, options=True)
     full = chain.store_all_bytes()
-    (base,) = time_steps(blocks, [blocks], x, a.reps)
+    (base,), _ = time_steps(blocks, [blocks], x, a.reps)
     base_peak = real_peak(blocks, blocks, x)
     grads = sum(p.numel() * p.element_size() for p in blocks.parameters())
     print(f"plain autograd: {1000 * base:.1f} ms/step, modelled activations {mib(full):.1f} MiB, "
@@ -120,16 +148,23 @@ def main():
     def pct(t, plain):
         return f"{100 * (t / plain - 1):+6.1f}%"
 
+    def paired(r):
+        return f"(paired {100 * (r - 1):+.1f}%)"
+
     for name, run, policy in baselines:
         mem = chain.plan(full, policy=policy)["peak_bytes"]
         ck = rt.checkpoint(blocks, x, mem, chain=chain)
         cf = rt.checkpoint(blocks, x, mem, chain=fine)
-        plain, t_torch, t_remat, t_fine = time_steps(blocks, [blocks, run, ck, cf], x, a.reps)
+        (plain, t_torch, t_remat, t_fine), (_, r_torch, r_remat, r_fine) = time_steps(
+            blocks, [blocks, run, ck, cf], x, a.reps)
         p_torch, p_remat, p_fine = (real_peak(blocks, r, x) for r in (run, ck, cf))
         print(f"summary torch_checkpoint {name:<26} memory {mib(mem):7.1f} MiB "
-              f"({100 * mem / full:5.1f}% of store-all): torch {pct(t_torch, plain)}  "
-              f"remat {pct(t_remat, plain)} (predicted {100 * ck.plan['overhead']:+.1f}%)  "
-              f"remat fine {pct(t_fine, plain)} (predicted {100 * cf.plan['overhead']:+.1f}%)  "
+              f"({100 * mem / full:5.1f}% of store-all): "
+              f"torch {pct(t_torch, plain)} {paired(r_torch)}  "
+              f"remat {pct(t_remat, plain)} {paired(r_remat)} "
+              f"(predicted {100 * ck.plan['overhead']:+.1f}%)  "
+              f"remat fine {pct(t_fine, plain)} {paired(r_fine)} "
+              f"(predicted {100 * cf.plan['overhead']:+.1f}%)  "
               f"remat/torch time {t_remat / t_torch:.3f} fine {t_fine / t_torch:.3f}  "
               f"real peaks torch {mib(p_torch):.1f} remat {mib(p_remat):.1f} "
               f"fine {mib(p_fine):.1f} MiB")
@@ -140,9 +175,10 @@ def main():
             except ValueError as e:
                 print(f"summary torch_checkpoint remat {label} at {100 * f:.0f}%: {e}")
                 continue
-            plain, t = time_steps(blocks, [blocks, ck], x, a.reps)
+            (plain, t), (_, r) = time_steps(blocks, [blocks, ck], x, a.reps)
             print(f"summary torch_checkpoint remat {label:<6} at {100 * f:3.0f}% of store-all "
                   f"({mib(ck.plan['peak_bytes']):7.1f} MiB): overhead measured {pct(t, plain)} "
+                  f"{paired(r)} "
                   f"predicted {100 * ck.plan['overhead']:+6.1f}%  "
                   f"real step peak {mib(real_peak(blocks, ck, x)):.1f} MiB")
 
