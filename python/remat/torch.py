@@ -364,7 +364,12 @@ class _SavedHooks:
         return self
 
     def __exit__(self, *exc):
-        return self._ctx.__exit__(*exc)
+        # Neither the context (it holds these hooks: a cycle) nor the views' index outlives the
+        # forward: kept, they would hold every source's tensors until Python's cycle collector
+        # ran, long after the stage's backward had freed its graph. The notes keep their own
+        # sources.
+        ctx, self._ctx, self.sources = self._ctx, None, {}
+        return ctx.__exit__(*exc)
 
 
 class _OptionRun:
