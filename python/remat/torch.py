@@ -610,8 +610,10 @@ def _profile_stage(i, m, x, exclude, device, reps, min_time, timing, options):
         """One forward with grad under `option`, the saved-tensor hooks and a memory window, and
         its backward: (output bytes, the storages autograd keeps (parameters and the stage input
         excluded, the output included), the forward's workspace (its peak above what it
-        leaves), the backward's (its peak above the input gradient and the parameter gradients
-        it creates), the backward's seconds, whether there is a backward)."""
+        leaves), the backward's (its peak above the input gradient it creates), the backward's
+        seconds, whether there is a backward). The backward adds into parameter gradients that
+        already exist, as under gradient accumulation: each weight's gradient is computed apart
+        and then added in, and that transient is part of the backward's workspace."""
         with _MemoryWindow(device) as w:
             out, xin, saved = _saved_by_forward(i, m, x, leaf, exclude, option)
         f_tmp, out_bytes = max(0, w.peak - w.end), _storage(out)[1]
@@ -619,14 +621,13 @@ def _profile_stage(i, m, x, exclude, device, reps, min_time, timing, options):
         b_tmp, t_b = 0, 0.0
         if has_backward:
             for p in params:
-                p.grad = None
+                p.grad = torch.zeros_like(p)
             t0 = time.perf_counter()
             with _MemoryWindow(device) as w:
                 torch.autograd.backward(out, seed)
             t_b = time.perf_counter() - t0
-            grads = sum(_storage(p.grad)[1] for p in params if p.grad is not None)
             din = _storage(xin.grad)[1] if xin.grad is not None else 0
-            b_tmp = max(0, w.peak - din - grads)
+            b_tmp = max(0, w.peak - din)
         return out_bytes, saved, f_tmp, b_tmp, t_b, has_backward
 
     out_bytes, saved, fwd_tmp, bwd_tmp, t_bwd, needs_backward = measured()

@@ -92,7 +92,7 @@ def test_gelu_and_layernorm_rebuilt_bitwise_with_dropout_and_token_input():
     idx = torch.randint(0, 96, (2, 32))
     chain = fixed_times(rt.profile(model, idx, timing=False, expand=True, options=True))
     ref_y, ref = grads_of(model, model, idx)
-    for budget in ["50%", "40%"]:
+    for budget in ["60%", "40%"]:
         ck = rt.checkpoint(model, idx, budget, chain=chain)
         assert any("recompute-gelu" in op for op in ck.plan["ops"]), (budget, ck.plan["ops"])
         y, got = grads_of(model, ck, idx)
