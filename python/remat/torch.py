@@ -684,14 +684,17 @@ def _profile_stage(i, m, x, exclude, device, reps, min_time, timing, options):
     ms = 1000.0
     bwd = (t_bwd + max(0.0, t_fwd_grad - t_fwd)) * ms
     # An option's backward: the default's plus what its forward+backward costs beyond the
-    # default's, the two timed alternately (so load changes hit both alike), medians.
-    n = max(reps, 1) if timing else 1
+    # default's: the median of the differences of pairs timed back to back, so a change of load
+    # hits both halves of a pair alike. Recomputing adds work, so a difference below zero is
+    # noise; and an option that recomputes a sub-module costs at least that sub-module's forward,
+    # timed on its own, which is steadier than a difference of two whole steps.
+    n = max(2 * reps, 1) if timing else 1
     for opt in opts:
         fwd_bwd(opt["name"])  # warm-up of the recomputing path
-        pairs = [(whole(), whole(opt["name"])) for _ in range(n)]
-        extra = statistics.median(b for _, b in pairs) - statistics.median(a for a, _ in pairs)
-        # Recomputing adds work: a backward measured faster than the default's is noise.
-        opt["bwd"] = bwd + max(0.0, extra) * ms
+        extra = statistics.median(whole(opt["name"]) - whole() for _ in range(n))
+        sub, _ = _parse_option(m, opt["name"])
+        floor = _forward_seconds(m, sub, x, device, reps, min_time) if sub and timing else 0.0
+        opt["bwd"] = bwd + max(0.0, floor, extra) * ms
     for p, g in zip(params, old):
         p.grad = g
     row = {"name": name, "fwd": t_fwd * ms, "bwd": bwd,
@@ -700,6 +703,22 @@ def _profile_stage(i, m, x, exclude, device, reps, min_time, timing, options):
     if opts:
         row["options"] = _pareto(opts)
     return row, y_next
+
+
+def _forward_seconds(m, sub, x, device, reps, min_time):
+    """Median seconds of a forward without grad of `sub`, a sub-module of stage m, on the input
+    it gets when m runs on x."""
+    args = []
+    handle = sub.register_forward_pre_hook(lambda mod, inp: args.append(inp))
+    try:
+        with torch.no_grad():
+            m(x)
+    finally:
+        handle.remove()
+    if not args:
+        return 0.0  # m never calls it on this input: no recomputation to pay for
+    with torch.no_grad():
+        return _timed(lambda: sub(*args[0]), device, reps, min_time)
 
 
 def _pareto(opts):

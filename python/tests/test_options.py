@@ -280,3 +280,36 @@ def test_a_step_with_options_leaves_no_memory_behind():
         assert w.end == 0, (budget, w.end)
         assert w.peak <= 1.05 * ck.plan["peak_bytes"], (budget, w.peak, ck.plan["peak_bytes"])
     assert used > 0  # the cheap options ran
+
+
+def test_an_option_recomputing_a_sub_module_pays_at_least_its_forward():
+    """The stage below is as slow without the option as with it (it waits in its default run
+    as long as the recomputation takes), so the difference of the two timed runs is about 0, as
+    on a loaded host it can be for an option that recomputes all of attention. The option's
+    backward still costs at least the sub-module's forward, timed on its own."""
+    import time
+    pause = 0.03
+
+    class Slow(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.randn(64, 256))
+
+        def forward(self, x):
+            time.sleep(pause)
+            return torch.nn.functional.gelu(x @ self.w)
+
+    class Stage(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.sub = Slow()
+
+        def forward(self, x):
+            if torch.is_grad_enabled() and "forward" not in vars(self.sub):
+                time.sleep(pause)  # the default run with grad: as slow as the recomputing one
+            return self.sub(x).sum(-1)  # keeps nothing: recomputing sub keeps the fewest bytes
+
+    chain = rt.profile([Stage()], torch.randn(32, 64), reps=2, min_time=0, options=True)
+    st = chain.stages[0]
+    opt = next(o for o in st["options"] if o["name"] == "recompute:sub")
+    assert opt["bwd"] - st["bwd"] >= 0.8 * pause * 1000, (opt, st)
